@@ -1,0 +1,141 @@
+"""The ``leasehold`` command line: a thin layer over :mod:`leasehold.ledger` (argparse).
+
+Only the sub-parser of the command being run is built, and each command module is imported on
+demand: these commands run inside every agent tool call, so start-up time matters.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: command -> module that defines it (its ``COMMANDS`` dict maps name -> parser set-up function).
+COMMAND_MODULES = {
+    "claim": "leasehold.cli.leases",
+    "extend": "leasehold.cli.leases",
+    "release": "leasehold.cli.leases",
+    "done": "leasehold.cli.leases",
+    "status": "leasehold.cli.leases",
+    "check": "leasehold.cli.leases",
+    "sweep": "leasehold.cli.leases",
+    "show": "leasehold.cli.leases",
+    "who": "leasehold.cli.leases",
+    "add": "leasehold.cli.leases",
+    "reopen": "leasehold.cli.leases",
+    "list": "leasehold.cli.leases",
+    "next": "leasehold.cli.leases",
+    "log": "leasehold.cli.leases",
+    "migrate": "leasehold.cli.leases",
+    "whoami": "leasehold.cli.leases",
+    "run": "leasehold.cli.run",
+    "demo": "leasehold.cli.run",
+}
+#: The mc-claim-protocol verb names.
+ALIASES = {
+    "claim-extend": "extend",
+    "claim-release": "release",
+    "claim-status": "status",
+    "claim-sweep": "sweep",
+}
+#: Global options that take a value (to find the command word in argv).
+_VALUE_OPTIONS = {"--db", "--actor", "--session"}
+
+EXIT_CODES = """\
+exit codes:
+  0   ok
+  1   conflict: held by another, not the holder, lease expired, stale fence,
+      none available, blocked
+  2   usage or invalid input
+  3   not found
+  70  internal error
+  75  store busy or unavailable: retry later
+"""
+
+
+def find_command(argv: Sequence[str]) -> str | None:
+    """The command word in ``argv`` (skipping global options and their values)."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token == "--":
+            return None
+        if token.startswith("-"):
+            skip = token in _VALUE_OPTIONS
+            continue
+        return token
+    return None
+
+
+def build_parser(only: str | None = None):  # type: ignore[no-untyped-def]
+    """The argparse parser; with ``only``, just that command's sub-parser is built."""
+    import importlib
+
+    from leasehold.cli.common import LeaseholdParser, RawFormatter, common_options
+
+    parser = LeaseholdParser(
+        prog="leasehold",
+        description=(
+            "leasehold: a coordination ledger for fleets of concurrent workers.\n"
+            "Leases on tasks with TTLs, heartbeats and fencing tokens, on an embedded SQLite\n"
+            "ledger or a shared PostgreSQL."
+        ),
+        epilog=EXIT_CODES
+        + "\nexamples:\n  leasehold claim 99927 --actor john --session abc123\n"
+        "  leasehold check 99927 && dispatch-worker 99927\n"
+        "  leasehold run 99927 --ttl 2m -- make deploy\n"
+        "\nRun 'leasehold COMMAND --help' for a command's options.",
+        formatter_class=RawFormatter,
+        parents=[common_options()],
+    )
+    from leasehold import __version__
+
+    parser.add_argument("--version", action="version", version=f"leasehold {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=LeaseholdParser)
+    seen: set[str] = set()
+    names = [only] if only else list(COMMAND_MODULES)
+    for name in names:
+        module_name = COMMAND_MODULES[name]
+        module = importlib.import_module(module_name)
+        if only:
+            module.COMMANDS[name](sub)
+        elif module_name not in seen:
+            seen.add(module_name)
+            for setup in module.COMMANDS.values():
+                setup(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see EXIT_CODES)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    command = find_command(args_in)
+    if command in ALIASES:
+        command = ALIASES[command]
+    only = command if command in COMMAND_MODULES else None
+    parser = build_parser(only)
+    debug = "--debug" in args_in
+    try:
+        args = parser.parse_args(args_in)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    from leasehold.cli.common import run_command
+
+    return run_command(args, debug)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    sys.exit(code)

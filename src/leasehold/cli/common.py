@@ -1,0 +1,202 @@
+"""What every command shares: the parser class, global options, the context (settings, ledger,
+identity), output helpers, and the mapping of errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from leasehold.errors import InvalidInput, LeaseholdError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from leasehold.config import Settings
+    from leasehold.ledger import Ledger
+    from leasehold.model import Holder
+
+
+class RawFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keep description/epilog layout (examples, exit codes) as written."""
+
+
+class LeaseholdParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command accepts, before or after the command word."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("global options")
+    group.add_argument("--db", default=argparse.SUPPRESS, metavar="URL",
+                       help="ledger: a path, sqlite:///path or postgresql://... "
+                            "(default: LEASEHOLD_DB, leasehold.toml, ~/.local/share/leasehold/ledger.db)")
+    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                       help="print JSON on stdout (stable shapes: see the README)")
+    group.add_argument("--actor", default=argparse.SUPPRESS,
+                       help="who you are (default: LEASEHOLD_ACTOR, leasehold.toml, git user.name, $USER)")
+    group.add_argument("--session", default=argparse.SUPPRESS,
+                       help="your session id (default: LEASEHOLD_SESSION, CLAUDE_CODE_SESSION_ID)")
+    group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks")
+    return parent
+
+
+def add_command(sub: Any, name: str, *, help: str, description: str, examples: str,
+                aliases: tuple[str, ...] = (), func: Callable[[Context], int | None]) -> argparse.ArgumentParser:
+    """Add a sub-command with its description, examples and the exit codes in its help."""
+    from leasehold.cli import EXIT_CODES
+
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, aliases=list(aliases), help=help, description=description,
+        epilog="examples:\n" + examples.rstrip() + "\n\n" + EXIT_CODES,
+        formatter_class=RawFormatter, parents=[common_options()],
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_ttl_options(parser: argparse.ArgumentParser, default_text: str = "10m, or default_ttl in leasehold.toml") -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--ttl", metavar="DURATION",
+                       help=f"lease TTL: 90s, 10m, 2h, 1d (1s to 7d; default {default_text})")
+    group.add_argument("--ttl-minutes", metavar="N", help="lease TTL in minutes")
+
+
+class Context:
+    """Per-invocation state: parsed args, settings, the ledger (opened on first use), identity."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.json = bool(getattr(args, "json", False))
+        self._settings: Settings | None = None
+        self._ledger: Ledger | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from leasehold.config import load_settings
+
+            self._settings = load_settings(getattr(self.args, "db", None))
+        return self._settings
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            from leasehold.ledger import Ledger
+            from leasehold.store import open_store
+
+            settings = self.settings
+            busy = settings.get("busy_timeout")
+            if os.environ.get("LEASEHOLD_BUSY_TIMEOUT"):
+                busy = os.environ["LEASEHOLD_BUSY_TIMEOUT"]
+            store = open_store(settings.db, busy_timeout=None if busy is None else float(busy))
+            self._ledger = Ledger(store, settings.default_ttl)
+        return self._ledger
+
+    def holder(self, required: bool = True, payload_session: str | None = None) -> Holder | None:
+        """The caller's ``actor:session``. Raises InvalidInput when required and unresolvable."""
+        from leasehold.config import resolve_actor, resolve_session
+        from leasehold.model import Holder
+
+        session, _ = resolve_session(getattr(self.args, "session", None),
+                                     payload_session=payload_session, required=required)
+        if session is None:
+            return None
+        actor, _ = resolve_actor(getattr(self.args, "actor", None), self.settings)
+        return Holder(actor, session)
+
+    def ttl(self) -> float | None:
+        """Seconds from --ttl / --ttl-minutes, or None (the default applies)."""
+        from leasehold.model import parse_duration, validate_ttl
+
+        raw = getattr(self.args, "ttl", None)
+        minutes = getattr(self.args, "ttl_minutes", None)
+        if raw is not None:
+            return validate_ttl(parse_duration(raw))
+        if minutes is not None:
+            try:
+                value = float(minutes)
+            except ValueError:
+                raise InvalidInput(f"--ttl-minutes {minutes!r} is not a number") from None
+            if not value > 0:
+                raise InvalidInput(f"TTL must be positive, got {minutes!r} minutes")
+            return validate_ttl(value * 60)
+        return None
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+
+    # -- output ----------------------------------------------------------------------------
+    def out(self, data: Any, text: str | None) -> None:
+        """Data to stdout: ``data`` as JSON with --json, else ``text`` (if any)."""
+        if self.json:
+            import json
+
+            sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        elif text is not None:
+            sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+
+    @staticmethod
+    def say(message: str) -> None:
+        """A message for people: stderr."""
+        sys.stderr.write(message + "\n")
+
+
+def run_command(args: argparse.Namespace, debug: bool) -> int:
+    """Run ``args.func`` and map errors to exit codes; never a traceback unless --debug."""
+    ctx = Context(args)
+    try:
+        code = args.func(ctx)
+        return 0 if code is None else int(code)
+    except LeaseholdError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _report(ctx, exc, type(exc).__name__, exc.exit_code)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("leasehold: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the last line of defence: exit 70, not a traceback
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _report(ctx, exc, "InternalError", 70,
+                f"leasehold: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
+        return 70
+    finally:
+        try:
+            ctx.close()
+        except Exception:
+            pass
+
+
+def _report(ctx: Context, exc: BaseException, kind: str, code: int, line: str | None = None) -> None:
+    message = line or str(exc)
+    message = " ".join(message.split("\n"))
+    sys.stderr.write(message + "\n")
+    if ctx.json:
+        import json
+
+        error: dict[str, Any] = {"type": kind, "exit_code": code, "message": str(exc)}
+        for attr in ("task_id", "holder", "fence"):
+            if hasattr(exc, attr):
+                error[attr] = getattr(exc, attr)
+        if hasattr(exc, "expires_at"):
+            from leasehold.model import format_ts_precise
+
+            error["lease_until"] = format_ts_precise(getattr(exc, "expires_at"))
+        sys.stdout.write(json.dumps({"error": error}, indent=2) + "\n")

@@ -1,0 +1,458 @@
+"""Lease commands: claim, extend, release, done, status, check, sweep, show, who, add, reopen,
+list, next, log, migrate, whoami."""
+
+from __future__ import annotations
+
+import os
+
+from leasehold.cli.common import Context, add_command, add_ttl_options
+from leasehold.errors import InvalidInput, NoneAvailable
+from leasehold.model import format_ts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from leasehold.model import Lease, Task
+
+
+def lease_line(verb: str, lease: Lease) -> str:
+    return (f"{verb} {lease.task_id} as {lease.holder} until {format_ts(lease.expires_at)} "
+            f"(fence {lease.fence})")
+
+
+def task_line(task: Task, now: float) -> str:
+    if task.lease_valid(now):
+        lease = f"held by {task.lease_holder} until {format_ts(task.lease_until)} (fence {task.fence})"
+    elif task.lease_actor is not None:
+        lease = f"lease of {task.lease_holder} expired {format_ts(task.lease_until)} (fence {task.fence})"
+    else:
+        lease = f"available (fence {task.fence})"
+    title = f"  {task.title}" if task.title else ""
+    return f"{task.id}  [{task.status}, p{task.priority}]  {lease}{title}"
+
+
+# -- claim ------------------------------------------------------------------------------------
+def cmd_claim(ctx: Context) -> int:
+    holder = ctx.holder()
+    lease = ctx.ledger.claim(ctx.args.id, holder, ctx.ttl(), title=ctx.args.title,
+                             priority=ctx.args.priority)
+    ctx.out(lease.task.to_dict(), lease_line("claimed", lease))
+    return 0
+
+
+def setup_claim(sub: Any) -> None:
+    p = add_command(
+        sub, "claim", func=cmd_claim, help="take the lease on a task (creates unknown tasks)",
+        description=(
+            "Grant the lease on task ID if it is free, its lease expired, or you already hold it\n"
+            "(then the expiry is refreshed and the fence stays). Every new grant increments the\n"
+            "task's fencing token. If another holder has a valid lease: exit 1 and on stderr\n"
+            "'Task ID held by ACTOR:SESSION until TIME'."
+        ),
+        examples=(
+            "  leasehold claim 99927 --actor john --session abc123 --ttl-minutes 10\n"
+            "  leasehold claim CMB-0036 --ttl 2h --json\n"
+            "  leasehold claim 99927 || echo \"someone else has it\""
+        ),
+    )
+    p.add_argument("id", help="task id: 1-200 letters, digits and ._:/#-")
+    add_ttl_options(p)
+    p.add_argument("--title", help="title for a task the claim creates")
+    p.add_argument("--priority", type=int, help="priority for a task the claim creates (higher first)")
+
+
+# -- extend -----------------------------------------------------------------------------------
+def cmd_extend(ctx: Context) -> int:
+    lease = ctx.ledger.extend(ctx.args.id, ctx.holder(), ctx.ttl(), ctx.args.fence)
+    ctx.out(lease.task.to_dict(), lease_line("extended", lease))
+    return 0
+
+
+def setup_extend(sub: Any) -> None:
+    p = add_command(
+        sub, "extend", aliases=("claim-extend",), func=cmd_extend,
+        help="heartbeat: push your lease's expiry out (holder only)",
+        description=(
+            "The holder pushes its valid lease's expiry to now + TTL (default: the lease's own TTL).\n"
+            "The fence stays the same. Not the holder, an expired lease, or a --fence that does\n"
+            "not match: exit 1 with the reason. Long work should extend every TTL/3."
+        ),
+        examples="  leasehold extend 99927\n  leasehold claim-extend 99927 --ttl 30m --fence 4",
+    )
+    p.add_argument("id", help="task id")
+    add_ttl_options(p, "the lease's own TTL")
+    p.add_argument("--fence", type=int, help="require this fencing token")
+
+
+# -- release ----------------------------------------------------------------------------------
+def cmd_release(ctx: Context) -> int:
+    args = ctx.args
+    if args.force:
+        if not args.reason:
+            raise InvalidInput("--force needs --reason TEXT: say why the lease is cleared")
+        by = ctx.holder(required=False)
+        result = ctx.ledger.force_release(args.id, args.reason, by)
+    else:
+        if args.reason:
+            raise InvalidInput("--reason goes with --force")
+        result = ctx.ledger.release(args.id, ctx.holder(), keep_status=args.keep_status)
+    data = result.task.to_dict() if result.task else {}
+    data["released"] = result.released
+    ctx.out(data, result.message)
+    return 0
+
+
+def setup_release(sub: Any) -> None:
+    p = add_command(
+        sub, "release", aliases=("claim-release",), func=cmd_release,
+        help="give up your lease (status back to open)",
+        description=(
+            "The holder clears its lease and the task's status goes back to 'open'\n"
+            "(--keep-status: clear the lease only). A task nobody holds: exit 0 saying so.\n"
+            "Held by another: exit 1. --force --reason lets anyone clear a stuck lease; it is\n"
+            "recorded as a force_released event with the reason."
+        ),
+        examples=(
+            "  leasehold release 99927\n"
+            "  leasehold release 99927 --keep-status\n"
+            "  leasehold claim-release 99927 --force --reason \"session crashed, see #12\""
+        ),
+    )
+    p.add_argument("id", help="task id")
+    p.add_argument("--keep-status", action="store_true", help="clear the lease, keep the status")
+    p.add_argument("--force", action="store_true", help="release whoever holds it (needs --reason)")
+    p.add_argument("--reason", help="why a forced release is needed (recorded)")
+
+
+# -- done -------------------------------------------------------------------------------------
+def cmd_done(ctx: Context) -> int:
+    task = ctx.ledger.complete(ctx.args.id, ctx.holder(), ctx.args.fence)
+    ctx.out(task.to_dict(), f"done {task.id} (fence {task.fence})")
+    return 0
+
+
+def setup_done(sub: Any) -> None:
+    p = add_command(
+        sub, "done", func=cmd_done, help="mark your task done and release it (holder only)",
+        description="The holder sets the task's status to 'done' and releases the lease.",
+        examples="  leasehold done 99927\n  leasehold done 99927 --fence 4",
+    )
+    p.add_argument("id", help="task id")
+    p.add_argument("--fence", type=int, help="require this fencing token")
+
+
+# -- status -----------------------------------------------------------------------------------
+def status_dict(task_id: str, task: Task | None, now: float) -> dict[str, Any]:
+    if task is None:
+        return {"id": task_id, "exists": False, "available": True, "lease_holder": None,
+                "lease_until": None, "fence": 0, "status": None}
+    data = task.to_dict(now)
+    data["exists"] = True
+    data["available"] = not task.lease_valid(now) and task.status != "done"
+    return data
+
+
+def cmd_status(ctx: Context) -> int:
+    ledger = ctx.ledger
+    task = ledger.status(ctx.args.id)
+    now = ledger.now()
+    if task is not None and task.lease_valid(now):
+        text = f"held by {task.lease_holder} until {format_ts(task.lease_until)} (fence {task.fence})"
+    elif task is not None and task.status == "done":
+        text = "done"
+    else:
+        text = "available"
+    ctx.out(status_dict(ctx.args.id, task, now), text)
+    return 0
+
+
+def setup_status(sub: Any) -> None:
+    p = add_command(
+        sub, "status", aliases=("claim-status",), func=cmd_status,
+        help="who holds a task (read-only)",
+        description=(
+            "Read-only: prints 'available', 'done', or 'held by ACTOR:SESSION until TIME (fence N)'.\n"
+            "Always exit 0 (unless the store fails): branch on 'check' instead."
+        ),
+        examples="  leasehold status 99927\n  leasehold claim-status 99927 --json",
+    )
+    p.add_argument("id", help="task id")
+
+
+# -- check ------------------------------------------------------------------------------------
+def cmd_check(ctx: Context) -> int:
+    holder = ctx.holder(required=False)
+    verdict = ctx.ledger.check(ctx.args.id, holder)
+    enforce = os.environ.get("LEASEHOLD_ENFORCE", "1").strip().lower() not in ("0", "false", "no", "off")
+    if verdict.clear:
+        text = "VERDICT: CLEAR"
+    else:
+        text = f"VERDICT: BLOCKED — {verdict.reason}"
+    if not enforce:
+        text += " (enforcement off)"
+    data = {
+        "verdict": "CLEAR" if verdict.clear else "BLOCKED",
+        "reason": verdict.reason,
+        "enforce": enforce,
+        "holder": str(holder) if holder else None,
+        "task": verdict.task.to_dict() if verdict.task else None,
+    }
+    ctx.out(data, text)
+    return 0 if verdict.clear or not enforce else 1
+
+
+def setup_check(sub: Any) -> None:
+    p = add_command(
+        sub, "check", func=cmd_check,
+        help="dispatch gate: is the task clear of other holders?",
+        description=(
+            "The gate verdict for dispatchers (circuit breaker 'task not claimed by a different\n"
+            "actor/session'). Prints 'VERDICT: CLEAR' (exit 0) or 'VERDICT: BLOCKED — held by\n"
+            "ACTOR:SESSION until TIME' (exit 1). Your own lease is CLEAR. With LEASEHOLD_ENFORCE=0\n"
+            "(the rollback switch) it prints the truth with '(enforcement off)' and exits 0."
+        ),
+        examples="  leasehold check 99927 && dispatch 99927\n  LEASEHOLD_ENFORCE=0 leasehold check 99927",
+    )
+    p.add_argument("id", help="task id")
+
+
+# -- sweep ------------------------------------------------------------------------------------
+def cmd_sweep(ctx: Context) -> int:
+    expired = ctx.ledger.sweep(auto_release=ctx.args.auto_release)
+    lines = [f"{t.id}  {t.lease_holder}  expired {format_ts(t.lease_until)}  (fence {t.fence})"
+             for t in expired]
+    if ctx.args.auto_release:
+        lines.append(f"released {len(expired)} expired lease(s)")
+    elif not expired:
+        lines.append("no expired leases")
+    ctx.out([t.to_dict() for t in expired], "\n".join(lines))
+    return 0
+
+
+def setup_sweep(sub: Any) -> None:
+    p = add_command(
+        sub, "sweep", aliases=("claim-sweep",), func=cmd_sweep,
+        help="list leases past expiry; --auto-release clears them",
+        description=(
+            "Lists leases past their expiry. --auto-release clears each (status in_progress goes\n"
+            "back to open), one 'expired' event each. Safe to run from cron."
+        ),
+        examples="  leasehold sweep\n  leasehold claim-sweep --auto-release --json",
+    )
+    p.add_argument("--auto-release", action="store_true", help="clear the expired leases")
+
+
+# -- show -------------------------------------------------------------------------------------
+def cmd_show(ctx: Context) -> int:
+    ledger = ctx.ledger
+    task = ledger.show(ctx.args.id)
+    now = ledger.now()
+    rows = [
+        ("id", task.id), ("title", task.title or ""), ("status", task.status),
+        ("priority", str(task.priority)), ("lease_holder", task.lease_holder or "-"),
+        ("lease_until", format_ts(task.lease_until)),
+        ("lease_valid", "yes" if task.lease_valid(now) else "no"), ("fence", str(task.fence)),
+        ("created_at", format_ts(task.created_at)), ("updated_at", format_ts(task.updated_at)),
+    ]
+    ctx.out(task.to_dict(now), "\n".join(f"{k:<13}{v}" for k, v in rows))
+    return 0
+
+
+def setup_show(sub: Any) -> None:
+    p = add_command(
+        sub, "show", func=cmd_show, help="a task with its lease; unknown id: exit 3",
+        description="The task with lease_holder (ACTOR:SESSION or null), lease_until, fence, status, title, priority, timestamps.",
+        examples="  leasehold show 99927\n  leasehold show 99927 --json | jq .lease_holder",
+    )
+    p.add_argument("id", help="task id")
+
+
+# -- who --------------------------------------------------------------------------------------
+def cmd_who(ctx: Context) -> int:
+    groups = ctx.ledger.who()
+    data, lines = [], []
+    for holder, tasks in groups:
+        actor, _, session = holder.rpartition(":")
+        data.append({"holder": holder, "actor": actor, "session": session,
+                     "tasks": [t.to_dict() for t in tasks]})
+        lines.append(f"{holder}  ({len(tasks)} lease{'s' if len(tasks) != 1 else ''})")
+        lines.extend(f"  {t.id}  until {format_ts(t.lease_until)}  (fence {t.fence})" for t in tasks)
+    ctx.out(data, "\n".join(lines) if lines else "no active leases")
+    return 0
+
+
+def setup_who(sub: Any) -> None:
+    add_command(
+        sub, "who", func=cmd_who, help="active leases grouped by holder",
+        description="Active leases grouped by holder, the most recently active holder first.",
+        examples="  leasehold who\n  leasehold who --json",
+    )
+
+
+# -- add / reopen / list ----------------------------------------------------------------------
+def cmd_add(ctx: Context) -> int:
+    task, created = ctx.ledger.add(ctx.args.id, title=ctx.args.title, priority=ctx.args.priority,
+                                   by=ctx.holder(required=False))
+    data = task.to_dict()
+    data["created"] = created
+    ctx.out(data, f"{'added' if created else 'updated'} {task.id}")
+    return 0
+
+
+def setup_add(sub: Any) -> None:
+    p = add_command(
+        sub, "add", func=cmd_add, help="create a task (or update its title/priority)",
+        description="Create task ID with status open. An existing task gets the given title/priority.",
+        examples="  leasehold add 99927 --title \"Fix the retry loop\" --priority 5",
+    )
+    p.add_argument("id", help="task id")
+    p.add_argument("--title", help="title")
+    p.add_argument("--priority", type=int, help="priority (higher first; default 0)")
+
+
+def cmd_reopen(ctx: Context) -> int:
+    task = ctx.ledger.reopen(ctx.args.id, by=ctx.holder(required=False))
+    ctx.out(task.to_dict(), f"reopened {task.id}")
+    return 0
+
+
+def setup_reopen(sub: Any) -> None:
+    p = add_command(
+        sub, "reopen", func=cmd_reopen, help="set a task's status back to open",
+        description="Set task ID's status back to 'open' (a done task that needs more work).",
+        examples="  leasehold reopen 99927",
+    )
+    p.add_argument("id", help="task id")
+
+
+def cmd_list(ctx: Context) -> int:
+    args = ctx.args
+    if args.held and args.available:
+        raise InvalidInput("--held and --available exclude each other")
+    held = True if args.held else False if args.available else None
+    ledger = ctx.ledger
+    tasks = ledger.tasks(status=args.status, held=held)
+    now = ledger.now()
+    ctx.out([t.to_dict(now) for t in tasks],
+            "\n".join(task_line(t, now) for t in tasks) if tasks else "no tasks")
+    return 0
+
+
+def setup_list(sub: Any) -> None:
+    p = add_command(
+        sub, "list", func=cmd_list, help="list tasks",
+        description="Tasks by priority, then age.",
+        examples="  leasehold list --available\n  leasehold list --status done --json",
+    )
+    p.add_argument("--status", choices=("open", "in_progress", "done"), help="only this status")
+    p.add_argument("--held", action="store_true", help="only tasks with a valid lease")
+    p.add_argument("--available", action="store_true", help="only tasks free to claim")
+
+
+# -- next -------------------------------------------------------------------------------------
+def cmd_next(ctx: Context) -> int:
+    leases = ctx.ledger.next(ctx.holder(), ctx.ttl(), ctx.args.count)
+    if not leases:
+        raise NoneAvailable("no task available")
+    if ctx.json:
+        data = [lease.task.to_dict() for lease in leases]
+        ctx.out(data if ctx.args.count > 1 else data[0], None)
+    else:
+        ctx.out(None, "\n".join(lease_line("claimed", lease) for lease in leases))
+    return 0
+
+
+def setup_next(sub: Any) -> None:
+    p = add_command(
+        sub, "next", func=cmd_next, help="atomically claim the highest-priority available task",
+        description=(
+            "Claim the highest-priority task that is not done and not validly held (then the\n"
+            "oldest). Two workers never get the same task. None available: exit 1.\n"
+            "--json prints the task object (a list with --count > 1)."
+        ),
+        examples="  leasehold next --ttl 5m\n  leasehold next --count 10 --json",
+    )
+    add_ttl_options(p)
+    p.add_argument("--count", type=int, default=1, help="claim up to N tasks at once (default 1)")
+
+
+# -- log --------------------------------------------------------------------------------------
+def cmd_log(ctx: Context) -> int:
+    events = ctx.ledger.events(ctx.args.id, ctx.args.limit)
+    lines = []
+    for e in events:
+        details = " ".join(f"{k}={v}" for k, v in sorted(e.details.items()))
+        lines.append(f"{format_ts(e.ts)}  #{e.id}  {e.kind:<14} {e.task_id or '-'}  "
+                     f"{e.holder or '-'}  fence {e.fence if e.fence is not None else '-'}  {details}".rstrip())
+    ctx.out([e.to_dict() for e in events], "\n".join(lines) if lines else "no events")
+    return 0
+
+
+def setup_log(sub: Any) -> None:
+    p = add_command(
+        sub, "log", func=cmd_log, help="the append-only event log, newest last",
+        description="Events (created, claimed, extended, released, completed, expired, force_released, ...), newest last.",
+        examples="  leasehold log 99927\n  leasehold log --limit 20 --json",
+    )
+    p.add_argument("id", nargs="?", help="only this task's events")
+    p.add_argument("--limit", type=int, help="only the newest N events")
+
+
+# -- migrate / whoami -------------------------------------------------------------------------
+def cmd_migrate(ctx: Context) -> int:
+    applied = ctx.ledger.store.migrate()
+    ctx.out({"applied": applied}, "\n".join(f"applied {m}" for m in applied) or "schema up to date")
+    return 0
+
+
+def setup_migrate(sub: Any) -> None:
+    add_command(
+        sub, "migrate", func=cmd_migrate, help="apply pending schema migrations",
+        description="Apply pending schema migrations (normal commands also apply them on first use).",
+        examples="  leasehold migrate --db postgresql://leasehold@db1/leasehold",
+    )
+
+
+def cmd_whoami(ctx: Context) -> int:
+    from leasehold.config import resolve_actor, resolve_session
+
+    actor, actor_source = resolve_actor(getattr(ctx.args, "actor", None), ctx.settings)
+    session, session_source = resolve_session(getattr(ctx.args, "session", None), required=False)
+    holder = f"{actor}:{session}" if session else None
+    data = {"holder": holder, "actor": actor, "actor_source": actor_source,
+            "session": session, "session_source": session_source,
+            "db": ctx.settings.db, "db_source": ctx.settings.db_source}
+    text = (f"{holder or actor + ':(no session)'}\n  actor   {actor}  (from {actor_source})\n"
+            f"  session {session or '-'}  (from {session_source or 'nowhere: pass --session'})\n"
+            f"  db      {ctx.settings.db}  (from {ctx.settings.db_source})")
+    ctx.out(data, text)
+    return 0
+
+
+def setup_whoami(sub: Any) -> None:
+    add_command(
+        sub, "whoami", func=cmd_whoami, help="the resolved actor:session and where each part came from",
+        description="Print the holder identity every command uses, and where each part came from.",
+        examples="  leasehold whoami\n  LEASEHOLD_SESSION=abc leasehold whoami --json",
+    )
+
+
+COMMANDS = {
+    "claim": setup_claim,
+    "extend": setup_extend,
+    "release": setup_release,
+    "done": setup_done,
+    "status": setup_status,
+    "check": setup_check,
+    "sweep": setup_sweep,
+    "show": setup_show,
+    "who": setup_who,
+    "add": setup_add,
+    "reopen": setup_reopen,
+    "list": setup_list,
+    "next": setup_next,
+    "log": setup_log,
+    "migrate": setup_migrate,
+    "whoami": setup_whoami,
+}

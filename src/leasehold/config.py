@@ -1,0 +1,189 @@
+"""Settings and identity: one source of truth for where the ledger lives, the default TTL, and
+who the caller is.
+
+Precedence, highest first:
+
+- database: ``--db`` > ``LEASEHOLD_DB`` > ``db`` in the nearest ``leasehold.toml`` (searched from
+  the working directory up; a relative path is relative to that file) >
+  ``$XDG_DATA_HOME/leasehold/ledger.db`` (default ``~/.local/share/leasehold/ledger.db``).
+- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
+  > ``$USER``.
+- session: hook payload ``session_id`` > ``--session`` > ``LEASEHOLD_SESSION`` >
+  ``CLAUDE_CODE_SESSION_ID``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from leasehold.errors import InvalidInput
+from leasehold.model import DEFAULT_TTL, parse_duration, validate_name, validate_ttl
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+CONFIG_NAME = "leasehold.toml"
+
+#: Every key leasehold.toml may hold, with its meaning (an unknown key is an error: typos show).
+KNOWN_KEYS = {
+    "db": "database URL or path (relative paths are relative to leasehold.toml)",
+    "default_ttl": "default lease TTL, a duration such as 10m",
+    "actor": "default actor name",
+    "busy_timeout": "seconds to wait for the SQLite write lock before exit 75",
+    "heartbeat_interval": "minimum seconds between hook heartbeats of one session",
+    "bypass_token": "token that bypasses the dispatch gate (audited)",
+    "audit_dir": "folder of the bypass audit logs",
+    "state_dir": "folder of small per-session state files",
+    "stale_after": "age after which a claimed mission without a valid lease is stale",
+    "missions_dir": "folder of the missions queue",
+}
+
+
+def find_config(start: str | None = None) -> str | None:
+    """The nearest ``leasehold.toml`` from ``start`` (default: the working directory) upwards."""
+    folder = os.path.abspath(start or os.getcwd())
+    while True:
+        candidate = os.path.join(folder, CONFIG_NAME)
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def default_db_path(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "leasehold", "ledger.db")
+
+
+class Settings:
+    """Resolved settings. ``db`` is a URL or path; ``db_source`` says where it came from;
+    ``default_ttl`` is in seconds; ``file`` is the leasehold.toml used, if any; ``values`` its
+    parsed content."""
+
+    def __init__(self, db: str, db_source: str, default_ttl: float, file: str | None,
+                 values: dict[str, Any]) -> None:
+        self.db = db
+        self.db_source = db_source
+        self.default_ttl = default_ttl
+        self.file = file
+        self.values = values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def seconds(self, key: str, default: float) -> float:
+        """A duration setting in seconds (``60``, ``"90s"``, ``"24h"``)."""
+        value = self.values.get(key)
+        if value is None:
+            return default
+        return parse_duration(value, f"{key} in {self.file}")
+
+    def path(self, key: str, default: str) -> str:
+        """A folder setting; relative values are relative to leasehold.toml."""
+        value = self.values.get(key)
+        if not value:
+            return os.path.expanduser(default)
+        value = os.path.expanduser(str(value))
+        if self.file and not os.path.isabs(value):
+            value = os.path.join(os.path.dirname(self.file), value)
+        return value
+
+
+def read_config(path: str) -> dict[str, Any]:
+    """Parse a leasehold.toml (with the standard library's tomllib). Raises :class:`InvalidInput`."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            values = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+    unknown = sorted(set(values) - set(KNOWN_KEYS))
+    if unknown:
+        raise InvalidInput(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWN_KEYS)}")
+    return values
+
+
+def load_settings(db: str | None = None, environ: Mapping[str, str] | None = None,
+                  cwd: str | None = None) -> Settings:
+    """Resolve settings from a ``--db`` value, the environment and leasehold.toml.
+
+    Raises :class:`InvalidInput` for a malformed leasehold.toml or default_ttl.
+    """
+    env = os.environ if environ is None else environ
+    file = find_config(cwd)
+    values = read_config(file) if file else {}
+    if db:
+        url, source = db, "--db"
+    elif env.get("LEASEHOLD_DB"):
+        url, source = env["LEASEHOLD_DB"], "LEASEHOLD_DB"
+    elif values.get("db"):
+        url, source = str(values["db"]), file or CONFIG_NAME
+        if "://" not in url and not url.startswith("sqlite:") and file:
+            url = os.path.join(os.path.dirname(file), os.path.expanduser(url))
+    else:
+        url, source = default_db_path(env), "default"
+    ttl = DEFAULT_TTL
+    if values.get("default_ttl") is not None:
+        ttl = validate_ttl(parse_duration(values["default_ttl"], f"default_ttl in {file}"))
+    return Settings(url, source, ttl, file, values)
+
+
+def git_user_name() -> str | None:
+    """``git config user.name``, or None (no git, no repository, not set, or slow)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "config", "user.name"], capture_output=True, text=True,
+                             timeout=2, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    name = out.stdout.strip()
+    return name or None
+
+
+def resolve_actor(flag: str | None, settings: Settings | None,
+                  environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``(actor, source)``. Raises :class:`InvalidInput` when nothing names an actor."""
+    env = os.environ if environ is None else environ
+    if flag:
+        return validate_name(flag, "actor"), "--actor"
+    if env.get("LEASEHOLD_ACTOR"):
+        return validate_name(env["LEASEHOLD_ACTOR"], "actor"), "LEASEHOLD_ACTOR"
+    if settings is not None and settings.get("actor"):
+        return validate_name(str(settings.get("actor")), "actor"), f"actor in {settings.file}"
+    name = git_user_name()
+    if name:
+        return validate_name(name.replace(":", "-"), "actor"), "git config user.name"
+    if env.get("USER"):
+        return validate_name(env["USER"], "actor"), "USER"
+    raise InvalidInput("no actor: pass --actor NAME or set LEASEHOLD_ACTOR")
+
+
+def resolve_session(flag: str | None, environ: Mapping[str, str] | None = None,
+                    payload_session: str | None = None,
+                    required: bool = True) -> tuple[str | None, str | None]:
+    """``(session, source)``; ``(None, None)`` when none is set and not ``required``.
+
+    Raises :class:`InvalidInput` when a session is required and nothing names one.
+    """
+    env = os.environ if environ is None else environ
+    for value, source in (
+        (payload_session, "hook payload session_id"),
+        (flag, "--session"),
+        (env.get("LEASEHOLD_SESSION"), "LEASEHOLD_SESSION"),
+        (env.get("CLAUDE_CODE_SESSION_ID"), "CLAUDE_CODE_SESSION_ID"),
+    ):
+        if value:
+            return validate_name(value, "session"), source
+    if required:
+        raise InvalidInput(
+            "no session: pass --session ID or set LEASEHOLD_SESSION (Claude Code sets "
+            "CLAUDE_CODE_SESSION_ID)"
+        )
+    return None, None

@@ -1,0 +1,163 @@
+"""``leasehold demo``: a fleet of real worker processes drains a backlog on one ledger.
+
+Each worker loops ``next`` -> work (a short random sleep, heartbeating) -> ``done``. One
+worker ("the victim") is killed with SIGKILL while it holds a task; its lease expires and
+another worker takes the task over with a higher fence. The invariants are then checked from
+the event log alone (:mod:`leasehold.invariants`).
+
+Run a worker by hand with ``python -m leasehold.demo worker DB INDEX TTL [--victim]``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+VICTIM_SIGNAL = "HOLDING"
+
+
+def worker(db: str, index: int, ttl: float, victim: bool) -> int:
+    """One worker process: drain the backlog; the victim stops (and waits to be killed) while
+    holding its first task."""
+    from leasehold.errors import Conflict, StoreError
+    from leasehold.ledger import Ledger
+    from leasehold.model import Holder
+
+    holder = Holder(f"worker-{index}", f"pid{os.getpid()}")
+    rng = random.Random(os.getpid())
+    done = 0
+    with Ledger.open(db) as ledger:
+        while True:
+            try:
+                leases = ledger.next(holder, ttl)
+            except StoreError:
+                time.sleep(0.01)
+                continue
+            if not leases:
+                if not ledger.tasks(held=False) and not ledger.tasks(held=True):
+                    break  # every task is done
+                time.sleep(0.05)  # tasks remain, held by others (or expiring): poll again
+                continue
+            lease = leases[0]
+            if victim:
+                sys.stdout.write(f"{VICTIM_SIGNAL} {lease.task_id} {lease.fence}\n")
+                sys.stdout.flush()
+                while True:
+                    time.sleep(3600)  # hold the lease until SIGKILL
+            work = rng.uniform(0.02, 0.2)
+            deadline = time.monotonic() + work
+            try:
+                while (left := deadline - time.monotonic()) > 0:
+                    time.sleep(min(left, ttl / 3))
+                    if deadline - time.monotonic() > 0:
+                        ledger.extend(lease.task_id, holder, fence=lease.fence)
+                ledger.complete(lease.task_id, holder, fence=lease.fence)
+                done += 1
+            except Conflict as exc:
+                sys.stderr.write(f"worker-{index}: lost {lease.task_id}: {exc}\n")
+    sys.stdout.write(f"DONE {done}\n")
+    return 0
+
+
+def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | None = None,
+             progress: IO[str] | None = None) -> dict[str, Any]:
+    """Run the demo; returns a summary dict with ``ok``, ``violations`` and ``report`` (text)."""
+    import signal
+
+    from leasehold.invariants import check_invariants
+    from leasehold.ledger import Ledger
+
+    def say(text: str) -> None:
+        if progress is not None:
+            progress.write(text + "\n")
+            progress.flush()
+
+    tmp = None
+    if db is None:
+        tmp = tempfile.TemporaryDirectory(prefix="leasehold-demo-")
+        db = os.path.join(tmp.name, "ledger.db")
+    started = time.monotonic()
+    try:
+        with Ledger.open(db) as ledger:
+            first_event = (ledger.events(limit=1) or [None])[-1]
+            after = first_event.id if first_event else 0
+            ids = [f"demo-{i:04d}" for i in range(1, tasks + 1)]
+            for i, task_id in enumerate(ids):
+                ledger.add(task_id, title=f"demo task {i + 1}", priority=0)
+            say(f"ledger {db}: {tasks} tasks, {workers} worker processes, TTL {ttl:g}s")
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            env.pop("LEASEHOLD_DB", None)
+            procs = []
+            for index in range(workers):
+                cmd = [sys.executable, "-m", "leasehold.demo", "worker", db, str(index), str(ttl)]
+                if index == 0:
+                    cmd.append("--victim")
+                procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
+            victim = procs[0]
+            line = victim.stdout.readline() if victim.stdout else ""
+            killed_task = None
+            if line.startswith(VICTIM_SIGNAL):
+                _, killed_task, fence = line.split()
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                say(f"killed worker-0 (pid {victim.pid}) with SIGKILL while it held {killed_task} "
+                    f"(fence {fence}); its lease expires in {ttl:g}s")
+            for proc in procs[1:]:
+                proc.wait()
+            failed = [p.pid for p in procs[1:] if p.returncode != 0]
+            elapsed = time.monotonic() - started
+            events = ledger.events(after=after)
+            violations = check_invariants(events, ids)
+            if failed:
+                violations.append(f"worker process(es) {failed} exited non-zero")
+            takeovers = [e for e in events if e.kind == "claimed" and e.details.get("previous_holder")]
+            per_worker: dict[str, int] = {}
+            for e in events:
+                if e.kind == "completed" and e.actor:
+                    per_worker[e.actor] = per_worker.get(e.actor, 0) + 1
+            done = sum(1 for e in events if e.kind == "completed")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    lines = [
+        f"tasks done:   {done} of {tasks}",
+        f"takeovers:    {len(takeovers)}"
+        + "".join(f"\n  {e.task_id}: {e.details['previous_holder']} -> {e.holder} (fence {e.fence})"
+                  for e in takeovers),
+        f"events:       {len(events)}",
+        f"elapsed:      {elapsed:.1f}s",
+        "per worker:   " + ", ".join(f"{k} {v}" for k, v in sorted(per_worker.items())),
+    ]
+    if violations:
+        lines.append("invariants: VIOLATED")
+        lines.extend(f"  {v}" for v in violations)
+    else:
+        lines.append("invariants: OK")
+    return {
+        "ok": not violations,
+        "tasks": tasks,
+        "done": done,
+        "takeovers": [{"task_id": e.task_id, "from": e.details["previous_holder"], "to": e.holder,
+                       "fence": e.fence} for e in takeovers],
+        "killed_task": killed_task,
+        "events": len(events),
+        "elapsed_seconds": round(elapsed, 3),
+        "per_worker": per_worker,
+        "violations": violations,
+        "report": "\n".join(lines),
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 5 and sys.argv[1] == "worker":
+        sys.exit(worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), "--victim" in sys.argv[5:]))
+    sys.stderr.write("usage: python -m leasehold.demo worker DB INDEX TTL [--victim]\n")
+    sys.exit(2)

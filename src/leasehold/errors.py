@@ -1,0 +1,102 @@
+"""The exception hierarchy. Every error leasehold raises derives from :class:`LeaseholdError`.
+
+Each class carries the process exit code the CLI maps it to (documented in the README):
+
+====  =========================================================================
+code  meaning
+====  =========================================================================
+0     ok
+1     conflict: held by another, not the holder, lease expired, stale fence,
+      none available, blocked
+2     usage or invalid input
+3     not found
+70    internal error (a bug: please report it)
+75    store busy or unavailable: retry later (``EX_TEMPFAIL`` from sysexits.h)
+====  =========================================================================
+
+A class's docstring is its default message.
+"""
+
+from __future__ import annotations
+
+
+class LeaseholdError(Exception):
+    """leasehold failed."""
+
+    exit_code = 70
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidInput(LeaseholdError):
+    """Invalid input."""
+
+    exit_code = 2
+
+
+class NotFound(LeaseholdError):
+    """Not found."""
+
+    exit_code = 3
+
+
+class Conflict(LeaseholdError):
+    """The ledger's state does not allow this operation now."""
+
+    exit_code = 1
+
+
+class LeaseHeld(Conflict):
+    """The task is held by another holder.
+
+    Attributes: ``task_id``; ``holder`` (``actor:session``); ``expires_at`` (UTC seconds since
+    the epoch); ``fence`` (the holder's fencing token).
+    """
+
+    def __init__(self, task_id: str, holder: str, expires_at: float, fence: int) -> None:
+        from leasehold.model import format_ts
+
+        self.task_id = task_id
+        self.holder = holder
+        self.expires_at = expires_at
+        self.fence = fence
+        super().__init__(f"Task {task_id} held by {holder} until {format_ts(expires_at)}")
+
+
+class NotHolder(Conflict):
+    """The caller does not hold the lease."""
+
+
+class LeaseExpired(Conflict):
+    """The lease has expired."""
+
+
+class StaleFence(Conflict):
+    """The fencing token is stale: a newer lease was granted since (Kleppmann 2016)."""
+
+
+class NoneAvailable(Conflict):
+    """No task is available."""
+
+
+class TaskDone(Conflict):
+    """The task is done."""
+
+
+class StoreError(LeaseholdError):
+    """The store failed; retry later."""
+
+    exit_code = 75
+
+
+class StoreBusy(StoreError):
+    """The store stayed busy past the timeout; retry later."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached; retry later."""

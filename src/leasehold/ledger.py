@@ -1,0 +1,450 @@
+"""The lease ledger: claim / extend / release / complete / status / sweep / next over a store.
+
+A lease is valid while ``now < expires_at`` (the store's clock). Expiry is a lower bound on how
+long a lease lasts, never a promise of exact timing: a sweep or a new claim clears it after.
+Every new grant of a task increments its fencing token; extend and a re-claim by the same
+holder keep it (fencing tokens: Kleppmann 2016, "How to do distributed locking").
+"""
+
+from __future__ import annotations
+
+from leasehold.errors import (
+    InvalidInput,
+    LeaseExpired,
+    LeaseHeld,
+    NotFound,
+    NotHolder,
+    StaleFence,
+    StoreError,
+    TaskDone,
+)
+from leasehold.model import (
+    DEFAULT_TTL,
+    Holder,
+    Lease,
+    Task,
+    format_ts,
+    parse_duration,
+    validate_task_id,
+    validate_ttl,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from datetime import timedelta
+
+    from leasehold.model import Event
+    from leasehold.store.sqlbase import SQLStore
+
+    TTL = float | int | str | timedelta | None
+
+
+def _held_error(task: Task) -> LeaseHeld:
+    return LeaseHeld(task.id, task.lease_holder or "?", task.lease_until or 0.0, task.fence)
+
+
+class ReleaseResult:
+    """What ``release`` did: ``released`` (bool), ``task`` (after, or None if unknown), and a
+    one-line ``message`` for people."""
+
+    __slots__ = ("released", "task", "message")
+
+    def __init__(self, released: bool, task: Task | None, message: str) -> None:
+        self.released = released
+        self.task = task
+        self.message = message
+
+
+class Verdict:
+    """The dispatch gate's answer for one task: ``clear`` (bool), the ``task`` (or None) and
+    the ``reason`` when blocked."""
+
+    __slots__ = ("clear", "task", "reason")
+
+    def __init__(self, clear: bool, task: Task | None, reason: str | None) -> None:
+        self.clear = clear
+        self.task = task
+        self.reason = reason
+
+
+class Ledger:
+    """The coordination ledger over one store.
+
+    Open it with :meth:`Ledger.open`; use it as a context manager to close the connection.
+    Holders are :class:`~leasehold.model.Holder` or ``"actor:session"`` strings. TTLs are
+    seconds (int/float), ``timedelta`` or duration strings (``"90s"``, ``"10m"``), 1 s to 7 days;
+    None means the default (10 minutes, or ``default_ttl`` in leasehold.toml).
+
+    Every method may raise :class:`~leasehold.errors.StoreBusy` or
+    :class:`~leasehold.errors.StoreUnavailable` (retry later) and
+    :class:`~leasehold.errors.InvalidInput`.
+    """
+
+    def __init__(self, store: SQLStore, default_ttl: float = DEFAULT_TTL) -> None:
+        self.store = store
+        self.default_ttl = default_ttl
+
+    @classmethod
+    def open(cls, url: str | None = None, *, clock: Callable[[], float] | None = None,
+             busy_timeout: float | None = None, default_ttl: float | None = None) -> Ledger:
+        """Open the ledger at ``url`` (a path, ``sqlite:///path`` or ``postgresql://...``);
+        without one, resolve it like the CLI does (``LEASEHOLD_DB``, leasehold.toml, the XDG
+        default). ``clock`` (SQLite only) returns UTC seconds; ``busy_timeout`` is in seconds."""
+        from leasehold.config import load_settings
+        from leasehold.store import open_store
+
+        settings = load_settings(url)
+        if busy_timeout is None and settings.get("busy_timeout") is not None:
+            busy_timeout = float(settings.get("busy_timeout"))
+        store = open_store(settings.db, clock=clock, busy_timeout=busy_timeout)
+        return cls(store, settings.default_ttl if default_ttl is None else default_ttl)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def now(self) -> float:
+        """The store's clock: UTC seconds since the epoch."""
+        return self.store.now()
+
+    def ttl_seconds(self, ttl: TTL) -> float:
+        """Normalise a TTL argument to seconds and check its range. Raises :class:`InvalidInput`."""
+        if ttl is None:
+            return self.default_ttl
+        if hasattr(ttl, "total_seconds"):
+            seconds = float(ttl.total_seconds())
+            if seconds <= 0:
+                raise InvalidInput(f"TTL must be positive, got {ttl}")
+        else:
+            seconds = parse_duration(ttl)  # type: ignore[arg-type]
+        return validate_ttl(seconds)
+
+    # -- leases ----------------------------------------------------------------------------
+    def claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
+              title: str | None = None, priority: int | None = None) -> Lease:
+        """Grant ``holder`` the lease on ``task_id`` for ``ttl``.
+
+        Granted if the task is free, its lease expired (a takeover: new fence), or the same
+        holder already holds it (expiry refreshed, same fence). An unknown task is created.
+        Raises :class:`LeaseHeld` (carrying holder, expiry and fence) if another holder has a
+        valid lease, :class:`TaskDone` if the task is done.
+        """
+        validate_task_id(task_id)
+        who = Holder.parse(holder)
+        seconds = self.ttl_seconds(ttl)
+        outcome = self.store.claim(task_id, who.actor, who.session, seconds, title, priority)
+        if not outcome.granted:
+            if outcome.task.status == "done":
+                raise TaskDone(f"Task {task_id} is done; reopen it to claim it again")
+            raise _held_error(outcome.task)
+        return Lease(outcome.task)
+
+    def extend(self, task_id: str, holder: Holder | str, ttl: TTL = None,
+               fence: int | None = None) -> Lease:
+        """Heartbeat: the holder pushes its valid lease's expiry to now + ``ttl`` (default: the
+        lease's own TTL). The fence stays the same; pass ``fence`` to require it.
+
+        Raises :class:`NotFound`, :class:`LeaseHeld` (another holder has it),
+        :class:`NotHolder`, :class:`LeaseExpired` (claim again: a new fence), :class:`StaleFence`.
+        """
+        validate_task_id(task_id)
+        who = Holder.parse(holder)
+        seconds = None if ttl is None else self.ttl_seconds(ttl)
+        task, ok = self.store.extend(task_id, who.actor, who.session, seconds, fence)
+        if ok and task is not None:
+            return Lease(task)
+        if task is None:
+            raise NotFound(f"Task {task_id} not found")
+        raise self._lease_error(task, who, fence)
+
+    def _lease_error(self, task: Task, who: Holder, fence: int | None) -> Exception:
+        now = self.store.now()
+        if task.lease_actor is None:
+            return NotHolder(f"Task {task.id} is not held by {who}: it has no lease")
+        own = task.lease_actor == who.actor and task.lease_session == who.session
+        if not own:
+            if task.lease_valid(now):
+                return _held_error(task)
+            return NotHolder(
+                f"Task {task.id} is not held by {who} (the lease of {task.lease_holder} "
+                f"expired at {format_ts(task.lease_until)})"
+            )
+        if fence is not None and fence != task.fence:
+            return StaleFence(f"fence {fence} is stale: task {task.id} is at fence {task.fence}")
+        return LeaseExpired(
+            f"Lease of {who} on task {task.id} expired at {format_ts(task.lease_until)}; "
+            "claim it again"
+        )
+
+    def release(self, task_id: str, holder: Holder | str, *, keep_status: bool = False) -> ReleaseResult:
+        """The holder gives up its lease; status goes back to ``open`` unless ``keep_status``
+        (unclaim only). Releasing a task nobody holds is not an error (``released`` False).
+
+        Raises :class:`NotFound` for an unknown task and :class:`LeaseHeld` when another holder
+        has a valid lease.
+        """
+        validate_task_id(task_id)
+        who = Holder.parse(holder)
+        status = None if keep_status else "open"
+        task, outcome = self.store.release(task_id, who.actor, who.session, status=status,
+                                           kind="released")
+        return self._release_result(task_id, task, outcome)
+
+    def force_release(self, task_id: str, reason: str, by: Holder | str | None = None) -> ReleaseResult:
+        """Anyone clears the lease (the stuck-lease runbook), recorded as ``force_released``
+        with ``reason`` and who did it. Status goes back to ``open``.
+
+        Raises :class:`InvalidInput` without a reason, :class:`NotFound` for an unknown task.
+        """
+        validate_task_id(task_id)
+        if not reason or not reason.strip():
+            raise InvalidInput("--force needs --reason TEXT: say why the lease is cleared")
+        who = Holder.parse(by) if by is not None else None
+        task, outcome = self.store.release(
+            task_id, who.actor if who else None, who.session if who else None,
+            status="open", kind="force_released", force=True, details={"reason": reason},
+        )
+        return self._release_result(task_id, task, outcome)
+
+    def _release_result(self, task_id: str, task: Task | None, outcome: str) -> ReleaseResult:
+        if task is None:
+            raise NotFound(f"Task {task_id} not found")
+        if outcome == "held_by_other":
+            raise _held_error(task)
+        if outcome == "not_held":
+            note = ""
+            if task.lease_actor is not None:
+                note = f" (the lease of {task.lease_holder} expired at {format_ts(task.lease_until)})"
+            return ReleaseResult(False, task, f"Task {task_id} is not held{note}; nothing to release")
+        return ReleaseResult(True, task, f"released {task_id} (status {task.status})")
+
+    def complete(self, task_id: str, holder: Holder | str, fence: int | None = None) -> Task:
+        """The holder marks the task done and releases its lease.
+
+        Allowed while the holder's lease is valid, or after it expired as long as nobody took
+        it over. Raises :class:`NotFound`, :class:`LeaseHeld`, :class:`NotHolder`,
+        :class:`StaleFence`.
+        """
+        validate_task_id(task_id)
+        who = Holder.parse(holder)
+        current = self.store.get_task(task_id)
+        if current is None:
+            raise NotFound(f"Task {task_id} not found")
+        if fence is not None and current.fence != fence:
+            raise StaleFence(f"fence {fence} is stale: task {task_id} is at fence {current.fence}")
+        task, outcome = self.store.release(task_id, who.actor, who.session, status="done",
+                                           kind="completed", details={} if fence is None else {"fence_checked": fence})
+        if task is None:
+            raise NotFound(f"Task {task_id} not found")
+        if outcome == "released":
+            return task
+        if outcome == "held_by_other":
+            raise _held_error(task)
+        raise NotHolder(f"Task {task_id} is not held by {who}; claim it before marking it done")
+
+    def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1) -> list[Lease]:
+        """Atomically claim up to ``count`` ready tasks (not done, no valid lease), highest
+        priority first, then oldest. Returns the leases granted: empty when none is ready."""
+        who = Holder.parse(holder)
+        if count < 1:
+            raise InvalidInput(f"count must be at least 1, got {count}")
+        seconds = self.ttl_seconds(ttl)
+        return [Lease(task) for task in self.store.next(who.actor, who.session, seconds, count)]
+
+    def sweep(self, auto_release: bool = False) -> list[Task]:
+        """Leases past expiry (as they were); with ``auto_release`` clear each (one ``expired``
+        event each; ``in_progress`` goes back to ``open``)."""
+        return self.store.sweep(auto_release)
+
+    # -- reads -----------------------------------------------------------------------------
+    def status(self, task_id: str) -> Task | None:
+        """The task and its lease, or None if unknown. Read-only."""
+        validate_task_id(task_id)
+        return self.store.get_task(task_id)
+
+    def show(self, task_id: str) -> Task:
+        """The task and its lease. Raises :class:`NotFound`."""
+        task = self.status(task_id)
+        if task is None:
+            raise NotFound(f"Task {task_id} not found")
+        return task
+
+    def check(self, task_id: str, holder: Holder | None) -> Verdict:
+        """The dispatch gate: BLOCKED when another holder (not ``holder``) has a valid lease.
+
+        With ``holder`` None every valid lease blocks.
+        """
+        task = self.status(task_id)
+        now = self.store.now()
+        if task is None or not task.lease_valid(now):
+            return Verdict(True, task, None)
+        if holder is not None and task.lease_actor == holder.actor and task.lease_session == holder.session:
+            return Verdict(True, task, None)
+        return Verdict(False, task, f"held by {task.lease_holder} until {format_ts(task.lease_until)}")
+
+    def who(self) -> list[tuple[str, list[Task]]]:
+        """Valid leases grouped by holder, the most recently active holder first."""
+        groups: dict[str, list[Task]] = {}
+        for task in self.store.active_leases():
+            groups.setdefault(task.lease_holder or "?", []).append(task)
+        return sorted(groups.items(),
+                      key=lambda item: max(t.updated_at or 0 for t in item[1]), reverse=True)
+
+    def leases_of(self, holder: Holder | str) -> list[Lease]:
+        """The valid leases ``holder`` has now."""
+        who = Holder.parse(holder)
+        return [Lease(task) for task in self.store.leases_of(who.actor, who.session)]
+
+    def add(self, task_id: str, *, title: str | None = None, priority: int | None = None,
+            by: Holder | None = None) -> tuple[Task, bool]:
+        """Create a task (or update the title/priority of an existing one). Returns
+        ``(task, created)``."""
+        validate_task_id(task_id)
+        return self.store.add_task(task_id, title, priority,
+                                   by.actor if by else None, by.session if by else None)
+
+    def reopen(self, task_id: str, by: Holder | None = None) -> Task:
+        """Set a task's status back to ``open`` (e.g. a done task that needs more work).
+        Raises :class:`NotFound`."""
+        validate_task_id(task_id)
+        task = self.store.set_status(task_id, "open", by.actor if by else None,
+                                     by.session if by else None, "reopened")
+        if task is None:
+            raise NotFound(f"Task {task_id} not found")
+        return task
+
+    def tasks(self, *, status: str | None = None, held: bool | None = None) -> list[Task]:
+        """Tasks by priority then age; ``status`` filters; ``held`` True keeps validly held
+        tasks, False the available ones (not done, no valid lease)."""
+        now = self.store.now()
+        result = []
+        for task in self.store.list_tasks():
+            if status is not None and task.status != status:
+                continue
+            if held is True and not task.lease_valid(now):
+                continue
+            if held is False and (task.lease_valid(now) or task.status == "done"):
+                continue
+            result.append(task)
+        return result
+
+    def events(self, task_id: str | None = None, limit: int | None = None,
+               after: int = 0) -> list[Event]:
+        """Events oldest first: the newest ``limit`` of them (all when None), ids > ``after``."""
+        if task_id is not None:
+            validate_task_id(task_id)
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return self.store.events(task_id, limit, after)
+
+    # -- holding with a heartbeat ----------------------------------------------------------
+    def hold(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
+             on_lost: Callable[[Lease], None] | None = None,
+             interval: float | None = None, complete: bool = False) -> _Hold:
+        """Claim ``task_id`` and keep the lease alive from a background thread until the
+        block ends::
+
+            with ledger.hold("99927", "john:abc123", ttl="30s") as lease:
+                work(lease.fence)          # check lease.lost at safe points
+
+        The heartbeat extends every ``interval`` seconds (default TTL/3). The moment an extend
+        fails for good (another holder, expiry, or store trouble lasting until the lease's own
+        expiry) it sets ``lease.lost`` and ``lease.lost_reason`` and calls ``on_lost(lease)``
+        from the heartbeat thread: stop working on the protected resource then.
+
+        On exit the lease is released (or completed when ``complete`` and the block raised
+        nothing), unless it was lost. Raises what :meth:`claim` raises.
+        """
+        return _Hold(self, task_id, holder, ttl, on_lost, interval, complete)
+
+
+class _Hold:
+    """The context manager behind :meth:`Ledger.hold`."""
+
+    def __init__(self, ledger: Ledger, task_id: str, holder: Holder | str, ttl: TTL,
+                 on_lost: Callable[[Lease], None] | None, interval: float | None,
+                 complete: bool) -> None:
+        self.ledger = ledger
+        self.task_id = task_id
+        self.holder = Holder.parse(holder)
+        self.ttl = ledger.ttl_seconds(ttl)
+        self.on_lost = on_lost
+        self.interval = interval if interval is not None else self.ttl / 3
+        self.complete = complete
+        self.lease: Lease | None = None
+
+    def __enter__(self) -> Lease:
+        import threading
+        import time
+
+        started = time.monotonic()
+        self.lease = self.ledger.claim(self.task_id, self.holder, self.ttl)
+        self._deadline = started + self.ttl
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"leasehold-heartbeat-{self.task_id}",
+                                        daemon=True)
+        self._thread.start()
+        return self.lease
+
+    def _lost(self, lease: Lease, reason: str) -> None:
+        lease.lost = True
+        lease.lost_reason = reason
+        if self.on_lost is not None:
+            self.on_lost(lease)
+
+    def _beat(self) -> None:
+        import time
+
+        lease = self.lease
+        assert lease is not None
+        store = None
+        wait = self.interval
+        try:
+            while not self._stop.wait(wait):
+                started = time.monotonic()
+                try:
+                    if store is None:
+                        store = self.ledger.store.clone()
+                    task, ok = store.extend(self.task_id, self.holder.actor, self.holder.session,
+                                            self.ttl, lease.fence)
+                except StoreError as exc:
+                    if time.monotonic() >= self._deadline:
+                        self._lost(lease, f"could not extend the lease before it expired: {exc}")
+                        return
+                    if store is not None:
+                        try:
+                            store.close()
+                        except Exception:
+                            pass
+                        store = None
+                    wait = min(self.interval, max(0.05, (self._deadline - time.monotonic()) / 4))
+                    continue
+                if ok and task is not None:
+                    lease.task = task
+                    self._deadline = started + self.ttl
+                    wait = self.interval
+                    continue
+                error = self.ledger._lease_error(task, self.holder, lease.fence) if task else NotFound(
+                    f"Task {self.task_id} not found")
+                self._lost(lease, str(error))
+                return
+        finally:
+            if store is not None:
+                store.close()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        lease = self.lease
+        if lease is None or lease.lost:
+            return
+        if self.complete and exc_type is None:
+            self.ledger.complete(self.task_id, self.holder)
+        else:
+            self.ledger.release(self.task_id, self.holder)

@@ -1,0 +1,344 @@
+"""Value objects and the input rules they enforce.
+
+All times are UTC, carried as float seconds since the Unix epoch and printed as ISO 8601 with a
+``Z``. The module imports nothing beyond the standard library's cheapest modules: it sits on the
+hook and CLI fast paths.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from leasehold.errors import InvalidInput
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; this module is on the hook fast path
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+#: Characters a task id may contain besides ASCII letters and digits.
+TASK_ID_PUNCTUATION = frozenset("._:/#-")
+TASK_ID_MAX = 200
+#: TTL bounds, in seconds: 1 s to 7 days.
+TTL_MIN = 1.0
+TTL_MAX = 7 * 24 * 3600.0
+#: The default lease TTL, in seconds (10 minutes), unless ``default_ttl`` in leasehold.toml says otherwise.
+DEFAULT_TTL = 600.0
+STATUSES = ("open", "in_progress", "done")
+
+_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ID_CHARS = _ASCII_ALNUM | TASK_ID_PUNCTUATION
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def validate_task_id(task_id: str) -> str:
+    """Return ``task_id`` if valid: 1-200 characters of ASCII letters, digits and ``._:/#-``.
+
+    Raises :class:`InvalidInput` otherwise.
+    """
+    if not isinstance(task_id, str) or not task_id:
+        raise InvalidInput("task id must not be empty")
+    if len(task_id) > TASK_ID_MAX:
+        raise InvalidInput(f"task id is {len(task_id)} characters long; the limit is {TASK_ID_MAX}")
+    bad = set(task_id) - _ID_CHARS
+    if bad:
+        shown = "".join(sorted(bad))
+        raise InvalidInput(
+            f"task id {task_id!r} has characters outside letters, digits and '._:/#-': {shown!r}"
+        )
+    return task_id
+
+
+def is_task_id(token: str) -> bool:
+    """True when ``token`` would pass :func:`validate_task_id`."""
+    return 0 < len(token) <= TASK_ID_MAX and not (set(token) - _ID_CHARS)
+
+
+def validate_name(value: str, what: str, limit: int = 200) -> str:
+    """Validate an actor or session name: 1-``limit`` printable characters, no ``:``.
+
+    The actor may contain spaces (``git config user.name``); the session may not.
+    Raises :class:`InvalidInput`.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{what} must not be empty")
+    if len(value) > limit:
+        raise InvalidInput(f"{what} is {len(value)} characters long; the limit is {limit}")
+    if ":" in value:
+        raise InvalidInput(f"{what} {value!r} must not contain ':' (it separates actor:session)")
+    if not value.isprintable() or (what == "session" and any(c.isspace() for c in value)):
+        raise InvalidInput(f"{what} {value!r} has whitespace or control characters")
+    return value
+
+
+def parse_duration(text: str | float | int, what: str = "TTL") -> float:
+    """Parse a duration into seconds: ``90s``, ``10m``, ``2h``, ``1d``, or a bare number of seconds.
+
+    Raises :class:`InvalidInput` for anything else, or for zero or negative values.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        raw = str(text).strip().lower()
+        unit = _UNITS.get(raw[-1:]) if raw else None
+        number = raw[:-1] if unit else raw
+        try:
+            seconds = float(number) * (unit or 1.0)
+        except ValueError:
+            raise InvalidInput(
+                f"{what} {text!r} is not a duration; use e.g. 90s, 10m, 2h or 1d"
+            ) from None
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise InvalidInput(f"{what} must be positive, got {text!r}")
+    return seconds
+
+
+def validate_ttl(seconds: float) -> float:
+    """Return ``seconds`` if it is a valid lease TTL (1 s to 7 days), else raise :class:`InvalidInput`."""
+    if not TTL_MIN <= seconds <= TTL_MAX:
+        raise InvalidInput(
+            f"TTL {format_duration(seconds)} is out of range; allowed 1s to 7d"
+        )
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``90`` -> ``90s``; ``600`` -> ``10m``; ``7200`` -> ``2h``; fractions keep seconds."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def format_ts(ts: float | None) -> str:
+    """UTC seconds since the epoch -> ``2026-05-08T12:30:00Z`` (to the second, for people)."""
+    if ts is None:
+        return "-"
+    return _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(ts))
+
+
+def format_ts_precise(ts: float | None) -> str | None:
+    """UTC seconds -> ``2026-05-08T12:30:00.123456Z`` (full precision, for JSON)."""
+    if ts is None:
+        return None
+    whole = int(ts // 1)
+    micros = int(round((ts - whole) * 1_000_000))
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(whole)) + f".{micros:06d}Z"
+
+
+def parse_ts(text: str) -> float:
+    """Parse an ISO 8601 timestamp (``Z`` or an offset; naive means UTC) into UTC seconds.
+
+    Raises :class:`InvalidInput`.
+    """
+    from datetime import datetime, timezone
+
+    raw = text.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an ISO 8601 timestamp") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
+class Holder:
+    """Who holds a lease: an ``actor`` (a person, a bot, an agent name) and a ``session``.
+
+    Its canonical display is ``actor:session`` (e.g. ``john:abc123``), used in every output,
+    event and error.
+    """
+
+    __slots__ = ("actor", "session")
+
+    def __init__(self, actor: str, session: str) -> None:
+        self.actor = validate_name(actor, "actor")
+        self.session = validate_name(session, "session")
+
+    @classmethod
+    def parse(cls, text: str | Holder) -> Holder:
+        """``"john:abc123"`` -> ``Holder("john", "abc123")``. Raises :class:`InvalidInput`."""
+        if isinstance(text, Holder):
+            return text
+        actor, sep, session = str(text).rpartition(":")
+        if not sep:
+            raise InvalidInput(f"holder {text!r} must be actor:session")
+        return cls(actor, session)
+
+    def __str__(self) -> str:
+        return f"{self.actor}:{self.session}"
+
+    def __repr__(self) -> str:
+        return f"Holder({self.actor!r}, {self.session!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Holder)
+            and self.actor == other.actor
+            and self.session == other.session
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.actor, self.session))
+
+
+def holder_text(actor: str | None, session: str | None) -> str | None:
+    """The canonical ``actor:session`` display, or None when there is no holder."""
+    if actor is None:
+        return None
+    return f"{actor}:{session}"
+
+
+class Task:
+    """A task row and its current lease, as the store read it.
+
+    ``lease_until`` / ``lease_acquired_at`` / ``created_at`` / ``updated_at`` are UTC seconds
+    since the epoch. The lease fields stay set after expiry until a sweep or a new grant clears
+    them: use :meth:`lease_valid` to ask whether the lease holds at a given time.
+    """
+
+    __slots__ = (
+        "id", "title", "status", "priority", "lease_actor", "lease_session",
+        "lease_acquired_at", "lease_until", "lease_ttl", "fence", "created_at", "updated_at",
+    )
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+        if self.fence is None:
+            self.fence = 0
+        if self.priority is None:
+            self.priority = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Task:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+    @property
+    def lease_holder(self) -> str | None:
+        return holder_text(self.lease_actor, self.lease_session)
+
+    def lease_valid(self, now: float) -> bool:
+        """True while a lease is recorded and ``now < lease_until`` (the lease rule)."""
+        return self.lease_until is not None and now < self.lease_until
+
+    def held_by(self, holder: Holder, now: float) -> bool:
+        return (
+            self.lease_valid(now)
+            and self.lease_actor == holder.actor
+            and self.lease_session == holder.session
+        )
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        """The documented JSON shape of a task and its lease (see the README)."""
+        now = _time.time() if now is None else now
+        return {
+            "id": self.id,
+            "title": self.title,
+            "status": self.status,
+            "priority": self.priority,
+            "lease_holder": self.lease_holder,
+            "lease_actor": self.lease_actor,
+            "lease_session": self.lease_session,
+            "lease_until": format_ts_precise(self.lease_until),
+            "lease_valid": self.lease_valid(now),
+            "lease_acquired_at": format_ts_precise(self.lease_acquired_at),
+            "ttl_seconds": self.lease_ttl,
+            "fence": self.fence,
+            "created_at": format_ts_precise(self.created_at),
+            "updated_at": format_ts_precise(self.updated_at),
+        }
+
+    def __repr__(self) -> str:
+        return f"Task({self.id!r}, status={self.status!r}, holder={self.lease_holder!r}, fence={self.fence})"
+
+
+class Lease:
+    """A granted lease: ``task_id``, ``holder``, ``acquired_at`` and ``expires_at`` (UTC seconds),
+    ``ttl_seconds`` and the fencing token ``fence``.
+
+    ``fence`` increases by one on every new grant of the task and stays the same on extend or a
+    re-claim by the same holder; pass it to the resource you protect so that it can reject writes
+    from a holder whose lease was since taken over (fencing tokens: Kleppmann 2016).
+
+    ``lost`` is set by :meth:`leasehold.Ledger.hold` the moment a heartbeat fails.
+    """
+
+    __slots__ = ("task", "holder", "lost", "lost_reason")
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self.holder = Holder(task.lease_actor, task.lease_session)
+        self.lost = False
+        self.lost_reason: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.task.id
+
+    @property
+    def fence(self) -> int:
+        return self.task.fence
+
+    @property
+    def acquired_at(self) -> float:
+        return self.task.lease_acquired_at
+
+    @property
+    def expires_at(self) -> float:
+        return self.task.lease_until
+
+    @property
+    def ttl_seconds(self) -> float:
+        return self.task.lease_ttl
+
+    def __repr__(self) -> str:
+        return (
+            f"Lease({self.task_id!r}, holder={str(self.holder)!r}, fence={self.fence}, "
+            f"until={format_ts(self.expires_at)})"
+        )
+
+
+class Event:
+    """One row of the append-only event log: ``id``, ``ts`` (UTC seconds), ``kind``,
+    ``task_id``, ``actor``/``session`` (the holder), ``fence`` and ``details`` (a dict)."""
+
+    __slots__ = ("id", "ts", "kind", "task_id", "actor", "session", "fence", "details")
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Event:
+        import json
+
+        details = row["details"]
+        if isinstance(details, str):
+            details = json.loads(details)
+        fields = {name: row[name] for name in cls.__slots__ if name != "details"}
+        return cls(details=details or {}, **fields)
+
+    @property
+    def holder(self) -> str | None:
+        return holder_text(self.actor, self.session)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON shape of an event."""
+        return {
+            "id": self.id,
+            "ts": format_ts_precise(self.ts),
+            "kind": self.kind,
+            "task_id": self.task_id,
+            "holder": self.holder,
+            "fence": self.fence,
+            "details": self.details,
+        }
+
+    def __repr__(self) -> str:
+        return f"Event({self.id}, {self.kind!r}, {self.task_id!r}, {self.holder!r}, fence={self.fence})"

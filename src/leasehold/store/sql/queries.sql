@@ -1,0 +1,84 @@
+-- Named queries shared by every dialect. Placeholders are :name; the PostgreSQL store rewrites
+-- them to %(name)s. :now is always a bound parameter: the store's clock (the database server's
+-- clock on PostgreSQL), so every statement of one transaction sees one instant.
+-- A dialect may override any query in sql/<dialect>/queries.sql.
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = :id;
+
+-- name: lock_task
+SELECT * FROM tasks WHERE id = :id;
+
+-- name: insert_task
+INSERT INTO tasks (id, title, priority, status, created_at, updated_at)
+VALUES (:id, :title, :priority, 'open', :now, :now)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: update_task_meta
+UPDATE tasks
+SET title = COALESCE(:title, title), priority = COALESCE(:priority, priority),
+    status = COALESCE(:status, status), updated_at = :now
+WHERE id = :id;
+
+-- name: grant_lease
+UPDATE tasks
+SET lease_actor = :actor, lease_session = :session, lease_acquired_at = :acquired_at,
+    lease_until = :until, lease_ttl = :ttl, fence = :fence, status = 'in_progress',
+    updated_at = :now
+WHERE id = :id
+RETURNING *;
+
+-- name: extend_lease
+UPDATE tasks
+SET lease_until = :until, lease_ttl = :ttl, updated_at = :now
+WHERE id = :id AND lease_actor = :actor AND lease_session = :session
+  AND lease_until > :now AND (:fence IS NULL OR fence = :fence)
+RETURNING *;
+
+-- name: clear_lease
+UPDATE tasks
+SET lease_actor = NULL, lease_session = NULL, lease_acquired_at = NULL, lease_until = NULL,
+    lease_ttl = NULL, status = COALESCE(:status, status), updated_at = :now
+WHERE id = :id
+RETURNING *;
+
+-- name: expired_leases
+SELECT * FROM tasks
+WHERE lease_until IS NOT NULL AND lease_until <= :now
+ORDER BY lease_until, id;
+
+-- name: active_leases
+SELECT * FROM tasks
+WHERE lease_until IS NOT NULL AND lease_until > :now
+ORDER BY lease_acquired_at, id;
+
+-- name: leases_of_holder
+SELECT * FROM tasks
+WHERE lease_actor = :actor AND lease_session = :session AND lease_until > :now
+ORDER BY id;
+
+-- name: ready_candidates
+SELECT * FROM tasks
+WHERE status <> 'done' AND (lease_until IS NULL OR lease_until <= :now)
+ORDER BY priority DESC, created_at, id
+LIMIT :limit;
+
+-- name: list_tasks
+SELECT * FROM tasks ORDER BY priority DESC, created_at, id;
+
+-- name: insert_event
+INSERT INTO events (ts, kind, task_id, actor, session, fence, details)
+VALUES (:now, :kind, :task_id, :actor, :session, :fence, :details);
+
+-- name: events_all
+SELECT * FROM (
+    SELECT * FROM events WHERE id > :after ORDER BY id DESC LIMIT :limit
+) AS recent ORDER BY id;
+
+-- name: events_task
+SELECT * FROM (
+    SELECT * FROM events WHERE task_id = :task_id AND id > :after ORDER BY id DESC LIMIT :limit
+) AS recent ORDER BY id;
+
+-- name: count_events
+SELECT count(*) AS n FROM events;

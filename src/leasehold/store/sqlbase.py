@@ -1,0 +1,347 @@
+"""The SQL implementation of the store contract shared by every dialect.
+
+A dialect subclass supplies a connection, write/read transactions, the clock and driver error
+translation; this class supplies the lease logic as short transactions over named queries
+(``sql/queries.sql``, overridable per dialect in ``sql/<dialect>/queries.sql``).
+
+Race-freedom: every write runs in a transaction that holds the task's row lock (SQLite:
+``BEGIN IMMEDIATE`` takes the database write lock; PostgreSQL: ``SELECT ... FOR UPDATE``)
+from the read that decides to the write that grants, so two claimers can never both win.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from leasehold.model import Event, Task
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from contextlib import AbstractContextManager
+    from typing import Any
+
+    from leasehold.store.base import ClaimOutcome
+
+SQL_DIR = os.path.join(os.path.dirname(__file__), "sql")
+_QUERY_CACHE: dict[str, dict[str, str]] = {}
+
+
+def parse_named_queries(text: str) -> dict[str, str]:
+    """Split a file of ``-- name: NAME`` sections into ``{NAME: SQL}``."""
+    queries: dict[str, str] = {}
+    name: str | None = None
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("-- name:"):
+            if name:
+                queries[name] = "\n".join(lines).strip().rstrip(";")
+            name, lines = line[len("-- name:"):].strip(), []
+        elif name is not None and not line.startswith("--"):
+            lines.append(line)
+    if name:
+        queries[name] = "\n".join(lines).strip().rstrip(";")
+    return queries
+
+
+def load_queries(dialect: str, rewrite: Callable[[str], str] | None = None) -> dict[str, str]:
+    """The named queries for ``dialect``: every ``sql/*.sql`` file (one per feature), then the
+    dialect's overrides in ``sql/<dialect>/*.sql``."""
+    cached = _QUERY_CACHE.get(dialect)
+    if cached is not None:
+        return cached
+    queries: dict[str, str] = {}
+    for folder in (SQL_DIR, os.path.join(SQL_DIR, dialect)):
+        if not os.path.isdir(folder):
+            continue
+        for entry in sorted(os.listdir(folder)):
+            if entry.endswith(".sql"):
+                with open(os.path.join(folder, entry), encoding="utf-8") as fh:
+                    queries.update(parse_named_queries(fh.read()))
+    if rewrite:
+        queries = {name: rewrite(sql) for name, sql in queries.items()}
+    _QUERY_CACHE[dialect] = queries
+    return queries
+
+
+def migration_files(dialect: str) -> list[tuple[int, str, str]]:
+    """``[(version, name, path)]`` of ``sql/<dialect>/migrations/NNNN_name.sql``, in order."""
+    folder = os.path.join(SQL_DIR, dialect, "migrations")
+    found = []
+    for entry in sorted(os.listdir(folder)):
+        if entry.endswith(".sql") and entry[:4].isdigit():
+            found.append((int(entry[:4]), entry[5:-4], os.path.join(folder, entry)))
+    return found
+
+
+class Tx:
+    """One open transaction: run named queries with the transaction's instant ``now`` bound."""
+
+    __slots__ = ("cursor", "queries", "now")
+
+    def __init__(self, cursor: Any, queries: dict[str, str], now: float) -> None:
+        self.cursor = cursor
+        self.queries = queries
+        self.now = now
+
+    def execute(self, name: str, params: dict[str, Any]) -> Any:
+        params.setdefault("now", self.now)
+        self.cursor.execute(self.queries[name], params)
+        return self.cursor
+
+    def one(self, name: str, **params: Any) -> Any:
+        return self.execute(name, params).fetchone()
+
+    def all(self, name: str, **params: Any) -> list[Any]:
+        return list(self.execute(name, params).fetchall())
+
+    def run(self, name: str, **params: Any) -> int:
+        return int(self.execute(name, params).rowcount)
+
+    def event(self, kind: str, task_id: str | None, actor: str | None = None,
+              session: str | None = None, fence: int | None = None, **details: Any) -> None:
+        """Append one row to ``events`` in this transaction."""
+        self.run(
+            "insert_event", kind=kind, task_id=task_id, actor=actor, session=session,
+            fence=fence, details=json.dumps(details, sort_keys=True, separators=(",", ":")),
+        )
+
+
+class SQLStore:
+    """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
+
+    dialect = "sql"
+
+    # -- dialect hooks -------------------------------------------------------------------
+    def _write(self) -> AbstractContextManager[Tx]:
+        """A write transaction (exclusive against other writers of the same rows)."""
+        raise NotImplementedError
+
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A read: one consistent snapshot where the dialect offers it."""
+        raise NotImplementedError
+
+    def now(self) -> float:
+        """The store's clock: UTC seconds since the epoch."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def clone(self) -> SQLStore:
+        """A new connection to the same database (for another thread)."""
+        raise NotImplementedError
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations; return the names applied."""
+        raise NotImplementedError
+
+    def _lock_ready(self, tx: Tx, limit: int) -> list[Any]:
+        return tx.all("ready_candidates", limit=limit)
+
+    # -- tasks ---------------------------------------------------------------------------
+    def get_task(self, task_id: str) -> Task | None:
+        with self._read() as tx:
+            row = tx.one("get_task", id=task_id)
+        return Task.from_row(row) if row else None
+
+    def tasks_by_ids(self, ids: Sequence[str]) -> list[Task]:
+        """The tasks among ``ids`` that exist (unknown ids are skipped)."""
+        found = []
+        with self._read() as tx:
+            for task_id in dict.fromkeys(ids):
+                row = tx.one("get_task", id=task_id)
+                if row:
+                    found.append(Task.from_row(row))
+        return found
+
+    def add_task(self, task_id: str, title: str | None, priority: int | None,
+                 actor: str | None, session: str | None) -> tuple[Task, bool]:
+        """Create a task; if it exists, update the title/priority given. Returns (task, created)."""
+        with self._write() as tx:
+            created = self._create(tx, task_id, title, priority, actor, session)
+            if not created and (title is not None or priority is not None):
+                tx.run("update_task_meta", id=task_id, title=title, priority=priority, status=None)
+                tx.event("updated", task_id, actor, session, None,
+                         **{k: v for k, v in (("title", title), ("priority", priority)) if v is not None})
+            task = Task.from_row(tx.one("get_task", id=task_id))
+        return task, created
+
+    def set_status(self, task_id: str, status: str, actor: str | None, session: str | None,
+                   kind: str) -> Task | None:
+        with self._write() as tx:
+            row = tx.one("lock_task", id=task_id)
+            if row is None:
+                return None
+            tx.run("update_task_meta", id=task_id, title=None, priority=None, status=status)
+            tx.event(kind, task_id, actor, session, row["fence"], status=status,
+                     previous_status=row["status"])
+            return Task.from_row(tx.one("get_task", id=task_id))
+
+    def _create(self, tx: Tx, task_id: str, title: str | None, priority: int | None,
+                actor: str | None, session: str | None) -> bool:
+        created = tx.run("insert_task", id=task_id, title=title, priority=priority or 0) == 1
+        if created:
+            tx.event("created", task_id, actor, session, None, title=title, priority=priority or 0)
+        return created
+
+    # -- leases --------------------------------------------------------------------------
+    def _grant(self, tx: Tx, task: Task, actor: str, session: str, ttl: float,
+               **details: Any) -> tuple[Task, bool, str | None]:
+        """Grant or renew the lease on ``task`` (already locked and known to be grantable)."""
+        renewed = (
+            task.lease_valid(tx.now)
+            and task.lease_actor == actor
+            and task.lease_session == session
+        )
+        previous = None
+        if renewed:
+            fence, acquired = task.fence, task.lease_acquired_at
+        else:
+            fence, acquired = task.fence + 1, tx.now
+            if task.lease_actor is not None:
+                previous = task.lease_holder
+                details["previous_holder"] = previous
+                details["previous_until"] = task.lease_until
+        until = tx.now + ttl
+        row = tx.one("grant_lease", id=task.id, actor=actor, session=session,
+                     acquired_at=acquired, until=until, ttl=ttl, fence=fence)
+        if renewed:
+            details["renewed"] = True
+        tx.event("claimed", task.id, actor, session, fence, expires_at=until, ttl=ttl, **details)
+        return Task.from_row(row), renewed, previous
+
+    def claim(self, task_id: str, actor: str, session: str, ttl: float,
+              title: str | None = None, priority: int | None = None) -> ClaimOutcome:
+        """Grant the lease if the task is free, expired, or validly held by the same holder.
+
+        Creates an unknown task first. A done task is never granted.
+        """
+        from leasehold.store.base import ClaimOutcome
+
+        with self._write() as tx:
+            created = self._create(tx, task_id, title, priority, actor, session)
+            task = Task.from_row(tx.one("lock_task", id=task_id))
+            if task.status == "done":
+                return ClaimOutcome(task, False, created=created)
+            if task.lease_valid(tx.now) and (
+                task.lease_actor != actor or task.lease_session != session
+            ):
+                return ClaimOutcome(task, False, created=created)
+            granted, renewed, previous = self._grant(tx, task, actor, session, ttl)
+            return ClaimOutcome(granted, True, renewed, previous, created)
+
+    def extend(self, task_id: str, actor: str, session: str, ttl: float | None,
+               fence: int | None) -> tuple[Task | None, bool]:
+        """Push a valid lease's expiry to now + ttl (default: its own TTL); same fence.
+
+        Returns ``(task, extended)``; ``(None, False)`` for an unknown task.
+        """
+        with self._write() as tx:
+            row = tx.one("lock_task", id=task_id)
+            if row is None:
+                return None, False
+            task = Task.from_row(row)
+            ttl = ttl or task.lease_ttl
+            if ttl is None:
+                return task, False
+            new = tx.one("extend_lease", id=task_id, actor=actor, session=session,
+                         until=tx.now + ttl, ttl=ttl, fence=fence)
+            if new is None:
+                return task, False
+            tx.event("extended", task_id, actor, session, new["fence"],
+                     expires_at=new["lease_until"], ttl=ttl)
+            return Task.from_row(new), True
+
+    def release(self, task_id: str, actor: str | None, session: str | None, *,
+                status: str | None, kind: str, force: bool = False,
+                details: dict[str, Any] | None = None) -> tuple[Task | None, str]:
+        """Clear the lease (and set ``status`` unless None), appending a ``kind`` event.
+
+        Returns ``(task, outcome)`` with outcome one of ``released``; ``not_found``;
+        ``not_held`` (no lease, or another holder's expired lease: nothing changed);
+        ``held_by_other`` (a valid lease of another holder: nothing changed).
+        The holder may release its own lease after expiry as long as nobody took it over.
+        ``force`` releases whatever lease there is (and with ``status`` set, even none).
+        """
+        with self._write() as tx:
+            row = tx.one("lock_task", id=task_id)
+            if row is None:
+                return None, "not_found"
+            task = Task.from_row(row)
+            own = task.lease_actor == actor and task.lease_session == session
+            if not force:
+                if task.lease_actor is None:
+                    return task, "not_held"
+                if not own:
+                    return task, "held_by_other" if task.lease_valid(tx.now) else "not_held"
+            elif task.lease_actor is None and status is None:
+                return task, "not_held"
+            extra = dict(details or {})
+            if task.lease_actor is not None:
+                extra["holder"] = task.lease_holder
+                if not task.lease_valid(tx.now):
+                    extra["after_expiry"] = True
+            new = tx.one("clear_lease", id=task_id, status=status)
+            tx.event(kind, task_id, actor, session, task.fence, status=new["status"], **extra)
+            return Task.from_row(new), "released"
+
+    def next(self, actor: str, session: str, ttl: float, count: int = 1) -> list[Task]:
+        """Atomically claim up to ``count`` ready tasks: not done, not validly held; highest
+        priority first, then oldest."""
+        with self._write() as tx:
+            rows = self._lock_ready(tx, count)
+            return [self._grant(tx, Task.from_row(row), actor, session, ttl, via="next")[0]
+                    for row in rows]
+
+    def sweep(self, auto_release: bool) -> list[Task]:
+        """Leases past expiry; with ``auto_release`` clear each (status back to ``open`` if it
+        was ``in_progress``), one ``expired`` event each."""
+        if not auto_release:
+            with self._read() as tx:
+                return [Task.from_row(row) for row in tx.all("expired_leases")]
+        with self._write() as tx:
+            expired = [Task.from_row(row) for row in tx.all("expired_leases")]
+            for task in expired:
+                status = "open" if task.status == "in_progress" else None
+                tx.one("clear_lease", id=task.id, status=status)
+                tx.event("expired", task.id, task.lease_actor, task.lease_session, task.fence,
+                         expired_at=task.lease_until)
+            return expired
+
+    # -- reads ---------------------------------------------------------------------------
+    def list_tasks(self) -> list[Task]:
+        with self._read() as tx:
+            return [Task.from_row(row) for row in tx.all("list_tasks")]
+
+    def active_leases(self) -> list[Task]:
+        with self._read() as tx:
+            return [Task.from_row(row) for row in tx.all("active_leases")]
+
+    def leases_of(self, actor: str, session: str) -> list[Task]:
+        with self._read() as tx:
+            return [Task.from_row(row) for row in tx.all("leases_of_holder", actor=actor, session=session)]
+
+    def events(self, task_id: str | None = None, limit: int | None = None,
+               after: int = 0) -> list[Event]:
+        """Events, oldest first: the last ``limit`` (all when None) with id > ``after``."""
+        limit = -1 if limit is None else limit
+        with self._read() as tx:
+            if task_id is None:
+                rows = tx.all("events_all", after=after, limit=self._limit(limit))
+            else:
+                rows = tx.all("events_task", task_id=task_id, after=after, limit=self._limit(limit))
+        return [Event.from_row(row) for row in rows]
+
+    def _limit(self, limit: int) -> int | None:
+        return limit
+
+    def append_event(self, kind: str, task_id: str | None, actor: str | None,
+                     session: str | None, fence: int | None, details: dict[str, Any]) -> None:
+        """Append an audit event that changes no other state (e.g. a gate bypass)."""
+        with self._write() as tx:
+            tx.event(kind, task_id, actor, session, fence, **details)
+
+    def iter_all_events(self) -> Iterator[Event]:
+        yield from self.events()
