@@ -1,0 +1,116 @@
+"""Shared fixtures: a fresh ledger per test on every backend, and a CLI runner that spawns the
+real ``leasehold`` console script as an OS process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures"
+LEASEHOLD = shutil.which("leasehold", path=str(Path(sys.executable).parent)) or "leasehold"
+
+#: Backends the store-contract and CLI tests run against. tests/pg.py adds "postgres" when a
+#: server is reachable (and fails the run when LEASEHOLD_REQUIRE_PG=1 and it is not).
+BACKENDS = ["sqlite"]
+
+_IDENTITY_VARS = ("LEASEHOLD_DB", "LEASEHOLD_ACTOR", "LEASEHOLD_SESSION", "CLAUDE_CODE_SESSION_ID",
+                  "LEASEHOLD_ENFORCE", "LEASEHOLD_MISSIONS_DIR", "LEASEHOLD_BUSY_TIMEOUT")
+
+
+class FakeClock:
+    """An injectable clock: UTC seconds, advanced by hand."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _backend_params() -> list[str]:
+    try:
+        from tests import pg  # noqa: F401  (registers "postgres" when available)
+    except ImportError:
+        pass
+    return list(BACKENDS)
+
+
+@pytest.fixture(params=_backend_params())
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL naming a fresh, empty ledger on each backend."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.db")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return str(tmp_path / "ledger.db")
+
+
+@pytest.fixture
+def ledger(db_url: str):
+    from leasehold import Ledger
+
+    with Ledger.open(db_url) as led:
+        yield led
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment for CLI processes: no identity leaking in from the machine."""
+    env = {k: v for k, v in os.environ.items() if k not in _IDENTITY_VARS}
+    env["HOME"] = str(tmp_path / "home")
+    env["XDG_DATA_HOME"] = str(tmp_path / "home" / ".local" / "share")
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["USER"] = "tester"
+    return env
+
+
+class CLI:
+    """Run ``leasehold`` as a real process against one ledger."""
+
+    def __init__(self, db: str, env: dict[str, str], cwd: Path) -> None:
+        self.db = db
+        self.env = env
+        self.cwd = cwd
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None,
+                 timeout: float = 60, db: bool = True) -> subprocess.CompletedProcess[str]:
+        full_env = dict(self.env)
+        if db:
+            full_env["LEASEHOLD_DB"] = self.db
+        full_env.update(env or {})
+        return subprocess.run([LEASEHOLD, *args], capture_output=True, text=True, env=full_env,
+                              input=input, timeout=timeout, cwd=self.cwd)
+
+    def popen(self, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.Popen[str]:
+        full_env = dict(self.env, LEASEHOLD_DB=self.db)
+        full_env.update(env or {})
+        return subprocess.Popen([LEASEHOLD, *args], env=full_env, cwd=self.cwd, text=True, **kw)
+
+
+@pytest.fixture
+def cli(db_url: str, base_env: dict[str, str], tmp_path: Path) -> CLI:
+    return CLI(db_url, base_env, tmp_path)
+
+
+@pytest.fixture
+def sqlite_cli(sqlite_url: str, base_env: dict[str, str], tmp_path: Path) -> CLI:
+    return CLI(sqlite_url, base_env, tmp_path)
