@@ -29,7 +29,8 @@ def barrier(go: str, ready: str) -> None:
 def main(argv: list[str]) -> int:
     mode = argv[0]
     if mode == "cli":
-        from leasehold.cli import build_parser, main as cli_main
+        from leasehold.cli import build_parser
+        from leasehold.cli import main as cli_main
 
         build_parser(argv[3])
         barrier(argv[1], argv[2])

@@ -51,7 +51,7 @@ def test_sixteen_processes_claim_one_task_exactly_one_wins(cli: CLI, tmp_path: P
         assert len(winners) == 1, [(c, e) for c, _, e in results]
         winner = f"racer{winners[0]}:s{winners[0]}"
         assert f"claimed {task} as {winner} until" in results[winners[0]][1]
-        for i, (code, out, err) in enumerate(results):
+        for i, (code, _out, err) in enumerate(results):
             if i == winners[0]:
                 continue
             assert code == 1, err

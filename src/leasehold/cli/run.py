@@ -27,7 +27,7 @@ def cmd_run(ctx: Context) -> int:
     command = list(args.cmd)
     if not command:
         raise InvalidInput("run needs a command after --: leasehold run ID -- CMD ...")
-    holder = ctx.holder()
+    holder = ctx.me()
     ledger = ctx.ledger
     ttl = ctx.ttl()
     state: dict[str, Any] = {"proc": None}
