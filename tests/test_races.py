@@ -45,7 +45,7 @@ def test_sixteen_processes_claim_one_task_exactly_one_wins(cli: CLI, tmp_path: P
     for r in range(rounds):
         task = f"race-{mode}-{r}"
         procs, _ = start_racers(cli, tmp_path, mode, task,
-                                lambda i: ["claim", task, "--actor", f"racer{i}", "--session", f"s{i}"])
+                                lambda i, task=task: ["claim", task, "--actor", f"racer{i}", "--session", f"s{i}"])
         results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
         winners = [i for i, (code, _, _) in enumerate(results) if code == 0]
         assert len(winners) == 1, [(c, e) for c, _, e in results]
