@@ -315,6 +315,16 @@ class PathReservation:
 
     __slots__ = ("pattern", "actor", "session", "exclusive", "reason", "acquired_at",
                  "expires_at", "ttl", "fence", "updated_at")
+    pattern: str
+    actor: str
+    session: str
+    exclusive: bool
+    reason: str | None
+    acquired_at: float
+    expires_at: float
+    ttl: float
+    fence: int
+    updated_at: float
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:

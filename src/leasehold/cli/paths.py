@@ -23,7 +23,9 @@ def cmd_reserve_path(ctx: Context) -> int:
     from leasehold import paths
 
     ledger = ctx.ledger
-    granted = paths.reserve(ledger, ctx.args.patterns, ctx.holder(), ctx.ttl(),
+    holder = ctx.holder()
+    assert holder is not None  # required=True raises instead
+    granted = paths.reserve(ledger, ctx.args.patterns, holder, ctx.ttl(),
                             shared=ctx.args.shared, reason=ctx.args.reason)
     now = ledger.now()
     ctx.out([r.to_dict(now) for r in granted], "\n".join(_line("reserved", r) for r in granted))
@@ -57,7 +59,9 @@ def setup_reserve_path(sub: Any) -> None:
 def cmd_release_path(ctx: Context) -> int:
     from leasehold import paths
 
-    results = paths.release(ctx.ledger, ctx.args.patterns, ctx.holder())
+    holder = ctx.holder()
+    assert holder is not None  # required=True raises instead
+    results = paths.release(ctx.ledger, ctx.args.patterns, holder)
     data, lines = [], []
     for pattern, res in results:
         data.append({"pattern": pattern, "released": res is not None,

@@ -423,7 +423,7 @@ def _store_failure(payload: dict[str, Any], tool: str, tool_input: dict[str, Any
             "(`leasehold whoami` shows which one is used) or switch enforcement off with "
             "LEASEHOLD_ENFORCE=0."
         )
-    record = {"kind": "bypass" if bypass else "enforce_off",
+    record: dict[str, Any] = {"kind": "bypass" if bypass else "enforce_off",
               "via": "token" if bypass else "LEASEHOLD_ENFORCE=0", "session": session,
               "tool": tool, "tasks": [], "store_error": error, "cwd": payload.get("cwd")}
     if prompt:
