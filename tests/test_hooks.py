@@ -20,6 +20,12 @@ LEGACY_SESSION = "2b8e6f10-77aa-4c1e-8d2f-3a4b5c6d7e8f"
 LOCAL = Path(__file__).resolve().parent / "fixtures" / "claude-code"
 
 
+@pytest.fixture(autouse=True)
+def _cache_under_home(base_env: dict[str, str]) -> None:
+    """Audit logs and heartbeat state go to $HOME/.cache (the test's HOME), whatever the machine sets."""
+    base_env.pop("XDG_CACHE_HOME", None)
+
+
 def payload(name: str, **changes: object) -> dict:
     data = json.loads((PAYLOADS / name).read_text())
     for key, value in changes.items():
