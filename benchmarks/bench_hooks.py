@@ -39,8 +39,7 @@ ENTRY = "from leasehold.cli import entry; entry()"
 
 def _time(cmd: list[str], stdin: bytes, env: dict[str, str], cwd: str) -> float:
     started = time.perf_counter()
-    proc = subprocess.run(cmd, input=stdin, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(cmd, input=stdin, env=env, cwd=cwd, capture_output=True, check=False)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0 or proc.stdout.strip():
         raise RuntimeError(f"{cmd} did not allow silently: {proc.returncode} {proc.stdout!r} {proc.stderr!r}")
