@@ -24,17 +24,20 @@ from leasehold.model import (
     Lease,
     Task,
     format_ts,
+    is_task_id,
     parse_duration,
+    validate_name,
     validate_task_id,
     validate_ttl,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from datetime import timedelta
+    from typing import Any
 
-    from leasehold.model import Event
+    from leasehold.model import Event, PathReservation
     from leasehold.store.sqlbase import SQLStore
 
     TTL = float | int | str | timedelta | None
@@ -300,6 +303,31 @@ class Ledger:
         """The valid leases ``holder`` has now."""
         who = Holder.parse(holder)
         return [Lease(task) for task in self.store.leases_of(who.actor, who.session)]
+
+    # -- agent sessions (the hooks) ----------------------------------------------------------
+    def held_among(self, ids: Iterable[str]) -> list[Task]:
+        """The dispatch gate's batched lookup: the tasks among ``ids`` that have a valid lease
+        now, with their holders, in one store query. Strings that are not valid task ids and
+        unknown ids are skipped; every distinct id goes into the one query."""
+        wanted = [i for i in dict.fromkeys(ids) if is_task_id(i)]
+        return self.store.held_among(wanted)
+
+    def heartbeat_session(self, session: str) -> tuple[list[Task], list[PathReservation]]:
+        """Extend every valid lease and file reservation whose holder's session is ``session``
+        by its own TTL (fences unchanged); one ``extended`` / ``path_extended`` event each.
+        Returns what was extended."""
+        return self.store.session_heartbeat(validate_name(session, "session"))
+
+    def release_session(self, session: str) -> tuple[list[Task], list[PathReservation]]:
+        """Release every lease and file reservation whose holder's session is ``session``
+        (session end); a task ``in_progress`` goes back to ``open``. Returns what was released."""
+        return self.store.session_release(validate_name(session, "session"))
+
+    def record_bypass(self, tasks: list[Task], by: Holder | None, details: dict[str, Any]) -> None:
+        """Append ``bypass`` events (one per task, or one without a task) recording that the
+        dispatch gate was overridden by ``by``; ``details`` (tool, prompt hash, how) go along."""
+        self.store.record_bypass(tasks, by.actor if by else None, by.session if by else None,
+                                 details)
 
     def add(self, task_id: str, *, title: str | None = None, priority: int | None = None,
             by: Holder | None = None) -> tuple[Task, bool]:

@@ -329,6 +329,68 @@ class Lease:
         )
 
 
+class PathReservation:
+    """A file reservation: a lease on a gitignore-style path ``pattern`` (relative to the
+    repository root) held by ``actor:session``, ``exclusive`` or shared.
+
+    ``acquired_at`` / ``expires_at`` / ``updated_at`` are UTC seconds since the epoch, ``ttl`` is
+    in seconds; the reservation is valid while ``now < expires_at``. ``fence`` is its fencing
+    token: it increases on every new grant and stays the same on renewal and heartbeat.
+    """
+
+    __slots__ = ("pattern", "actor", "session", "exclusive", "reason", "acquired_at",
+                 "expires_at", "ttl", "fence", "updated_at")
+    pattern: str
+    actor: str
+    session: str
+    exclusive: bool
+    reason: str | None
+    acquired_at: float
+    expires_at: float
+    ttl: float
+    fence: int
+    updated_at: float
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+        self.exclusive = bool(self.exclusive)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> PathReservation:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+    @property
+    def holder(self) -> str:
+        return f"{self.actor}:{self.session}"
+
+    def valid(self, now: float) -> bool:
+        """True while ``now < expires_at`` (the lease rule)."""
+        return now < self.expires_at
+
+    def to_dict(self, now: float | None = None) -> dict[str, Any]:
+        """The documented JSON shape of a file reservation (see the README)."""
+        now = _time.time() if now is None else now
+        return {
+            "pattern": self.pattern,
+            "holder": self.holder,
+            "actor": self.actor,
+            "session": self.session,
+            "exclusive": self.exclusive,
+            "reason": self.reason,
+            "acquired_at": format_ts_precise(self.acquired_at),
+            "expires_at": format_ts_precise(self.expires_at),
+            "valid": self.valid(now),
+            "ttl_seconds": self.ttl,
+            "fence": self.fence,
+        }
+
+    def __repr__(self) -> str:
+        kind = "exclusive" if self.exclusive else "shared"
+        return (f"PathReservation({self.pattern!r}, holder={self.holder!r}, {kind}, "
+                f"fence={self.fence}, until={format_ts(self.expires_at)})")
+
+
 class Event:
     """One row of the append-only event log: ``id``, ``ts`` (UTC seconds), ``kind``,
     ``task_id``, ``actor``/``session`` (the holder), ``fence`` and ``details`` (a dict)."""

@@ -32,6 +32,11 @@ COMMAND_MODULES = {
     "whoami": "leasehold.cli.leases",
     "run": "leasehold.cli.run",
     "demo": "leasehold.cli.run",
+    "hook": "leasehold.cli.hooks",
+    "hooks": "leasehold.cli.hooks",
+    "reserve-path": "leasehold.cli.paths",
+    "release-path": "leasehold.cli.paths",
+    "paths": "leasehold.cli.paths",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {
@@ -142,8 +147,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """Console-script entry point."""
-    code = main()
+    """Console-script entry point.
+
+    ``leasehold hook EVENT`` with nothing else goes straight to the hook runner, before argparse
+    is imported: it runs inside every agent tool call (the throttled heartbeat must cost little
+    more than starting Python). Any other form takes the argparse path to the same runner.
+    """
+    argv = sys.argv[1:]
+    if len(argv) == 2 and argv[0] == "hook":
+        from leasehold.hooks import EVENTS
+
+        if argv[1] in EVENTS:
+            from leasehold.hooks.claude import run
+
+            code = run(argv[1])
+        else:
+            code = main()
+    else:
+        code = main()
     try:
         sys.stdout.flush()
     except BrokenPipeError:

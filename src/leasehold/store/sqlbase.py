@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from leasehold.model import Event, Task
+from leasehold.store.sql_paths import PathsSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class Tx:
         )
 
 
-class SQLStore:
+class SQLStore(PathsSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"

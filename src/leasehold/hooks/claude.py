@@ -1,0 +1,568 @@
+"""Claude Code hook commands: the dispatch gate, the heartbeat, the session summary and the
+release at session end. Each reads one JSON payload on stdin (shapes: the Claude Code hooks
+reference; examples in the shared fixtures) and never prints a traceback.
+
+- ``pre-tool-use``: for ``Agent`` (legacy ``Task``) the gate tokenizes ``prompt`` and
+  ``description`` and asks the ledger, in one query, which tokens are task ids validly held by
+  a *different* session; for ``Edit``/``Write``/``MultiEdit``/``NotebookEdit`` it checks the
+  file against other sessions' exclusive file reservations. A hit is denied with exactly one
+  JSON object on stdout (``hookSpecificOutput.permissionDecision = "deny"``) whose reason names
+  each task or pattern, its holder ``actor:session`` and expiry, and what to do instead.
+  The bypass token (``[CEO_APPROVED]``, setting ``bypass_token``) in an Agent prompt allows the
+  call and is audited (one JSON line in ``audit_dir/bypass-audit-YYYYMMDD.log`` and ``bypass``
+  events in the ledger). ``LEASEHOLD_ENFORCE=0`` never denies: the agent is told through
+  ``additionalContext`` what would have been denied, and that is audited the same way.
+  Failure policy: a ledger that cannot be reached (or a leasehold.toml that cannot be read)
+  denies, saying so and how to switch enforcement off (fail closed, mc-claim-protocol); an
+  unreadable payload is a non-blocking error (exit 1, one line on stderr).
+- ``post-tool-use``: the heartbeat, at most once per ``heartbeat_interval`` (default 60 s) per
+  session; the throttle lives in ``state_dir/heartbeat-SESSION`` (the time the next heartbeat
+  is due). The throttled path opens no database (agent-claiming-protocol-review S2, S3).
+- ``session-start``: ``additionalContext`` listing this session's leases and reservations and,
+  compactly, what other sessions hold.
+- ``session-end``: releases every lease and reservation of this session, with a short busy
+  timeout to stay inside Claude Code's 1.5 s SessionEnd budget (expiry is the backstop).
+
+The session is the payload's ``session_id`` (else ``LEASEHOLD_SESSION``, then
+``CLAUDE_CODE_SESSION_ID``); a lease belongs to "this session" when its holder's session part
+is that id, whatever the actor part.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from leasehold.config import Settings
+    from leasehold.ledger import Ledger
+    from leasehold.model import PathReservation, Task
+
+AGENT_TOOLS = ("Agent", "Task")
+EDIT_TOOLS = ("Edit", "Write", "MultiEdit", "NotebookEdit")
+DEFAULT_BYPASS_TOKEN = "[CEO_APPROVED]"
+DEFAULT_HEARTBEAT_INTERVAL = 60.0
+#: Seconds to wait for a locked SQLite ledger, per event (LEASEHOLD_BUSY_TIMEOUT / busy_timeout
+#: override): well inside the hook timeouts the installer writes, and SessionEnd's 1.5 s.
+BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0, "session-end": 1.0}
+_OFF = ("0", "false", "no", "off")
+_ID_PUNCT = "._:/#-"
+_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
+
+
+class PayloadError(Exception):
+    """The hook payload on stdin is not what Claude Code sends."""
+
+
+# -- paths of the small files -----------------------------------------------------------------
+def cache_home() -> str:
+    """``$XDG_CACHE_HOME/leasehold`` (default ``~/.cache/leasehold``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "leasehold")
+
+
+def default_state_dir() -> str:
+    return os.path.join(cache_home(), "state")
+
+
+def state_file(state_dir: str, session: str) -> str:
+    """The heartbeat throttle file of ``session`` (the session id percent-encoded)."""
+    name = "".join(chr(b) if b in _SAFE else f"%{b:02X}" for b in session.encode("utf-8"))
+    return os.path.join(state_dir, "heartbeat-" + name)
+
+
+# -- the throttled heartbeat: the fast path ----------------------------------------------------
+def _fast_state_dir() -> str | None:
+    """The state folder when it is certainly the default: no leasehold.toml from the working
+    directory up, or one that does not mention ``state_dir``. None: ask the slow path."""
+    folder = os.getcwd()
+    while True:
+        candidate = os.path.join(folder, "leasehold.toml")
+        try:
+            with open(candidate, "rb") as fh:
+                if b"state_dir" in fh.read():
+                    return None
+                break
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return default_state_dir()
+
+
+def throttled_fast(raw: bytes) -> bool:
+    """True when this session's next heartbeat is not due yet, decided without parsing JSON,
+    reading settings or opening the ledger: the session comes from ``CLAUDE_CODE_SESSION_ID``
+    and must appear as the payload's ``session_id`` value. Any doubt answers False (the slow
+    path then decides properly)."""
+    session = os.environ.get("CLAUDE_CODE_SESSION_ID")
+    if not session or '"' in session or "\\" in session:
+        return False
+    quoted = ('"' + session + '"').encode("utf-8")
+    if b'"session_id":' + quoted not in raw and b'"session_id": ' + quoted not in raw:
+        return False
+    folder = _fast_state_dir()
+    if folder is None:
+        return False
+    return _not_due(state_file(folder, session))
+
+
+def _not_due(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            due = float(fh.read(64).split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return time.time() < due
+
+
+def _mark_due(path: str, due: float) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write(f"{due!r}\n")
+    os.replace(tmp, path)
+
+
+# -- payload, settings, ledger -----------------------------------------------------------------
+def parse_payload(raw: bytes) -> dict[str, Any]:
+    """The payload object. Raises :class:`PayloadError`."""
+    import json
+
+    if not raw.strip():
+        raise PayloadError("no hook payload on stdin (expected one JSON object)")
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(f"hook payload on stdin is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise PayloadError(f"hook payload must be a JSON object, got {type(payload).__name__}")
+    tool_input = payload.get("tool_input")
+    if tool_input is not None and not isinstance(tool_input, dict):
+        raise PayloadError("hook payload field tool_input must be an object")
+    for key in ("session_id", "tool_name", "cwd"):
+        if payload.get(key) is not None and not isinstance(payload[key], str):
+            raise PayloadError(f"hook payload field {key} must be a string")
+    return payload
+
+
+def payload_session(payload: dict[str, Any]) -> str | None:
+    """The session: payload ``session_id`` > LEASEHOLD_SESSION > CLAUDE_CODE_SESSION_ID.
+    Raises :class:`PayloadError` for a malformed id."""
+    from leasehold.config import resolve_session
+    from leasehold.errors import InvalidInput
+
+    try:
+        session, _ = resolve_session(None, payload_session=payload.get("session_id") or None,
+                                     required=False)
+    except InvalidInput as exc:
+        raise PayloadError(f"hook payload: {exc}") from None
+    return session
+
+
+def enforcing() -> bool:
+    """False when ``LEASEHOLD_ENFORCE`` is 0/false/no/off (the rollback switch)."""
+    return os.environ.get("LEASEHOLD_ENFORCE", "1").strip().lower() not in _OFF
+
+
+def open_ledger(settings: Settings, event: str) -> Ledger:
+    from leasehold.ledger import Ledger
+    from leasehold.store import open_store
+
+    busy: Any = os.environ.get("LEASEHOLD_BUSY_TIMEOUT") or settings.get("busy_timeout")
+    timeout = BUSY_TIMEOUTS[event] if busy is None else float(busy)
+    return Ledger(open_store(settings.db, busy_timeout=timeout), settings.default_ttl)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _deny(reason: str) -> int:
+    _emit({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
+                                  "permissionDecisionReason": reason}})
+    return 0
+
+
+def _context(event: str, text: str) -> int:
+    _emit({"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}})
+    return 0
+
+
+# -- the dispatch gate -------------------------------------------------------------------------
+def candidate_ids(text: str) -> list[str]:
+    """The tokens of ``text`` that could be task ids, in order, without duplicates: each run of
+    task-id characters (letters, digits, ``._:/#-``), the run without its surrounding
+    punctuation, and its parts between ``:``, ``/`` and ``#``. ``MC #99927`` gives ``MC``,
+    ``#99927``, ``99927``; ``task 99927:`` gives ``99927:``, ``99927``; ``CMB-0036``,
+    ``iv-sz3sf`` and mission ids stay whole."""
+    from leasehold.model import TASK_ID_PUNCTUATION, is_task_id
+
+    allowed = TASK_ID_PUNCTUATION.union("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    seen: dict[str, None] = {}
+
+    def add(token: str) -> None:
+        if token and token not in seen and is_task_id(token):
+            seen[token] = None
+
+    run: list[str] = []
+    for ch in text + " ":
+        if ch in allowed:
+            run.append(ch)
+            continue
+        if run:
+            token = "".join(run)
+            run = []
+            add(token)
+            add(token.strip(_ID_PUNCT))
+            for part in token.replace("/", ":").replace("#", ":").split(":"):
+                add(part.strip(_ID_PUNCT))
+    return list(seen)
+
+
+def _task_line(task: Task) -> str:
+    from leasehold.model import format_ts
+
+    title = f" ({task.title})" if task.title else ""
+    return (f"task {task.id}{title} is held by {task.lease_holder} until "
+            f"{format_ts(task.lease_until)} (fence {task.fence})")
+
+
+def _path_line(res: PathReservation, rel: str) -> str:
+    from leasehold.model import format_ts
+
+    reason = f", reason: {res.reason}" if res.reason else ""
+    return (f"{rel} is reserved by {res.holder} until {format_ts(res.expires_at)} "
+            f"(pattern {res.pattern!r}, exclusive, fence {res.fence}{reason})")
+
+
+def _task_advice(tasks: list[Task]) -> str:
+    ids = " ".join(t.id for t in tasks)
+    return ("Another session is working on this. Do not dispatch a sub-agent onto it: pick other "
+            "work (`leasehold list --available`, `leasehold next`), check later "
+            f"(`leasehold status {tasks[0].id}`), or ask the user to have the holder release "
+            f"it (`leasehold release {ids}` in that session).")
+
+
+def _path_advice(blocked: list[PathReservation]) -> str:
+    pats = " ".join(repr(r.pattern) for r in blocked)
+    return ("Another session has reserved this file. Do not edit it: work on other files, see "
+            "`leasehold paths`, or ask the user to have the holder release it "
+            f"(`leasehold release-path {pats}` in that session).")
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
+    """Append one JSON line to ``audit_dir/bypass-audit-YYYYMMDD.log`` (UTC date). Raises
+    OSError when it cannot."""
+    import json
+
+    from leasehold.model import format_ts_precise
+
+    now = time.time()
+    folder = settings.path("audit_dir", cache_home()) if settings is not None else cache_home()
+    os.makedirs(folder, exist_ok=True)
+    line = json.dumps({"ts": format_ts_precise(now), **record}, ensure_ascii=False,
+                      sort_keys=True) + "\n"
+    path = os.path.join(folder, time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now)))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def _actor(settings: Settings | None) -> str | None:
+    from leasehold.config import resolve_actor
+    from leasehold.errors import InvalidInput
+
+    try:
+        return resolve_actor(None, settings)[0]
+    except InvalidInput:
+        return None
+
+
+def pre_tool_use(payload: dict[str, Any]) -> int:
+    """The gate. Returns the exit code; a denial is printed on stdout."""
+    from leasehold.errors import LeaseholdError
+
+    tool = payload.get("tool_name") or ""
+    tool_input = payload.get("tool_input") or {}
+    if tool not in AGENT_TOOLS and tool not in EDIT_TOOLS:
+        return 0
+    session = payload_session(payload)
+    enforce = enforcing()
+    settings = None
+    try:
+        from leasehold.config import load_settings
+
+        settings = load_settings()
+        if tool in AGENT_TOOLS:
+            return _gate_agent(payload, tool, tool_input, session, settings, enforce)
+        return _gate_edit(payload, tool, tool_input, session, settings, enforce)
+    except LeaseholdError as exc:
+        return _store_failure(payload, tool, tool_input, session, settings, enforce, str(exc))
+
+
+def _text_field(tool_input: dict[str, Any], key: str) -> str:
+    value = tool_input.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
+                session: str | None, settings: Settings, enforce: bool) -> int:
+    prompt = _text_field(tool_input, "prompt")
+    text = prompt + "\n" + _text_field(tool_input, "description")
+    token = str(settings.get("bypass_token") or DEFAULT_BYPASS_TOKEN)
+    bypass = token in text
+    ids = candidate_ids(text)
+    with open_ledger(settings, "pre-tool-use") as ledger:
+        held = ledger.held_among(ids) if ids else []
+        blocked = [t for t in held if t.lease_session != session]
+        if not blocked and not bypass:
+            return 0
+        record = {"session": session, "actor": _actor(settings), "tool": tool,
+                  "tasks": [{"id": t.id, "holder": t.lease_holder, "fence": t.fence,
+                             "lease_until": t.lease_until} for t in blocked],
+                  "prompt_sha256": _sha256(prompt), "cwd": payload.get("cwd")}
+        lines = "; ".join(_task_line(t) for t in blocked)
+        if bypass:
+            record["kind"] = "bypass"
+            record["via"] = "token"
+            return _audited_allow(ledger, settings, record, blocked, enforce, None)
+        if not enforce:
+            record["kind"] = "enforce_off"
+            record["via"] = "LEASEHOLD_ENFORCE=0"
+            note = (f"leasehold (enforcement off, LEASEHOLD_ENFORCE=0): this call would have been "
+                    f"denied: {lines}. Prefer other work; the override is audited.")
+            return _audited_allow(ledger, settings, record, blocked, enforce, note)
+        return _deny(f"leasehold: {lines}. {_task_advice(blocked)}")
+
+
+def _audited_allow(ledger: Ledger, settings: Settings, record: dict[str, Any], blocked: list[Task],
+                   enforce: bool, note: str | None) -> int:
+    from leasehold.model import Holder
+
+    try:
+        _audit(settings, record)
+    except OSError as exc:
+        if enforce:
+            return _deny(f"leasehold: the bypass could not be audited ({exc}); it is refused. "
+                         "Fix the audit folder (setting audit_dir) and retry.")
+        note = (note or "") + f" (audit log not written: {exc})"
+    holder = None
+    if record.get("actor") and record.get("session"):
+        holder = Holder(record["actor"], record["session"])
+    details = {"tool": record["tool"], "via": record["via"], "prompt_sha256": record.get("prompt_sha256")}
+    if record.get("paths"):
+        details["paths"] = record["paths"]
+    ledger.record_bypass(blocked, holder, details)
+    if note:
+        return _context("PreToolUse", note)
+    return 0
+
+
+def _gate_edit(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
+               session: str | None, settings: Settings, enforce: bool) -> int:
+    from leasehold import paths
+
+    file_path = _text_field(tool_input, "file_path") or _text_field(tool_input, "notebook_path")
+    if not file_path:
+        return 0
+    located = paths.relative_to_root(file_path, payload.get("cwd") or None)
+    if located is None:
+        return 0
+    _, rel = located
+    with open_ledger(settings, "pre-tool-use") as ledger:
+        others = ledger.store.exclusive_paths_not_of_session(session or "")
+        blocked = paths.blocking(others, rel) if others else []
+        if not blocked:
+            return 0
+        lines = "; ".join(_path_line(r, rel) for r in blocked)
+        if enforce:
+            return _deny(f"leasehold: {lines}. {_path_advice(blocked)}")
+        record = {"kind": "enforce_off", "via": "LEASEHOLD_ENFORCE=0", "session": session,
+                  "actor": _actor(settings), "tool": tool, "tasks": [], "file": rel,
+                  "paths": [{"pattern": r.pattern, "holder": r.holder, "fence": r.fence,
+                             "expires_at": r.expires_at} for r in blocked],
+                  "cwd": payload.get("cwd")}
+        note = (f"leasehold (enforcement off, LEASEHOLD_ENFORCE=0): this edit would have been "
+                f"denied: {lines}. Prefer other files; the override is audited.")
+        return _audited_allow(ledger, settings, record, [], enforce, note)
+
+
+def _store_failure(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
+                   session: str | None, settings: Settings | None, enforce: bool,
+                   error: str) -> int:
+    """The ledger cannot answer: fail closed unless enforcement is off or the bypass token is
+    given (both audited to the file; the ledger cannot record them)."""
+    prompt = _text_field(tool_input, "prompt") if tool in AGENT_TOOLS else ""
+    token = DEFAULT_BYPASS_TOKEN
+    if settings is not None and settings.get("bypass_token"):
+        token = str(settings.get("bypass_token"))
+    bypass = tool in AGENT_TOOLS and token in prompt + "\n" + _text_field(tool_input, "description")
+    if enforce and not bypass:
+        return _deny(
+            f"leasehold cannot check this call: {error}. The gate fails closed, so the call is "
+            "denied. Retry shortly; if the ledger stays unreachable, tell the user: fix the ledger "
+            "(`leasehold whoami` shows which one is used) or switch enforcement off with "
+            "LEASEHOLD_ENFORCE=0."
+        )
+    record: dict[str, Any] = {"kind": "bypass" if bypass else "enforce_off",
+              "via": "token" if bypass else "LEASEHOLD_ENFORCE=0", "session": session,
+              "tool": tool, "tasks": [], "store_error": error, "cwd": payload.get("cwd")}
+    if prompt:
+        record["prompt_sha256"] = _sha256(prompt)
+    note = f"leasehold could not check this call ({error}); allowed because " + (
+        "of the bypass token (audited)." if bypass else "enforcement is off (LEASEHOLD_ENFORCE=0).")
+    try:
+        _audit(settings, record)
+    except OSError as exc:
+        if enforce:
+            return _deny(f"leasehold cannot check this call ({error}) and cannot audit the bypass "
+                         f"({exc}); the call is denied.")
+        note += f" (audit log not written: {exc})"
+    return _context("PreToolUse", note)
+
+
+# -- heartbeat ---------------------------------------------------------------------------------
+def post_tool_use(payload: dict[str, Any]) -> int:
+    """Extend this session's leases and reservations when the heartbeat is due."""
+    from leasehold.config import load_settings
+
+    session = payload_session(payload)
+    if session is None:
+        return 0
+    settings = load_settings()
+    interval = settings.seconds("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL)
+    path = state_file(settings.path("state_dir", default_state_dir()), session)
+    if _not_due(path):
+        return 0
+    with open_ledger(settings, "post-tool-use") as ledger:
+        ledger.heartbeat_session(session)
+    _mark_due(path, time.time() + interval)
+    return 0
+
+
+# -- session start / end -----------------------------------------------------------------------
+def session_start(payload: dict[str, Any]) -> int:
+    """Tell the agent what it holds and what others hold (compact)."""
+    from leasehold import paths
+    from leasehold.config import load_settings
+    from leasehold.errors import LeaseholdError
+    from leasehold.model import format_ts
+
+    session = payload_session(payload)
+    try:
+        settings = load_settings()
+        with open_ledger(settings, "session-start") as ledger:
+            groups = ledger.who()
+            reservations = paths.active(ledger)
+    except LeaseholdError as exc:
+        return _context("SessionStart", f"leasehold: the ledger cannot be reached ({exc}); the "
+                        "dispatch gate will deny sub-agent dispatch and edits until it can.")
+    actor = _actor(settings)
+    me = f"{actor}:{session}" if actor and session else (session or "(no session)")
+    lines = [f"leasehold: you are {me}. Claim a task before working on it "
+             "(`leasehold claim ID`); reserve files with `leasehold reserve-path GLOB`. "
+             "Heartbeat and release at session end are automatic."]
+    mine = [t for _, tasks in groups for t in tasks if t.lease_session == session]
+    my_paths = [r for r in reservations if r.session == session]
+    if mine or my_paths:
+        items = [f"{t.id} until {format_ts(t.lease_until)}" for t in mine]
+        items += [f"path {r.pattern!r} until {format_ts(r.expires_at)}" for r in my_paths]
+        lines.append("You hold: " + ", ".join(items) + ".")
+    others = [(h, tasks) for h, tasks in groups if tasks and tasks[0].lease_session != session]
+    other_paths = [r for r in reservations if r.session != session]
+    if others or other_paths:
+        lines.append("Held by other sessions (do not dispatch onto or edit these):")
+        shown = 0
+        for holder, tasks in others:
+            if shown >= 20:
+                break
+            ids = ", ".join(t.id for t in tasks[:10]) + (f" +{len(tasks) - 10} more" if len(tasks) > 10 else "")
+            lines.append(f"- {holder}: {ids}")
+            shown += 1
+        for r in other_paths[:20]:
+            kind = "exclusive" if r.exclusive else "shared"
+            lines.append(f"- {r.holder}: path {r.pattern!r} ({kind}) until {format_ts(r.expires_at)}")
+        hidden = max(0, len(others) - 20) + max(0, len(other_paths) - 20)
+        if hidden:
+            lines.append(f"- ... {hidden} more: `leasehold who`, `leasehold paths`")
+    else:
+        lines.append("No other session holds anything.")
+    return _context("SessionStart", "\n".join(lines))
+
+
+def session_end(payload: dict[str, Any]) -> int:
+    """Release everything this session holds (best effort: expiry is the backstop)."""
+    from leasehold.config import load_settings
+
+    session = payload_session(payload)
+    if session is None:
+        sys.stderr.write("leasehold hook session-end: no session id; nothing released\n")
+        return 1
+    with open_ledger(load_settings(), "session-end") as ledger:
+        tasks, reservations = ledger.release_session(session)
+    sys.stderr.write(f"leasehold: released {len(tasks)} lease(s) and {len(reservations)} "
+                     f"file reservation(s) of session {session}\n")
+    return 0
+
+
+HANDLERS = {
+    "pre-tool-use": pre_tool_use,
+    "post-tool-use": post_tool_use,
+    "session-start": session_start,
+    "session-end": session_end,
+}
+
+
+def run(event: str, raw: bytes | None = None) -> int:
+    """Run hook ``event`` on the payload ``raw`` (default: stdin). Returns the exit code:
+    0 (allowed, or denied through stdout), 1 (a non-blocking error, one line on stderr)."""
+    if raw is None:
+        try:
+            raw = sys.stdin.buffer.read()
+        except (OSError, ValueError) as exc:
+            sys.stderr.write(f"leasehold hook {event}: cannot read stdin: {exc}\n")
+            return 1
+    if event == "post-tool-use" and throttled_fast(raw):
+        return 0
+    from leasehold.errors import LeaseholdError
+
+    try:
+        payload = parse_payload(raw)
+        return HANDLERS[event](payload)
+    except PayloadError as exc:
+        sys.stderr.write(f"leasehold hook {event}: {exc}\n")
+        return 1
+    except LeaseholdError as exc:
+        sys.stderr.write(f"leasehold hook {event}: {' '.join(str(exc).splitlines())}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: never a traceback
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        if event == "pre-tool-use" and enforcing():
+            try:
+                return _deny(f"leasehold could not check this call ({message}). The gate fails "
+                             "closed; tell the user (LEASEHOLD_ENFORCE=0 switches it off).")
+            except Exception:
+                pass
+        sys.stderr.write(f"leasehold hook {event}: {message}\n")
+        return 1

@@ -1,0 +1,136 @@
+"""``leasehold hooks install|uninstall|show`` on real settings files with foreign hooks."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI
+
+FOREIGN = {
+    "model": "sonnet",
+    "permissions": {"allow": ["Bash(pytest:*)"], "deny": []},
+    "hooks": {
+        "PreToolUse": [
+            {"matcher": "Bash", "hooks": [{"type": "command", "command": "~/bin/guard.sh", "timeout": 5}]},
+            {"matcher": "Edit|Write", "hooks": [{"type": "command", "command": "fmt-check"}]},
+        ],
+        "PostToolUse": [
+            {"matcher": "Edit|Write|MultiEdit|NotebookEdit",
+             "hooks": [{"type": "command", "command": "interstat record"}]},
+        ],
+        "Stop": [{"hooks": [{"type": "command", "command": "auto-stop-actions.sh"}]}],
+    },
+    "env": {"FOO": "1"},
+}
+
+
+@pytest.fixture
+def project(sqlite_cli: CLI) -> Path:
+    root = sqlite_cli.cwd / "proj"
+    (root / ".git").mkdir(parents=True)
+    (root / "sub").mkdir()
+    sqlite_cli.cwd = root / "sub"  # run from a sub-folder: the project root is found via .git
+    return root
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def leasehold_commands(data: dict) -> dict[str, list[str]]:
+    return {event: [h["command"] for g in groups for h in g["hooks"] if h["command"].startswith("leasehold ")]
+            for event, groups in data.get("hooks", {}).items()}
+
+
+@pytest.mark.parametrize("scope, rel", [("project", "proj/.claude/settings.json"),
+                                        ("local", "proj/.claude/settings.local.json")])
+def test_install_keeps_foreign_hooks_and_uninstall_restores_the_file(
+        sqlite_cli: CLI, project: Path, scope: str, rel: str) -> None:
+    path = project.parent / rel
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(FOREIGN, indent=4))
+    proc = sqlite_cli("hooks", "install", "--scope", scope)
+    assert proc.returncode == 0, proc.stderr
+    data = load(path)
+    assert leasehold_commands(data) == {
+        "PreToolUse": ["leasehold hook pre-tool-use"],
+        "PostToolUse": ["leasehold hook post-tool-use"],
+        "Stop": [],
+        "SessionStart": ["leasehold hook session-start"],
+        "SessionEnd": ["leasehold hook session-end"],
+    }
+    # foreign groups untouched and in their order, ours appended after them
+    assert data["hooks"]["PreToolUse"][:2] == FOREIGN["hooks"]["PreToolUse"]
+    assert data["hooks"]["PreToolUse"][2]["matcher"] == "^(Agent|Task|Edit|Write|MultiEdit|NotebookEdit)$"
+    post = data["hooks"]["PostToolUse"][1]
+    assert post["matcher"] == "^(Bash|Edit|Write|MultiEdit|NotebookEdit)$" and post["hooks"][0]["async"] is True
+    assert {k: v for k, v in data.items() if k != "hooks"} == {k: v for k, v in FOREIGN.items() if k != "hooks"}
+    # idempotent
+    again = sqlite_cli("hooks", "install", "--scope", scope, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["events"] == []
+    assert load(path) == data
+    # uninstall: JSON-equal to the original, created event lists gone too
+    out = sqlite_cli("hooks", "uninstall", "--scope", scope)
+    assert out.returncode == 0, out.stderr
+    assert load(path) == FOREIGN
+    assert sqlite_cli("hooks", "uninstall", "--scope", scope).returncode == 0
+    assert load(path) == FOREIGN
+
+
+def test_foreign_hooks_added_after_install_survive_uninstall(sqlite_cli: CLI, project: Path) -> None:
+    path = project / ".claude" / "settings.json"
+    assert sqlite_cli("hooks", "install").returncode == 0
+    data = load(path)
+    mine = {"matcher": "Bash", "hooks": [{"type": "command", "command": "late-hook"}]}
+    data["hooks"]["PreToolUse"].append(mine)
+    data["hooks"]["SessionEnd"][0]["hooks"].append({"type": "command", "command": "sync.sh"})
+    path.write_text(json.dumps(data))
+    assert sqlite_cli("hooks", "uninstall").returncode == 0
+    assert load(path) == {"hooks": {"PreToolUse": [mine],
+                                    "SessionEnd": [{"hooks": [{"type": "command", "command": "sync.sh"}]}]}}
+
+
+def test_install_into_a_missing_file_and_uninstall_removes_it(sqlite_cli: CLI, project: Path) -> None:
+    path = project / ".claude" / "settings.json"
+    assert sqlite_cli("hooks", "install").returncode == 0
+    assert set(load(path)["hooks"]) == {"PreToolUse", "PostToolUse", "SessionStart", "SessionEnd"}
+    assert sqlite_cli("hooks", "uninstall").returncode == 0
+    assert not path.exists()
+
+
+def test_user_scope_writes_to_home(sqlite_cli: CLI, project: Path) -> None:
+    home = Path(sqlite_cli.env["HOME"])
+    assert sqlite_cli("hooks", "install", "--scope", "user").returncode == 0
+    assert "PreToolUse" in load(home / ".claude" / "settings.json")["hooks"]
+    shown = json.loads(sqlite_cli("hooks", "show", "--json").stdout)
+    by_scope = {s["scope"]: s for s in shown}
+    assert by_scope["user"]["installed"] == ["PreToolUse", "PostToolUse", "SessionStart", "SessionEnd"]
+    assert by_scope["project"]["exists"] is False and by_scope["project"]["installed"] == []
+    text = sqlite_cli("hooks", "show").stdout
+    assert "installed: PreToolUse" in text
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"hooks": []}', '{"hooks": {"PreToolUse": {}}}'])
+def test_invalid_settings_are_refused_untouched(sqlite_cli: CLI, project: Path, content: str) -> None:
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    for action in ("install", "uninstall"):
+        proc = sqlite_cli("hooks", action)
+        assert proc.returncode == 2, proc.stderr
+        assert "nothing was changed" in proc.stderr and "Traceback" not in proc.stderr
+        assert path.read_text() == content
+
+
+def test_show_counts_foreign_handlers(sqlite_cli: CLI, project: Path) -> None:
+    path = project / ".claude" / "settings.local.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(copy.deepcopy(FOREIGN)))
+    assert sqlite_cli("hooks", "install", "--scope", "local").returncode == 0
+    (local,) = [s for s in json.loads(sqlite_cli("hooks", "show", "--json").stdout) if s["scope"] == "local"]
+    assert local["other_handlers"] == {"PreToolUse": 2, "PostToolUse": 1, "Stop": 1}
+    assert local["installed"] == ["PreToolUse", "PostToolUse", "SessionStart", "SessionEnd"]
