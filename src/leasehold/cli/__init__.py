@@ -32,6 +32,7 @@ COMMAND_MODULES = {
     "whoami": "leasehold.cli.leases",
     "run": "leasehold.cli.run",
     "demo": "leasehold.cli.run",
+    "missions": "leasehold.cli.missions",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {
