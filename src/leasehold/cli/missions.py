@@ -115,7 +115,7 @@ def cmd_claim(ctx: Context) -> int:
     if bool(args.id) == bool(args.next):
         raise InvalidInput("claim needs a mission ID or --next (not both)")
     m = board(ctx)
-    holder = ctx.holder()
+    holder = ctx.me()
     description = _description(ctx)
     if args.next:
         from leasehold.missions.board import NoMission
@@ -132,26 +132,26 @@ def cmd_claim(ctx: Context) -> int:
 
 def cmd_log(ctx: Context) -> int:
     m = board(ctx)
-    outcome = m.log(ctx.args.id, ctx.holder(), " ".join(ctx.args.text))
+    outcome = m.log(ctx.args.id, ctx.me(), " ".join(ctx.args.text))
     return show_outcome(ctx, m, outcome)
 
 
 def cmd_done(ctx: Context) -> int:
     m = board(ctx)
-    outcome = m.done(ctx.args.id, ctx.holder(), description=_description(ctx), note=ctx.args.note)
+    outcome = m.done(ctx.args.id, ctx.me(), description=_description(ctx), note=ctx.args.note)
     return show_outcome(ctx, m, outcome)
 
 
 def cmd_requeue(ctx: Context) -> int:
     m = board(ctx)
-    outcome = m.requeue(ctx.args.id, ctx.holder(), force=ctx.args.force, reason=ctx.args.reason,
+    outcome = m.requeue(ctx.args.id, ctx.me(), force=ctx.args.force, reason=ctx.args.reason,
                         description=_description(ctx))
     return show_outcome(ctx, m, outcome)
 
 
 def cmd_resume(ctx: Context) -> int:
     m = board(ctx)
-    outcome = m.resume(ctx.args.id, ctx.holder(), description=_description(ctx))
+    outcome = m.resume(ctx.args.id, ctx.me(), description=_description(ctx))
     return show_outcome(ctx, m, outcome)
 
 
@@ -193,7 +193,7 @@ def cmd_start(ctx: Context) -> int:
     description = _description(ctx)
     outcome = None
     if chosen:
-        holder = ctx.holder()
+        holder = ctx.me()
         if args.resume:
             outcome = m.resume(args.resume, holder, description=description)
         elif args.claim:
@@ -232,7 +232,7 @@ def _interactive(ctx: Context, m: Missions, active: list[MissionView], queue: li
             return None
         if answer in numbers:
             mission = active[int(answer) - 1].mission
-            return m.resume(mission.id, ctx.holder(), description=description)
+            return m.resume(mission.id, ctx.me(), description=description)
     if not queue:
         sys.stdout.write("The queue is empty: nothing to claim.\n")
         return None
@@ -241,7 +241,7 @@ def _interactive(ctx: Context, m: Missions, active: list[MissionView], queue: li
                   numbers | {"", "q"})
     if answer == "q":
         return None
-    holder = ctx.holder()
+    holder = ctx.me()
     if answer == "":
         return m.claim_next(holder, description=description)
     return m.claim(queue[int(answer) - 1].mission.id, holder, description=description)

@@ -226,8 +226,8 @@ class MissionView:
     """A mission with its lease, as of one instant: what ``list`` and ``start`` show.
 
     ``lease_valid``: a lease is held now. ``stale``: an ``active/`` mission without a valid
-    lease whose claim (``claimed_at``, else the last lease's grant time) is older than
-    ``stale_after`` seconds or unknown.
+    lease whose claim is older than ``stale_after`` seconds, or was never completed (no
+    ``status: ACTIVE`` with a readable ``claimed_at``: a session crashed half-way).
     """
 
     __slots__ = ("mission", "task", "lease_valid", "stale", "claimed_ts", "now")
@@ -238,9 +238,7 @@ class MissionView:
         self.task = task
         self.now = now
         self.lease_valid = task is not None and task.lease_valid(lease_now)
-        claimed = mission.claimed_ts
-        if claimed is None and task is not None:
-            claimed = task.lease_acquired_at
+        claimed = mission.claimed_ts if mission.status == "ACTIVE" else None
         self.claimed_ts = claimed
         self.stale = (mission.folder == "active" and not self.lease_valid
                       and (claimed is None or now - claimed > stale_after))
@@ -292,7 +290,10 @@ class MissionView:
         if state in ("held", "leased"):
             lease = f"held by {t.lease_holder} until {format_ts(t.lease_until)} (fence {t.fence})"  # type: ignore[union-attr]
         elif state == "stale":
-            lease = f"STALE: no valid lease, claimed {_age(self.now, self.claimed_ts)} ago"
+            if self.claimed_ts is None:
+                lease = "STALE: no valid lease, the claim was never completed"
+            else:
+                lease = f"STALE: no valid lease, claimed {_age(self.now, self.claimed_ts)} ago"
         elif state == "expired":
             lease = f"lease expired {format_ts(t.lease_until)}; resumable"  # type: ignore[union-attr]
         elif state == "unleased":
@@ -428,17 +429,16 @@ class Missions:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = raw[:exc.start].count(b"\n") + 1
-            raise InvalidMission(path, line, "not UTF-8 text") from None
+            raise InvalidMission(path, raw[:exc.start].count(b"\n") + 1, "not UTF-8 text") from None
         doc = Document.parse(text, path)
         stem = os.path.basename(path)[:-3]
         raw_id = doc.get("mission_id")
         mission_id = str(raw_id).strip() if raw_id is not None and str(raw_id).strip() else stem
         if not is_task_id(mission_id):
-            line = None
+            id_line = None
             if "mission_id" in doc.spans:
-                line = doc.text.count("\n", 0, doc.spans["mission_id"][0]) + 1
-            raise InvalidMission(path, line, f"mission_id {mission_id!r} must be 1-200 letters, digits or '._:/#-'")
+                id_line = doc.text.count("\n", 0, doc.spans["mission_id"][0]) + 1
+            raise InvalidMission(path, id_line, f"mission_id {mission_id!r} must be 1-200 letters, digits or '._:/#-'")
         return Mission(mission_id, folder, path, doc)
 
     def scan(self, folders: Iterable[str] = FOLDERS) -> tuple[list[Mission], list[Problem]]:

@@ -121,17 +121,17 @@ class Document:
             data = loader.construct_document(node) if node is not None else None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 2 if mark is not None else None
+            err_line: int | None = mark.line + 2 if mark is not None else None
             problem = exc.problem or "invalid YAML"
             if exc.context and exc.context_mark is not None:
                 context_line = exc.context_mark.line + 2
                 if mark is not None and mark.index >= len(source.rstrip()):
                     # the problem shows only at the closing '---': point at where it started
-                    problem = f"{exc.context}: {problem} before the closing '---' (line {line})"
-                    line = context_line
+                    problem = f"{exc.context}: {problem} before the closing '---' (line {err_line})"
+                    err_line = context_line
                 else:
                     problem = f"{problem} ({exc.context} started at line {context_line})"
-            raise InvalidMission(path, line, " ".join(problem.split())) from None
+            raise InvalidMission(path, err_line, " ".join(problem.split())) from None
         except yaml.YAMLError as exc:
             raise InvalidMission(path, None, " ".join(str(exc).split())) from None
         finally:
@@ -188,7 +188,7 @@ class Document:
         edits = []
         added = []
         for key, value in fields.items():
-            line = f"{key}:" if value is None else f"{key}: {render_scalar(value)}"
+            line = f"{key}:" if value is None else f"{key}: {render_scalar(value, key in QUOTED_KEYS)}"
             if key in self.spans:
                 edits.append((*self.spans[key], line))
             else:
@@ -274,22 +274,32 @@ class Document:
         return found
 
 
-#: Words YAML 1.1 reads as booleans or null: always quoted.
-_YAML_WORDS = frozenset({"Y", "N", "YES", "NO", "ON", "OFF", "TRUE", "FALSE", "NULL"})
+#: Keys whose string values are always written double-quoted (as the protocol shows them).
+QUOTED_KEYS = frozenset({"claimed_by", "assigned_to", "title"})
+_PLAIN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._/+-]*")
 
 
-def render_scalar(value: Any) -> str:
-    """A YAML scalar for one frontmatter line: words and ISO timestamps plain, other strings
-    double-quoted (JSON escaping is valid YAML)."""
+def render_scalar(value: Any, quote: bool = False) -> str:
+    """A YAML scalar for one frontmatter line: numbers, simple words and ISO timestamps plain
+    (when YAML reads them back as the same string), anything else double-quoted (JSON escaping
+    is valid YAML). ``quote`` always quotes strings."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     text = str(value)
-    if (re.fullmatch(r"[A-Z][A-Z_]*", text) and text not in _YAML_WORDS) or re.fullmatch(
-        r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z))?", text
-    ):
-        return text
+    if quote:
+        return json.dumps(text, ensure_ascii=False)
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?([+-]\d{2}:\d{2}|Z))?", text):
+        return text  # YAML reads it back as a date/timestamp: checked by set_fields
+    if _PLAIN_RE.fullmatch(text) and not text.endswith(" "):
+        import yaml
+
+        try:
+            if yaml.load(f"k: {text}", Loader=_loader_class()) == {"k": text}:
+                return text
+        except yaml.YAMLError:
+            pass
     return json.dumps(text, ensure_ascii=False)
 
 
