@@ -695,6 +695,8 @@ class Missions:
             detail = "the queue is empty"
         else:
             detail = f"all {len(missions)} queued mission(s) are leased by other sessions"
+        if problems:
+            detail += f" ({len(problems)} invalid file(s) skipped)"
         raise NoMission(f"no mission available to claim: {detail}", problems)
 
     def _hold(self, mission_id: str, holder: Holder, ttl: float | None) -> Lease:
@@ -738,14 +740,18 @@ class Missions:
         mission = self.find(mission_id)
         if mission.folder == "queue":
             raise Conflict(f"mission {mission_id} is queued, not active; claim it first")
+        recovered = False
         if mission.folder == "done":
             task = ledger.status(mission_id)
-            if task is not None and task.status != "done" and task.lease_actor == holder.actor \
-                    and task.lease_session == holder.session:
-                ledger.complete(mission_id, holder)
-                return Outcome("done", mission, None, f"completed the lease of {mission_id} (already in done/)",
-                               recovered=True)
-            return Outcome("unchanged", mission, None, f"mission {mission_id} is already done: {mission.path}")
+            own = task is not None and task.status != "done" and task.lease_actor == holder.actor \
+                and task.lease_session == holder.session
+            if mission.status == "DONE":
+                if own:  # a crash after the move and rewrite, before the lease was completed
+                    ledger.complete(mission_id, holder)
+                    return Outcome("done", mission, None, f"completed the lease of {mission_id} (already in done/)",
+                                   recovered=True)
+                return Outcome("unchanged", mission, None, f"mission {mission_id} is already done: {mission.path}")
+            recovered = True  # a crash after the move, before the rewrite: finish it under the lease
         lease = self._hold(mission_id, holder, None)
         description = description or mission.claimed_by or str(holder)
         line = f"**DONE** by session \"{description}\""
@@ -753,7 +759,7 @@ class Missions:
             line += f": {' '.join(note.split())}"
         mission = self._transition(mission, "done", {"status": "DONE"}, self.now(), line)
         ledger.complete(mission_id, holder, fence=lease.fence)
-        return Outcome("done", mission, lease, f"done {mission_id}: {mission.path}")
+        return Outcome("done", mission, lease, f"done {mission_id}: {mission.path}", recovered=recovered)
 
     def requeue(self, mission_id: str, holder: Holder | str, *, force: bool = False,
                 reason: str | None = None, description: str | None = None,
@@ -778,6 +784,9 @@ class Missions:
         own = view.lease_valid and task is not None and task.lease_holder == str(holder)
         if mission.folder == "queue":
             if own:
+                if mission.status != "QUEUED":  # a crash after the move, before the rewrite
+                    self._transition(mission, "queue", {"status": "QUEUED", "claimed_at": None, "claimed_by": None},
+                                     self.now(), f"**REQUEUED** by session \"{description or holder}\"")
                 ledger.release(mission_id, holder)
                 return Outcome("requeued", mission, None, f"released the lease on queued mission {mission_id}",
                                recovered=True)
