@@ -484,6 +484,21 @@ class Missions:
         Raises :class:`NotFound`; :class:`InvalidMission` when the file named ``ID.md`` is
         invalid; :class:`Conflict` when the id is in more than one file.
         """
+        self._check_tree()
+        if is_task_id(mission_id) and "/" not in mission_id:
+            # fast path: the file named after the id (the usual case; scan() reports duplicates)
+            named = []
+            for folder in FOLDERS:
+                path = os.path.join(self.folder(folder), f"{mission_id}.md")
+                try:
+                    named.append(self.read(path, folder))
+                except FileNotFoundError:
+                    continue
+                except InvalidMission:
+                    named = []
+                    break
+            if len(named) == 1 and named[0].id == mission_id:
+                return named[0]
         missions, problems = self.scan()
         for mission in missions:
             if mission.id == mission_id:
