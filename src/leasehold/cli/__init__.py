@@ -37,6 +37,7 @@ COMMAND_MODULES = {
     "reserve-path": "leasehold.cli.paths",
     "release-path": "leasehold.cli.paths",
     "paths": "leasehold.cli.paths",
+    "missions": "leasehold.cli.missions",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {
