@@ -369,7 +369,7 @@ class Feed:
             raise InvalidInput(f"{sources[0]} goes with --kind actionable")
         if kind in NEEDS_ITEM and not sources:
             hint = " (or --reserve PREFIX / --provisional ID)" if kind == "actionable" else ""
-            raise InvalidInput(f"a {kind} post needs --item ID{hint}")
+            raise InvalidInput(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} post needs --item ID{hint}")
         if release_proof is not None and repair is not None:
             raise InvalidInput("--release-proof and --repair exclude each other")
         proof_kind, proof = None, None
@@ -599,7 +599,7 @@ class Feed:
                 kind = _kind(data["kind"])
                 item = data.get("item")
                 if item is None and kind in NEEDS_ITEM:
-                    raise InvalidInput(f"a {kind} post needs 'item'")
+                    raise InvalidInput(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} post needs 'item'")
                 if item is not None:
                     if not isinstance(item, str):
                         raise InvalidInput("'item' must be a string")

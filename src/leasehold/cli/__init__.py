@@ -32,6 +32,12 @@ COMMAND_MODULES = {
     "whoami": "leasehold.cli.leases",
     "run": "leasehold.cli.run",
     "demo": "leasehold.cli.run",
+    "namespace": "leasehold.cli.tickets",
+    "reserve": "leasehold.cli.tickets",
+    "reservation": "leasehold.cli.tickets",
+    "feed": "leasehold.cli.tickets",
+    "queue": "leasehold.cli.tickets",
+    "drift-check": "leasehold.cli.tickets",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {
