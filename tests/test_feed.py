@@ -13,7 +13,7 @@ import pytest
 
 from leasehold import Ledger
 from leasehold.errors import DuplicatePost, InvalidInput, NotFound
-from tests.test_tickets import race, wait_for
+from tests.test_tickets import race
 
 ANN = "ann:s1"
 BOB = "bob:s2"
@@ -24,7 +24,7 @@ from leasehold import Ledger
 from leasehold.errors import DuplicatePost
 url, start, ready, holder = sys.argv[1:5]
 with Ledger.open(url, busy_timeout=60) as ledger:
-    ledger.feed.list(limit=1)
+    ledger.feed.posts(limit=1)
     open(ready, "w").close()
     while not os.path.exists(start):
         time.sleep(0.002)
@@ -62,7 +62,7 @@ def test_concurrent_duplicate_actionable_posts_exactly_one_accepted(db_url, tmp_
     winner = accepted[0][1]
     assert all(o[1] == winner for o in refused)  # every refusal names the accepted post
     with Ledger.open(db_url) as ledger:
-        assert [p.id for p in ledger.feed.list(item="CMB-0036")] == [int(winner)]
+        assert [p.id for p in ledger.feed.posts(item="CMB-0036")] == [int(winner)]
         assert ledger.show("CMB-0036").status == "open"
         assert ledger.feed.drift() == []
 
@@ -160,11 +160,11 @@ def test_provisional_post_without_collision_is_confirmed_once(ledger):
     assert not result.already and result.renumbered == []
     assert result.confirmed.kind == "confirmed" and result.confirmed.refs == post.id
     assert feed.queue()[0]["state"] == "AWAITING_CLAIM"
-    count = len(feed.list())
+    count = len(feed.posts())
     events = len(ledger.events())
     again = feed.confirm(post.id, BOB)
     assert again.already and again.confirmed is None
-    assert len(feed.list()) == count and len(ledger.events()) == events
+    assert len(feed.posts()) == count and len(ledger.events()) == events
 
 
 def test_same_timestamp_different_seats_lexicographic_seat_wins(ledger, tmp_path):
@@ -335,10 +335,10 @@ def test_feed_list_filters(sqlite_url, clock):
         clock.advance(3600)
         feed.post("info", "b", ANN)
         feed.amend(a.id, ANN, body="more")
-        assert [p.subject for p in feed.list(since=clock.now - 60)] == ["b", "a"]
-        assert [p.kind for p in feed.list(item="CMB-0001")] == ["actionable", "amendment"]
-        assert [p.kind for p in feed.list(kind="info")] == ["info"]
-        assert len(feed.list(limit=1)) == 1
+        assert [p.subject for p in feed.posts(since=clock.now - 60)] == ["b", "a"]
+        assert [p.kind for p in feed.posts(item="CMB-0001")] == ["actionable", "amendment"]
+        assert [p.kind for p in feed.posts(kind="info")] == ["info"]
+        assert len(feed.posts(limit=1)) == 1
 
 
 # -- tail -f ----------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def test_eight_processes_reserving_fifty_each_get_400_distinct_ids_without_gaps(
         assert holders_of == set(holders)
         reserved = [e for e in ledger.events() if e.kind == "reserved"]
         assert len(reserved) == 400
-        assert len(ledger.feed.list(kind="actionable")) == 80
+        assert len(ledger.feed.posts(kind="actionable")) == 80
         ns = dict((n.prefix, s) for n, s in ledger.tickets.namespaces())
         assert ns["CMB"]["reserved"] == 400 and ns["CMB"]["last_ticket"] in ids
 
@@ -163,7 +163,7 @@ def test_lane_private_namespace_refuses_other_actors(ledger):
         ledger.feed.post("actionable", "x", "CAMBER-02:s9", reserve="ORA")
     # the refusal changed nothing
     assert ledger.tickets.reserve("ORA", "ORA-01:s2")[0].ticket_id == "ORA-0002"
-    assert ledger.feed.list() == []
+    assert ledger.feed.posts() == []
 
 
 @pytest.mark.parametrize("fmt, message", [

@@ -661,7 +661,7 @@ class Feed:
             raise NotFound(f"post #{post_id} not found")
         return post
 
-    def list(self, *, since: float | None = None, item: str | None = None,
+    def posts(self, *, since: float | None = None, item: str | None = None,
              kind: str | None = None, limit: int | None = None) -> list[Post]:
         """Posts by UTC ``ts`` (then id): with ``ts >= since`` (UTC seconds), about ``item``
         (including amendments and confirmations of its posts), of ``kind``; the last ``limit``."""

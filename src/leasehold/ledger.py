@@ -31,7 +31,7 @@ from leasehold.model import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from datetime import timedelta
 
     from leasehold.feed import Feed

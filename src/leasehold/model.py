@@ -8,6 +8,8 @@ hook and CLI fast paths.
 from __future__ import annotations
 
 import time as _time
+from datetime import UTC
+
 from leasehold.errors import InvalidInput
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; this module is on the hook fast path
@@ -133,7 +135,7 @@ def parse_ts(text: str) -> float:
 
     Raises :class:`InvalidInput`.
     """
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     raw = text.strip()
     if raw.endswith(("Z", "z")):
@@ -143,7 +145,7 @@ def parse_ts(text: str) -> float:
     except ValueError:
         raise InvalidInput(f"{text!r} is not an ISO 8601 timestamp") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 

@@ -14,6 +14,8 @@ day (the reservation's *period* is that day, ``YYYY-MM-DD``).
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from leasehold.errors import Conflict, InvalidInput, LaneRefused, NotFound
 from leasehold.model import Holder, format_uses_date, validate_name, validate_task_id
 
@@ -54,9 +56,9 @@ def validate_prefix(prefix: str) -> str:
 
 
 def _utc(ts: float) -> Any:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 def period_of(fmt: str, ts: float) -> str:

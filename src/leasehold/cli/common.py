@@ -198,5 +198,5 @@ def _report(ctx: Context, exc: BaseException, kind: str, code: int, line: str | 
         if hasattr(exc, "expires_at"):
             from leasehold.model import format_ts_precise
 
-            error["lease_until"] = format_ts_precise(getattr(exc, "expires_at"))
+            error["lease_until"] = format_ts_precise(exc.expires_at)
         sys.stdout.write(json.dumps({"error": error}, indent=2) + "\n")

@@ -205,7 +205,7 @@ def cmd_feed_list(ctx: Context) -> int:
     args = ctx.args
     ledger = ctx.ledger
     since = parse_since(args.since, ledger.now()) if args.since else None
-    posts = ledger.feed.list(since=since, item=args.item, kind=args.kind, limit=args.limit)
+    posts = ledger.feed.posts(since=since, item=args.item, kind=args.kind, limit=args.limit)
     ctx.out([p.to_dict() for p in posts], "\n".join(post_line(p) for p in posts) if posts else "no posts")
     return 0
 

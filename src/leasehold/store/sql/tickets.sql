@@ -72,7 +72,7 @@ ORDER BY id;
 
 -- name: posts_since
 SELECT * FROM feed_posts
-WHERE ts >= :since AND (:kind IS NULL OR kind = :kind)
+WHERE ts >= :since AND (CAST(:kind AS TEXT) IS NULL OR kind = :kind)
 ORDER BY ts, id;
 
 -- name: posts_after
