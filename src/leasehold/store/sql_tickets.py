@@ -12,7 +12,6 @@ of one item, and the unique constraints on ``reservations`` are the last word ei
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 
 from leasehold.model import Namespace, Post, Reservation, Task
@@ -103,6 +102,8 @@ class TicketTx:
                     session: str | None = None, details: dict[str, Any] | None = None) -> Post | None:
         """Append a post and its ``posted`` event. ``ts`` defaults to now. Returns None (and
         appends nothing) when ``import_key`` was already imported."""
+        import json
+
         tx = self.tx
         row = tx.one(
             "insert_post", ts=tx.now if ts is None else ts, seat=seat, actor=actor,
