@@ -87,8 +87,8 @@ def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | N
     started = time.monotonic()
     try:
         with Ledger.open(db) as ledger:
-            first_event = (ledger.events(limit=1) or [None])[-1]
-            after = first_event.id if first_event else 0
+            latest = ledger.events(limit=1)
+            after = latest[-1].id if latest else 0
             ids = [f"demo-{i:04d}" for i in range(1, tasks + 1)]
             for i, task_id in enumerate(ids):
                 ledger.add(task_id, title=f"demo task {i + 1}", priority=0)

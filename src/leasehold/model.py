@@ -157,6 +157,8 @@ class Holder:
     """
 
     __slots__ = ("actor", "session")
+    actor: str
+    session: str
 
     def __init__(self, actor: str, session: str) -> None:
         self.actor = validate_name(actor, "actor")
@@ -208,6 +210,18 @@ class Task:
         "id", "title", "status", "priority", "lease_actor", "lease_session",
         "lease_acquired_at", "lease_until", "lease_ttl", "fence", "created_at", "updated_at",
     )
+    id: str
+    title: str | None
+    status: str
+    priority: int
+    lease_actor: str | None
+    lease_session: str | None
+    lease_acquired_at: float | None
+    lease_until: float | None
+    lease_ttl: float | None
+    fence: int
+    created_at: float
+    updated_at: float
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:
@@ -219,7 +233,10 @@ class Task:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Task:
-        return cls(**{name: row[name] for name in cls.__slots__})
+        task = cls.__new__(cls)
+        for name in cls.__slots__:
+            setattr(task, name, row[name])
+        return task
 
     @property
     def lease_holder(self) -> str | None:
@@ -272,12 +289,18 @@ class Lease:
     """
 
     __slots__ = ("task", "holder", "lost", "lost_reason")
+    task: Task
+    holder: Holder
+    lost: bool
+    lost_reason: str | None
 
     def __init__(self, task: Task) -> None:
         self.task = task
-        self.holder = Holder(task.lease_actor, task.lease_session)
+        holder = Holder.__new__(Holder)  # the store's values were validated when written
+        holder.actor, holder.session = task.lease_actor or "", task.lease_session or ""
+        self.holder = holder
         self.lost = False
-        self.lost_reason: str | None = None
+        self.lost_reason = None
 
     @property
     def task_id(self) -> str:
@@ -289,15 +312,15 @@ class Lease:
 
     @property
     def acquired_at(self) -> float:
-        return self.task.lease_acquired_at
+        return self.task.lease_acquired_at or 0.0
 
     @property
     def expires_at(self) -> float:
-        return self.task.lease_until
+        return self.task.lease_until or 0.0
 
     @property
     def ttl_seconds(self) -> float:
-        return self.task.lease_ttl
+        return self.task.lease_ttl or 0.0
 
     def __repr__(self) -> str:
         return (
@@ -311,6 +334,14 @@ class Event:
     ``task_id``, ``actor``/``session`` (the holder), ``fence`` and ``details`` (a dict)."""
 
     __slots__ = ("id", "ts", "kind", "task_id", "actor", "session", "fence", "details")
+    id: int
+    ts: float
+    kind: str
+    task_id: str | None
+    actor: str | None
+    session: str | None
+    fence: int | None
+    details: dict[str, Any]
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:

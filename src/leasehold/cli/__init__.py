@@ -124,9 +124,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = ALIASES[command]
     only = command if command in COMMAND_MODULES else None
     parser = build_parser(only)
+    # Everything after the first "--" is a command to run, passed through untouched (argparse
+    # 3.11 mishandles "--" after a sub-command, so it is split off here).
+    passthrough: list[str] | None = None
+    if "--" in args_in:
+        cut = args_in.index("--")
+        args_in, passthrough = args_in[:cut], args_in[cut + 1:]
     debug = "--debug" in args_in
     try:
         args = parser.parse_args(args_in)
+        if passthrough is not None:
+            if not hasattr(args, "cmd"):
+                parser.error("arguments after '--' are only for 'run'")
+            args.cmd = passthrough
     except SystemExit as exc:
         return int(exc.code or 0)
     if not getattr(args, "func", None):

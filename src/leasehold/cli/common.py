@@ -20,11 +20,29 @@ if TYPE_CHECKING:
 
 
 class RawFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keep description/epilog layout (examples, exit codes) as written."""
+    """Keep description/epilog layout (examples, exit codes) as written.
+
+    The terminal width is asked for (which imports ``shutil``) only when help is printed, not
+    for the formatter argparse builds behind every ``add_argument``.
+    """
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            width = LeaseholdParser.help_width
+        super().__init__(prog, indent_increment, max_help_position, width)
 
 
 class LeaseholdParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr and exit 2."""
+
+    help_width: int | None = 78
+
+    def format_help(self) -> str:
+        import shutil
+
+        LeaseholdParser.help_width = max(shutil.get_terminal_size().columns - 2, 40)
+        return super().format_help()
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -101,8 +119,15 @@ class Context:
             self._ledger = Ledger(store, settings.default_ttl)
         return self._ledger
 
+    def me(self, payload_session: str | None = None) -> Holder:
+        """The caller's ``actor:session``. Raises InvalidInput when it cannot be resolved."""
+        holder = self.holder(True, payload_session)
+        assert holder is not None
+        return holder
+
     def holder(self, required: bool = True, payload_session: str | None = None) -> Holder | None:
-        """The caller's ``actor:session``. Raises InvalidInput when required and unresolvable."""
+        """The caller's ``actor:session``, or None when no session is set and not ``required``.
+        Raises InvalidInput when required and unresolvable."""
         from leasehold.config import resolve_actor, resolve_session
         from leasehold.model import Holder
 

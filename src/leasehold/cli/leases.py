@@ -34,7 +34,7 @@ def task_line(task: Task, now: float) -> str:
 
 # -- claim ------------------------------------------------------------------------------------
 def cmd_claim(ctx: Context) -> int:
-    holder = ctx.holder()
+    holder = ctx.me()
     lease = ctx.ledger.claim(ctx.args.id, holder, ctx.ttl(), title=ctx.args.title,
                              priority=ctx.args.priority)
     ctx.out(lease.task.to_dict(), lease_line("claimed", lease))
@@ -64,7 +64,7 @@ def setup_claim(sub: Any) -> None:
 
 # -- extend -----------------------------------------------------------------------------------
 def cmd_extend(ctx: Context) -> int:
-    lease = ctx.ledger.extend(ctx.args.id, ctx.holder(), ctx.ttl(), ctx.args.fence)
+    lease = ctx.ledger.extend(ctx.args.id, ctx.me(), ctx.ttl(), ctx.args.fence)
     ctx.out(lease.task.to_dict(), lease_line("extended", lease))
     return 0
 
@@ -96,7 +96,7 @@ def cmd_release(ctx: Context) -> int:
     else:
         if args.reason:
             raise InvalidInput("--reason goes with --force")
-        result = ctx.ledger.release(args.id, ctx.holder(), keep_status=args.keep_status)
+        result = ctx.ledger.release(args.id, ctx.me(), keep_status=args.keep_status)
     data = result.task.to_dict() if result.task else {}
     data["released"] = result.released
     ctx.out(data, result.message)
@@ -127,7 +127,7 @@ def setup_release(sub: Any) -> None:
 
 # -- done -------------------------------------------------------------------------------------
 def cmd_done(ctx: Context) -> int:
-    task = ctx.ledger.complete(ctx.args.id, ctx.holder(), ctx.args.fence)
+    task = ctx.ledger.complete(ctx.args.id, ctx.me(), ctx.args.fence)
     ctx.out(task.to_dict(), f"done {task.id} (fence {task.fence})")
     return 0
 
@@ -352,7 +352,7 @@ def setup_list(sub: Any) -> None:
 
 # -- next -------------------------------------------------------------------------------------
 def cmd_next(ctx: Context) -> int:
-    leases = ctx.ledger.next(ctx.holder(), ctx.ttl(), ctx.args.count)
+    leases = ctx.ledger.next(ctx.me(), ctx.ttl(), ctx.args.count)
     if not leases:
         raise NoneAvailable("no task available")
     if ctx.json:

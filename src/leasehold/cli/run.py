@@ -25,11 +25,9 @@ def cmd_run(ctx: Context) -> int:
 
     args = ctx.args
     command = list(args.cmd)
-    if command and command[0] == "--":
-        command = command[1:]
     if not command:
         raise InvalidInput("run needs a command after --: leasehold run ID -- CMD ...")
-    holder = ctx.holder()
+    holder = ctx.me()
     ledger = ctx.ledger
     ttl = ctx.ttl()
     state: dict[str, Any] = {"proc": None}
@@ -76,7 +74,6 @@ def cmd_run(ctx: Context) -> int:
 
 
 def setup_run(sub: Any) -> None:
-    import argparse
 
     p = add_command(
         sub, "run", func=cmd_run, help="run a command under a heartbeated lease",
@@ -95,7 +92,8 @@ def setup_run(sub: Any) -> None:
     p.add_argument("id", help="task id")
     add_ttl_options(p)
     p.add_argument("--done", action="store_true", help="mark the task done when CMD exits 0")
-    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command to run")
+    p.set_defaults(cmd=[])
+    p.epilog = "usage of the command part: leasehold run ID [options] -- CMD [ARG ...]\n\n" + (p.epilog or "")
 
 
 def cmd_demo(ctx: Context) -> int:

@@ -11,7 +11,6 @@ from the read that decides to the write that grants, so two claimers can never b
 
 from __future__ import annotations
 
-import json
 import os
 
 from leasehold.model import Event, Task
@@ -76,6 +75,19 @@ def migration_files(dialect: str) -> list[tuple[int, str, str]]:
     return found
 
 
+_ENCODER = None
+
+
+def _encode(details: dict[str, Any]) -> str:
+    """Event details as compact JSON with sorted keys (one encoder, built on first use)."""
+    global _ENCODER
+    if _ENCODER is None:
+        import json
+
+        _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+    return _ENCODER.encode(details)
+
+
 class Tx:
     """One open transaction: run named queries with the transaction's instant ``now`` bound."""
 
@@ -105,7 +117,7 @@ class Tx:
         """Append one row to ``events`` in this transaction."""
         self.run(
             "insert_event", kind=kind, task_id=task_id, actor=actor, session=session,
-            fence=fence, details=json.dumps(details, sort_keys=True, separators=(",", ":")),
+            fence=fence, details=_encode(details),
         )
 
 
@@ -222,6 +234,12 @@ class SQLStore(TicketsSQL):
         from leasehold.store.base import ClaimOutcome
 
         with self._write() as tx:
+            row = tx.one("grant_free", id=task_id, actor=actor, session=session,
+                         until=tx.now + ttl, ttl=ttl)
+            if row is not None:
+                tx.event("claimed", task_id, actor, session, row["fence"],
+                         expires_at=row["lease_until"], ttl=ttl)
+                return ClaimOutcome(Task.from_row(row), True)
             created = self._create(tx, task_id, title, priority, actor, session)
             task = Task.from_row(tx.one("lock_task", id=task_id))
             if task.status == "done":
@@ -267,6 +285,12 @@ class SQLStore(TicketsSQL):
         ``force`` releases whatever lease there is (and with ``status`` set, even none).
         """
         with self._write() as tx:
+            if not force:
+                row = tx.one("release_own", id=task_id, actor=actor, session=session, status=status)
+                if row is not None:
+                    tx.event(kind, task_id, actor, session, row["fence"], status=row["status"],
+                             holder=f"{actor}:{session}", **(details or {}))
+                    return Task.from_row(row), "released"
             row = tx.one("lock_task", id=task_id)
             if row is None:
                 return None, "not_found"

@@ -71,44 +71,20 @@ class SQLiteStore(SQLStore):
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
-        """Translate sqlite3 errors into store errors, once, here."""
+        """Translate sqlite3 errors into store errors (see :func:`_translate`)."""
         try:
             yield
-        except sqlite3.OperationalError as exc:
-            text = str(exc)
-            if "locked" in text or "busy" in text:
-                raise StoreBusy(
-                    f"the SQLite ledger {self.path} stayed locked for {self.busy_timeout:g}s "
-                    f"({text}); retry later"
-                ) from exc
-            raise StoreUnavailable(f"SQLite ledger {self.path}: {text}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"SQLite ledger {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _translate(self, exc) from exc
 
     def now(self) -> float:
         return self.clock()
 
-    @contextmanager
-    def _write(self) -> Iterator[Tx]:
-        conn = self.conn
-        with self._guard():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield Tx(conn.cursor(), self.queries, self.clock())
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+    def _write(self) -> _Transaction:
+        return _Transaction(self, "BEGIN IMMEDIATE", write=True)
 
-    @contextmanager
-    def _read(self) -> Iterator[Tx]:
-        conn = self.conn
-        with self._guard():
-            conn.execute("BEGIN")
-            try:
-                yield Tx(conn.cursor(), self.queries, self.clock())
-            finally:
-                conn.execute("COMMIT")
+    def _read(self) -> _Transaction:
+        return _Transaction(self, "BEGIN", write=False)
 
     def _limit(self, limit: int) -> int | None:
         return limit  # SQLite reads LIMIT -1 as "no limit"
@@ -152,6 +128,51 @@ class SQLiteStore(SQLStore):
                 raise
             conn.execute("COMMIT")
         return applied
+
+
+class _Transaction:
+    """``with store._write() as tx``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), with
+    sqlite3 errors translated to store errors. A class, not a generator: it is on every call."""
+
+    __slots__ = ("store", "begin", "write")
+
+    def __init__(self, store: SQLiteStore, begin: str, write: bool) -> None:
+        self.store = store
+        self.begin = begin
+        self.write = write
+
+    def __enter__(self) -> Tx:
+        store = self.store
+        try:
+            store.conn.execute(self.begin)
+        except sqlite3.Error as exc:
+            raise _translate(store, exc) from exc
+        return Tx(store.conn.cursor(), store.queries, store.clock())
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        conn = self.store.conn
+        try:
+            conn.execute("COMMIT" if exc_type is None or not self.write else "ROLLBACK")
+        except sqlite3.Error as error:
+            if exc_type is None:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise _translate(self.store, error) from error
+        if isinstance(exc, sqlite3.Error):
+            raise _translate(self.store, exc) from exc
+
+
+def _translate(store: SQLiteStore, exc: sqlite3.Error) -> StoreError:
+    """The one place sqlite3 errors become store errors."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreBusy(
+            f"the SQLite ledger {store.path} stayed locked for {store.busy_timeout:g}s "
+            f"({text}); retry later"
+        )
+    return StoreUnavailable(f"SQLite ledger {store.path}: {text}")
 
 
 def split_statements(script: str) -> list[str]:

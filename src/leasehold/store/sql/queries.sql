@@ -28,6 +28,23 @@ SET lease_actor = :actor, lease_session = :session, lease_acquired_at = :acquire
 WHERE id = :id
 RETURNING *;
 
+-- name: grant_free
+-- The common claim in one statement: the task exists, is not done and has no lease at all.
+UPDATE tasks
+SET lease_actor = :actor, lease_session = :session, lease_acquired_at = :now,
+    lease_until = :until, lease_ttl = :ttl, fence = fence + 1, status = 'in_progress',
+    updated_at = :now
+WHERE id = :id AND status <> 'done' AND lease_actor IS NULL
+RETURNING *;
+
+-- name: release_own
+-- The common release in one statement: the caller's own, still valid lease.
+UPDATE tasks
+SET lease_actor = NULL, lease_session = NULL, lease_acquired_at = NULL, lease_until = NULL,
+    lease_ttl = NULL, status = COALESCE(:status, status), updated_at = :now
+WHERE id = :id AND lease_actor = :actor AND lease_session = :session AND lease_until > :now
+RETURNING *;
+
 -- name: extend_lease
 UPDATE tasks
 SET lease_until = :until, lease_ttl = :ttl, updated_at = :now

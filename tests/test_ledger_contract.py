@@ -1,0 +1,292 @@
+"""The store contract, through the Ledger API, on every backend (``db_url`` is parametrized)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from leasehold import (
+    Holder,
+    InvalidInput,
+    LeaseExpired,
+    LeaseHeld,
+    Ledger,
+    NotFound,
+    NotHolder,
+    StaleFence,
+    TaskDone,
+)
+
+JOHN = Holder("john", "abc123")
+PI = Holder("pi-orch", "xyz456")
+
+
+def kinds(ledger: Ledger, task_id: str) -> list[str]:
+    return [e.kind for e in ledger.events(task_id)]
+
+
+def test_claim_creates_task_and_grants_fence_1(ledger: Ledger) -> None:
+    lease = ledger.claim("99927", JOHN, ttl=60)
+    assert lease.fence == 1
+    assert lease.holder == JOHN
+    assert lease.ttl_seconds == 60
+    assert lease.expires_at - lease.acquired_at == pytest.approx(60, abs=0.01)
+    task = ledger.show("99927")
+    assert task.status == "in_progress"
+    assert task.lease_holder == "john:abc123"
+    assert kinds(ledger, "99927") == ["created", "claimed"]
+
+
+def test_claim_held_by_other_raises_with_holder_and_expiry(ledger: Ledger) -> None:
+    lease = ledger.claim("99927", JOHN, ttl=60)
+    with pytest.raises(LeaseHeld) as info:
+        ledger.claim("99927", PI, ttl=60)
+    err = info.value
+    assert err.holder == "john:abc123"
+    assert err.expires_at == pytest.approx(lease.expires_at)
+    assert err.fence == 1
+    assert str(err).startswith("Task 99927 held by john:abc123 until ")
+    assert kinds(ledger, "99927") == ["created", "claimed"]  # a refused claim writes nothing
+
+
+def test_reclaim_by_same_holder_refreshes_and_keeps_fence(ledger: Ledger) -> None:
+    first = ledger.claim("t1", JOHN, ttl=60)
+    again = ledger.claim("t1", JOHN, ttl=120)
+    assert again.fence == first.fence == 1
+    assert again.expires_at > first.expires_at
+    assert again.acquired_at == pytest.approx(first.acquired_at)
+    assert ledger.events("t1")[-1].details.get("renewed") is True
+
+
+def test_fence_increments_on_every_new_grant(ledger: Ledger) -> None:
+    assert ledger.claim("t1", JOHN, ttl=60).fence == 1
+    ledger.release("t1", JOHN)
+    assert ledger.claim("t1", PI, ttl=60).fence == 2
+    ledger.force_release("t1", "stuck", by=JOHN)
+    assert ledger.claim("t1", JOHN, ttl=60).fence == 3
+    assert ledger.extend("t1", JOHN).fence == 3
+
+
+def test_extend_by_holder_only(ledger: Ledger) -> None:
+    lease = ledger.claim("t1", JOHN, ttl=60)
+    extended = ledger.extend("t1", JOHN, ttl=300)
+    assert extended.fence == lease.fence
+    assert extended.ttl_seconds == 300
+    with pytest.raises(LeaseHeld):
+        ledger.extend("t1", PI)
+    with pytest.raises(StaleFence):
+        ledger.extend("t1", JOHN, fence=7)
+    with pytest.raises(NotFound):
+        ledger.extend("nope", JOHN)
+    ledger.release("t1", JOHN)
+    with pytest.raises(NotHolder):
+        ledger.extend("t1", JOHN)
+
+
+def test_extend_defaults_to_the_leases_own_ttl(ledger: Ledger) -> None:
+    ledger.claim("t1", JOHN, ttl=90)
+    lease = ledger.extend("t1", JOHN)
+    assert lease.ttl_seconds == 90
+    assert lease.expires_at - ledger.now() == pytest.approx(90, abs=2)
+
+
+def test_release_reopens_and_keep_status_only_unclaims(ledger: Ledger) -> None:
+    ledger.claim("t1", JOHN, ttl=60)
+    result = ledger.release("t1", JOHN)
+    assert result.released and result.task is not None
+    assert result.task.status == "open" and result.task.lease_holder is None
+    ledger.claim("t2", JOHN, ttl=60)
+    kept = ledger.release("t2", JOHN, keep_status=True)
+    assert kept.task is not None and kept.task.status == "in_progress"
+    assert kept.task.lease_holder is None
+
+
+def test_release_not_held_is_not_an_error_and_other_holder_is(ledger: Ledger) -> None:
+    ledger.add("t1")
+    result = ledger.release("t1", JOHN)
+    assert not result.released and "not held" in result.message
+    ledger.claim("t1", JOHN, ttl=60)
+    with pytest.raises(LeaseHeld):
+        ledger.release("t1", PI)
+    with pytest.raises(NotFound):
+        ledger.release("missing", JOHN)
+
+
+def test_force_release_needs_reason_and_is_recorded(ledger: Ledger) -> None:
+    ledger.claim("t1", JOHN, ttl=60)
+    with pytest.raises(InvalidInput):
+        ledger.force_release("t1", "  ")
+    result = ledger.force_release("t1", "session crashed", by=PI)
+    assert result.released
+    last = ledger.events("t1")[-1]
+    assert last.kind == "force_released"
+    assert last.details["reason"] == "session crashed"
+    assert last.details["holder"] == "john:abc123"
+    assert last.holder == "pi-orch:xyz456"
+
+
+def test_complete_by_holder_only_and_done_is_final(ledger: Ledger) -> None:
+    ledger.claim("t1", JOHN, ttl=60)
+    with pytest.raises(LeaseHeld):
+        ledger.complete("t1", PI)
+    with pytest.raises(StaleFence):
+        ledger.complete("t1", JOHN, fence=9)
+    task = ledger.complete("t1", JOHN, fence=1)
+    assert task.status == "done" and task.lease_holder is None
+    with pytest.raises(TaskDone):
+        ledger.claim("t1", PI, ttl=60)
+    with pytest.raises(NotHolder):
+        ledger.complete("t1", JOHN)
+    assert ledger.reopen("t1").status == "open"
+    assert ledger.claim("t1", PI, ttl=60).fence == 2
+
+
+def test_next_takes_priority_then_age_and_never_done_or_held(ledger: Ledger) -> None:
+    ledger.add("low", priority=1)
+    ledger.add("high", priority=5)
+    ledger.add("high-later", priority=5)
+    ledger.add("finished", priority=9)
+    ledger.claim("finished", PI, ttl=60)
+    ledger.complete("finished", PI)
+    ledger.add("held", priority=8)
+    ledger.claim("held", PI, ttl=60)
+    got = [lease.task_id for lease in ledger.next(JOHN, ttl=60, count=10)]
+    assert got == ["high", "high-later", "low"]
+    assert ledger.next(JOHN, ttl=60) == []
+    assert all(e.details.get("via") == "next" for e in ledger.events() if e.kind == "claimed"
+               and e.actor == "john")
+
+
+def test_status_check_who_and_lists(ledger: Ledger) -> None:
+    assert ledger.status("ghost") is None
+    assert ledger.check("ghost", JOHN).clear
+    ledger.claim("a", JOHN, ttl=60)
+    ledger.claim("b", JOHN, ttl=60)
+    ledger.claim("c", PI, ttl=60)
+    ledger.add("d")
+    assert ledger.check("a", JOHN).clear
+    blocked = ledger.check("a", PI)
+    assert not blocked.clear and blocked.reason is not None
+    assert blocked.reason.startswith("held by john:abc123 until ")
+    assert not ledger.check("a", None).clear
+    groups = dict(ledger.who())
+    assert sorted(t.id for t in groups["john:abc123"]) == ["a", "b"]
+    assert [t.id for t in groups["pi-orch:xyz456"]] == ["c"]
+    assert [h for h, _ in ledger.who()][0] == "pi-orch:xyz456"  # most recently active first
+    assert sorted(t.id for t in ledger.tasks(held=True)) == ["a", "b", "c"]
+    assert [t.id for t in ledger.tasks(held=False)] == ["d"]
+    assert [t.id for t in ledger.tasks(status="open")] == ["d"]
+    assert sorted(lease.task_id for lease in ledger.leases_of(JOHN)) == ["a", "b"]
+
+
+def test_add_updates_title_and_priority(ledger: Ledger) -> None:
+    task, created = ledger.add("t1", title="first", priority=1)
+    assert created and task.title == "first"
+    task, created = ledger.add("t1", priority=4)
+    assert not created and task.title == "first" and task.priority == 4
+    assert kinds(ledger, "t1") == ["created", "updated"]
+
+
+def test_events_limit_and_order(ledger: Ledger) -> None:
+    for i in range(5):
+        ledger.add(f"t{i}")
+    events = ledger.events(limit=3)
+    assert [e.task_id for e in events] == ["t2", "t3", "t4"]
+    assert [e.id for e in events] == sorted(e.id for e in events)
+    with pytest.raises(InvalidInput):
+        ledger.events(limit=0)
+
+
+def test_invalid_inputs(ledger: Ledger) -> None:
+    for bad in ("", "a b", "x" * 201, "tab\there", "semi;colon"):
+        with pytest.raises(InvalidInput):
+            ledger.claim(bad, JOHN, ttl=60)
+    for ttl in (0, -5, "abc", "8d", 0.5):
+        with pytest.raises(InvalidInput):
+            ledger.claim("t1", JOHN, ttl=ttl)
+    with pytest.raises(InvalidInput):
+        ledger.claim("t1", "no-colon", ttl=60)
+    ledger.claim("x" * 200, JOHN, ttl="7d")
+
+
+def test_events_table_is_append_only_at_the_database_level(ledger: Ledger) -> None:
+    ledger.claim("t1", JOHN, ttl=60)
+    before = [e.to_dict() for e in ledger.events()]
+    conn = ledger.store.conn
+    for statement in ("UPDATE events SET kind = 'forged'", "DELETE FROM events"):
+        with pytest.raises(Exception, match="append-only"):
+            conn.execute(statement)
+        if ledger.store.dialect != "sqlite":
+            conn.rollback()
+    assert [e.to_dict() for e in ledger.events()] == before
+
+
+def test_expiry_and_takeover_with_a_real_short_ttl(ledger: Ledger) -> None:
+    first = ledger.claim("t1", JOHN, ttl=1)
+    with pytest.raises(LeaseHeld):
+        ledger.claim("t1", PI, ttl=60)
+    deadline = time.monotonic() + 10
+    while ledger.check("t1", PI).clear is False:
+        assert time.monotonic() < deadline, "lease never expired"
+        time.sleep(0.05)
+    with pytest.raises(LeaseExpired):
+        ledger.extend("t1", JOHN)
+    taken = ledger.claim("t1", PI, ttl=60)
+    assert taken.fence == first.fence + 1
+    claimed = ledger.events("t1")[-1]
+    assert claimed.details["previous_holder"] == "john:abc123"
+    with pytest.raises(LeaseHeld):
+        ledger.complete("t1", JOHN)
+
+
+def test_sweep_lists_and_auto_releases_expired(ledger: Ledger) -> None:
+    ledger.claim("short", JOHN, ttl=1)
+    ledger.claim("long", JOHN, ttl=600)
+    deadline = time.monotonic() + 10
+    while not ledger.sweep():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [t.id for t in ledger.sweep()] == ["short"]
+    released = ledger.sweep(auto_release=True)
+    assert [t.id for t in released] == ["short"]
+    assert ledger.sweep() == []
+    task = ledger.show("short")
+    assert task.lease_holder is None and task.status == "open"
+    assert kinds(ledger, "short")[-1] == "expired"
+    assert ledger.show("long").lease_holder == "john:abc123"
+
+
+def test_hold_heartbeats_past_the_ttl_and_releases(ledger: Ledger) -> None:
+    with ledger.hold("t1", JOHN, ttl=1, interval=0.2) as lease:
+        first_until = lease.expires_at
+        deadline = time.monotonic() + 10
+        while ledger.now() < first_until + 0.5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert ledger.check("t1", PI).clear is False  # still held after its first TTL
+        assert not lease.lost
+    assert ledger.show("t1").lease_holder is None
+    assert "extended" in kinds(ledger, "t1")
+
+
+def test_hold_reports_loss_the_moment_an_extend_fails(ledger: Ledger) -> None:
+    import threading
+
+    lost = threading.Event()
+    with ledger.hold("t1", JOHN, ttl=2, interval=0.1, on_lost=lambda lease: lost.set()) as lease:
+        ledger.force_release("t1", "taking over", by=PI)
+        ledger.claim("t1", PI, ttl=60)
+        assert lost.wait(10), "heartbeat never noticed the lost lease"
+        assert lease.lost and "pi-orch:xyz456" in (lease.lost_reason or "")
+    assert ledger.show("t1").lease_holder == "pi-orch:xyz456"  # a lost lease is not released
+
+
+def test_hold_completes_on_success_when_asked(ledger: Ledger) -> None:
+    with ledger.hold("t1", JOHN, ttl=30, complete=True):
+        pass
+    assert ledger.show("t1").status == "done"
+    with pytest.raises(RuntimeError):
+        with ledger.hold("t2", JOHN, ttl=30, complete=True):
+            raise RuntimeError("work failed")
+    assert ledger.show("t2").status == "open"

@@ -1,0 +1,103 @@
+"""Races between real OS processes on a real database."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from leasehold import Ledger
+from leasehold.invariants import check_invariants
+from tests.conftest import CLI, REPO
+
+RACERS = 16
+TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+
+
+def start_racers(cli: CLI, tmp_path: Path, mode: str, round_id: str, args_for) -> tuple[list, Path]:
+    go = tmp_path / f"go-{round_id}"
+    procs = []
+    for i in range(RACERS):
+        ready = tmp_path / f"ready-{round_id}-{i}"
+        env = dict(cli.env, LEASEHOLD_DB=cli.db, PYTHONPATH=str(REPO))
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "tests.racers", mode, str(go), str(ready), *args_for(i)],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ), ready))
+    deadline = time.monotonic() + 60
+    while not all(ready.exists() for _, ready in procs):
+        assert time.monotonic() < deadline, "racers never became ready"
+        assert all(p.poll() is None for p, _ in procs), "a racer died before the barrier"
+        time.sleep(0.005)
+    go.touch()
+    return [p for p, _ in procs], go
+
+
+@pytest.mark.parametrize("mode,rounds", [("cli", 8), ("exec", 2)])
+def test_sixteen_processes_claim_one_task_exactly_one_wins(cli: CLI, tmp_path: Path, mode: str,
+                                                           rounds: int) -> None:
+    for r in range(rounds):
+        task = f"race-{mode}-{r}"
+        procs, _ = start_racers(cli, tmp_path, mode, task,
+                                lambda i, task=task: ["claim", task, "--actor", f"racer{i}", "--session", f"s{i}"])
+        results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
+        winners = [i for i, (code, _, _) in enumerate(results) if code == 0]
+        assert len(winners) == 1, [(c, e) for c, _, e in results]
+        winner = f"racer{winners[0]}:s{winners[0]}"
+        assert f"claimed {task} as {winner} until" in results[winners[0]][1]
+        for i, (code, _out, err) in enumerate(results):
+            if i == winners[0]:
+                continue
+            assert code == 1, err
+            assert re.fullmatch(rf"Task {re.escape(task)} held by {winner} until {TS}\n", err), err
+    with Ledger.open(cli.db) as ledger:
+        claimed = Counter(e.task_id for e in ledger.events() if e.kind == "claimed")
+        assert set(claimed.values()) == {1} and len(claimed) == rounds
+        assert check_invariants(ledger.events()) == []
+
+
+def test_eight_processes_drain_two_hundred_tasks_each_done_once(db_url: str, tmp_path: Path,
+                                                                base_env: dict) -> None:
+    ids = [f"job-{i:03d}" for i in range(200)]
+    with Ledger.open(db_url) as ledger:
+        for i, task_id in enumerate(ids):
+            ledger.add(task_id, priority=i % 3)
+    env = dict(base_env, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.racers", "drain", db_url, f"w{n}"],
+                              env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+             for n in range(8)]
+    done: list[str] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        done.extend(out.split())
+    assert sorted(done) == ids, "a task was done twice or never"
+    with Ledger.open(db_url) as ledger:
+        events = ledger.events()
+        assert check_invariants(events, ids) == []
+        workers = {e.actor for e in events if e.kind == "completed"}
+        assert len(workers) > 1, "only one worker ever got a task: the race was not exercised"
+        assert all(t.status == "done" for t in ledger.tasks())
+
+
+def test_cli_next_drain_by_racing_processes(cli: CLI, tmp_path: Path) -> None:
+    """Twenty tasks, sixteen real CLI processes calling `next` at the barrier: 16 distinct grants."""
+    for i in range(20):
+        cli("add", f"n{i:02d}")
+    procs, _ = start_racers(cli, tmp_path, "cli", "next", lambda i: ["next", "--actor", f"r{i}",
+                                                                     "--session", "s", "--json"])
+    import json
+
+    got = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        got.append(json.loads(out)["id"])
+    assert len(set(got)) == RACERS
+    assert os.path.exists(cli.db) or cli.db.startswith("postgres")

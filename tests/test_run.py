@@ -1,0 +1,104 @@
+"""``leasehold run``: a command under a heartbeated lease."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import CLI
+
+JOHN = ["--actor", "john", "--session", "abc123"]
+PI = ["--actor", "pi-orch", "--session", "xyz456"]
+
+OUTLIVES_TTL = """
+import json, os, subprocess, sys, time
+task = os.environ["LEASEHOLD_TASK"]
+assert os.environ["LEASEHOLD_FENCE"] == "1" and os.environ["LEASEHOLD_HOLDER"] == "john:abc123"
+def show():
+    out = subprocess.run(["leasehold", "show", task, "--json"], capture_output=True, text=True)
+    return json.loads(out.stdout)
+first = show()["lease_until"]
+deadline = time.monotonic() + 30
+while True:  # wait until the lease has been extended twice past its first expiry
+    now = show()
+    if now["lease_until"] > first and time.time() > time.mktime(time.strptime(first[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone + 1.5:
+        break
+    if time.monotonic() > deadline:
+        sys.exit(3)
+    time.sleep(0.1)
+sys.exit(0 if now["lease_valid"] and now["lease_holder"] == "john:abc123" else 4)
+"""
+
+WAITS_FOR_SIGTERM = """
+import signal, sys, time, pathlib
+marker = pathlib.Path(sys.argv[1])
+def on_term(signum, frame):
+    marker.write_text("terminated")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, on_term)
+pathlib.Path(sys.argv[1] + ".started").write_text("yes")
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+sys.exit(5)
+"""
+
+
+def env_with_path(cli: CLI) -> dict[str, str]:
+    return {"PATH": str(Path(sys.executable).parent) + ":" + cli.env.get("PATH", "")}
+
+
+def test_lease_is_held_past_its_ttl_while_the_command_runs(cli: CLI) -> None:
+    result = cli("run", "t1", "--ttl", "1s", *JOHN, "--", sys.executable, "-c", OUTLIVES_TTL,
+                 env=env_with_path(cli))
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(cli("show", "t1", "--json").stdout)
+    assert shown["lease_holder"] is None and shown["status"] == "open"
+    kinds = [e["kind"] for e in json.loads(cli("log", "t1", "--json").stdout)]
+    assert kinds.count("extended") >= 2 and kinds[-1] == "released"
+
+
+def test_exit_code_passes_through_and_done_only_on_success(cli: CLI) -> None:
+    failed = cli("run", "t1", "--done", *JOHN, "--", sys.executable, "-c", "raise SystemExit(7)")
+    assert failed.returncode == 7
+    assert json.loads(cli("show", "t1", "--json").stdout)["status"] == "open"
+    ok = cli("run", "t1", "--done", *JOHN, "--", sys.executable, "-c", "pass")
+    assert ok.returncode == 0
+    assert json.loads(cli("show", "t1", "--json").stdout)["status"] == "done"
+
+
+def test_claim_failure_means_the_command_never_starts(cli: CLI, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    cli("claim", "t1", *PI)
+    result = cli("run", "t1", *JOHN, "--", sys.executable, "-c",
+                 f"open({str(marker)!r}, 'w').write('x')")
+    assert result.returncode == 1 and "held by pi-orch:xyz456" in result.stderr
+    assert not marker.exists()
+
+
+def test_lost_lease_terminates_the_command(cli: CLI, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    proc = cli.popen("run", "t1", "--ttl", "3s", *JOHN, "--", sys.executable, "-c",
+                     WAITS_FOR_SIGTERM, str(marker), stdout=-1, stderr=-1)
+    started = Path(str(marker) + ".started")
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    assert cli("release", "t1", *PI, "--force", "--reason", "takeover test").returncode == 0
+    assert cli("claim", "t1", *PI).returncode == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    assert marker.read_text() == "terminated"
+    assert "lost the lease on t1" in err and "pi-orch:xyz456" in err
+    assert json.loads(cli("show", "t1", "--json").stdout)["lease_holder"] == "pi-orch:xyz456"
+
+
+def test_run_without_a_command_is_usage_error(cli: CLI) -> None:
+    result = cli("run", "t1", *JOHN)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    missing = cli("run", "t1", *JOHN, "--", "/nonexistent/program")
+    assert missing.returncode == 2 and "cannot run" in missing.stderr
+    assert json.loads(cli("show", "t1", "--json").stdout)["lease_holder"] is None
