@@ -402,6 +402,11 @@ class Namespace:
     lane-private namespace, else None), ``created_at`` (UTC seconds) and ``created_by``."""
 
     __slots__ = ("prefix", "format", "lane_actor", "created_at", "created_by")
+    prefix: str
+    format: str
+    lane_actor: str | None
+    created_at: float
+    created_by: str | None
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:
@@ -440,6 +445,17 @@ class Reservation:
 
     __slots__ = ("ticket_id", "prefix", "period", "seq", "actor", "session", "reserved_at",
                  "status", "abandoned_at", "abandoned_by", "abandon_reason")
+    ticket_id: str
+    prefix: str
+    period: str
+    seq: int
+    actor: str
+    session: str
+    reserved_at: float
+    status: str
+    abandoned_at: float | None
+    abandoned_by: str | None
+    abandon_reason: str | None
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:
@@ -486,18 +502,30 @@ class Post:
 
     __slots__ = ("id", "ts", "recorded_at", "seat", "actor", "session", "kind", "item", "subject",
                  "body", "refs", "flags", "origin", "proof_kind", "proof", "details")
+    id: int
+    ts: float
+    recorded_at: float
+    seat: str
+    actor: str | None
+    session: str | None
+    kind: str
+    item: str | None
+    subject: str
+    body: str
+    refs: int | None
+    flags: tuple[str, ...]
+    origin: str
+    proof_kind: str | None
+    proof: str | None
+    details: dict[str, Any]
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:
             setattr(self, name, fields.get(name))
-        flags = self.flags
-        if isinstance(flags, str):
-            self.flags = tuple(flags.split())
-        else:
-            self.flags = tuple(flags or ())
-        self.details = _details(self.details)
-        if self.body is None:
-            self.body = ""
+        flags = fields.get("flags")
+        self.flags = tuple(flags.split()) if isinstance(flags, str) else tuple(flags or ())
+        self.details = _details(fields.get("details"))
+        self.body = fields.get("body") or ""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Post:

@@ -108,7 +108,7 @@ def setup_namespace(sub: Any) -> None:
 
 # -- reserve / reservation --------------------------------------------------------------------
 def cmd_reserve(ctx: Context) -> int:
-    reservations = ctx.ledger.tickets.reserve(ctx.args.prefix, ctx.holder(), ctx.args.count)
+    reservations = ctx.ledger.tickets.reserve(ctx.args.prefix, ctx.me(), ctx.args.count)
     data = [r.to_dict() for r in reservations]
     ctx.out(data if ctx.args.count > 1 else data[0], "\n".join(r.ticket_id for r in reservations))
     return 0
@@ -142,7 +142,7 @@ def cmd_reservation_show(ctx: Context) -> int:
 
 def cmd_reservation_abandon(ctx: Context) -> int:
     args = ctx.args
-    res, changed = ctx.ledger.tickets.abandon(args.id, ctx.holder(), args.reason, args.force)
+    res, changed = ctx.ledger.tickets.abandon(args.id, ctx.me(), args.reason, args.force)
     data = res.to_dict()
     data["changed"] = changed
     ctx.out(data, f"abandoned {res.ticket_id} (the number is never reused)" if changed
@@ -182,7 +182,7 @@ def setup_reservation(sub: Any) -> None:
 def cmd_feed_post(ctx: Context) -> int:
     args = ctx.args
     post = ctx.ledger.feed.post(
-        args.kind, args.subject, ctx.holder(), body=args.body, item=args.item,
+        args.kind, args.subject, ctx.me(), body=args.body, item=args.item,
         reserve=args.reserve, provisional=args.provisional, release_proof=args.release_proof,
         repair=args.repair,
     )
@@ -193,7 +193,7 @@ def cmd_feed_post(ctx: Context) -> int:
 
 def cmd_feed_amend(ctx: Context) -> int:
     args = ctx.args
-    post = ctx.ledger.feed.amend(args.post, ctx.holder(), subject=args.subject, body=args.body,
+    post = ctx.ledger.feed.amend(args.post, ctx.me(), subject=args.subject, body=args.body,
                                  renumber=args.renumber, prefix=args.prefix)
     ctx.out(post.to_dict(), f"amended #{post.refs} with #{post.id}: {post.item or '-'} {post.subject}")
     return 0
@@ -264,7 +264,7 @@ def cmd_feed_tail(ctx: Context) -> int:
 
 
 def cmd_feed_import(ctx: Context) -> int:
-    result = ctx.ledger.feed.import_file(ctx.args.file, ctx.holder())
+    result = ctx.ledger.feed.import_file(ctx.args.file, ctx.me())
     data = {"imported": len(result.posts), "skipped": result.skipped,
             "posts": [p.to_dict() for p in result.posts]}
     pending = sum(1 for p in result.posts if p.flags)
@@ -274,7 +274,7 @@ def cmd_feed_import(ctx: Context) -> int:
 
 
 def cmd_feed_confirm(ctx: Context) -> int:
-    result = ctx.ledger.feed.confirm(ctx.args.post, ctx.holder(), prefix=ctx.args.prefix)
+    result = ctx.ledger.feed.confirm(ctx.args.post, ctx.me(), prefix=ctx.args.prefix)
     ctx.out(result.to_dict(), result.message)
     return 0
 
