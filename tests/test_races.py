@@ -101,3 +101,17 @@ def test_cli_next_drain_by_racing_processes(cli: CLI, tmp_path: Path) -> None:
         got.append(json.loads(out)["id"])
     assert len(set(got)) == RACERS
     assert os.path.exists(cli.db) or cli.db.startswith("postgres")
+
+
+def test_concurrent_first_use_of_a_fresh_sqlite_ledger(sqlite_cli: CLI, tmp_path: Path) -> None:
+    """Sixteen processes create the same ledger file at once: schema and WAL set up once, no
+    process sees a spurious 'database is locked'."""
+    for r in range(3):
+        sqlite_cli.db = str(tmp_path / f"fresh-{r}.db")
+        procs, _ = start_racers(sqlite_cli, tmp_path, "cli", f"fresh{r}",
+                                lambda i: ["claim", f"t{i}", "--actor", "a", "--session", f"s{i}"])
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+        with Ledger.open(sqlite_cli.db) as ledger:
+            assert len(ledger.tasks()) == RACERS

@@ -100,3 +100,19 @@ class StoreBusy(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached; retry later."""
+
+
+class DuplicatePost(Conflict):
+    """The item already has an open actionable post.
+
+    Attributes: ``task_id`` (the item) and ``post_id`` (the open actionable post).
+    """
+
+    def __init__(self, message: str, task_id: str, post_id: int) -> None:
+        self.task_id = task_id
+        self.post_id = post_id
+        super().__init__(message)
+
+
+class LaneRefused(Conflict):
+    """The namespace is lane-private to another actor."""

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
     from datetime import timedelta
     from typing import Any
 
+    from leasehold.feed import Feed
     from leasehold.model import Event, PathReservation
     from leasehold.store.sqlbase import SQLStore
+    from leasehold.tickets import Tickets
 
     TTL = float | int | str | timedelta | None
 
@@ -115,6 +117,20 @@ class Ledger:
     def now(self) -> float:
         """The store's clock: UTC seconds since the epoch."""
         return self.store.now()
+
+    @property
+    def tickets(self) -> Tickets:
+        """Ticket namespaces and reservations on this ledger's store (:mod:`leasehold.tickets`)."""
+        from leasehold.tickets import Tickets
+
+        return Tickets(self.store)
+
+    @property
+    def feed(self) -> Feed:
+        """The append-only feed on this ledger's store (:mod:`leasehold.feed`)."""
+        from leasehold.feed import Feed
+
+        return Feed(self.store)
 
     def ttl_seconds(self, ttl: TTL) -> float:
         """Normalise a TTL argument to seconds and check its range. Raises :class:`InvalidInput`."""

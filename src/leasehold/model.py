@@ -437,3 +437,180 @@ class Event:
 
     def __repr__(self) -> str:
         return f"Event({self.id}, {self.kind!r}, {self.task_id!r}, {self.holder!r}, fence={self.fence})"
+
+
+# -- tickets and the feed ------------------------------------------------------------------------
+def _details(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, str):
+        import json
+
+        return json.loads(raw) if raw else {}
+    return dict(raw or {})
+
+
+def format_uses_date(fmt: str) -> bool:
+    """True when a ticket format has a ``{date}`` field (then ``seq`` restarts each UTC day)."""
+    import string
+
+    try:
+        return any(field == "date" for _, field, _, _ in string.Formatter().parse(fmt))
+    except ValueError:
+        return False
+
+
+class Namespace:
+    """A ticket-number namespace: ``prefix`` (``CMB``), ``format`` (a Python format string over
+    ``prefix``, ``seq`` and ``date``), ``lane_actor`` (the only actor allowed to reserve in a
+    lane-private namespace, else None), ``created_at`` (UTC seconds) and ``created_by``."""
+
+    __slots__ = ("prefix", "format", "lane_actor", "created_at", "created_by")
+    prefix: str
+    format: str
+    lane_actor: str | None
+    created_at: float
+    created_by: str | None
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Namespace:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+    @property
+    def dated(self) -> bool:
+        """True when the format uses ``date``: ``seq`` then restarts at 1 each UTC day."""
+        return format_uses_date(self.format)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON shape of a namespace."""
+        return {
+            "prefix": self.prefix,
+            "format": self.format,
+            "dated": self.dated,
+            "lane": self.lane_actor,
+            "created_at": format_ts_precise(self.created_at),
+            "created_by": self.created_by,
+        }
+
+    def __repr__(self) -> str:
+        return f"Namespace({self.prefix!r}, {self.format!r}, lane={self.lane_actor!r})"
+
+
+class Reservation:
+    """One reserved ticket number: ``ticket_id`` (``CMB-0036``), its ``prefix``, ``period``
+    (the UTC day ``YYYY-MM-DD`` for date-based formats, else ``""``) and ``seq``; the holder
+    (``actor``/``session``) and ``reserved_at`` (UTC seconds); ``status`` ``reserved`` or
+    ``abandoned`` (an abandoned number is never handed out again), ``abandoned_at``,
+    ``abandoned_by`` and ``abandon_reason``."""
+
+    __slots__ = ("ticket_id", "prefix", "period", "seq", "actor", "session", "reserved_at",
+                 "status", "abandoned_at", "abandoned_by", "abandon_reason")
+    ticket_id: str
+    prefix: str
+    period: str
+    seq: int
+    actor: str
+    session: str
+    reserved_at: float
+    status: str
+    abandoned_at: float | None
+    abandoned_by: str | None
+    abandon_reason: str | None
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Reservation:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+    @property
+    def holder(self) -> str | None:
+        return holder_text(self.actor, self.session)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON shape of a reservation."""
+        return {
+            "ticket_id": self.ticket_id,
+            "prefix": self.prefix,
+            "period": self.period or None,
+            "seq": self.seq,
+            "holder": self.holder,
+            "reserved_at": format_ts_precise(self.reserved_at),
+            "status": self.status,
+            "abandoned_at": format_ts_precise(self.abandoned_at),
+            "abandoned_by": self.abandoned_by,
+            "abandon_reason": self.abandon_reason,
+        }
+
+    def __repr__(self) -> str:
+        return f"Reservation({self.ticket_id!r}, holder={self.holder!r}, status={self.status!r})"
+
+
+class Post:
+    """One immutable post of the feed.
+
+    ``id``; ``ts`` (UTC seconds: when it was filed — the original time for imported posts);
+    ``recorded_at`` (when this ledger recorded it); ``seat`` (``actor:session`` of a live post,
+    the seat name of an imported one); ``kind``; ``item`` (the ticket id it is about, or None);
+    ``subject``; ``body``; ``refs`` (the post an amendment or confirmation is about); ``flags``
+    (a tuple, e.g. ``("CONFIRM-PENDING",)``); ``origin`` (``local`` or ``import``);
+    ``proof_kind`` (``release-proof``, ``repair`` or ``auto``) and ``proof`` when a re-post of an
+    item was accepted on evidence; ``details`` (a dict: ``renumbered_from``, ...).
+    """
+
+    __slots__ = ("id", "ts", "recorded_at", "seat", "actor", "session", "kind", "item", "subject",
+                 "body", "refs", "flags", "origin", "proof_kind", "proof", "details")
+    id: int
+    ts: float
+    recorded_at: float
+    seat: str
+    actor: str | None
+    session: str | None
+    kind: str
+    item: str | None
+    subject: str
+    body: str
+    refs: int | None
+    flags: tuple[str, ...]
+    origin: str
+    proof_kind: str | None
+    proof: str | None
+    details: dict[str, Any]
+
+    def __init__(self, **fields: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+        flags = fields.get("flags")
+        self.flags = tuple(flags.split()) if isinstance(flags, str) else tuple(flags or ())
+        self.details = _details(fields.get("details"))
+        self.body = fields.get("body") or ""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Post:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON shape of a post."""
+        return {
+            "id": self.id,
+            "ts": format_ts_precise(self.ts),
+            "seat": self.seat,
+            "kind": self.kind,
+            "item": self.item,
+            "subject": self.subject,
+            "body": self.body,
+            "refs": self.refs,
+            "flags": list(self.flags),
+            "origin": self.origin,
+            "proof": ({"kind": self.proof_kind, "text": self.proof}
+                      if self.proof_kind else None),
+            "recorded_at": format_ts_precise(self.recorded_at),
+            "details": self.details,
+        }
+
+    def __repr__(self) -> str:
+        return f"Post({self.id}, {self.kind!r}, {self.item!r}, seat={self.seat!r}, flags={self.flags})"

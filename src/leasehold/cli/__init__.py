@@ -38,6 +38,12 @@ COMMAND_MODULES = {
     "release-path": "leasehold.cli.paths",
     "paths": "leasehold.cli.paths",
     "missions": "leasehold.cli.missions",
+    "namespace": "leasehold.cli.tickets",
+    "reserve": "leasehold.cli.tickets",
+    "reservation": "leasehold.cli.tickets",
+    "feed": "leasehold.cli.tickets",
+    "queue": "leasehold.cli.tickets",
+    "drift-check": "leasehold.cli.tickets",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {

@@ -15,6 +15,7 @@ import os
 
 from leasehold.model import Event, Task
 from leasehold.store.sql_paths import PathsSQL
+from leasehold.store.sql_tickets import TicketsSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class Tx:
         )
 
 
-class SQLStore(PathsSQL):
+class SQLStore(PathsSQL, TicketsSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"

@@ -95,14 +95,29 @@ class SQLiteStore(SQLStore):
     def clone(self) -> SQLiteStore:
         return SQLiteStore(self.path, clock=self.clock, busy_timeout=self.busy_timeout)
 
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL once. The switch needs an exclusive lock and SQLite does not
+        run the busy handler for it, so concurrent first uses wait here, up to busy_timeout."""
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.001
+        while True:
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
     def migrate(self) -> list[str]:
         """Apply pending migrations in one ``BEGIN IMMEDIATE`` transaction (so concurrent first
         uses apply them once). Returns the names applied."""
         conn = self.conn
         applied: list[str] = []
         with self._guard():
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(

@@ -1,0 +1,238 @@
+"""Store operations for ticket namespaces, reservations and the feed (named queries in
+``sql/tickets.sql``; PostgreSQL row-lock overrides in ``sql/postgres/tickets.sql``).
+
+Reads are plain methods. Writes that need a decision in the middle (the duplicate guard, the
+first-post-wins tie-break, the next free number) run through :meth:`TicketsSQL.ticket_tx`: one
+write transaction in which the domain (:mod:`leasehold.tickets`, :mod:`leasehold.feed`) calls the
+primitives of :class:`TicketTx`. Everything it does commits together, with its events, or not at
+all. Race-freedom: SQLite's ``BEGIN IMMEDIATE`` serialises writers; on PostgreSQL the
+``lock_namespace`` and ``lock_task`` row locks serialise reservers of one namespace and posters
+of one item, and the unique constraints on ``reservations`` are the last word either way.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from leasehold.model import Namespace, Post, Reservation, Task
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from contextlib import AbstractContextManager
+    from typing import Any
+
+    from leasehold.store.sqlbase import SQLStore, Tx
+
+
+def _holder(actor: str | None, session: str | None) -> str | None:
+    return None if actor is None else f"{actor}:{session}"
+
+
+class TicketTx:
+    """The primitives of one ticket/feed write transaction (see :meth:`TicketsSQL.ticket_tx`).
+
+    ``now`` is the transaction's instant (UTC seconds, the store's clock).
+    """
+
+    def __init__(self, store: SQLStore, tx: Tx) -> None:
+        self.store = store
+        self.tx = tx
+        self.now: float = tx.now
+
+    # -- namespaces and reservations --------------------------------------------------------
+    def ensure_namespace(self, prefix: str, default_format: str, actor: str | None,
+                         session: str | None) -> tuple[Namespace, bool]:
+        """Lock namespace ``prefix``, creating it with ``default_format`` if unknown.
+        Returns ``(namespace, created)``."""
+        tx = self.tx
+        created = tx.run("insert_namespace", prefix=prefix, format=default_format, lane_actor=None,
+                         created_by=_holder(actor, session)) == 1
+        if created:
+            tx.event("namespace_added", None, actor, session, None, prefix=prefix,
+                     format=default_format, lane=None, implicit=True)
+        return Namespace.from_row(tx.one("lock_namespace", prefix=prefix)), created
+
+    def last_seq(self, prefix: str, period: str) -> int:
+        """The highest ``seq`` ever reserved in ``(prefix, period)`` (abandoned ones count), or 0."""
+        return int(self.tx.one("last_seq", prefix=prefix, period=period)["last"])
+
+    def ticket_in_use(self, ticket_id: str) -> bool:
+        """True when ``ticket_id`` is already a reservation, a task or a post's item."""
+        return self.tx.one("ticket_in_use", ticket_id=ticket_id) is not None
+
+    def insert_reservation(self, prefix: str, period: str, seq: int, ticket_id: str, actor: str,
+                           session: str, **details: Any) -> Reservation:
+        """Record the reservation (the unique constraints refuse a duplicate) and its event."""
+        row = self.tx.one("insert_reservation", ticket_id=ticket_id, prefix=prefix, period=period,
+                          seq=seq, actor=actor, session=session)
+        self.tx.event("reserved", ticket_id, actor, session, None, prefix=prefix,
+                      period=period or None, seq=seq, **details)
+        return Reservation.from_row(row)
+
+    # -- tasks ------------------------------------------------------------------------------
+    def open_task(self, task_id: str, title: str | None, actor: str | None,
+                  session: str | None) -> tuple[Task, bool]:
+        """Create the task ``task_id`` if it is unknown (the lease ledger's own ``insert_task``),
+        then lock it. Returns ``(task, created)``."""
+        created = self.store._create(self.tx, task_id, title, None, actor, session)
+        return Task.from_row(self.tx.one("lock_task", id=task_id)), created
+
+    def reopen_task(self, task: Task, actor: str | None, session: str | None, **details: Any) -> None:
+        """Set a (locked) task's status back to ``open``, with a ``reopened`` event."""
+        self.tx.run("update_task_meta", id=task.id, title=None, priority=None, status="open")
+        self.tx.event("reopened", task.id, actor, session, task.fence, status="open",
+                      previous_status=task.status, **details)
+
+    # -- posts ------------------------------------------------------------------------------
+    def get_post(self, post_id: int) -> Post | None:
+        row = self.tx.one("get_post", id=post_id)
+        return Post.from_row(row) if row else None
+
+    def posts_for_item(self, item: str) -> list[Post]:
+        """Every post about ``item``: posts naming it, the originals its amendments refer to, and
+        the amendments/confirmations of those (oldest id first)."""
+        return [Post.from_row(row) for row in self.tx.all("posts_for_item", item=item)]
+
+    def insert_post(self, *, seat: str, kind: str, subject: str, item: str | None = None,
+                    body: str = "", ts: float | None = None, refs: int | None = None,
+                    flags: tuple[str, ...] | list[str] = (), origin: str = "local",
+                    proof_kind: str | None = None, proof: str | None = None,
+                    import_key: str | None = None, actor: str | None = None,
+                    session: str | None = None, details: dict[str, Any] | None = None) -> Post | None:
+        """Append a post and its ``posted`` event. ``ts`` defaults to now. Returns None (and
+        appends nothing) when ``import_key`` was already imported."""
+        import json
+
+        tx = self.tx
+        row = tx.one(
+            "insert_post", ts=tx.now if ts is None else ts, seat=seat, actor=actor,
+            session=session, kind=kind, item=item, subject=subject, body=body, refs=refs,
+            flags=" ".join(flags), origin=origin, proof_kind=proof_kind, proof=proof,
+            import_key=import_key,
+            details=json.dumps(details or {}, sort_keys=True, separators=(",", ":")),
+        )
+        if row is None:
+            return None
+        post = Post.from_row(row)
+        extra: dict[str, Any] = {"post": post.id, "post_kind": kind, "seat": seat, "origin": origin}
+        if refs is not None:
+            extra["refs"] = refs
+        if flags:
+            extra["flags"] = list(flags)
+        if proof_kind:
+            extra["proof_kind"] = proof_kind
+        if post.details.get("renumbered_from"):
+            extra["renumbered_from"] = post.details["renumbered_from"]
+        tx.event("posted", item, actor, session, None, **extra)
+        return post
+
+
+class TicketsSQL:
+    """Mixin of :class:`~leasehold.store.sqlbase.SQLStore`: namespaces, reservations, feed."""
+
+    if TYPE_CHECKING:
+        def _write(self) -> AbstractContextManager[Tx]: ...
+        def _read(self) -> AbstractContextManager[Tx]: ...
+        def _limit(self, limit: int) -> int | None: ...
+
+    @contextmanager
+    def ticket_tx(self) -> Iterator[TicketTx]:
+        """One write transaction over the ticket/feed primitives; commits on normal exit, rolls
+        back (changing nothing, appending no event) if the block raises."""
+        with self._write() as tx:
+            yield TicketTx(self, tx)  # type: ignore[arg-type]
+
+    # -- namespaces -------------------------------------------------------------------------
+    def add_namespace(self, prefix: str, fmt: str, lane_actor: str | None, actor: str | None,
+                      session: str | None) -> tuple[Namespace, bool]:
+        """Create namespace ``prefix``; an existing one is returned unchanged.
+        Returns ``(namespace, created)``."""
+        with self._write() as tx:
+            created = tx.run("insert_namespace", prefix=prefix, format=fmt, lane_actor=lane_actor,
+                             created_by=_holder(actor, session)) == 1
+            if created:
+                tx.event("namespace_added", None, actor, session, None, prefix=prefix, format=fmt,
+                         lane=lane_actor)
+            return Namespace.from_row(tx.one("get_namespace", prefix=prefix)), created
+
+    def get_namespace(self, prefix: str) -> Namespace | None:
+        with self._read() as tx:
+            row = tx.one("get_namespace", prefix=prefix)
+        return Namespace.from_row(row) if row else None
+
+    def list_namespaces(self) -> list[tuple[Namespace, dict[str, Any]]]:
+        """Namespaces by prefix, each with ``{"reserved", "abandoned", "last_ticket"}``."""
+        with self._read() as tx:
+            rows = tx.all("list_namespaces")
+        return [(Namespace.from_row(row), {"reserved": int(row["reserved"]),
+                                           "abandoned": int(row["abandoned"]),
+                                           "last_ticket": row["last_ticket"]}) for row in rows]
+
+    # -- reservations -----------------------------------------------------------------------
+    def get_reservation(self, ticket_id: str) -> Reservation | None:
+        with self._read() as tx:
+            row = tx.one("get_reservation", ticket_id=ticket_id)
+        return Reservation.from_row(row) if row else None
+
+    def abandon_reservation(self, ticket_id: str, actor: str | None, session: str | None,
+                            reason: str | None, force: bool) -> tuple[Reservation | None, str]:
+        """Mark a reservation abandoned (its number stays spent). Returns ``(reservation,
+        outcome)``: ``abandoned``; ``not_found``; ``already`` (abandoned before);
+        ``not_holder`` (another actor's, without ``force``); ``in_use`` (an actionable post
+        files a ticket under it)."""
+        with self._write() as tx:
+            row = tx.one("lock_reservation", ticket_id=ticket_id)
+            if row is None:
+                return None, "not_found"
+            res = Reservation.from_row(row)
+            if res.status == "abandoned":
+                return res, "already"
+            if not force and res.actor != actor:
+                return res, "not_holder"
+            posts = [Post.from_row(r) for r in tx.all("posts_for_item", item=ticket_id)]
+            if any(p.kind == "actionable" and p.item == ticket_id for p in posts):
+                return res, "in_use"
+            new = tx.one("abandon_reservation", ticket_id=ticket_id,
+                         abandoned_by=_holder(actor, session), reason=reason)
+            tx.event("abandoned", ticket_id, actor, session, None, reason=reason,
+                     holder=res.holder, forced=bool(force and res.actor != actor))
+            return Reservation.from_row(new), "abandoned"
+
+    # -- posts ------------------------------------------------------------------------------
+    def get_post(self, post_id: int) -> Post | None:
+        with self._read() as tx:
+            row = tx.one("get_post", id=post_id)
+        return Post.from_row(row) if row else None
+
+    def posts_for_item(self, item: str) -> list[Post]:
+        with self._read() as tx:
+            return [Post.from_row(row) for row in tx.all("posts_for_item", item=item)]
+
+    def posts_since(self, since: float, kind: str | None) -> list[Post]:
+        """Posts with ``ts >= since`` (UTC seconds), optionally of one kind, by ts then id."""
+        with self._read() as tx:
+            return [Post.from_row(row) for row in tx.all("posts_since", since=since, kind=kind)]
+
+    def posts_after(self, after: int, limit: int | None = None) -> list[Post]:
+        """Posts with id > ``after`` in recording order (at most ``limit``)."""
+        with self._read() as tx:
+            rows = tx.all("posts_after", after=after,
+                          limit=self._limit(-1 if limit is None else limit))
+        return [Post.from_row(row) for row in rows]
+
+    def posts_last(self, limit: int) -> list[Post]:
+        """The newest ``limit`` posts by recording order, oldest first."""
+        with self._read() as tx:
+            return [Post.from_row(row) for row in tx.all("posts_last", limit=limit)]
+
+    def all_posts(self) -> list[Post]:
+        with self._read() as tx:
+            return [Post.from_row(row) for row in tx.all("posts_all")]
+
+    def feed_snapshot(self) -> tuple[list[Post], list[Task], float]:
+        """Every post, every task and the store's now, from one read (for the reducer)."""
+        with self._read() as tx:
+            posts = [Post.from_row(row) for row in tx.all("posts_all")]
+            tasks = [Task.from_row(row) for row in tx.all("list_tasks")]
+            return posts, tasks, tx.now
