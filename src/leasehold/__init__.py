@@ -31,6 +31,7 @@ _EXPORTS = {
     "StaleFence": "leasehold.errors",
     "NoneAvailable": "leasehold.errors",
     "TaskDone": "leasehold.errors",
+    "DependencyCycle": "leasehold.errors",
     "StoreError": "leasehold.errors",
     "StoreBusy": "leasehold.errors",
     "StoreUnavailable": "leasehold.errors",

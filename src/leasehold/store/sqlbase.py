@@ -15,6 +15,7 @@ import json
 import os
 
 from leasehold.model import Event, Task
+from leasehold.store.sql_deps import DependenciesSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class Tx:
         )
 
 
-class SQLStore:
+class SQLStore(DependenciesSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"
