@@ -336,11 +336,11 @@ class Ledger:
 
     def add_blocked(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
                     title: str | None = None, priority: int | None = None,
-                    by: Holder | None = None) -> tuple[Task, list[str]]:
+                    by: Holder | None = None) -> tuple[Task, bool, list[str]]:
         """Create ``task_id`` (or update its title/priority) waiting on every task of
         ``blocked_by`` (ids, or a comma-separated string), in one transaction.
 
-        Returns ``(task, added)`` (the dependencies that were new). Raises
+        Returns ``(task, created, added)`` (``added``: the dependencies that were new). Raises
         :class:`InvalidInput`, :class:`NotFound` (an unknown blocker: nothing is written),
         :class:`DependencyCycle`.
         """
@@ -351,7 +351,7 @@ class Ledger:
             create=True, title=title, priority=priority)
         self._dependency_outcome(task_id, outcome, added)
         assert task is not None
-        return task, added
+        return task, outcome == "created", added
 
     def depend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
                by: Holder | None = None) -> tuple[Task, list[str]]:

@@ -30,6 +30,9 @@ COMMAND_MODULES = {
     "log": "leasehold.cli.leases",
     "migrate": "leasehold.cli.leases",
     "whoami": "leasehold.cli.leases",
+    "dep": "leasehold.cli.deps",
+    "ready": "leasehold.cli.deps",
+    "blocked": "leasehold.cli.deps",
     "run": "leasehold.cli.run",
     "demo": "leasehold.cli.run",
 }

@@ -292,7 +292,17 @@ def setup_who(sub: Any) -> None:
 
 # -- add / reopen / list ----------------------------------------------------------------------
 def cmd_add(ctx: Context) -> int:
-    task, created = ctx.ledger.add(ctx.args.id, title=ctx.args.title, priority=ctx.args.priority,
+    args = ctx.args
+    if args.blocked_by is not None:
+        task, created, _ = ctx.ledger.add_blocked(args.id, args.blocked_by, title=args.title,
+                                                  priority=args.priority, by=ctx.holder(required=False))
+        data = task.to_dict()
+        data["created"] = created
+        data["blocked_by"] = [{"id": b, "status": s} for b, s in ctx.ledger.blockers(task.id)]
+        waits = ", ".join(b["id"] for b in data["blocked_by"])
+        ctx.out(data, f"{'added' if created else 'updated'} {task.id} (waits on {waits})")
+        return 0
+    task, created = ctx.ledger.add(args.id, title=args.title, priority=args.priority,
                                    by=ctx.holder(required=False))
     data = task.to_dict()
     data["created"] = created
@@ -304,11 +314,16 @@ def setup_add(sub: Any) -> None:
     p = add_command(
         sub, "add", func=cmd_add, help="create a task (or update its title/priority)",
         description="Create task ID with status open. An existing task gets the given title/priority.",
-        examples="  leasehold add 99927 --title \"Fix the retry loop\" --priority 5",
+        examples=(
+            "  leasehold add 99927 --title \"Fix the retry loop\" --priority 5\n"
+            "  leasehold add deploy --blocked-by build,test   # waits until both are done"
+        ),
     )
     p.add_argument("id", help="task id")
     p.add_argument("--title", help="title")
     p.add_argument("--priority", type=int, help="priority (higher first; default 0)")
+    p.add_argument("--blocked-by", metavar="IDS",
+                   help="comma-separated ids of existing tasks this one waits on (see 'dep')")
 
 
 def cmd_reopen(ctx: Context) -> int:

@@ -56,9 +56,10 @@ class DependenciesSQL:
         one transaction; with ``create``, create the task (or update title/priority) first.
 
         Returns ``(outcome, task, ids)``: ``("ok", task, added)`` (``added``: the edges that
-        were new); ``("not_found", None, [task_id])``; ``("missing", None, unknown_blockers)``;
+        were new; ``"created"`` instead of ``"ok"`` when ``create`` created the task);
+        ``("not_found", None, [task_id])``; ``("missing", None, unknown_blockers)``;
         ``("cycle", None, [task_id, blocker])`` when ``blocker`` already waits (directly or
-        through others) on ``task_id``. Nothing is written unless the outcome is ``ok``.
+        through others) on ``task_id``. Nothing is written unless the outcome is ``ok`` or ``created``.
         """
         with self._write() as tx:
             tx.one("lock_dependencies")
@@ -68,6 +69,7 @@ class DependenciesSQL:
             problem = self._check_blockers(tx, task_id, blockers, exists)
             if problem is not None:
                 return problem[0], None, problem[1]
+            created = False
             if create:
                 created = self._create(tx, task_id, title, priority, actor, session)
                 if not created and (title is not None or priority is not None):
@@ -77,7 +79,7 @@ class DependenciesSQL:
                              **{k: v for k, v in (("title", title), ("priority", priority))
                                 if v is not None})
             added = self._add_edges(tx, task_id, blockers, actor, session)
-            return "ok", Task.from_row(tx.one("get_task", id=task_id)), added
+            return ("created" if created else "ok"), Task.from_row(tx.one("get_task", id=task_id)), added
 
     def remove_dependencies(self, task_id: str, blockers: Sequence[str], actor: str | None,
                             session: str | None) -> tuple[str, Task | None, list[str]]:
