@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import re
+import select
 from contextlib import contextmanager
 
 import psycopg
@@ -150,8 +151,20 @@ class PostgresStore(SQLStore):
         self._checked = True
 
     def _conn(self) -> psycopg.Connection[Any]:
+        """The live connection, reconnecting if the last one was lost. An idle connection
+        with bytes waiting was ended by the server (a terminated backend, a restart: it sends
+        its FATAL message and closes), so it is replaced before use rather than failing the
+        call."""
         conn = self.conn
-        if conn is None or conn.closed:
+        if conn is not None and not conn.closed:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                readable, _, _ = select.select([conn.fileno()], [], [], 0)
+                if readable:
+                    self._drop()
+                    conn = None
+        else:
+            conn = None
+        if conn is None:
             conn = self._connect()
         return conn
 
