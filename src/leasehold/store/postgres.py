@@ -290,6 +290,23 @@ class PostgresStore(SQLStore):
         return [Task.from_row(row) for row in rows]
 
 
+    def release(self, task_id: str, actor: str | None, session: str | None, *,
+                status: str | None, kind: str, force: bool = False,
+                details: dict[str, Any] | None = None) -> tuple[Task | None, str]:
+        """:meth:`SQLStore.release` (same outcomes and events) in ONE statement."""
+        import json
+
+        with self._guard():
+            row = self._conn().execute(self.queries["release_one"], {
+                "id": task_id, "actor": actor, "session": session, "status": status,
+                "kind": kind, "force": force,
+                "details": json.dumps(details or {}, sort_keys=True, separators=(",", ":")),
+            }).fetchone()
+        if row is None:
+            return None, "not_found"
+        return Task.from_row(row["new"] or row["old"]), row["outcome"]
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

@@ -61,3 +61,46 @@ logged AS (
     ORDER BY g.priority DESC, g.created_at, g.id
 )
 SELECT * FROM granted ORDER BY priority DESC, created_at, id;
+
+-- name: release_one
+-- `release` / `done` / force-release in one statement: lock the row, decide the outcome on the
+-- server's clock (same rules as SQLStore.release), clear the lease and append the event only
+-- when the outcome is `released`. Returns the outcome with the row before and after.
+WITH clock AS MATERIALIZED (
+    SELECT extract(epoch FROM clock_timestamp())::float8 AS now
+),
+old AS (
+    SELECT t.*, c.now AS now,
+        CASE
+            WHEN :force THEN
+                CASE WHEN t.lease_actor IS NULL AND CAST(:status AS TEXT) IS NULL
+                     THEN 'not_held' ELSE 'released' END
+            WHEN t.lease_actor IS NULL THEN 'not_held'
+            WHEN t.lease_actor = :actor AND t.lease_session = :session THEN 'released'
+            WHEN t.lease_until > c.now THEN 'held_by_other'
+            ELSE 'not_held'
+        END AS outcome
+    FROM tasks t, clock c
+    WHERE t.id = :id
+    FOR UPDATE OF t
+),
+new AS (
+    UPDATE tasks t
+    SET lease_actor = NULL, lease_session = NULL, lease_acquired_at = NULL, lease_until = NULL,
+        lease_ttl = NULL, status = COALESCE(CAST(:status AS TEXT), t.status), updated_at = o.now
+    FROM old o
+    WHERE t.id = o.id AND o.outcome = 'released'
+    RETURNING t.*
+),
+logged AS (
+    INSERT INTO events (ts, kind, task_id, actor, session, fence, details)
+    SELECT o.now, :kind, o.id, :actor, :session, o.fence,
+           (CAST(:details AS jsonb) || jsonb_build_object('status', n.status)
+            || CASE WHEN o.lease_actor IS NULL THEN '{}'::jsonb
+                    ELSE jsonb_build_object('holder', o.lease_actor || ':' || o.lease_session) END
+            || CASE WHEN o.lease_actor IS NOT NULL AND NOT (o.lease_until > o.now)
+                    THEN jsonb_build_object('after_expiry', true) ELSE '{}'::jsonb END)::text
+    FROM old o JOIN new n ON n.id = o.id
+)
+SELECT o.outcome, to_jsonb(o) AS old, to_jsonb(n) AS new
+FROM old o LEFT JOIN new n ON n.id = o.id;
