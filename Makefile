@@ -22,6 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/run.py
 

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+#: tests/pg.py provides the ``pg_url`` fixture and adds "postgres" to BACKENDS.
+pytest_plugins = ("tests.pg",)
+pytest.register_assert_rewrite("tests.pg")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures"

@@ -38,6 +38,7 @@ _EXPORTS = {
     "TaskDone": "leasehold.errors",
     "DuplicatePost": "leasehold.errors",
     "LaneRefused": "leasehold.errors",
+    "DependencyCycle": "leasehold.errors",
     "StoreError": "leasehold.errors",
     "StoreBusy": "leasehold.errors",
     "StoreUnavailable": "leasehold.errors",

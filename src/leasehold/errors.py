@@ -88,6 +88,10 @@ class TaskDone(Conflict):
     """The task is done."""
 
 
+class DependencyCycle(Conflict):
+    """The dependency would close a cycle: a blocker already waits on the task."""
+
+
 class StoreError(LeaseholdError):
     """The store failed; retry later."""
 

@@ -9,6 +9,7 @@ holder keep it (fencing tokens: Kleppmann 2016, "How to do distributed locking")
 from __future__ import annotations
 
 from leasehold.errors import (
+    DependencyCycle,
     InvalidInput,
     LeaseExpired,
     LeaseHeld,
@@ -268,8 +269,8 @@ class Ledger:
         raise NotHolder(f"Task {task_id} is not held by {who}; claim it before marking it done")
 
     def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1) -> list[Lease]:
-        """Atomically claim up to ``count`` ready tasks (not done, no valid lease), highest
-        priority first, then oldest. Returns the leases granted: empty when none is ready."""
+        """Atomically claim up to ``count`` tasks of the ready queue (not done, no valid lease,
+        every blocker done), highest priority first, then oldest. Returns the leases granted: empty when none is ready."""
         who = Holder.parse(holder)
         if count < 1:
             raise InvalidInput(f"count must be at least 1, got {count}")
@@ -352,6 +353,94 @@ class Ledger:
         validate_task_id(task_id)
         return self.store.add_task(task_id, title, priority,
                                    by.actor if by else None, by.session if by else None)
+
+    # -- the ready queue with dependencies -------------------------------------------------
+    def _blocker_ids(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...]) -> list[str]:
+        if isinstance(blocked_by, str):
+            blocked_by = blocked_by.split(",")
+        ids = [b.strip() for b in blocked_by if b.strip()]
+        if not ids:
+            raise InvalidInput("--blocked-by needs at least one task id")
+        for blocker in ids:
+            validate_task_id(blocker)
+            if blocker == task_id:
+                raise InvalidInput(f"task {task_id} cannot be blocked by itself")
+        return list(dict.fromkeys(ids))
+
+    def _dependency_outcome(self, task_id: str, outcome: str, ids: list[str]) -> None:
+        if outcome == "not_found":
+            raise NotFound(f"Task {task_id} not found")
+        if outcome == "missing":
+            raise NotFound(f"blocker task(s) not found: {', '.join(ids)}; add them first")
+        if outcome == "cycle":
+            raise DependencyCycle(
+                f"refused: {ids[1]} already waits (directly or through others) on {ids[0]}; "
+                f"making {ids[0]} wait on {ids[1]} would close a cycle"
+            )
+
+    def add_blocked(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
+                    title: str | None = None, priority: int | None = None,
+                    by: Holder | None = None) -> tuple[Task, bool, list[str]]:
+        """Create ``task_id`` (or update its title/priority) waiting on every task of
+        ``blocked_by`` (ids, or a comma-separated string), in one transaction.
+
+        Returns ``(task, created, added)`` (``added``: the dependencies that were new). Raises
+        :class:`InvalidInput`, :class:`NotFound` (an unknown blocker: nothing is written),
+        :class:`DependencyCycle`.
+        """
+        validate_task_id(task_id)
+        ids = self._blocker_ids(task_id, blocked_by)
+        outcome, task, added = self.store.add_dependencies(
+            task_id, ids, by.actor if by else None, by.session if by else None,
+            create=True, title=title, priority=priority)
+        self._dependency_outcome(task_id, outcome, added)
+        assert task is not None
+        return task, outcome == "created", added
+
+    def depend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
+               by: Holder | None = None) -> tuple[Task, list[str]]:
+        """Make the existing task ``task_id`` wait until every task of ``blocked_by`` is done.
+
+        Returns ``(task, added)``. Raises :class:`NotFound` (the task or a blocker),
+        :class:`DependencyCycle` (a blocker already waits on ``task_id``: nothing is written),
+        :class:`InvalidInput`.
+        """
+        validate_task_id(task_id)
+        ids = self._blocker_ids(task_id, blocked_by)
+        outcome, task, added = self.store.add_dependencies(
+            task_id, ids, by.actor if by else None, by.session if by else None)
+        self._dependency_outcome(task_id, outcome, added)
+        assert task is not None
+        return task, added
+
+    def undepend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
+                 by: Holder | None = None) -> tuple[Task, list[str]]:
+        """Stop ``task_id`` waiting on ``blocked_by``. Returns ``(task, removed)``: removing a
+        dependency that does not exist is not an error. Raises :class:`NotFound` for an
+        unknown task."""
+        validate_task_id(task_id)
+        ids = self._blocker_ids(task_id, blocked_by)
+        outcome, task, removed = self.store.remove_dependencies(
+            task_id, ids, by.actor if by else None, by.session if by else None)
+        self._dependency_outcome(task_id, outcome, removed)
+        assert task is not None
+        return task, removed
+
+    def blockers(self, task_id: str) -> list[tuple[str, str]]:
+        """``[(blocker_id, status)]`` that ``task_id`` waits on (done ones included)."""
+        validate_task_id(task_id)
+        return self.store.blockers_of(task_id)
+
+    def ready(self, limit: int | None = None) -> list[Task]:
+        """The ready queue: open tasks with no valid lease whose blockers are all done, highest
+        priority first, then oldest. ``next`` claims from exactly this set."""
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return self.store.ready_tasks(limit)
+
+    def blocked(self) -> list[tuple[Task, list[tuple[str, str]]]]:
+        """Tasks not done that wait on blockers not done: ``[(task, [(blocker, status)])]``."""
+        return self.store.blocked_tasks()
 
     def reopen(self, task_id: str, by: Holder | None = None) -> Task:
         """Set a task's status back to ``open`` (e.g. a done task that needs more work).

@@ -37,7 +37,7 @@ def cmd_claim(ctx: Context) -> int:
     holder = ctx.me()
     lease = ctx.ledger.claim(ctx.args.id, holder, ctx.ttl(), title=ctx.args.title,
                              priority=ctx.args.priority)
-    ctx.out(lease.task.to_dict(), lease_line("claimed", lease))
+    ctx.out(lease.task.to_dict(ctx.ledger.now()), lease_line("claimed", lease))
     return 0
 
 
@@ -65,7 +65,7 @@ def setup_claim(sub: Any) -> None:
 # -- extend -----------------------------------------------------------------------------------
 def cmd_extend(ctx: Context) -> int:
     lease = ctx.ledger.extend(ctx.args.id, ctx.me(), ctx.ttl(), ctx.args.fence)
-    ctx.out(lease.task.to_dict(), lease_line("extended", lease))
+    ctx.out(lease.task.to_dict(ctx.ledger.now()), lease_line("extended", lease))
     return 0
 
 
@@ -97,7 +97,7 @@ def cmd_release(ctx: Context) -> int:
         if args.reason:
             raise InvalidInput("--reason goes with --force")
         result = ctx.ledger.release(args.id, ctx.me(), keep_status=args.keep_status)
-    data = result.task.to_dict() if result.task else {}
+    data = result.task.to_dict(ctx.ledger.now()) if result.task else {}
     data["released"] = result.released
     ctx.out(data, result.message)
     return 0
@@ -128,7 +128,7 @@ def setup_release(sub: Any) -> None:
 # -- done -------------------------------------------------------------------------------------
 def cmd_done(ctx: Context) -> int:
     task = ctx.ledger.complete(ctx.args.id, ctx.me(), ctx.args.fence)
-    ctx.out(task.to_dict(), f"done {task.id} (fence {task.fence})")
+    ctx.out(task.to_dict(ctx.ledger.now()), f"done {task.id} (fence {task.fence})")
     return 0
 
 
@@ -196,7 +196,7 @@ def cmd_check(ctx: Context) -> int:
         "reason": verdict.reason,
         "enforce": enforce,
         "holder": str(holder) if holder else None,
-        "task": verdict.task.to_dict() if verdict.task else None,
+        "task": verdict.task.to_dict(ctx.ledger.now()) if verdict.task else None,
     }
     ctx.out(data, text)
     return 0 if verdict.clear or not enforce else 1
@@ -226,7 +226,8 @@ def cmd_sweep(ctx: Context) -> int:
         lines.append(f"released {len(expired)} expired lease(s)")
     elif not expired:
         lines.append("no expired leases")
-    ctx.out([t.to_dict() for t in expired], "\n".join(lines))
+    now = ctx.ledger.now()
+    ctx.out([t.to_dict(now) for t in expired], "\n".join(lines))
     return 0
 
 
@@ -271,11 +272,12 @@ def setup_show(sub: Any) -> None:
 # -- who --------------------------------------------------------------------------------------
 def cmd_who(ctx: Context) -> int:
     groups = ctx.ledger.who()
+    now = ctx.ledger.now()
     data, lines = [], []
     for holder, tasks in groups:
         actor, _, session = holder.rpartition(":")
         data.append({"holder": holder, "actor": actor, "session": session,
-                     "tasks": [t.to_dict() for t in tasks]})
+                     "tasks": [t.to_dict(now) for t in tasks]})
         lines.append(f"{holder}  ({len(tasks)} lease{'s' if len(tasks) != 1 else ''})")
         lines.extend(f"  {t.id}  until {format_ts(t.lease_until)}  (fence {t.fence})" for t in tasks)
     ctx.out(data, "\n".join(lines) if lines else "no active leases")
@@ -292,9 +294,19 @@ def setup_who(sub: Any) -> None:
 
 # -- add / reopen / list ----------------------------------------------------------------------
 def cmd_add(ctx: Context) -> int:
-    task, created = ctx.ledger.add(ctx.args.id, title=ctx.args.title, priority=ctx.args.priority,
+    args = ctx.args
+    if args.blocked_by is not None:
+        task, created, _ = ctx.ledger.add_blocked(args.id, args.blocked_by, title=args.title,
+                                                  priority=args.priority, by=ctx.holder(required=False))
+        data = task.to_dict(ctx.ledger.now())
+        data["created"] = created
+        data["blocked_by"] = [{"id": b, "status": s} for b, s in ctx.ledger.blockers(task.id)]
+        waits = ", ".join(b["id"] for b in data["blocked_by"])
+        ctx.out(data, f"{'added' if created else 'updated'} {task.id} (waits on {waits})")
+        return 0
+    task, created = ctx.ledger.add(args.id, title=args.title, priority=args.priority,
                                    by=ctx.holder(required=False))
-    data = task.to_dict()
+    data = task.to_dict(ctx.ledger.now())
     data["created"] = created
     ctx.out(data, f"{'added' if created else 'updated'} {task.id}")
     return 0
@@ -304,16 +316,21 @@ def setup_add(sub: Any) -> None:
     p = add_command(
         sub, "add", func=cmd_add, help="create a task (or update its title/priority)",
         description="Create task ID with status open. An existing task gets the given title/priority.",
-        examples="  leasehold add 99927 --title \"Fix the retry loop\" --priority 5",
+        examples=(
+            "  leasehold add 99927 --title \"Fix the retry loop\" --priority 5\n"
+            "  leasehold add deploy --blocked-by build,test   # waits until both are done"
+        ),
     )
     p.add_argument("id", help="task id")
     p.add_argument("--title", help="title")
     p.add_argument("--priority", type=int, help="priority (higher first; default 0)")
+    p.add_argument("--blocked-by", metavar="IDS",
+                   help="comma-separated ids of existing tasks this one waits on (see 'dep')")
 
 
 def cmd_reopen(ctx: Context) -> int:
     task = ctx.ledger.reopen(ctx.args.id, by=ctx.holder(required=False))
-    ctx.out(task.to_dict(), f"reopened {task.id}")
+    ctx.out(task.to_dict(ctx.ledger.now()), f"reopened {task.id}")
     return 0
 
 
@@ -356,7 +373,8 @@ def cmd_next(ctx: Context) -> int:
     if not leases:
         raise NoneAvailable("no task available")
     if ctx.json:
-        data = [lease.task.to_dict() for lease in leases]
+        now = ctx.ledger.now()
+        data = [lease.task.to_dict(now) for lease in leases]
         ctx.out(data if ctx.args.count > 1 else data[0], None)
     else:
         ctx.out(None, "\n".join(lease_line("claimed", lease) for lease in leases))

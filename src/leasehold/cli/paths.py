@@ -23,7 +23,7 @@ def cmd_reserve_path(ctx: Context) -> int:
     from leasehold import paths
 
     ledger = ctx.ledger
-    holder = ctx.holder()
+    holder = ctx.me()
     assert holder is not None  # required=True raises instead
     granted = paths.reserve(ledger, ctx.args.patterns, holder, ctx.ttl(),
                             shared=ctx.args.shared, reason=ctx.args.reason)
@@ -59,7 +59,7 @@ def setup_reserve_path(sub: Any) -> None:
 def cmd_release_path(ctx: Context) -> int:
     from leasehold import paths
 
-    holder = ctx.holder()
+    holder = ctx.me()
     assert holder is not None  # required=True raises instead
     results = paths.release(ctx.ledger, ctx.args.patterns, holder)
     data, lines = [], []

@@ -49,7 +49,7 @@ RETURNING *;
 UPDATE tasks
 SET lease_until = :until, lease_ttl = :ttl, updated_at = :now
 WHERE id = :id AND lease_actor = :actor AND lease_session = :session
-  AND lease_until > :now AND (:fence IS NULL OR fence = :fence)
+  AND lease_until > :now AND (CAST(:fence AS BIGINT) IS NULL OR fence = :fence)
 RETURNING *;
 
 -- name: clear_lease
@@ -75,8 +75,13 @@ WHERE lease_actor = :actor AND lease_session = :session AND lease_until > :now
 ORDER BY id;
 
 -- name: ready_candidates
+-- The ready queue: not done, no valid lease, every blocker done (see dependencies.sql).
 SELECT * FROM tasks
 WHERE status <> 'done' AND (lease_until IS NULL OR lease_until <= :now)
+  AND NOT EXISTS (
+      SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+      WHERE d.task_id = tasks.id AND b.status <> 'done'
+  )
 ORDER BY priority DESC, created_at, id
 LIMIT :limit;
 

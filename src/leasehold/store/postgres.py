@@ -1,0 +1,317 @@
+"""The PostgreSQL store: one shared ledger for a fleet that spans machines.
+
+- psycopg 3, one connection per store object (a :class:`~leasehold.ledger.Ledger` reuses it for
+  every call; :meth:`PostgresStore.clone` opens another for a heartbeat thread). A lost connection
+  is dropped and the next call reconnects.
+- Time is the SERVER's clock, never the client's: each transaction reads
+  ``clock_timestamp()`` once and binds it as ``:now``; the hot paths (``next``, ``claim``) compute
+  it inside their single statement. Two clients with skewed clocks agree on who holds what.
+- Race-freedom by row locks: ``lock_task`` is ``SELECT ... FOR UPDATE``; ``next`` is one
+  statement that picks the ready tasks ``FOR UPDATE SKIP LOCKED``, grants them and appends their
+  events. Two workers never get the same task; a task whose blocker is not done is never handed
+  out.
+- Driver errors are translated once, here: a lost connection, a terminated backend, a server
+  restart or shutdown raise :class:`~leasehold.errors.StoreUnavailable`; ``lock_timeout``
+  (the ``busy_timeout``), statement timeouts, serialization failures and deadlocks raise
+  :class:`~leasehold.errors.StoreBusy` (both exit 75). The transaction is rolled back by the
+  server: a failed call never leaves a half-applied change.
+- Schema: ordered migrations ``sql/postgres/migrations/NNNN_name.sql`` recorded in
+  ``schema_migrations``; concurrent first uses serialise on a transaction-scoped advisory lock.
+  The ledger lives in the first schema of the connection's ``search_path``
+  (``?options=-csearch_path%3Dmyschema`` in the URL picks another).
+"""
+
+from __future__ import annotations
+
+import re
+import select
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+
+from leasehold.errors import StoreBusy, StoreError, StoreUnavailable
+from leasehold.model import Task
+from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+#: Seconds a statement waits for a row lock before StoreBusy (``lock_timeout``).
+DEFAULT_BUSY_TIMEOUT = 10.0
+#: Seconds to wait for the server to accept a connection.
+CONNECT_TIMEOUT = 10
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
+_SERVER_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8 AS now"
+
+#: SQLSTATE classes / codes that mean "the store is busy: retry".
+_BUSY = (pg_errors.LockNotAvailable, pg_errors.QueryCanceled, pg_errors.SerializationFailure,
+         pg_errors.DeadlockDetected)
+
+
+def rewrite_placeholders(sql: str) -> str:
+    """``:name`` -> ``%(name)s`` for psycopg; ``%`` -> ``%%``; ``::casts`` and quoted strings
+    are left alone."""
+    sql = sql.replace("%", "%%")
+
+    def sub(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(1) is None else f"%({match.group(1)})s"
+
+    return _PLACEHOLDER.sub(sub, sql)
+
+
+class PgTx(Tx):
+    """A transaction whose ``now`` (the server's clock) is read on first use only."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, cursor: Any, queries: dict[str, str], now: float | None) -> None:
+        self.cursor = cursor
+        self.queries = queries
+        self._now = now
+
+    @property
+    def now(self) -> float:  # type: ignore[override]
+        if self._now is None:
+            row = self.cursor.execute(_SERVER_NOW).fetchone()
+            self._now = float(row["now"])
+        return self._now
+
+    def execute(self, name: str, params: dict[str, Any]) -> Any:
+        sql = self.queries[name]
+        if "now" not in params and "%(now)s" in sql:
+            params["now"] = self.now
+        self.cursor.execute(sql, params)
+        return self.cursor
+
+
+class PostgresStore(SQLStore):
+    """The store on a PostgreSQL database.
+
+    ``url``: a libpq URL, ``postgresql://user@host:port/dbname?options=...``. ``busy_timeout``:
+    seconds a statement waits for a row lock (``lock_timeout``) before :class:`StoreBusy`.
+    Raises :class:`StoreUnavailable` if the server cannot be reached.
+    """
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, busy_timeout: float | None = None) -> None:
+        self.url = url
+        self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else busy_timeout
+        self.queries = load_queries(self.dialect, rewrite_placeholders)
+        self.conn: psycopg.Connection[Any] | None = None
+        self._checked = False
+        self._connect()
+
+    # -- connection and error translation ----------------------------------------------------
+    def _where(self) -> str:
+        """``host:port/db`` for messages (never the password)."""
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(self.url)
+        except psycopg.Error:
+            return "the configured server"
+        host = info.get("host") or "localhost"
+        port = info.get("port") or "5432"
+        return f"{host}:{port}/{info.get('dbname') or info.get('user') or ''}"
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        kwargs: dict[str, Any] = {}
+        if "connect_timeout" not in self.url:
+            kwargs["connect_timeout"] = CONNECT_TIMEOUT
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
+                                   application_name="leasehold", **kwargs)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot reach the PostgreSQL ledger at {self._where()}: "
+                f"{_first_line(exc)}; retry later"
+            ) from exc
+        self.conn = conn
+        try:
+            with self._guard():
+                conn.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
+                if not self._checked:
+                    self._check_schema(conn)
+        except StoreError:
+            self._drop()
+            raise
+        return conn
+
+    def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
+        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS ok").fetchone()
+        count = 0
+        if row and row["ok"]:
+            counted = conn.execute("SELECT count(*) AS n FROM schema_migrations").fetchone()
+            count = counted["n"] if counted else 0
+        if count != len(migration_files(self.dialect)):
+            self.migrate()
+        self._checked = True
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        """The live connection, reconnecting if the last one was lost. An idle connection
+        with bytes waiting was ended by the server (a terminated backend, a restart: it sends
+        its FATAL message and closes), so it is replaced before use rather than failing the
+        call."""
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                readable, _, _ = select.select([conn.fileno()], [], [], 0)
+                if readable:
+                    self._drop()
+                    conn = None
+        else:
+            conn = None
+        if conn is None:
+            conn = self._connect()
+        return conn
+
+    def _drop(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Translate psycopg errors into store errors, once, here."""
+        try:
+            yield
+        except _BUSY as exc:
+            raise StoreBusy(
+                f"the PostgreSQL ledger at {self._where()} stayed busy ({_first_line(exc)}); "
+                "retry later"
+            ) from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # Connection lost, backend terminated, server shut down or restarting. The server
+            # rolled back whatever was in flight; this connection is unusable: drop it so the
+            # next call reconnects.
+            self._drop()
+            raise StoreUnavailable(
+                f"lost the PostgreSQL ledger at {self._where()} ({_first_line(exc)}); "
+                "the operation was not applied — retry later"
+            ) from exc
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL ledger at {self._where()}: {_first_line(exc)}"
+            ) from exc
+
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[Tx]:
+        with self._guard():
+            conn = self._conn()
+            cur = conn.cursor()
+            if not write:
+                # Reads are single statements in autocommit: one round trip each.
+                yield PgTx(cur, self.queries, None)
+                return
+            cur.execute("BEGIN; " + _SERVER_NOW)
+            cur.nextset()
+            first = cur.fetchone()
+            assert first is not None
+            now = float(first["now"])
+            try:
+                yield PgTx(cur, self.queries, now)
+            except BaseException:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        self._drop()
+                raise
+            conn.execute("COMMIT")
+
+    def _write(self) -> Any:
+        return self._tx(True)
+
+    def _read(self) -> Any:
+        return self._tx(False)
+
+    def now(self) -> float:
+        """The server's clock: UTC seconds since the epoch."""
+        with self._guard():
+            row = self._conn().execute(_SERVER_NOW).fetchone()
+            assert row is not None
+            return float(row["now"])
+
+    def _limit(self, limit: int) -> int | None:
+        return None if limit < 0 else limit
+
+    def close(self) -> None:
+        self._drop()
+
+    def clone(self) -> PostgresStore:
+        return PostgresStore(self.url, busy_timeout=self.busy_timeout)
+
+    def backend_pid(self) -> int:
+        """The server process id of this store's connection (for operators and tests)."""
+        return self._conn().info.backend_pid
+
+    # -- schema ------------------------------------------------------------------------------
+    def migrate(self) -> list[str]:
+        """Apply pending migrations in one transaction under an advisory lock (concurrent first
+        uses apply them once). Returns the names applied."""
+        applied: list[str] = []
+        with self._guard():
+            conn = self._conn()
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('leasehold.migrate:' || "
+                             "coalesce(current_schema(), '')))")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                    "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                )
+                done = {row["version"] for row in conn.execute("SELECT version FROM schema_migrations")}
+                for version, name, path in migration_files(self.dialect):
+                    if version in done:
+                        continue
+                    with open(path, encoding="utf-8") as fh:
+                        conn.execute(fh.read())
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, applied_at) "
+                        "VALUES (%s, %s, extract(epoch FROM clock_timestamp()))",
+                        (version, name),
+                    )
+                    applied.append(f"{version:04d}_{name}")
+        self._checked = True
+        return applied
+
+    # -- hot paths: one statement each ---------------------------------------------------------
+    def next(self, actor: str, session: str, ttl: float, count: int = 1) -> list[Task]:
+        """Atomically claim up to ``count`` tasks of the ready queue in ONE statement: pick them
+        ``FOR UPDATE SKIP LOCKED``, grant (new fence each), append one ``claimed`` event each.
+        Highest priority first, then oldest."""
+        with self._guard():
+            cur = self._conn().execute(
+                self.queries["next_claim"],
+                {"actor": actor, "session": session, "ttl": ttl, "limit": count},
+            )
+            rows = cur.fetchall()
+        return [Task.from_row(row) for row in rows]
+
+
+    def release(self, task_id: str, actor: str | None, session: str | None, *,
+                status: str | None, kind: str, force: bool = False,
+                details: dict[str, Any] | None = None) -> tuple[Task | None, str]:
+        """:meth:`SQLStore.release` (same outcomes and events) in ONE statement."""
+        import json
+
+        with self._guard():
+            row = self._conn().execute(self.queries["release_one"], {
+                "id": task_id, "actor": actor, "session": session, "status": status,
+                "kind": kind, "force": force,
+                "details": json.dumps(details or {}, sort_keys=True, separators=(",", ":")),
+            }).fetchone()
+        if row is None:
+            return None, "not_found"
+        return Task.from_row(row["new"] or row["old"]), row["outcome"]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,165 @@
+"""Races on PostgreSQL with real OS processes.
+
+- 64 worker processes claim one task per round, released together through a shared pipe
+  (a barrier), 50 rounds: exactly one winner each round.
+- The same with real ``leasehold claim`` CLI processes (fewer: each pays interpreter start-up).
+- 32 processes drain 2,000 tasks with dependency chains through ``next``: every task is done
+  exactly once, and never handed out before its blockers were done (checked on the events).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from leasehold import Ledger
+from tests.conftest import CLI
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+CLAIM_WORKER = r"""
+import os, sys
+from leasehold import Ledger
+from leasehold.errors import LeaseHeld, StoreError
+name, go_fd = sys.argv[1], int(sys.argv[2])
+ledger = Ledger.open(os.environ["LEASEHOLD_DB"])
+ledger.now()  # connected and migrated before the first round
+print("ready", flush=True)
+for line in sys.stdin:
+    task = line.strip()
+    os.read(go_fd, 1)  # the barrier: every worker waits for its byte
+    try:
+        lease = ledger.claim(task, f"{name}:s", ttl=600)
+        print(f"won {task} {lease.fence}", flush=True)
+    except LeaseHeld:
+        print(f"lost {task}", flush=True)
+    except StoreError as exc:
+        print(f"error {task} {exc}", flush=True)
+"""
+
+
+def test_64_processes_claim_one_task_50_rounds(pg_url: str) -> None:
+    workers, rounds = 64, 50
+    with Ledger.open(pg_url):
+        pass  # migrate once up front
+    go_read, go_write = os.pipe()
+    env = dict(os.environ, LEASEHOLD_DB=pg_url)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", CLAIM_WORKER, f"w{i}", str(go_read)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                         pass_fds=(go_read,))
+        for i in range(workers)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout.readline().strip() == "ready"
+        for r in range(rounds):
+            task = f"race-{r}"
+            for p in procs:
+                p.stdin.write(task + "\n")
+                p.stdin.flush()
+            os.write(go_write, b"x" * workers)
+            results = [p.stdout.readline().split() for p in procs]
+            outcomes = Counter(res[0] for res in results)
+            assert outcomes == {"won": 1, "lost": workers - 1}, (r, results)
+            assert [res[2] for res in results if res[0] == "won"] == ["1"]
+    finally:
+        for p in procs:
+            p.stdin.close()
+        for p in procs:
+            p.wait(timeout=30)
+        os.close(go_read)
+        os.close(go_write)
+    with Ledger.open(pg_url) as ledger:
+        claimed = Counter(e.task_id for e in ledger.events() if e.kind == "claimed")
+        assert claimed == {f"race-{r}": 1 for r in range(rounds)}
+        assert all(ledger.show(f"race-{r}").fence == 1 for r in range(rounds))
+
+
+def test_cli_processes_race_for_one_task(pg_url: str, base_env: dict[str, str], tmp_path) -> None:
+    cli = CLI(pg_url, base_env, tmp_path)
+    assert cli("migrate").returncode == 0
+    for r in range(3):
+        procs = [cli.popen("claim", f"cli-race-{r}", "--actor", f"w{i}", "--session", "s",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for i in range(12)]
+        codes = Counter(p.wait(timeout=60) for p in procs)
+        assert codes == {0: 1, 1: 11}, codes
+    events = cli("log", "--json")
+    import json
+
+    claimed = Counter(e["task_id"] for e in json.loads(events.stdout) if e["kind"] == "claimed")
+    assert claimed == {f"cli-race-{r}": 1 for r in range(3)}
+
+
+DRAIN_WORKER = r"""
+import os, random, sys, time
+from leasehold import Ledger
+name, stop = sys.argv[1], sys.argv[2]
+ledger = Ledger.open(os.environ["LEASEHOLD_DB"])
+holder = f"{name}:s"
+done = 0
+while True:
+    leases = ledger.next(holder, ttl=600, count=random.choice((1, 1, 2, 3)))
+    if not leases:
+        if os.path.exists(stop):
+            break
+        time.sleep(0.005)
+        continue
+    for lease in leases:
+        ledger.complete(lease.task_id, holder, fence=lease.fence)
+        done += 1
+print(done, flush=True)
+"""
+
+
+def test_32_processes_drain_2000_tasks_with_dependency_chains(pg_url: str, tmp_path) -> None:
+    total, chain, workers = 2000, 5, 32
+    rng = random.Random(7)
+    deps: dict[str, str] = {}
+    with Ledger.open(pg_url) as ledger:
+        with ledger.store._write() as tx:  # bulk set-up in one transaction
+            for i in range(total):
+                tx.run("insert_task", id=f"t{i}", title=None, priority=rng.randint(0, 3))
+            for i in range(total):
+                if i % chain:
+                    deps[f"t{i}"] = f"t{i - 1}"  # t{i} waits on the previous link
+                    tx.run("insert_dependency", id=f"t{i}", blocked_by=f"t{i - 1}")
+        assert len(ledger.ready()) == total // chain
+    stop = tmp_path / "stop"
+    env = dict(os.environ, LEASEHOLD_DB=pg_url)
+    procs = [subprocess.Popen([sys.executable, "-c", DRAIN_WORKER, f"d{i}", str(stop)],
+                              stdout=subprocess.PIPE, text=True, env=env)
+             for i in range(workers)]
+    try:
+        with Ledger.open(pg_url) as ledger:
+            deadline = time.monotonic() + 120
+            while True:
+                with ledger.store._read() as tx:
+                    tx.cursor.execute("SELECT count(*) AS n FROM tasks WHERE status <> 'done'")
+                    left = tx.cursor.fetchone()["n"]
+                if left == 0:
+                    break
+                assert time.monotonic() < deadline, f"{left} tasks left"
+                time.sleep(0.2)
+    finally:
+        stop.touch()
+        counts = [int(p.communicate(timeout=60)[0].strip() or 0) for p in procs]
+    assert sum(counts) == total
+    assert sum(1 for c in counts if c) > 1  # the work really was shared
+    with Ledger.open(pg_url) as ledger:
+        events = ledger.events()
+    completed = Counter(e.task_id for e in events if e.kind == "completed")
+    claimed = Counter(e.task_id for e in events if e.kind == "claimed")
+    assert completed == {f"t{i}": 1 for i in range(total)}
+    assert claimed == {f"t{i}": 1 for i in range(total)}
+    done_at = {e.task_id: e.id for e in events if e.kind == "completed"}
+    claimed_at = {e.task_id: e.id for e in events if e.kind == "claimed"}
+    early = [(t, b) for t, b in deps.items() if claimed_at[t] < done_at[b]]
+    assert early == []
