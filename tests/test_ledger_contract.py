@@ -290,3 +290,14 @@ def test_hold_completes_on_success_when_asked(ledger: Ledger) -> None:
         with ledger.hold("t2", JOHN, ttl=30, complete=True):
             raise RuntimeError("work failed")
     assert ledger.show("t2").status == "open"
+
+
+def test_a_constraint_violation_is_a_refusal_not_a_store_outage(ledger: Ledger) -> None:
+    from leasehold import Refused
+
+    ledger.add("dup")
+    with pytest.raises(Refused, match="refused"):
+        with ledger.store._write() as tx:
+            tx.cursor.execute("INSERT INTO tasks (id, created_at, updated_at) VALUES ('dup', 0, 0)")
+    ledger.add("after")  # the store is still usable
+    assert ledger.status("after") is not None

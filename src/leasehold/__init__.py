@@ -39,6 +39,7 @@ _EXPORTS = {
     "DuplicatePost": "leasehold.errors",
     "LaneRefused": "leasehold.errors",
     "DependencyCycle": "leasehold.errors",
+    "Refused": "leasehold.errors",
     "StoreError": "leasehold.errors",
     "StoreBusy": "leasehold.errors",
     "StoreUnavailable": "leasehold.errors",

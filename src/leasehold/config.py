@@ -94,8 +94,48 @@ class Settings:
         return value
 
 
+def cache_dir(environ: Mapping[str, str] | None = None) -> str:
+    """``$XDG_CACHE_HOME/leasehold`` (default ``~/.cache/leasehold``)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "leasehold")
+
+
 def read_config(path: str) -> dict[str, Any]:
-    """Parse a leasehold.toml (with the standard library's tomllib). Raises :class:`InvalidInput`."""
+    """Parse and validate a leasehold.toml. Raises :class:`InvalidInput`.
+
+    Parsing with tomllib costs ~10 ms of imports, on a path that runs in every agent tool call,
+    so the validated values are cached (``marshal``, in :func:`cache_dir`) under the file's
+    identity (path, inode, size, modification time in ns): any edit re-parses.
+    """
+    import marshal
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InvalidInput(f"{path}: {exc.strerror}") from None
+    stamp = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = os.path.join(cache_dir(), "config", stamp[0].replace(os.sep, "%") + ".marshal")
+    try:
+        with open(cached, "rb") as fh:
+            found_stamp, values = marshal.load(fh)
+        if tuple(found_stamp) == stamp and isinstance(values, dict):
+            return values
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    values = _parse_config(path)
+    try:
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        tmp = f"{cached}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            marshal.dump((stamp, values), fh)
+        os.replace(tmp, cached)
+    except (OSError, ValueError):  # unwritable cache, or values marshal cannot hold (TOML dates)
+        pass
+    return values
+
+
+def _parse_config(path: str) -> dict[str, Any]:
     import tomllib
 
     try:

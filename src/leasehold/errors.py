@@ -92,6 +92,11 @@ class DependencyCycle(Conflict):
     """The dependency would close a cycle: a blocker already waits on the task."""
 
 
+class Refused(Conflict):
+    """The database refused the change: it would break an invariant the schema enforces
+    (a unique ticket number, an append-only table)."""
+
+
 class StoreError(LeaseholdError):
     """The store failed; retry later."""
 

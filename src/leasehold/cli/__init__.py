@@ -133,10 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = ALIASES[command]
     only = command if command in COMMAND_MODULES else None
     parser = build_parser(only)
-    # Everything after the first "--" is a command to run, passed through untouched (argparse
-    # 3.11 mishandles "--" after a sub-command, so it is split off here).
+    # For `run`, everything after the first "--" is the command to run, passed through untouched
+    # (argparse 3.11 mishandles "--" before a REMAINDER after a sub-command, so it is split here).
     passthrough: list[str] | None = None
-    if "--" in args_in:
+    if only == "run" and "--" in args_in:
         cut = args_in.index("--")
         args_in, passthrough = args_in[:cut], args_in[cut + 1:]
     debug = "--debug" in args_in

@@ -61,8 +61,9 @@ class PayloadError(Exception):
 # -- paths of the small files -----------------------------------------------------------------
 def cache_home() -> str:
     """``$XDG_CACHE_HOME/leasehold`` (default ``~/.cache/leasehold``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "leasehold")
+    from leasehold.config import cache_dir
+
+    return cache_dir()
 
 
 def default_state_dir() -> str:

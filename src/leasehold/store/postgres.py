@@ -31,7 +31,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
-from leasehold.errors import StoreBusy, StoreError, StoreUnavailable
+from leasehold.errors import Refused, StoreBusy, StoreError, StoreUnavailable
 from leasehold.model import Task
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
@@ -196,6 +196,8 @@ class PostgresStore(SQLStore):
                 f"lost the PostgreSQL ledger at {self._where()} ({_first_line(exc)}); "
                 "the operation was not applied — retry later"
             ) from exc
+        except psycopg.IntegrityError as exc:
+            raise Refused(f"the ledger refused the change: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreUnavailable(
                 f"PostgreSQL ledger at {self._where()}: {_first_line(exc)}"

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 
-from leasehold.errors import StoreBusy, StoreError, StoreUnavailable
+from leasehold.errors import LeaseholdError, Refused, StoreBusy, StoreUnavailable
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
 TYPE_CHECKING = False
@@ -61,7 +61,7 @@ class SQLiteStore(SQLStore):
             with self._guard():
                 conn.execute("PRAGMA synchronous=NORMAL")
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except StoreError:
+        except LeaseholdError:
             conn.close()
             raise
         self.conn = conn
@@ -179,9 +179,11 @@ class _Transaction:
             raise _translate(self.store, exc) from exc
 
 
-def _translate(store: SQLiteStore, exc: sqlite3.Error) -> StoreError:
-    """The one place sqlite3 errors become store errors."""
+def _translate(store: SQLiteStore, exc: sqlite3.Error) -> LeaseholdError:
+    """The one place sqlite3 errors become leasehold errors."""
     text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Refused(f"the ledger refused the change: {text}")
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return StoreBusy(
             f"the SQLite ledger {store.path} stayed locked for {store.busy_timeout:g}s "
