@@ -40,9 +40,8 @@ while True:
     leases = ledger.next(holder, ttl=600, count=batch)
     if not leases:
         break
-    for lease in leases:
-        ledger.complete(lease.task_id, holder)
-        got.append(lease.task_id)
+    done = ledger.complete_many([lease.task_id for lease in leases], holder)
+    got.extend(task.id for task in done)
 end = time.time()
 with open(out, "w") as fh:
     json.dump({"ids": got, "end": end}, fh)
@@ -231,7 +230,7 @@ def run(report) -> None:  # type: ignore[no-untyped-def]
                              int(pq["double"])])
         body = (
             f"{ITEMS} items drained by N worker processes released together; each leasehold worker "
-            "loops `ledger.next(count=B)` + `ledger.complete()` per task, each pgqueuer worker "
+            "loops `ledger.next(count=B)` + `ledger.complete_many()` (one acknowledgement per batch, as pgqueuer), each pgqueuer worker "
             "`Queries.dequeue(batch_size=B)` + `Queries.log_jobs()` (acknowledge). Same server, same "
             "database, same run. Rates are items per second.\n\n"
             + report.table(["batch", "workers", "leasehold/s", "pgqueuer/s", "ratio",

@@ -216,3 +216,17 @@ def test_leasehold_toml_sets_db_and_default_ttl(cli: CLI, tmp_path) -> None:
     bad = subprocess.run([LEASEHOLD, "status", "t1"], capture_output=True, text=True, env=env,
                          cwd=project)
     assert bad.returncode == 2 and "unknown key" in bad.stderr
+
+
+def test_done_with_several_ids(cli: CLI) -> None:
+    for task_id in ("a", "b"):
+        cli("claim", task_id, *JOHN)
+    cli("claim", "c", *PI)
+    result = cli("done", "a", "b", "c", "ghost", *JOHN, "--json")
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert sorted(t["id"] for t in data["done"]) == ["a", "b"]
+    assert {r["id"] for r in data["refused"]} == {"c", "ghost"}
+    assert "Task c held by pi-orch:xyz456 until" in result.stderr
+    assert "Task ghost not found" in result.stderr
+    assert cli("done", "a", "b", "--fence", "1", *JOHN).returncode == 2

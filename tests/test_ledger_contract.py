@@ -301,3 +301,22 @@ def test_a_constraint_violation_is_a_refusal_not_a_store_outage(ledger: Ledger) 
             tx.cursor.execute("INSERT INTO tasks (id, created_at, updated_at) VALUES ('dup', 0, 0)")
     ledger.add("after")  # the store is still usable
     assert ledger.status("after") is not None
+
+
+def test_complete_many_completes_only_what_the_holder_has(ledger: Ledger) -> None:
+    for task_id in ("a", "b", "c"):
+        ledger.claim(task_id, JOHN, ttl=60)
+    ledger.claim("theirs", PI, ttl=60)
+    ledger.add("free")
+    done = ledger.complete_many(["a", "b", "theirs", "free", "ghost", "a"], JOHN)
+    assert sorted(t.id for t in done) == ["a", "b"]
+    assert all(t.status == "done" and t.lease_holder is None for t in done)
+    assert ledger.show("c").lease_holder == "john:abc123"
+    assert ledger.show("theirs").lease_holder == "pi-orch:xyz456"
+    assert ledger.show("free").status == "open"
+    completed = [e for e in ledger.events() if e.kind == "completed"]
+    assert sorted(e.task_id for e in completed) == ["a", "b"]
+    assert all(e.holder == "john:abc123" and e.details["holder"] == "john:abc123" for e in completed)
+    assert ledger.complete_many([], JOHN) == []
+    with pytest.raises(InvalidInput):
+        ledger.complete_many(["ok", "bad id"], JOHN)

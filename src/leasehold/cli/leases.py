@@ -127,19 +127,46 @@ def setup_release(sub: Any) -> None:
 
 # -- done -------------------------------------------------------------------------------------
 def cmd_done(ctx: Context) -> int:
-    task = ctx.ledger.complete(ctx.args.id, ctx.me(), ctx.args.fence)
-    ctx.out(task.to_dict(ctx.ledger.now()), f"done {task.id} (fence {task.fence})")
-    return 0
+    ids = ctx.args.id
+    if len(ids) == 1:
+        task = ctx.ledger.complete(ids[0], ctx.me(), ctx.args.fence)
+        ctx.out(task.to_dict(ctx.ledger.now()), f"done {task.id} (fence {task.fence})")
+        return 0
+    if ctx.args.fence is not None:
+        raise InvalidInput("--fence goes with a single task id")
+    holder = ctx.me()
+    ledger = ctx.ledger
+    done = {task.id: task for task in ledger.complete_many(ids, holder)}
+    now = ledger.now()
+    refused = []
+    for task_id in dict.fromkeys(ids):
+        if task_id not in done:
+            current = ledger.status(task_id)
+            if current is None:
+                reason = f"Task {task_id} not found"
+            elif current.lease_valid(now) and current.lease_holder != str(holder):
+                reason = f"Task {task_id} held by {current.lease_holder} until {format_ts(current.lease_until)}"
+            else:
+                reason = f"Task {task_id} is not held by {holder}"
+            refused.append({"id": task_id, "reason": reason})
+            ctx.say(reason)
+    ctx.out({"done": [t.to_dict(now) for t in done.values()], "refused": refused},
+            "\n".join(f"done {t.id} (fence {t.fence})" for t in done.values()) or None)
+    return 1 if refused else 0
 
 
 def setup_done(sub: Any) -> None:
     p = add_command(
-        sub, "done", func=cmd_done, help="mark your task done and release it (holder only)",
-        description="The holder sets the task's status to 'done' and releases the lease.",
-        examples="  leasehold done 99927\n  leasehold done 99927 --fence 4",
+        sub, "done", func=cmd_done, help="mark your task(s) done and release them (holder only)",
+        description=(
+            "The holder sets the task's status to 'done' and releases the lease. With several ids,\n"
+            "all the ones you hold are completed in one transaction; each other one is named on\n"
+            "stderr and the exit code is 1 (--json: {\"done\": [...], \"refused\": [...]})."
+        ),
+        examples="  leasehold done 99927\n  leasehold done 99927 --fence 4\n  leasehold done job-1 job-2 job-3",
     )
-    p.add_argument("id", help="task id")
-    p.add_argument("--fence", type=int, help="require this fencing token")
+    p.add_argument("id", nargs="+", help="task id(s)")
+    p.add_argument("--fence", type=int, help="require this fencing token (one id only)")
 
 
 # -- status -----------------------------------------------------------------------------------

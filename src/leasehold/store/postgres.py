@@ -37,7 +37,7 @@ from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from typing import Any
 
 #: Seconds a statement waits for a row lock before StoreBusy (``lock_timeout``).
@@ -312,6 +312,15 @@ class PostgresStore(SQLStore):
         if row is None:
             return None, "not_found"
         return Task.from_row(row["new"] or row["old"]), row["outcome"]
+
+
+    def complete_many(self, task_ids: Sequence[str], actor: str, session: str) -> list[Task]:
+        """:meth:`SQLStore.complete_many` (same rules and events) in ONE statement."""
+        with self._guard():
+            rows = self._conn().execute(self.queries["complete_many"], {
+                "ids": list(dict.fromkeys(task_ids)), "actor": actor, "session": session,
+            }).fetchall()
+        return [Task.from_row(row) for row in rows]
 
 
 def _first_line(exc: BaseException) -> str:

@@ -104,3 +104,38 @@ logged AS (
 )
 SELECT o.outcome, to_jsonb(o) AS old, to_jsonb(n) AS new
 FROM old o LEFT JOIN new n ON n.id = o.id;
+
+-- name: complete_many
+-- `done ID...` in one statement: lock (in id order) the tasks among :ids whose lease the caller
+-- holds (valid, or expired with nobody having taken it over), mark them done, clear the lease and
+-- append one `completed` event each (same details as SQLStore.complete_many).
+WITH clock AS MATERIALIZED (
+    SELECT extract(epoch FROM clock_timestamp())::float8 AS now
+),
+old AS (
+    SELECT t.id, t.lease_until
+    FROM tasks t
+    WHERE t.id = ANY(CAST(:ids AS text[]))
+      AND t.lease_actor = CAST(:actor AS text) AND t.lease_session = CAST(:session AS text)
+    ORDER BY t.id
+    FOR UPDATE
+),
+done AS (
+    UPDATE tasks t
+    SET lease_actor = NULL, lease_session = NULL, lease_acquired_at = NULL, lease_until = NULL,
+        lease_ttl = NULL, status = 'done', updated_at = c.now
+    FROM old o, clock c
+    WHERE t.id = o.id
+    RETURNING t.*, o.lease_until AS prev_until, c.now AS now
+),
+logged AS (
+    INSERT INTO events (ts, kind, task_id, actor, session, fence, details)
+    SELECT d.now, 'completed', d.id, CAST(:actor AS text), CAST(:session AS text), d.fence,
+           (jsonb_build_object('status', 'done',
+                               'holder', CAST(:actor AS text) || ':' || CAST(:session AS text))
+            || CASE WHEN d.prev_until <= d.now THEN jsonb_build_object('after_expiry', true)
+                    ELSE '{}'::jsonb END)::text
+    FROM done d
+    ORDER BY d.id
+)
+SELECT * FROM done ORDER BY id;
