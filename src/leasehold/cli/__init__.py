@@ -125,6 +125,17 @@ def build_parser(only: str | None = None):  # type: ignore[no-untyped-def]
     return parser
 
 
+def build_standalone(command: str, typed: str):  # type: ignore[no-untyped-def]
+    """Only ``command``'s parser, as a parser of its own (when the command word comes first)."""
+    import importlib
+
+    from leasehold.cli.common import StandaloneCommand
+
+    holder = StandaloneCommand(typed)
+    importlib.import_module(COMMAND_MODULES[command]).COMMANDS[command](holder)
+    return holder.parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see EXIT_CODES)."""
     args_in = list(sys.argv[1:] if argv is None else argv)
@@ -132,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ALIASES:
         command = ALIASES[command]
     only = command if command in COMMAND_MODULES else None
-    parser = build_parser(only)
+    standalone = only is not None and bool(args_in) and find_command(args_in[:1]) == args_in[0]
+    parser = build_standalone(only, args_in[0]) if standalone and only else build_parser(only)
     # For `run`, everything after the first "--" is the command to run, passed through untouched
     # (argparse 3.11 mishandles "--" before a REMAINDER after a sub-command, so it is split here).
     passthrough: list[str] | None = None
@@ -141,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_in, passthrough = args_in[:cut], args_in[cut + 1:]
     debug = "--debug" in args_in
     try:
-        args = parser.parse_args(args_in)
+        args = parser.parse_args(args_in[1:] if standalone else args_in)
         if passthrough is not None:
             if not hasattr(args, "cmd"):
                 parser.error("arguments after '--' are only for 'run'")

@@ -49,8 +49,15 @@ class LeaseholdParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+_COMMON: argparse.ArgumentParser | None = None
+
+
 def common_options() -> argparse.ArgumentParser:
-    """Options every command accepts, before or after the command word."""
+    """Options every command accepts, before or after the command word (one parent parser,
+    built once: argparse looks up message catalogs for every parser it builds)."""
+    global _COMMON
+    if _COMMON is not None:
+        return _COMMON
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("global options")
     group.add_argument("--db", default=argparse.SUPPRESS, metavar="URL",
@@ -64,7 +71,23 @@ def common_options() -> argparse.ArgumentParser:
                        help="your session id (default: LEASEHOLD_SESSION, CLAUDE_CODE_SESSION_ID)")
     group.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks")
+    _COMMON = parent
     return parent
+
+
+class StandaloneCommand:
+    """Stands in for argparse's sub-parsers action when the command word comes first: the
+    command's set-up function builds its parser as a parser of its own (``leasehold NAME``), and
+    no top-level parser is built at all."""
+
+    def __init__(self, typed: str) -> None:
+        self.typed = typed
+        self.parser: LeaseholdParser | None = None
+
+    def add_parser(self, name: str, *, aliases: list[str] | None = None, help: str | None = None,
+                   **kwargs: Any) -> LeaseholdParser:
+        self.parser = LeaseholdParser(prog=f"leasehold {self.typed}", **kwargs)
+        return self.parser
 
 
 def add_command(sub: Any, name: str, *, help: str, description: str, examples: str,

@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import json
-
 from leasehold.model import PathReservation, Task
 
 TYPE_CHECKING = False
@@ -121,6 +119,8 @@ class PathsSQL:
         if not ids:
             return []
         with self._read() as tx:
+            import json
+
             return [Task.from_row(r) for r in tx.all("held_among", ids=json.dumps(list(ids)))]
 
     def record_bypass(self, tasks: Sequence[Task], actor: str | None, session: str | None,

@@ -16,14 +16,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from contextlib import contextmanager
 
 from leasehold.errors import LeaseholdError, Refused, StoreBusy, StoreUnavailable
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from typing import Any
 
 #: Seconds a writer waits for the database lock before StoreBusy.
@@ -101,13 +100,9 @@ class SQLiteStore(SQLStore):
             self.migrate()
         return conn
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Translate sqlite3 errors into store errors (see :func:`_translate`)."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise _translate(self, exc) from exc
+    def _guard(self) -> _Guard:
+        """Translate sqlite3 errors into leasehold errors (see :func:`_translate`)."""
+        return _Guard(self)
 
     def now(self) -> float:
         return self.clock()
@@ -175,6 +170,23 @@ class SQLiteStore(SQLStore):
                 raise
             conn.execute("COMMIT")
         return applied
+
+
+class _Guard:
+    """``with store._guard():`` sqlite3 errors leave as leasehold errors (no contextlib import:
+    this module is on every command's path)."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise _translate(self.store, exc) from exc
 
 
 class _Transaction:
