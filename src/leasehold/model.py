@@ -8,7 +8,6 @@ hook and CLI fast paths.
 from __future__ import annotations
 
 import time as _time
-from datetime import UTC
 
 from leasehold.errors import InvalidInput
 
@@ -135,7 +134,7 @@ def parse_ts(text: str) -> float:
 
     Raises :class:`InvalidInput`.
     """
-    from datetime import datetime
+    from datetime import UTC, datetime
 
     raw = text.strip()
     if raw.endswith(("Z", "z")):

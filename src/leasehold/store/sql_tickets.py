@@ -12,13 +12,10 @@ of one item, and the unique constraints on ``reservations`` are the last word ei
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from leasehold.model import Namespace, Post, Reservation, Task
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from contextlib import AbstractContextManager
     from typing import Any
 
@@ -136,12 +133,10 @@ class TicketsSQL:
         def _read(self) -> AbstractContextManager[Tx]: ...
         def _limit(self, limit: int) -> int | None: ...
 
-    @contextmanager
-    def ticket_tx(self) -> Iterator[TicketTx]:
+    def ticket_tx(self) -> _TicketTransaction:
         """One write transaction over the ticket/feed primitives; commits on normal exit, rolls
         back (changing nothing, appending no event) if the block raises."""
-        with self._write() as tx:
-            yield TicketTx(self, tx)  # type: ignore[arg-type]
+        return _TicketTransaction(self)  # type: ignore[arg-type]
 
     # -- namespaces -------------------------------------------------------------------------
     def add_namespace(self, prefix: str, fmt: str, lane_actor: str | None, actor: str | None,
@@ -236,3 +231,22 @@ class TicketsSQL:
             posts = [Post.from_row(row) for row in tx.all("posts_all")]
             tasks = [Task.from_row(row) for row in tx.all("list_tasks")]
             return posts, tasks, tx.now
+
+
+class _TicketTransaction:
+    """``with store.ticket_tx() as ttx:`` the store's write transaction wrapped in a
+    :class:`TicketTx` (a class, not ``contextlib``: this module is imported on every command)."""
+
+    __slots__ = ("store", "inner")
+
+    def __init__(self, store: SQLStore) -> None:
+        self.store = store
+        self.inner: AbstractContextManager[Tx] | None = None
+
+    def __enter__(self) -> TicketTx:
+        self.inner = self.store._write()
+        return TicketTx(self.store, self.inner.__enter__())  # type: ignore[arg-type]
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        assert self.inner is not None
+        return self.inner.__exit__(exc_type, exc, tb)
