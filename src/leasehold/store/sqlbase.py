@@ -347,7 +347,7 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
             with self._read() as tx:
                 return [Task.from_row(row) for row in tx.all("expired_leases")]
         with self._write() as tx:
-            expired = [Task.from_row(row) for row in tx.all("expired_leases")]
+            expired = [Task.from_row(row) for row in tx.all("lock_expired_leases")]
             for task in expired:
                 status = "open" if task.status == "in_progress" else None
                 tx.one("clear_lease", id=task.id, status=status)

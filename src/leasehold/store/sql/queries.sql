@@ -64,6 +64,12 @@ SELECT * FROM tasks
 WHERE lease_until IS NOT NULL AND lease_until <= :now
 ORDER BY lease_until, id;
 
+-- name: lock_expired_leases
+-- The leases a sweep clears, read in its write transaction (PostgreSQL locks them).
+SELECT * FROM tasks
+WHERE lease_until IS NOT NULL AND lease_until <= :now
+ORDER BY lease_until, id;
+
 -- name: active_leases
 SELECT * FROM tasks
 WHERE lease_until IS NOT NULL AND lease_until > :now

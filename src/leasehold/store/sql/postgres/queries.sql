@@ -14,6 +14,15 @@ ORDER BY priority DESC, created_at, id
 LIMIT :limit
 FOR UPDATE OF tasks SKIP LOCKED;
 
+-- name: lock_expired_leases
+-- The sweep decides from these rows, so it locks them: a lease granted after the sweep's snapshot
+-- (a takeover committed while the sweep waited) fails the re-check and is never cleared. Rows
+-- locked by a claim in flight are skipped (a later sweep sees them); no lock-order deadlock.
+SELECT * FROM tasks
+WHERE lease_until IS NOT NULL AND lease_until <= :now
+ORDER BY lease_until, id
+FOR UPDATE SKIP LOCKED;
+
 -- name: lock_dependencies
 -- Serialises changes to the dependency graph, so two concurrent `dep add` cannot close a cycle
 -- that neither saw.
