@@ -59,3 +59,36 @@ def test_sweep_never_clears_a_lease_granted_after_it_read_the_expired_one(
         assert task.lease_holder == "new:2", "the sweep cleared a lease granted after its read"
         assert task.lease_valid(ledger.now())
         assert [e.kind for e in ledger.events("T1")][-1] == "claimed"
+
+
+def test_confirm_rechecks_the_post_after_taking_the_items_lock(pg_url: str, pg_cli: CLI) -> None:
+    """``feed confirm`` read the thread before locking its item; a renumbering committed in
+    between left it confirming an item the post no longer files (a traceback, exit 70)."""
+    with Ledger.open(pg_url) as ledger:
+        post = ledger.feed.post("actionable", "offline filing", "ann:s1", provisional="CMB-0105")
+    lock = RowLock(pg_url, "CMB-0105")
+    try:
+        confirm = pg_cli.popen("feed", "confirm", str(post.id), "--json", "--actor", "bob",
+                               "--session", "s2", stdout=-1, stderr=-1)
+        confirmer = wait_for(lambda: blocked_behind([lock.pid]), what="the confirm to queue")[0]
+        amend = pg_cli.popen("feed", "amend", str(post.id), "--renumber", "", "--actor", "ann",
+                             "--session", "s1", stdout=-1, stderr=-1)
+        wait_for(lambda: amend.poll() is not None
+                 or len(blocked_behind([lock.pid, confirmer])) >= 2,
+                 what="the amend to finish or queue")
+    finally:
+        lock.release()
+    out, err = confirm.communicate(timeout=30)
+    assert confirm.returncode == 0, err
+    result = json.loads(out)
+    _, err = amend.communicate(timeout=30)
+    assert amend.returncode == 0, err
+    with Ledger.open(pg_url) as ledger:
+        posts = ledger.feed.posts(item="CMB-0105") + ledger.feed.posts(item="CMB-0001")
+        kinds = sorted({p.id: p.kind for p in posts}.values())
+        if result["already"]:  # the renumbering came first: it resolved the post
+            assert kinds == ["actionable", "amendment"]
+        else:  # the confirmation came first, then the renumbering
+            assert kinds == ["actionable", "amendment", "confirmed"]
+            assert result["confirmed"]["refs"] == post.id
+        assert ledger.feed.drift() == []

@@ -429,6 +429,18 @@ class Feed:
             thread = threads(w.posts_for_item(thread.item))[root.id]
         return thread
 
+    def _lock_thread(self, w: TicketTx, root: Post, who: Holder) -> Thread:
+        """``root``'s thread, read after taking the row lock of the item it files (the lock every
+        post, amendment and confirmation about that item takes first). A thread that moved to
+        another item before the lock was granted is followed there."""
+        thread = self._thread(w, root)
+        locked: set[str] = set()
+        while thread.item is not None and thread.item not in locked:
+            w.open_task(thread.item, thread.subject, who.actor, who.session)
+            locked.add(thread.item)
+            thread = self._thread(w, root)
+        return thread
+
     def _known_prefixes(self) -> list[str]:
         return [ns.prefix for ns, _ in self.store.list_namespaces()]
 
@@ -458,7 +470,7 @@ class Feed:
         known = self._known_prefixes() if renumber == "" and prefix is None else []
         with self.store.ticket_tx() as w:
             root = self._root(w, post_id)
-            thread = self._thread(w, root) if root.item is not None else threads([root])[root.id]
+            thread = self._lock_thread(w, root, who) if root.item is not None else threads([root])[root.id]
             details: dict[str, Any] = {}
             item = thread.item
             if renumber is not None:
@@ -513,7 +525,7 @@ class Feed:
             root = self._root(w, post_id)
             if root.kind != "actionable" or root.item is None:
                 raise InvalidInput(f"post #{root.id} is a {root.kind} post; only actionable posts are confirmed")
-            thread = self._thread(w, root)
+            thread = self._lock_thread(w, root, who)
             item = thread.item
             assert item is not None
             if thread.resolved:
@@ -521,7 +533,6 @@ class Feed:
                        else f"renumbered to {thread.item} by #{thread.renumbered[-1]['amendment']}")
                 return ConfirmResult(item, root, None, None, [], True,
                                      f"post #{root.id} was already {how}; nothing changed")
-            w.open_task(item, thread.subject, who.actor, who.session)  # the item's lock
             everything = threads(w.posts_for_item(item))
             thread = everything[root.id]
             if root.proof_kind:
