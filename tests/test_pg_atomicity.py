@@ -7,7 +7,6 @@ order, then letting go.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 

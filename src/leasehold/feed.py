@@ -265,6 +265,8 @@ def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
         raise InvalidInput(f"{what} must be a string")
     if required and not value.strip():
         raise InvalidInput(f"{what} must not be empty")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} contains a NUL character")
     if len(value) > limit:
         raise InvalidInput(f"{what} is {len(value)} characters long; the limit is {limit}")
     return value

@@ -46,6 +46,18 @@ if TYPE_CHECKING:
     TTL = float | int | str | timedelta | None
 
 
+#: Task priorities are 32-bit signed integers on every store (PostgreSQL's INTEGER).
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
+
+
+def _priority(priority: int | None) -> int | None:
+    """``priority`` if None or within :data:`PRIORITY_MIN`..:data:`PRIORITY_MAX`; else
+    :class:`InvalidInput`."""
+    if priority is not None and not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise InvalidInput(f"priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {priority}")
+    return priority
+
+
 def _held_error(task: Task) -> LeaseHeld:
     return LeaseHeld(task.id, task.lease_holder or "?", task.lease_until or 0.0, task.fence)
 
@@ -158,7 +170,8 @@ class Ledger:
         validate_task_id(task_id)
         who = Holder.parse(holder)
         seconds = self.ttl_seconds(ttl)
-        outcome = self.store.claim(task_id, who.actor, who.session, seconds, title, priority)
+        outcome = self.store.claim(task_id, who.actor, who.session, seconds, title,
+                                   _priority(priority))
         if not outcome.granted:
             if outcome.task.status == "done":
                 raise TaskDone(f"Task {task_id} is done; reopen it to claim it again")
@@ -359,9 +372,10 @@ class Ledger:
     def add(self, task_id: str, *, title: str | None = None, priority: int | None = None,
             by: Holder | None = None) -> tuple[Task, bool]:
         """Create a task (or update the title/priority of an existing one). Returns
-        ``(task, created)``."""
+        ``(task, created)``. ``priority``: a 32-bit signed integer, higher first (else
+        :class:`InvalidInput`)."""
         validate_task_id(task_id)
-        return self.store.add_task(task_id, title, priority,
+        return self.store.add_task(task_id, title, _priority(priority),
                                    by.actor if by else None, by.session if by else None)
 
     # -- the ready queue with dependencies -------------------------------------------------
@@ -402,7 +416,7 @@ class Ledger:
         ids = self._blocker_ids(task_id, blocked_by)
         outcome, task, added = self.store.add_dependencies(
             task_id, ids, by.actor if by else None, by.session if by else None,
-            create=True, title=title, priority=priority)
+            create=True, title=title, priority=_priority(priority))
         self._dependency_outcome(task_id, outcome, added)
         assert task is not None
         return task, outcome == "created", added

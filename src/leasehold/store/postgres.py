@@ -13,8 +13,9 @@
 - Driver errors are translated once, here: a lost connection, a terminated backend, a server
   restart or shutdown raise :class:`~leasehold.errors.StoreUnavailable`; ``lock_timeout``
   (the ``busy_timeout``), statement timeouts, serialization failures and deadlocks raise
-  :class:`~leasehold.errors.StoreBusy` (both exit 75). The transaction is rolled back by the
-  server: a failed call never leaves a half-applied change.
+  :class:`~leasehold.errors.StoreBusy` (both exit 75); a value a column cannot hold (a number
+  out of range, NUL in text) raises :class:`~leasehold.errors.InvalidInput` (exit 2). The
+  transaction is rolled back by the server: a failed call never leaves a half-applied change.
 - Schema: ordered migrations ``sql/postgres/migrations/NNNN_name.sql`` recorded in
   ``schema_migrations``; concurrent first uses serialise on a transaction-scoped advisory lock.
   The ledger lives in the first schema of the connection's ``search_path``
@@ -31,7 +32,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
-from leasehold.errors import Refused, StoreBusy, StoreError, StoreUnavailable
+from leasehold.errors import InvalidInput, Refused, StoreBusy, StoreError, StoreUnavailable
 from leasehold.model import Task
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
@@ -198,6 +199,10 @@ class PostgresStore(SQLStore):
             ) from exc
         except psycopg.IntegrityError as exc:
             raise Refused(f"the ledger refused the change: {_first_line(exc)}") from exc
+        except psycopg.DataError as exc:
+            # A value the column cannot hold (a number out of range, NUL in text): bad input,
+            # not a store outage.
+            raise InvalidInput(f"the ledger cannot hold a value given: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
             raise StoreUnavailable(
                 f"PostgreSQL ledger at {self._where()}: {_first_line(exc)}"

@@ -17,7 +17,7 @@ import os
 import sqlite3
 import time
 
-from leasehold.errors import LeaseholdError, Refused, StoreBusy, StoreUnavailable
+from leasehold.errors import InvalidInput, LeaseholdError, Refused, StoreBusy, StoreUnavailable
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
 TYPE_CHECKING = False
@@ -185,7 +185,7 @@ class _Guard:
         return None
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, (sqlite3.Error, OverflowError)):
             raise _translate(self.store, exc) from exc
 
 
@@ -219,13 +219,16 @@ class _Transaction:
                 except sqlite3.Error:
                     pass
                 raise _translate(self.store, error) from error
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, (sqlite3.Error, OverflowError)):
             raise _translate(self.store, exc) from exc
 
 
-def _translate(store: SQLiteStore, exc: sqlite3.Error) -> LeaseholdError:
-    """The one place sqlite3 errors become leasehold errors."""
+def _translate(store: SQLiteStore, exc: sqlite3.Error | OverflowError) -> LeaseholdError:
+    """The one place sqlite3 errors become leasehold errors. An integer too large to bind
+    (sqlite3 raises OverflowError) is bad input, as PostgreSQL's out-of-range error is."""
     text = str(exc)
+    if isinstance(exc, OverflowError):
+        return InvalidInput(f"the ledger cannot hold a value given: {text}")
     if isinstance(exc, sqlite3.IntegrityError):
         return Refused(f"the ledger refused the change: {text}")
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
