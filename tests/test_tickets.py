@@ -236,6 +236,27 @@ def test_the_store_refuses_rewriting_posts_on_every_backend(ledger):
     assert ledger.tickets.reservation(post.item).status == "reserved"
 
 
+def test_rewriting_posts_reservations_or_namespaces_is_refused_exit_1(ledger):
+    """Like ``events``: the database's refusal is :class:`Refused` (exit 1), not a store outage,
+    and on PostgreSQL TRUNCATE (which skips row triggers) is refused too."""
+    from leasehold.errors import Refused
+
+    post = ledger.feed.post("actionable", "the original", "ann:s1", reserve="CMB")
+    statements = ["UPDATE feed_posts SET subject = 'rewritten'", "DELETE FROM feed_posts",
+                  "UPDATE reservations SET seq = 7", "DELETE FROM reservations",
+                  "UPDATE namespaces SET format = '{prefix}{seq}'", "DELETE FROM namespaces"]
+    if ledger.store.dialect == "postgres":
+        statements += ["TRUNCATE feed_posts", "TRUNCATE reservations",
+                       "TRUNCATE namespaces CASCADE"]
+    for sql in statements:
+        with pytest.raises(Refused):
+            with ledger.store._write() as tx:
+                tx.cursor.execute(sql)
+    assert ledger.feed.get(post.id).subject == "the original"
+    assert ledger.tickets.reservation(post.item).status == "reserved"
+    assert ledger.tickets.namespace("CMB").format == "{prefix}-{seq:04d}"
+
+
 # -- CLI --------------------------------------------------------------------------------------
 def test_cli_reserve_namespace_and_reservation(cli):
     env = {"LEASEHOLD_ACTOR": "ann", "LEASEHOLD_SESSION": "s1"}

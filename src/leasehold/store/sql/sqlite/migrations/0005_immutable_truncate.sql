@@ -1,0 +1,3 @@
+-- PostgreSQL's 0005 refuses TRUNCATE on namespaces, reservations and feed_posts and gives the
+-- refusals an integrity SQLSTATE. SQLite has no TRUNCATE, and RAISE(ABORT) in the 0003 triggers
+-- is already a constraint error: nothing to change here (kept so both dialects number alike).
