@@ -445,3 +445,43 @@ def test_candidate_ids_tokenizer() -> None:
     assert "" not in ids and len(ids) == len(set(ids))
     assert candidate_ids("") == []
     assert candidate_ids("ünïcode ✓") == ["n", "code"]
+
+
+@pytest.fixture
+def hung_server():  # type: ignore[no-untyped-def]
+    """A PostgreSQL address whose server accepts connections and never answers (an overloaded
+    or half-dead host): connecting waits for libpq's connect_timeout."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{sock.getsockname()[1]}/test"
+    finally:
+        sock.close()
+
+
+def test_hung_ledger_is_denied_before_the_hook_timeout(sqlite_cli: CLI, hung_server: str) -> None:
+    """The installed PreToolUse timeout is 10 s and a hook that times out lets the call through:
+    the gate must answer (deny, fail closed) well before that."""
+    env = {"LEASEHOLD_DB": hung_server, "LEASEHOLD_BUSY_TIMEOUT": "0.5"}
+    started = time.monotonic()
+    proc = hook(sqlite_cli, "pre-tool-use", payload("pre_tool_use_agent.json"), env=env)
+    elapsed = time.monotonic() - started
+    reason = denied(proc)
+    assert "cannot check this call" in reason and "did not answer" in reason
+    assert elapsed < 8, elapsed
+    # the bypass token still allows (audited) when the ledger hangs
+    out = decision(hook(sqlite_cli, "pre-tool-use", payload("pre_tool_use_agent_bypass.json"), env=env))
+    assert out is not None and "bypass token" in out["additionalContext"]
+
+
+def test_hung_ledger_session_end_stays_inside_the_budget(sqlite_cli: CLI, hung_server: str) -> None:
+    """SessionEnd hooks share a 1.5 s budget."""
+    started = time.monotonic()
+    proc = hook(sqlite_cli, "session-end", payload("session_end.json"), env={"LEASEHOLD_DB": hung_server})
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "did not answer" in proc.stderr, proc.stderr
+    assert elapsed < 1.5, elapsed
