@@ -563,3 +563,11 @@ def test_a_mission_that_cannot_be_edited_in_place_is_skipped_and_its_lease_relea
     proc = run(cli, tree, "claim", "--next", who="bob:s2")
     assert proc.returncode == 1
     assert "cannot set status" in proc.stderr and "leased by other sessions" not in proc.stderr
+
+
+def test_requeue_refusal_names_the_stale_threshold(cli: CLI, tree: Path) -> None:
+    assert run(cli, tree, "claim", THAIFA, who="ann:s1").returncode == 0
+    assert cli("release", THAIFA, "--actor", "ann", "--session", "s1").returncode == 0
+    proc = run(cli, tree, "requeue", THAIFA, who="bob:s2")
+    assert proc.returncode == 1
+    assert "not stale" in proc.stderr and "stale after 1d " in proc.stderr, proc.stderr

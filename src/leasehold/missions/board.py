@@ -823,7 +823,7 @@ class Missions:
             elif not view.stale:
                 raise Conflict(
                     f"mission {mission_id} is not stale (claimed {_age(view.now, view.claimed_ts)} ago; stale "
-                    f"after {_age(0, self.stale_after)} without a lease): pass --force --reason TEXT to requeue it"
+                    f"after {_age(self.stale_after, 0)} without a lease): pass --force --reason TEXT to requeue it"
                 )
         lease = self._lease(mission, holder, ttl)  # atomic: fails if a session resumed it meanwhile
         description = description or str(holder)
