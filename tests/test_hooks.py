@@ -485,3 +485,23 @@ def test_hung_ledger_session_end_stays_inside_the_budget(sqlite_cli: CLI, hung_s
     assert proc.returncode == 1 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "did not answer" in proc.stderr, proc.stderr
     assert elapsed < 1.5, elapsed
+
+
+def test_lone_utf16_surrogates_in_the_payload_are_handled(sqlite_cli: CLI, repo: Path) -> None:
+    """JSON.stringify writes a string cut inside a surrogate pair as a lone "\\ud83d" escape:
+    the bypass still allows (audited), an edit under a reservation is denied for that reason."""
+    cli = sqlite_cli
+    claim(cli, "99927", "other-session")
+    data = payload("pre_tool_use_agent_bypass.json")
+    raw = json.dumps(data).replace("stuck.", "stuck \\ud83d")
+    assert decision(hook(cli, "pre-tool-use", raw)) is None
+    (line,) = audit_lines(cli)
+    assert line["kind"] == "bypass" and [t["id"] for t in line["tasks"]] == ["99927"]
+    plain = hook(cli, "pre-tool-use", json.dumps(payload("pre_tool_use_agent.json")).replace(
+        "backs off.", "backs off \\ud83d"))
+    assert "bob:other-session" in denied(plain)
+
+    assert reserve(cli, "other-session", "src/api/**").returncode == 0
+    raw = json.dumps(edit_payload(repo, "src/api/x.py")).replace("x.py", "\\ud83d.py")
+    reason = denied(hook(cli, "pre-tool-use", raw))
+    assert "bob:other-session" in reason and "internal error" not in reason

@@ -227,7 +227,9 @@ def _emit(obj: dict[str, Any]) -> None:
     import json
 
     _disarm_deadline()
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    # ASCII with \u escapes: a lone UTF-16 surrogate from the payload (a string cut inside a
+    # surrogate pair) cannot be encoded as UTF-8, and the answer must always get out.
+    sys.stdout.write(json.dumps(obj) + "\n")
 
 
 def _deny(reason: str) -> int:
@@ -306,7 +308,7 @@ def _path_advice(blocked: list[PathReservation]) -> str:
 def _sha256(text: str) -> str:
     import hashlib
 
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
@@ -324,7 +326,7 @@ def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
     path = os.path.join(folder, time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now)))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, line.encode("utf-8"))
+        os.write(fd, line.encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udXXX
     finally:
         os.close(fd)
 
