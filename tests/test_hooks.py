@@ -505,3 +505,21 @@ def test_lone_utf16_surrogates_in_the_payload_are_handled(sqlite_cli: CLI, repo:
     raw = json.dumps(edit_payload(repo, "src/api/x.py")).replace("x.py", "\\ud83d.py")
     reason = denied(hook(cli, "pre-tool-use", raw))
     assert "bob:other-session" in reason and "internal error" not in reason
+
+
+def test_heartbeat_in_a_deleted_working_directory_is_one_line(sqlite_cli: CLI, tmp_path: Path) -> None:
+    """A session whose folder was removed (a git worktree removed under it): no traceback."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = ("import os, subprocess, sys\n"
+            "os.chdir(sys.argv[1]); os.rmdir(sys.argv[1])\n"
+            "p = subprocess.run([sys.argv[2], 'hook', 'post-tool-use'], input=sys.stdin.read(),\n"
+            "                   capture_output=True, text=True)\n"
+            "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); sys.exit(p.returncode)\n")
+    from tests.conftest import LEASEHOLD
+    env = dict(sqlite_cli.env, LEASEHOLD_DB=sqlite_cli.db, CLAUDE_CODE_SESSION_ID=SESSION)
+    proc = subprocess.run([sys.executable, "-c", code, str(gone), str(LEASEHOLD)], env=env, text=True,
+                          input=(PAYLOADS / "post_tool_use_bash.json").read_text(), capture_output=True,
+                          timeout=60)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, 1) and len(proc.stderr.strip().splitlines()) <= 1, proc.stderr

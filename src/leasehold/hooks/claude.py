@@ -120,7 +120,10 @@ def state_file(state_dir: str, session: str) -> str:
 def _fast_state_dir() -> str | None:
     """The state folder when it is certainly the default: no leasehold.toml from the working
     directory up, or one that does not mention ``state_dir``. None: ask the slow path."""
-    folder = os.getcwd()
+    try:
+        folder = os.getcwd()
+    except OSError:  # the working directory was removed
+        return None
     while True:
         candidate = os.path.join(folder, "leasehold.toml")
         try:
