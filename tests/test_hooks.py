@@ -445,3 +445,81 @@ def test_candidate_ids_tokenizer() -> None:
     assert "" not in ids and len(ids) == len(set(ids))
     assert candidate_ids("") == []
     assert candidate_ids("ünïcode ✓") == ["n", "code"]
+
+
+@pytest.fixture
+def hung_server():  # type: ignore[no-untyped-def]
+    """A PostgreSQL address whose server accepts connections and never answers (an overloaded
+    or half-dead host): connecting waits for libpq's connect_timeout."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{sock.getsockname()[1]}/test"
+    finally:
+        sock.close()
+
+
+def test_hung_ledger_is_denied_before_the_hook_timeout(sqlite_cli: CLI, hung_server: str) -> None:
+    """The installed PreToolUse timeout is 10 s and a hook that times out lets the call through:
+    the gate must answer (deny, fail closed) well before that."""
+    env = {"LEASEHOLD_DB": hung_server, "LEASEHOLD_BUSY_TIMEOUT": "0.5"}
+    started = time.monotonic()
+    proc = hook(sqlite_cli, "pre-tool-use", payload("pre_tool_use_agent.json"), env=env)
+    elapsed = time.monotonic() - started
+    reason = denied(proc)
+    assert "cannot check this call" in reason and "did not answer" in reason
+    assert elapsed < 8, elapsed
+    # the bypass token still allows (audited) when the ledger hangs
+    out = decision(hook(sqlite_cli, "pre-tool-use", payload("pre_tool_use_agent_bypass.json"), env=env))
+    assert out is not None and "bypass token" in out["additionalContext"]
+
+
+def test_hung_ledger_session_end_stays_inside_the_budget(sqlite_cli: CLI, hung_server: str) -> None:
+    """SessionEnd hooks share a 1.5 s budget."""
+    started = time.monotonic()
+    proc = hook(sqlite_cli, "session-end", payload("session_end.json"), env={"LEASEHOLD_DB": hung_server})
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "did not answer" in proc.stderr, proc.stderr
+    assert elapsed < 1.5, elapsed
+
+
+def test_lone_utf16_surrogates_in_the_payload_are_handled(sqlite_cli: CLI, repo: Path) -> None:
+    """JSON.stringify writes a string cut inside a surrogate pair as a lone "\\ud83d" escape:
+    the bypass still allows (audited), an edit under a reservation is denied for that reason."""
+    cli = sqlite_cli
+    claim(cli, "99927", "other-session")
+    data = payload("pre_tool_use_agent_bypass.json")
+    raw = json.dumps(data).replace("stuck.", "stuck \\ud83d")
+    assert decision(hook(cli, "pre-tool-use", raw)) is None
+    (line,) = audit_lines(cli)
+    assert line["kind"] == "bypass" and [t["id"] for t in line["tasks"]] == ["99927"]
+    plain = hook(cli, "pre-tool-use", json.dumps(payload("pre_tool_use_agent.json")).replace(
+        "backs off.", "backs off \\ud83d"))
+    assert "bob:other-session" in denied(plain)
+
+    assert reserve(cli, "other-session", "src/api/**").returncode == 0
+    raw = json.dumps(edit_payload(repo, "src/api/x.py")).replace("x.py", "\\ud83d.py")
+    reason = denied(hook(cli, "pre-tool-use", raw))
+    assert "bob:other-session" in reason and "internal error" not in reason
+
+
+def test_heartbeat_in_a_deleted_working_directory_is_one_line(sqlite_cli: CLI, tmp_path: Path) -> None:
+    """A session whose folder was removed (a git worktree removed under it): no traceback."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = ("import os, subprocess, sys\n"
+            "os.chdir(sys.argv[1]); os.rmdir(sys.argv[1])\n"
+            "p = subprocess.run([sys.argv[2], 'hook', 'post-tool-use'], input=sys.stdin.read(),\n"
+            "                   capture_output=True, text=True)\n"
+            "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); sys.exit(p.returncode)\n")
+    from tests.conftest import LEASEHOLD
+    env = dict(sqlite_cli.env, LEASEHOLD_DB=sqlite_cli.db, CLAUDE_CODE_SESSION_ID=SESSION)
+    proc = subprocess.run([sys.executable, "-c", code, str(gone), str(LEASEHOLD)], env=env, text=True,
+                          input=(PAYLOADS / "post_tool_use_bash.json").read_text(), capture_output=True,
+                          timeout=60)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode in (0, 1) and len(proc.stderr.strip().splitlines()) <= 1, proc.stderr

@@ -114,7 +114,8 @@ def test_user_scope_writes_to_home(sqlite_cli: CLI, project: Path) -> None:
     assert "installed: PreToolUse" in text
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"hooks": []}', '{"hooks": {"PreToolUse": {}}}'])
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"hooks": []}', '{"hooks": {"PreToolUse": {}}}',
+                                     '{"hooks": null}'])
 def test_invalid_settings_are_refused_untouched(sqlite_cli: CLI, project: Path, content: str) -> None:
     path = project / ".claude" / "settings.json"
     path.parent.mkdir()
@@ -134,3 +135,41 @@ def test_show_counts_foreign_handlers(sqlite_cli: CLI, project: Path) -> None:
     (local,) = [s for s in json.loads(sqlite_cli("hooks", "show", "--json").stdout) if s["scope"] == "local"]
     assert local["other_handlers"] == {"PreToolUse": 2, "PostToolUse": 1, "Stop": 1}
     assert local["installed"] == ["PreToolUse", "PostToolUse", "SessionStart", "SessionEnd"]
+
+
+def test_symlinked_settings_file_is_updated_through_the_link(sqlite_cli: CLI, project: Path, tmp_path: Path) -> None:
+    """~/.claude/settings.json is often a link into a dotfiles repository: the link stays."""
+    target = tmp_path / "dotfiles" / "claude-settings.json"
+    target.parent.mkdir()
+    target.write_text(json.dumps({"model": "opus"}))
+    link = Path(sqlite_cli.env["HOME"]) / ".claude" / "settings.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(target)
+    assert sqlite_cli("hooks", "install", "--scope", "user").returncode == 0
+    assert link.is_symlink()
+    assert "PreToolUse" in load(target)["hooks"]
+    assert sqlite_cli("hooks", "uninstall", "--scope", "user").returncode == 0
+    assert link.is_symlink() and load(target) == {"model": "opus"}
+
+
+def test_settings_file_keeps_its_permissions(sqlite_cli: CLI, project: Path) -> None:
+    """settings.local.json may hold secrets in "env": a private file stays private."""
+    path = project / ".claude" / "settings.local.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"env": {"API_TOKEN": "secret"}}))
+    path.chmod(0o600)
+    assert sqlite_cli("hooks", "install", "--scope", "local").returncode == 0
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_read_only_settings_file_is_refused_untouched(sqlite_cli: CLI, project: Path) -> None:
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text('{"model": "opus"}')
+    path.chmod(0o444)
+    proc = sqlite_cli("hooks", "install")
+    assert proc.returncode == 2, proc.stderr
+    assert "read-only" in proc.stderr and "nothing was changed" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert path.read_text() == '{"model": "opus"}' and path.stat().st_mode & 0o777 == 0o444
+    assert list(path.parent.iterdir()) == [path]

@@ -528,3 +528,46 @@ def test_every_missions_command_has_help_with_examples(cli: CLI) -> None:
     for command in ("init", "new", "list", "start", "claim", "log", "done", "requeue", "resume"):
         r = cli("missions", command, "--help", db=False)
         assert r.returncode == 0 and "examples:\n  leasehold missions" in r.stdout and "exit codes:" in r.stdout
+
+
+def test_a_mission_that_cannot_be_edited_in_place_is_skipped_and_its_lease_released(
+        cli: CLI, tree: Path) -> None:
+    """Valid YAML that the in-place edit cannot extend (a flow mapping): claim fails with exit 2
+    and a clear line, nothing is moved, the lease it took is released, and claim --next goes on
+    to the next mission instead of failing."""
+    flow = tree / "queue" / "flow-1.md"
+    flow.write_text("---\n{mission_id: flow-1, status: QUEUED, priority: critical}\n---\n# Flow\n")
+    before = flow.read_bytes()
+    proc = run(cli, tree, "claim", "flow-1", who="ann:s1")
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "flow-1.md" in proc.stderr
+    assert flow.read_bytes() == before
+    status = cli("status", "flow-1", "--json")
+    assert status.returncode in (0, 3), status.stderr
+    assert status.returncode == 3 or json.loads(status.stdout).get("lease_holder") is None, status.stdout
+
+    proc = run(cli, tree, "claim", "--next", "--json", who="bob:s2")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["mission"]["id"] != "flow-1"
+    assert [s["id"] for s in data["skipped"]] == ["flow-1"]
+    assert flow.read_bytes() == before
+    status = cli("status", "flow-1", "--json")
+    assert status.returncode == 3 or json.loads(status.stdout).get("lease_holder") is None, status.stdout
+    assert_no_temp_files(tree)
+
+    # alone in the queue: the reason is given, not "leased by other sessions"
+    for other in (tree / "queue").glob("*.md"):
+        if other.name not in ("flow-1.md", BROKEN):
+            assert run(cli, tree, "claim", other.stem, who="bob:s2").returncode == 0
+    proc = run(cli, tree, "claim", "--next", who="bob:s2")
+    assert proc.returncode == 1
+    assert "cannot set status" in proc.stderr and "leased by other sessions" not in proc.stderr
+
+
+def test_requeue_refusal_names_the_stale_threshold(cli: CLI, tree: Path) -> None:
+    assert run(cli, tree, "claim", THAIFA, who="ann:s1").returncode == 0
+    assert cli("release", THAIFA, "--actor", "ann", "--session", "s1").returncode == 0
+    proc = run(cli, tree, "requeue", THAIFA, who="bob:s2")
+    assert proc.returncode == 1
+    assert "not stale" in proc.stderr and "stale after 1d " in proc.stderr, proc.stderr

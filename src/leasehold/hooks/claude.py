@@ -49,6 +49,11 @@ DEFAULT_HEARTBEAT_INTERVAL = 60.0
 #: Seconds to wait for a locked SQLite ledger, per event (LEASEHOLD_BUSY_TIMEOUT / busy_timeout
 #: override): well inside the hook timeouts the installer writes, and SessionEnd's 1.5 s.
 BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0, "session-end": 1.0}
+#: Wall-clock limit of each event, in seconds (the busy timeout plus 2 s to connect, capped here):
+#: below the timeouts the installer writes (10 s) and SessionEnd's shared 1.5 s budget, so a ledger
+#: that hangs (a PostgreSQL server that accepts and never answers waits out libpq's 10 s
+#: connect_timeout) ends in our answer, not in Claude Code's timeout, which lets the call through.
+DEADLINES = {"pre-tool-use": 8.0, "post-tool-use": 8.0, "session-start": 8.0, "session-end": 1.1}
 _OFF = ("0", "false", "no", "off")
 _ID_PUNCT = "._:/#-"
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
@@ -56,6 +61,41 @@ _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 
 class PayloadError(Exception):
     """The hook payload on stdin is not what Claude Code sends."""
+
+
+def _deadline_error(seconds: float) -> Exception:
+    from leasehold.errors import StoreUnavailable
+
+    return StoreUnavailable(f"the ledger did not answer within {seconds:g}s; retry later")
+
+
+def _arm_deadline(event: str) -> None:
+    """Raise a store error (:class:`StoreUnavailable`) in this process once the event's time
+    budget (:data:`DEADLINES`) is spent, wherever it is waiting."""
+    import signal
+
+    if not hasattr(signal, "setitimer"):
+        return
+    try:
+        busy = float(os.environ.get("LEASEHOLD_BUSY_TIMEOUT") or BUSY_TIMEOUTS[event])
+    except ValueError:
+        busy = BUSY_TIMEOUTS[event]
+    seconds = min(DEADLINES[event], max(busy, 0.0) + 2.0)
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _deadline_error(seconds)
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+
+
+def _disarm_deadline() -> None:
+    """Called before an answer is printed: from then on the process only finishes."""
+    if "signal" in sys.modules:
+        import signal
+
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 # -- paths of the small files -----------------------------------------------------------------
@@ -80,7 +120,10 @@ def state_file(state_dir: str, session: str) -> str:
 def _fast_state_dir() -> str | None:
     """The state folder when it is certainly the default: no leasehold.toml from the working
     directory up, or one that does not mention ``state_dir``. None: ask the slow path."""
-    folder = os.getcwd()
+    try:
+        folder = os.getcwd()
+    except OSError:  # the working directory was removed
+        return None
     while True:
         candidate = os.path.join(folder, "leasehold.toml")
         try:
@@ -186,7 +229,10 @@ def open_ledger(settings: Settings, event: str) -> Ledger:
 def _emit(obj: dict[str, Any]) -> None:
     import json
 
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    _disarm_deadline()
+    # ASCII with \u escapes: a lone UTF-16 surrogate from the payload (a string cut inside a
+    # surrogate pair) cannot be encoded as UTF-8, and the answer must always get out.
+    sys.stdout.write(json.dumps(obj) + "\n")
 
 
 def _deny(reason: str) -> int:
@@ -265,7 +311,7 @@ def _path_advice(blocked: list[PathReservation]) -> str:
 def _sha256(text: str) -> str:
     import hashlib
 
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
@@ -283,7 +329,7 @@ def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
     path = os.path.join(folder, time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now)))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, line.encode("utf-8"))
+        os.write(fd, line.encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udXXX
     finally:
         os.close(fd)
 
@@ -548,6 +594,7 @@ def run(event: str, raw: bytes | None = None) -> int:
 
     try:
         payload = parse_payload(raw)
+        _arm_deadline(event)
         return HANDLERS[event](payload)
     except PayloadError as exc:
         sys.stderr.write(f"leasehold hook {event}: {exc}\n")
@@ -567,3 +614,5 @@ def run(event: str, raw: bytes | None = None) -> int:
                 pass
         sys.stderr.write(f"leasehold hook {event}: {message}\n")
         return 1
+    finally:
+        _disarm_deadline()

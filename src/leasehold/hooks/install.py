@@ -93,23 +93,43 @@ def read_settings(path: str) -> dict[str, Any] | None:
         raise InvalidInput(f"{path} is not valid JSON ({exc}); fix it first, nothing was changed") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{path} must hold a JSON object; nothing was changed")
-    hooks = data.get("hooks")
-    if hooks is not None:
-        if not isinstance(hooks, dict):
-            raise InvalidInput(f"{path}: 'hooks' must be an object; nothing was changed")
-        for event, groups in hooks.items():
-            if not isinstance(groups, list):
-                raise InvalidInput(f"{path}: hooks.{event} must be a list; nothing was changed")
+    hooks = data.get("hooks", {})
+    if not isinstance(hooks, dict):
+        raise InvalidInput(f"{path}: 'hooks' must be an object; nothing was changed")
+    for event, groups in hooks.items():
+        if not isinstance(groups, list):
+            raise InvalidInput(f"{path}: hooks.{event} must be a list; nothing was changed")
     return data
 
 
 def _write(path: str, data: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.leasehold-{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    """Replace the file atomically: through a symbolic link (a dotfiles repository's file stays
+    linked), keeping the file's permission bits. Raises :class:`InvalidInput` for a read-only
+    file or when it cannot be written; the file is then unchanged."""
+    real = os.path.realpath(path)
+    try:
+        mode: int | None = os.stat(real).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}; nothing was changed") from None
+    if mode is not None and not mode & 0o222:
+        raise InvalidInput(f"{path} is read-only; nothing was changed")
+    tmp = f"{real}.leasehold-{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(real), exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            if mode is not None:
+                os.fchmod(fh.fileno(), mode)
+            json.dump(data, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+        os.replace(tmp, real)
+    except OSError as exc:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}; nothing was changed") from None
 
 
 def _has(groups: list[Any], cmd: str) -> bool:

@@ -641,7 +641,11 @@ class Missions:
         if verb == "RESUMED" and mission.claimed_by:
             line += f" (was claimed by \"{mission.claimed_by}\" at {mission.claimed_at or '?'})"
         fields = {"status": "ACTIVE", "claimed_at": iso_local(acquired), "claimed_by": description}
-        mission = self._transition(mission, "active", fields, acquired, line)
+        try:
+            mission = self._transition(mission, "active", fields, acquired, line)
+        except InvalidInput:  # the edit cannot be made: nothing was moved or written
+            ledger.release(mission_id, holder)
+            raise
         action = "resumed" if verb == "RESUMED" else "claimed"
         return Outcome(action, mission, lease,
                        f"{action} {mission_id} as {holder} (fence {lease.fence}): {mission.path}",
@@ -700,7 +704,7 @@ class Missions:
             try:
                 outcome = self._finish_claim(mission.id, lease, description, "CLAIMED", takeover=False,
                                              renewed=mission.id in mine)
-            except (NotFound, Conflict, InvalidMission) as exc:
+            except (NotFound, Conflict, InvalidInput) as exc:
                 skipped.append({"id": mission.id, "holder": None, "reason": str(exc)})
                 continue
             outcome.skipped = skipped
@@ -708,8 +712,12 @@ class Missions:
             return outcome
         if not missions:
             detail = "the queue is empty"
-        else:
+        elif all(s.get("holder") for s in skipped):
             detail = f"all {len(missions)} queued mission(s) are leased by other sessions"
+        else:
+            detail = f"none of the {len(missions)} queued mission(s) could be claimed: " + "; ".join(
+                f"{s['id']} is leased by {s['holder']}" if s.get("holder") else str(s.get("reason"))
+                for s in skipped)
         if problems:
             detail += f" ({len(problems)} invalid file(s) skipped)"
         raise NoMission(f"no mission available to claim: {detail}", problems)
@@ -815,7 +823,7 @@ class Missions:
             elif not view.stale:
                 raise Conflict(
                     f"mission {mission_id} is not stale (claimed {_age(view.now, view.claimed_ts)} ago; stale "
-                    f"after {_age(0, self.stale_after)} without a lease): pass --force --reason TEXT to requeue it"
+                    f"after {_age(self.stale_after, 0)} without a lease): pass --force --reason TEXT to requeue it"
                 )
         lease = self._lease(mission, holder, ttl)  # atomic: fails if a session resumed it meanwhile
         description = description or str(holder)

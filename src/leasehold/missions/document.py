@@ -202,7 +202,12 @@ class Document:
             if at > 0 and text[at - 1] != "\n":  # frontmatter's last line has no newline (can't happen), be safe
                 added[0] = self.newline + added[0]
             text = text[:at] + "".join(line + self.newline for line in added) + text[at:]
-        new = Document.parse(text, self.path)
+        try:
+            new = Document.parse(text, self.path)
+        except InvalidMission as exc:
+            raise InvalidInput(f"{self.path}: cannot set {', '.join(fields)} in place: the edited "
+                               f"frontmatter would not parse ({exc.problem}); the file was not "
+                               "changed") from None
         for key, value in fields.items():
             if not _same(new.data.get(key), value):
                 raise InvalidInput(f"{self.path}: cannot write {key} = {value!r} faithfully")
