@@ -445,3 +445,16 @@ def test_candidate_ids_tokenizer() -> None:
     assert "" not in ids and len(ids) == len(set(ids))
     assert candidate_ids("") == []
     assert candidate_ids("ünïcode ✓") == ["n", "code"]
+
+
+def test_hook_help_gives_the_exit_codes_hooks_use(sqlite_cli: CLI, tmp_path: Path) -> None:
+    """A hook exits 0 (a denial is on stdout) or 1 (a non-blocking error); a ledger it cannot
+    reach is 1, never the 75 the other commands use."""
+    text = sqlite_cli("hook", "--help").stdout
+    codes = text.split("exit codes:")[1]
+    assert "75" not in codes and "non-blocking" in codes and "deny" in codes
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    unreachable = hook(sqlite_cli, "post-tool-use", payload("post_tool_use_bash.json"),
+                       env={"LEASEHOLD_DB": str(blocker / "ledger.db")})
+    assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr
