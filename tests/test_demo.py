@@ -66,3 +66,44 @@ def test_invariants_catch_each_violation() -> None:
             ev(2, "extended", "t", "a:1", 1, 111.0, expires_at=121.0)]
     assert any("after its lease expired" in v for v in check_invariants(late))
     assert any("never completed" in v for v in check_invariants([], ["t"]))
+
+
+def test_a_lease_expiring_while_a_worker_looks_does_not_end_the_backlog(tmp_path) -> None:
+    """A worker with nothing to claim stops only when every task is done. A lease that expires
+    between two reads of that check must not look like 'nothing left' (the demo's survivors
+    then quit before taking over the killed worker's task: 'never completed')."""
+    from leasehold import Ledger
+    from leasehold.demo import backlog_done
+
+    class SteppingClock:
+        """Each read moves time on by ``step`` seconds."""
+
+        def __init__(self) -> None:
+            self.now, self.step = 1_800_000_000.0, 0.0
+
+        def __call__(self) -> float:
+            now = self.now
+            self.now += self.step
+            return now
+
+    clock = SteppingClock()
+    with Ledger.open(str(tmp_path / "ledger.db"), clock=clock) as ledger:
+        lease = ledger.claim("t", "victim:1", ttl=1)
+        clock.now, clock.step = lease.expires_at - 0.3, 0.6  # valid at one read, expired at the next
+        assert not backlog_done(ledger)
+        clock.step = 0.0
+        ledger.claim("t", "survivor:1", ttl=1)
+        ledger.complete("t", "survivor:1")
+        assert backlog_done(ledger)
+
+
+def test_demo_refuses_a_ledger_that_already_has_tasks(cli: CLI) -> None:
+    """--db names a ledger for the demo alone: its workers complete whatever is ready, so a
+    ledger with tasks (someone's backlog, or a previous demo's) is refused, untouched."""
+    assert cli("add", "real-work").returncode == 0
+    refused = cli("demo", "--workers", "2", "--tasks", "3", "--db", cli.db, db=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "empty ledger" in refused.stderr and "Traceback" not in refused.stderr
+    assert cli("status", "real-work").stdout == "available\n"
+    assert [(t["id"], t["status"]) for t in json.loads(cli("list", "--json").stdout)] == [
+        ("real-work", "open")]

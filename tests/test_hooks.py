@@ -523,3 +523,16 @@ def test_heartbeat_in_a_deleted_working_directory_is_one_line(sqlite_cli: CLI, t
                           timeout=60)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode in (0, 1) and len(proc.stderr.strip().splitlines()) <= 1, proc.stderr
+
+
+def test_hook_help_gives_the_exit_codes_hooks_use(sqlite_cli: CLI, tmp_path: Path) -> None:
+    """A hook exits 0 (a denial is on stdout) or 1 (a non-blocking error); a ledger it cannot
+    reach is 1, never the 75 the other commands use."""
+    text = sqlite_cli("hook", "--help").stdout
+    codes = text.split("exit codes:")[1]
+    assert "75" not in codes and "non-blocking" in codes and "deny" in codes
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    unreachable = hook(sqlite_cli, "post-tool-use", payload("post_tool_use_bash.json"),
+                       env={"LEASEHOLD_DB": str(blocker / "ledger.db")})
+    assert unreachable.returncode == 1 and "Traceback" not in unreachable.stderr

@@ -170,6 +170,8 @@ def test_status_check_who_and_lists(ledger: Ledger) -> None:
     assert not blocked.clear and blocked.reason is not None
     assert blocked.reason.startswith("held by john:abc123 until ")
     assert not ledger.check("a", None).clear
+    assert ledger.check("a", "john:abc123").clear  # "actor:session", as every other method takes
+    assert not ledger.check("a", "pi-orch:xyz456").clear
     groups = dict(ledger.who())
     assert sorted(t.id for t in groups["john:abc123"]) == ["a", "b"]
     assert [t.id for t in groups["pi-orch:xyz456"]] == ["c"]

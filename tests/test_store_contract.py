@@ -202,8 +202,21 @@ def test_cli_next_count_json(cli) -> None:
 
 
 def test_cli_migrate(cli) -> None:
+    """On a new ledger, migrate reports every migration it applied (opening the ledger applies
+    them, and that counts), then nothing."""
+    from leasehold.store.sqlbase import migration_files
+
+    dialect = "postgres" if cli.db.startswith("postgresql") else "sqlite"
+    names = [f"{version:04d}_{name}" for version, name, _ in migration_files(dialect)]
     first = cli("migrate", "--json")
     assert first.returncode == 0, first.stderr
-    assert "applied" in json.loads(first.stdout)
+    assert json.loads(first.stdout) == {"applied": names}
     again = cli("migrate")
-    assert again.returncode == 0 and "schema up to date" in again.stdout
+    assert again.returncode == 0 and again.stdout == "schema up to date\n"
+    assert json.loads(cli("migrate", "--json").stdout) == {"applied": []}
+
+
+def test_cli_migrate_text_names_each_migration(sqlite_cli) -> None:
+    first = sqlite_cli("migrate")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("applied 0001_core\n")

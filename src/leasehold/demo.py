@@ -21,7 +21,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import IO, Any
 
+    from leasehold.ledger import Ledger
+
 VICTIM_SIGNAL = "HOLDING"
+
+
+def backlog_done(ledger: Ledger) -> bool:
+    """True once every task on ``ledger`` is done (a worker may stop). One read of the
+    statuses: asking "none available?" and "none held?" in two reads would see a lease that
+    expires between them as neither, and stop a worker before it takes the task over."""
+    return all(task.status == "done" for task in ledger.tasks())
 
 
 def worker(db: str, index: int, ttl: float, victim: bool) -> int:
@@ -42,8 +51,8 @@ def worker(db: str, index: int, ttl: float, victim: bool) -> int:
                 time.sleep(0.01)
                 continue
             if not leases:
-                if not ledger.tasks(held=False) and not ledger.tasks(held=True):
-                    break  # every task is done
+                if backlog_done(ledger):
+                    break
                 time.sleep(0.05)  # tasks remain, held by others (or expiring): poll again
                 continue
             lease = leases[0]
@@ -69,9 +78,13 @@ def worker(db: str, index: int, ttl: float, victim: bool) -> int:
 
 def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | None = None,
              progress: IO[str] | None = None) -> dict[str, Any]:
-    """Run the demo; returns a summary dict with ``ok``, ``violations`` and ``report`` (text)."""
+    """Run the demo; returns a summary dict with ``ok``, ``violations`` and ``report`` (text).
+
+    ``db``: a ledger without tasks (default: a temporary SQLite file). Raises
+    :class:`~leasehold.errors.InvalidInput` if it already has tasks."""
     import signal
 
+    from leasehold.errors import InvalidInput
     from leasehold.invariants import check_invariants
     from leasehold.ledger import Ledger
 
@@ -87,6 +100,12 @@ def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | N
     started = time.monotonic()
     try:
         with Ledger.open(db) as ledger:
+            existing = ledger.tasks()
+            if existing:
+                raise InvalidInput(
+                    f"the demo needs an empty ledger: {db} already has {len(existing)} task(s), "
+                    "which its workers would claim and complete; name a new ledger with --db, "
+                    "or omit --db for a temporary one")
             latest = ledger.events(limit=1)
             after = latest[-1].id if latest else 0
             ids = [f"demo-{i:04d}" for i in range(1, tasks + 1)]

@@ -318,11 +318,14 @@ class Ledger:
             raise NotFound(f"Task {task_id} not found")
         return task
 
-    def check(self, task_id: str, holder: Holder | None) -> Verdict:
-        """The dispatch gate: BLOCKED when another holder (not ``holder``) has a valid lease.
+    def check(self, task_id: str, holder: Holder | str | None) -> Verdict:
+        """The dispatch gate: BLOCKED when another holder (not ``holder``, ``actor:session``)
+        has a valid lease.
 
-        With ``holder`` None every valid lease blocks.
+        With ``holder`` None every valid lease blocks. Raises :class:`InvalidInput`.
         """
+        if holder is not None:
+            holder = Holder.parse(holder)
         task = self.status(task_id)
         now = self.store.now()
         if task is None or not task.lease_valid(now):

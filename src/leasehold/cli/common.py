@@ -91,13 +91,15 @@ class StandaloneCommand:
 
 
 def add_command(sub: Any, name: str, *, help: str, description: str, examples: str,
-                aliases: tuple[str, ...] = (), func: Callable[[Context], int | None]) -> argparse.ArgumentParser:
-    """Add a sub-command with its description, examples and the exit codes in its help."""
+                aliases: tuple[str, ...] = (), func: Callable[[Context], int | None],
+                exit_codes: str | None = None) -> argparse.ArgumentParser:
+    """Add a sub-command with its description, examples and the exit codes in its help
+    (``exit_codes``: the command's own table, when it differs from leasehold's)."""
     from leasehold.cli import EXIT_CODES
 
     parser: argparse.ArgumentParser = sub.add_parser(
         name, aliases=list(aliases), help=help, description=description,
-        epilog="examples:\n" + examples.rstrip() + "\n\n" + EXIT_CODES,
+        epilog="examples:\n" + examples.rstrip() + "\n\n" + (exit_codes or EXIT_CODES),
         formatter_class=RawFormatter, parents=[common_options()],
     )
     parser.set_defaults(func=func)

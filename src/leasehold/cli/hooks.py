@@ -44,6 +44,13 @@ def setup_hook(sub: Any) -> None:
             "    | leasehold hook pre-tool-use\n"
             "  leasehold hook session-end < payload.json"
         ),
+        exit_codes=(
+            "exit codes:\n"
+            "  0   ok, also when the call is denied (the deny object is on stdout)\n"
+            "  1   a non-blocking hook error, one line on stderr: a malformed payload, or a\n"
+            "      ledger the heartbeat or session-end cannot reach (lease expiry is the backstop)\n"
+            "  2   usage: an unknown hook event\n"
+        ),
     )
     p.add_argument("event", choices=EVENTS, help="the hook event")
 

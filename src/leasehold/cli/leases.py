@@ -446,7 +446,8 @@ def setup_log(sub: Any) -> None:
 
 # -- migrate / whoami -------------------------------------------------------------------------
 def cmd_migrate(ctx: Context) -> int:
-    applied = ctx.ledger.store.migrate()
+    store = ctx.ledger.store
+    applied = store.applied_on_open + store.migrate()  # opening the ledger applies pending ones
     ctx.out({"applied": applied}, "\n".join(f"applied {m}" for m in applied) or "schema up to date")
     return 0
 

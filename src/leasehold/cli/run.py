@@ -117,9 +117,10 @@ def setup_demo(sub: Any) -> None:
     p = add_command(
         sub, "demo", func=cmd_demo, help="watch a fleet of worker processes share a backlog",
         description=(
-            "On a fresh temporary SQLite ledger (unless --db), N worker processes loop\n"
-            "next -> work (with heartbeat) -> done. One worker is killed with SIGKILL while it\n"
-            "holds a task; its lease expires and another worker takes the task over with a\n"
+            "On a fresh temporary SQLite ledger (or --db: one without tasks, else exit 2),\n"
+            "N worker processes loop "
+            "next -> work (with heartbeat) -> done. One worker is killed with\n"
+            "SIGKILL while it holds a task; its lease expires and another worker takes the task over with a\n"
             "higher fence. Then the invariants are checked from the event log alone: every task\n"
             "completed exactly once, no overlapping valid leases, fences strictly increasing.\n"
             "Prints 'invariants: OK' and exits 0, or names the violation and exits 1."

@@ -39,6 +39,7 @@ class ClaimOutcome(NamedTuple):
 
 class Store(Protocol):
     dialect: str
+    applied_on_open: list[str]
 
     def now(self) -> float: ...
     def close(self) -> None: ...

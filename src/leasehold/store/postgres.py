@@ -106,6 +106,7 @@ class PostgresStore(SQLStore):
         self.queries = load_queries(self.dialect, rewrite_placeholders)
         self.conn: psycopg.Connection[Any] | None = None
         self._checked = False
+        self.applied_on_open: list[str] = []
         self._connect()
 
     # -- connection and error translation ----------------------------------------------------
@@ -149,7 +150,7 @@ class PostgresStore(SQLStore):
             counted = conn.execute("SELECT count(*) AS n FROM schema_migrations").fetchone()
             count = counted["n"] if counted else 0
         if count != len(migration_files(self.dialect)):
-            self.migrate()
+            self.applied_on_open = self.migrate()
         self._checked = True
 
     def _conn(self) -> psycopg.Connection[Any]:

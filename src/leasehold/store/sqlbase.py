@@ -127,6 +127,8 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"
+    #: The migrations that opening this store applied (a new or older ledger), by name.
+    applied_on_open: list[str]
 
     # -- dialect hooks -------------------------------------------------------------------
     def _write(self) -> AbstractContextManager[Tx]:

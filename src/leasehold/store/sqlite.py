@@ -76,6 +76,7 @@ class SQLiteStore(SQLStore):
         self.clock = clock or time.time
         self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         self.queries = _sqlite_queries()
+        self.applied_on_open: list[str] = []
         self.conn = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -97,7 +98,7 @@ class SQLiteStore(SQLStore):
             raise
         self.conn = conn
         if version != len(migration_files(self.dialect)):
-            self.migrate()
+            self.applied_on_open = self.migrate()
         return conn
 
     def _guard(self) -> _Guard:
