@@ -322,3 +322,19 @@ def test_complete_many_completes_only_what_the_holder_has(ledger: Ledger) -> Non
     assert ledger.complete_many([], JOHN) == []
     with pytest.raises(InvalidInput):
         ledger.complete_many(["ok", "bad id"], JOHN)
+
+
+def test_done_with_a_fence_from_an_earlier_grant_is_refused(ledger: Ledger) -> None:
+    """The same holder re-claims after its lease expired (a new grant, fence 2): completing
+    with the first grant's fence is refused, under the same lock as the completion."""
+    first = ledger.claim("t1", JOHN, ttl=1)
+    deadline = time.monotonic() + 10
+    while not ledger.check("t1", PI).clear:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    second = ledger.claim("t1", JOHN, ttl=60)
+    assert second.fence == first.fence + 1
+    with pytest.raises(StaleFence):
+        ledger.complete("t1", JOHN, fence=first.fence)
+    assert ledger.show("t1").status == "in_progress"
+    assert ledger.complete("t1", JOHN, fence=second.fence).status == "done"

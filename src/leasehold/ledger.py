@@ -58,6 +58,14 @@ def _priority(priority: int | None) -> int | None:
     return priority
 
 
+def _by(by: Holder | str | None) -> tuple[str | None, str | None]:
+    """``(actor, session)`` of who acts, from a Holder, an ``"actor:session"`` string or None."""
+    if by is None:
+        return None, None
+    who = Holder.parse(by)
+    return who.actor, who.session
+
+
 def _held_error(task: Task) -> LeaseHeld:
     return LeaseHeld(task.id, task.lease_holder or "?", task.lease_until or 0.0, task.fence)
 
@@ -266,18 +274,15 @@ class Ledger:
         """
         validate_task_id(task_id)
         who = Holder.parse(holder)
-        if fence is not None:
-            current = self.store.get_task(task_id)
-            if current is None:
-                raise NotFound(f"Task {task_id} not found")
-            if current.fence != fence:
-                raise StaleFence(f"fence {fence} is stale: task {task_id} is at fence {current.fence}")
         task, outcome = self.store.release(task_id, who.actor, who.session, status="done",
-                                           kind="completed", details={} if fence is None else {"fence_checked": fence})
+                                           kind="completed", fence=fence,
+                                           details={} if fence is None else {"fence_checked": fence})
         if task is None:
             raise NotFound(f"Task {task_id} not found")
         if outcome == "released":
             return task
+        if outcome == "stale_fence":
+            raise StaleFence(f"fence {fence} is stale: task {task_id} is at fence {task.fence}")
         if outcome == "held_by_other":
             raise _held_error(task)
         raise NotHolder(f"Task {task_id} is not held by {who}; claim it before marking it done")
@@ -366,20 +371,20 @@ class Ledger:
         (session end); a task ``in_progress`` goes back to ``open``. Returns what was released."""
         return self.store.session_release(validate_name(session, "session"))
 
-    def record_bypass(self, tasks: list[Task], by: Holder | None, details: dict[str, Any]) -> None:
+    def record_bypass(self, tasks: list[Task], by: Holder | str | None, details: dict[str, Any]) -> None:
         """Append ``bypass`` events (one per task, or one without a task) recording that the
         dispatch gate was overridden by ``by``; ``details`` (tool, prompt hash, how) go along."""
-        self.store.record_bypass(tasks, by.actor if by else None, by.session if by else None,
+        self.store.record_bypass(tasks, *_by(by),
                                  details)
 
     def add(self, task_id: str, *, title: str | None = None, priority: int | None = None,
-            by: Holder | None = None) -> tuple[Task, bool]:
+            by: Holder | str | None = None) -> tuple[Task, bool]:
         """Create a task (or update the title/priority of an existing one). Returns
         ``(task, created)``. ``priority``: a 32-bit signed integer, higher first (else
         :class:`InvalidInput`)."""
         validate_task_id(task_id)
         return self.store.add_task(task_id, title, _priority(priority),
-                                   by.actor if by else None, by.session if by else None)
+                                   *_by(by))
 
     # -- the ready queue with dependencies -------------------------------------------------
     def _blocker_ids(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -407,7 +412,7 @@ class Ledger:
 
     def add_blocked(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
                     title: str | None = None, priority: int | None = None,
-                    by: Holder | None = None) -> tuple[Task, bool, list[str]]:
+                    by: Holder | str | None = None) -> tuple[Task, bool, list[str]]:
         """Create ``task_id`` (or update its title/priority) waiting on every task of
         ``blocked_by`` (ids, or a comma-separated string), in one transaction.
 
@@ -418,14 +423,14 @@ class Ledger:
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
         outcome, task, added = self.store.add_dependencies(
-            task_id, ids, by.actor if by else None, by.session if by else None,
+            task_id, ids, *_by(by),
             create=True, title=title, priority=_priority(priority))
         self._dependency_outcome(task_id, outcome, added)
         assert task is not None
         return task, outcome == "created", added
 
     def depend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
-               by: Holder | None = None) -> tuple[Task, list[str]]:
+               by: Holder | str | None = None) -> tuple[Task, list[str]]:
         """Make the existing task ``task_id`` wait until every task of ``blocked_by`` is done.
 
         Returns ``(task, added)``. Raises :class:`NotFound` (the task or a blocker),
@@ -435,20 +440,20 @@ class Ledger:
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
         outcome, task, added = self.store.add_dependencies(
-            task_id, ids, by.actor if by else None, by.session if by else None)
+            task_id, ids, *_by(by))
         self._dependency_outcome(task_id, outcome, added)
         assert task is not None
         return task, added
 
     def undepend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
-                 by: Holder | None = None) -> tuple[Task, list[str]]:
+                 by: Holder | str | None = None) -> tuple[Task, list[str]]:
         """Stop ``task_id`` waiting on ``blocked_by``. Returns ``(task, removed)``: removing a
         dependency that does not exist is not an error. Raises :class:`NotFound` for an
         unknown task."""
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
         outcome, task, removed = self.store.remove_dependencies(
-            task_id, ids, by.actor if by else None, by.session if by else None)
+            task_id, ids, *_by(by))
         self._dependency_outcome(task_id, outcome, removed)
         assert task is not None
         return task, removed
@@ -469,12 +474,11 @@ class Ledger:
         """Tasks not done that wait on blockers not done: ``[(task, [(blocker, status)])]``."""
         return self.store.blocked_tasks()
 
-    def reopen(self, task_id: str, by: Holder | None = None) -> Task:
+    def reopen(self, task_id: str, by: Holder | str | None = None) -> Task:
         """Set a task's status back to ``open`` (e.g. a done task that needs more work).
         Raises :class:`NotFound`."""
         validate_task_id(task_id)
-        task = self.store.set_status(task_id, "open", by.actor if by else None,
-                                     by.session if by else None, "reopened")
+        task = self.store.set_status(task_id, "open", *_by(by), "reopened")
         if task is None:
             raise NotFound(f"Task {task_id} not found")
         return task

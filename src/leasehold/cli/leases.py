@@ -22,7 +22,9 @@ def lease_line(verb: str, lease: Lease) -> str:
 
 
 def task_line(task: Task, now: float) -> str:
-    if task.lease_valid(now):
+    if task.status == "done":
+        lease = f"done (fence {task.fence})"
+    elif task.lease_valid(now):
         lease = f"held by {task.lease_holder} until {format_ts(task.lease_until)} (fence {task.fence})"
     elif task.lease_actor is not None:
         lease = f"lease of {task.lease_holder} expired {format_ts(task.lease_until)} (fence {task.fence})"

@@ -305,8 +305,13 @@ class PostgresStore(SQLStore):
 
     def release(self, task_id: str, actor: str | None, session: str | None, *,
                 status: str | None, kind: str, force: bool = False,
-                details: dict[str, Any] | None = None) -> tuple[Task | None, str]:
-        """:meth:`SQLStore.release` (same outcomes and events) in ONE statement."""
+                details: dict[str, Any] | None = None,
+                fence: int | None = None) -> tuple[Task | None, str]:
+        """:meth:`SQLStore.release` (same outcomes and events) in ONE statement; with a
+        ``fence`` to check, the generic row-locked transaction."""
+        if fence is not None:
+            return super().release(task_id, actor, session, status=status, kind=kind,
+                                   force=force, details=details, fence=fence)
         import json
 
         with self._guard():

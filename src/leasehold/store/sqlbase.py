@@ -279,7 +279,8 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
 
     def release(self, task_id: str, actor: str | None, session: str | None, *,
                 status: str | None, kind: str, force: bool = False,
-                details: dict[str, Any] | None = None) -> tuple[Task | None, str]:
+                details: dict[str, Any] | None = None,
+                fence: int | None = None) -> tuple[Task | None, str]:
         """Clear the lease (and set ``status`` unless None), appending a ``kind`` event.
 
         Returns ``(task, outcome)`` with outcome one of ``released``; ``not_found``;
@@ -287,9 +288,11 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         ``held_by_other`` (a valid lease of another holder: nothing changed).
         The holder may release its own lease after expiry as long as nobody took it over.
         ``force`` releases whatever lease there is (and with ``status`` set, even none).
+        ``fence``: when given, a task at another fence is left alone (outcome ``stale_fence``),
+        checked under the same lock as the release.
         """
         with self._write() as tx:
-            return self._release(tx, task_id, actor, session, status, kind, force, details)
+            return self._release(tx, task_id, actor, session, status, kind, force, details, fence)
 
     def complete_many(self, task_ids: Sequence[str], actor: str, session: str) -> list[Task]:
         """Mark done, in one transaction, each of ``task_ids`` whose lease ``actor:session``
@@ -306,8 +309,9 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
 
     def _release(self, tx: Tx, task_id: str, actor: str | None, session: str | None,
                  status: str | None, kind: str, force: bool,
-                 details: dict[str, Any] | None) -> tuple[Task | None, str]:
-        if not force:
+                 details: dict[str, Any] | None,
+                 fence: int | None = None) -> tuple[Task | None, str]:
+        if not force and fence is None:
             row = tx.one("release_own", id=task_id, actor=actor, session=session, status=status)
             if row is not None:
                 tx.event(kind, task_id, actor, session, row["fence"], status=row["status"],
@@ -317,6 +321,8 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         if row is None:
             return None, "not_found"
         task = Task.from_row(row)
+        if fence is not None and task.fence != fence:
+            return task, "stale_fence"
         own = task.lease_actor == actor and task.lease_session == session
         if not force:
             if task.lease_actor is None:
