@@ -28,6 +28,20 @@ _IDENTITY_VARS = ("LEASEHOLD_DB", "LEASEHOLD_ACTOR", "LEASEHOLD_SESSION", "CLAUD
                   "LEASEHOLD_ENFORCE", "LEASEHOLD_MISSIONS_DIR", "LEASEHOLD_BUSY_TIMEOUT")
 
 
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", step: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns something truthy (returned), failing after ``timeout``
+    seconds: tests wait on conditions, never on a fixed sleep."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(step)
+
+
 class FakeClock:
     """An injectable clock: UTC seconds, advanced by hand."""
 

@@ -50,3 +50,18 @@ def test_unwritable_cache_still_parses(tmp_path, monkeypatch) -> None:
     path = tmp_path / "leasehold.toml"
     path.write_text('default_ttl = "5m"\n')
     assert read_config(str(path)) == {"default_ttl": "5m"}
+
+
+def test_busy_timeout_from_environment_then_toml(tmp_path) -> None:
+    (tmp_path / "leasehold.toml").write_text('busy_timeout = 3\n')
+    assert load_settings(environ={}, cwd=str(tmp_path)).busy_timeout == 3
+    env = {"LEASEHOLD_BUSY_TIMEOUT": "0.5"}
+    assert load_settings(environ=env, cwd=str(tmp_path)).busy_timeout == 0.5
+    with pytest.raises(InvalidInput, match="LEASEHOLD_BUSY_TIMEOUT"):
+        load_settings(environ={"LEASEHOLD_BUSY_TIMEOUT": "soon"}, cwd=str(tmp_path))
+
+
+def test_bad_busy_timeout_is_a_usage_error_not_an_internal_one(sqlite_cli) -> None:
+    result = sqlite_cli("status", "t1", env={"LEASEHOLD_BUSY_TIMEOUT": "soon"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, FIXTURES
+from tests.conftest import CLI, FIXTURES, wait_for
 
 PAYLOADS = FIXTURES / "claude-code"
 SESSION = "9f1c2b7e-4d3a-4e55-9b1a-0c2d3e4f5a6b"  # session_id of the fixtures (but the legacy one)
@@ -304,16 +304,6 @@ def test_edit_with_enforcement_off_is_told_and_audited(cli: CLI, repo: Path) -> 
 
 
 # -- heartbeat -----------------------------------------------------------------------------------
-def wait_for(predicate, timeout: float = 30.0, step: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(step)
-
-
 def test_heartbeat_extends_at_once_then_only_after_the_interval(cli: CLI, tmp_path: Path) -> None:
     interval = 3.0
     (tmp_path / "leasehold.toml").write_text(f'heartbeat_interval = "{interval:g}s"\n')

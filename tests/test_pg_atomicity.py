@@ -12,8 +12,8 @@ import pytest
 
 from leasehold import Ledger
 from tests import pg
-from tests.conftest import CLI
-from tests.test_pg_faults import RowLock, wait_for
+from tests.conftest import CLI, wait_for
+from tests.test_pg_faults import RowLock
 
 pytestmark = pytest.mark.postgres
 

@@ -18,19 +18,9 @@ import pytest
 from leasehold import Ledger
 from leasehold.errors import StoreUnavailable
 from tests import pg
-from tests.conftest import CLI
+from tests.conftest import CLI, wait_for
 
 pytestmark = pytest.mark.postgres
-
-
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def schema_of(url: str) -> str:

@@ -7,13 +7,13 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from leasehold import Ledger
 from leasehold.errors import Conflict, InvalidInput, LaneRefused, NotFound
+from tests.conftest import wait_for
 
 # A worker process: wait at the start line, then reserve PER times (every fifth through
 # `feed post --reserve`, which reserves and posts in one transaction) and print the ids.
@@ -37,14 +37,6 @@ with Ledger.open(url, busy_timeout=60) as ledger:
             ids.append(ledger.tickets.reserve("CMB", holder)[0].ticket_id)
 print("\n".join(ids))
 """
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def race(db_url: str, tmp_path: Path, script: str, holders: list[str], *extra: str) -> list[subprocess.CompletedProcess]:

@@ -66,12 +66,15 @@ class Settings:
     parsed content."""
 
     def __init__(self, db: str, db_source: str, default_ttl: float, file: str | None,
-                 values: dict[str, Any]) -> None:
+                 values: dict[str, Any], busy_timeout: float | None = None) -> None:
         self.db = db
         self.db_source = db_source
         self.default_ttl = default_ttl
         self.file = file
         self.values = values
+        #: Seconds a SQLite writer waits for the lock (``LEASEHOLD_BUSY_TIMEOUT`` >
+        #: ``busy_timeout`` in leasehold.toml), or None for the store's default.
+        self.busy_timeout = busy_timeout
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
@@ -171,7 +174,12 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     ttl = DEFAULT_TTL
     if values.get("default_ttl") is not None:
         ttl = validate_ttl(parse_duration(values["default_ttl"], f"default_ttl in {file}"))
-    return Settings(url, source, ttl, file, values)
+    busy: float | None = None
+    if env.get("LEASEHOLD_BUSY_TIMEOUT"):
+        busy = parse_duration(env["LEASEHOLD_BUSY_TIMEOUT"], "LEASEHOLD_BUSY_TIMEOUT")
+    elif values.get("busy_timeout") is not None:
+        busy = parse_duration(values["busy_timeout"], f"busy_timeout in {file}")
+    return Settings(url, source, ttl, file, values, busy)
 
 
 def git_user_name() -> str | None:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
     from typing import Any
 
+    from leasehold.config import Settings
     from leasehold.feed import Feed
     from leasehold.model import Event, PathReservation
     from leasehold.store.sqlbase import SQLStore
@@ -118,11 +119,19 @@ class Ledger:
         without one, resolve it like the CLI does (``LEASEHOLD_DB``, leasehold.toml, the XDG
         default). ``clock`` (SQLite only) returns UTC seconds; ``busy_timeout`` is in seconds."""
         from leasehold.config import load_settings
+
+        return cls.from_settings(load_settings(url), clock=clock, busy_timeout=busy_timeout,
+                                 default_ttl=default_ttl)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] | None = None,
+                      busy_timeout: float | None = None,
+                      default_ttl: float | None = None) -> Ledger:
+        """Open the ledger resolved settings name; explicit arguments win over them."""
         from leasehold.store import open_store
 
-        settings = load_settings(url)
-        if busy_timeout is None and settings.get("busy_timeout") is not None:
-            busy_timeout = float(settings.get("busy_timeout"))
+        if busy_timeout is None:
+            busy_timeout = settings.busy_timeout
         store = open_store(settings.db, clock=clock, busy_timeout=busy_timeout)
         return cls(store, settings.default_ttl if default_ttl is None else default_ttl)
 

@@ -4,7 +4,6 @@ identity), output helpers, and the mapping of errors to exit codes."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from leasehold.errors import InvalidInput, LeaseholdError
@@ -134,14 +133,8 @@ class Context:
     def ledger(self) -> Ledger:
         if self._ledger is None:
             from leasehold.ledger import Ledger
-            from leasehold.store import open_store
 
-            settings = self.settings
-            busy = settings.get("busy_timeout")
-            if os.environ.get("LEASEHOLD_BUSY_TIMEOUT"):
-                busy = os.environ["LEASEHOLD_BUSY_TIMEOUT"]
-            store = open_store(settings.db, busy_timeout=None if busy is None else float(busy))
-            self._ledger = Ledger(store, settings.default_ttl)
+            self._ledger = Ledger.from_settings(self.settings)
         return self._ledger
 
     def me(self, payload_session: str | None = None) -> Holder:

@@ -219,11 +219,8 @@ def enforcing() -> bool:
 
 def open_ledger(settings: Settings, event: str) -> Ledger:
     from leasehold.ledger import Ledger
-    from leasehold.store import open_store
 
-    busy: Any = os.environ.get("LEASEHOLD_BUSY_TIMEOUT") or settings.get("busy_timeout")
-    timeout = BUSY_TIMEOUTS[event] if busy is None else float(busy)
-    return Ledger(open_store(settings.db, busy_timeout=timeout), settings.default_ttl)
+    return Ledger.from_settings(settings, busy_timeout=settings.busy_timeout or BUSY_TIMEOUTS[event])
 
 
 def _emit(obj: dict[str, Any]) -> None:

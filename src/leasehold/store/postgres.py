@@ -34,7 +34,7 @@ from psycopg.rows import dict_row
 
 from leasehold.errors import InvalidInput, Refused, StoreBusy, StoreError, StoreUnavailable
 from leasehold.model import Task
-from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
+from leasehold.store.sqlbase import SQLStore, Tx, encode_details, load_queries, migration_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -312,13 +312,12 @@ class PostgresStore(SQLStore):
         if fence is not None:
             return super().release(task_id, actor, session, status=status, kind=kind,
                                    force=force, details=details, fence=fence)
-        import json
 
         with self._guard():
             row = self._conn().execute(self.queries["release_one"], {
                 "id": task_id, "actor": actor, "session": session, "status": status,
                 "kind": kind, "force": force,
-                "details": json.dumps(details or {}, sort_keys=True, separators=(",", ":")),
+                "details": encode_details(details or {}),
             }).fetchone()
         if row is None:
             return None, "not_found"

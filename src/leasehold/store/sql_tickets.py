@@ -99,7 +99,7 @@ class TicketTx:
                     session: str | None = None, details: dict[str, Any] | None = None) -> Post | None:
         """Append a post and its ``posted`` event. ``ts`` defaults to now. Returns None (and
         appends nothing) when ``import_key`` was already imported."""
-        import json
+        from leasehold.store.sqlbase import encode_details
 
         tx = self.tx
         row = tx.one(
@@ -107,7 +107,7 @@ class TicketTx:
             session=session, kind=kind, item=item, subject=subject, body=body, refs=refs,
             flags=" ".join(flags), origin=origin, proof_kind=proof_kind, proof=proof,
             import_key=import_key,
-            details=json.dumps(details or {}, sort_keys=True, separators=(",", ":")),
+            details=encode_details(details or {}),
         )
         if row is None:
             return None

@@ -20,7 +20,7 @@ from leasehold.store.sql_tickets import TicketsSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
     from contextlib import AbstractContextManager
     from typing import Any
 
@@ -80,7 +80,7 @@ def migration_files(dialect: str) -> list[tuple[int, str, str]]:
 _ENCODER = None
 
 
-def _encode(details: dict[str, Any]) -> str:
+def encode_details(details: dict[str, Any]) -> str:
     """Event details as compact JSON with sorted keys (one encoder, built on first use)."""
     global _ENCODER
     if _ENCODER is None:
@@ -119,7 +119,7 @@ class Tx:
         """Append one row to ``events`` in this transaction."""
         self.run(
             "insert_event", kind=kind, task_id=task_id, actor=actor, session=session,
-            fence=fence, details=_encode(details),
+            fence=fence, details=encode_details(details),
         )
 
 
@@ -162,16 +162,6 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         with self._read() as tx:
             row = tx.one("get_task", id=task_id)
         return Task.from_row(row) if row else None
-
-    def tasks_by_ids(self, ids: Sequence[str]) -> list[Task]:
-        """The tasks among ``ids`` that exist (unknown ids are skipped)."""
-        found = []
-        with self._read() as tx:
-            for task_id in dict.fromkeys(ids):
-                row = tx.one("get_task", id=task_id)
-                if row:
-                    found.append(Task.from_row(row))
-        return found
 
     def add_task(self, task_id: str, title: str | None, priority: int | None,
                  actor: str | None, session: str | None) -> tuple[Task, bool]:
@@ -388,6 +378,7 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         return [Event.from_row(row) for row in rows]
 
     def _limit(self, limit: int) -> int | None:
+        """A LIMIT value: SQLite reads -1 as "no limit"; PostgreSQL needs NULL."""
         return limit
 
     def append_event(self, kind: str, task_id: str | None, actor: str | None,
@@ -395,6 +386,3 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         """Append an audit event that changes no other state (e.g. a gate bypass)."""
         with self._write() as tx:
             tx.event(kind, task_id, actor, session, fence, **details)
-
-    def iter_all_events(self) -> Iterator[Event]:
-        yield from self.events()

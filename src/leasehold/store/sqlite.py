@@ -114,9 +114,6 @@ class SQLiteStore(SQLStore):
     def _read(self) -> _Transaction:
         return _Transaction(self, "BEGIN", write=False)
 
-    def _limit(self, limit: int) -> int | None:
-        return limit  # SQLite reads LIMIT -1 as "no limit"
-
     def close(self) -> None:
         self.conn.close()
 

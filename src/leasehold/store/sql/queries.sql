@@ -108,5 +108,3 @@ SELECT * FROM (
     SELECT * FROM events WHERE task_id = :task_id AND id > :after ORDER BY id DESC LIMIT :limit
 ) AS recent ORDER BY id;
 
--- name: count_events
-SELECT count(*) AS n FROM events;
