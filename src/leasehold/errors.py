@@ -11,7 +11,14 @@ code  meaning
 2     usage or invalid input
 3     not found
 70    internal error (a bug: please report it)
-75    store busy or unavailable: retry later (``EX_TEMPFAIL`` from sysexits.h)
+75    store busy or unavailable, nothing applied: retry later (``EX_TEMPFAIL``)
+76    outcome unknown: the operation may or may not have applied; look its
+      operation id up (``leasehold op OP_ID``) before retrying with that id
+77    permission denied: no token, a bad token, or acting as another actor
+      (``EX_NOPERM``)
+78    configuration error: a permanent condition retrying cannot fix (a missing
+      ledger, a file that is not a ledger, a bad URL, permission denied on a
+      file; ``EX_CONFIG``)
 ====  =========================================================================
 
 A class's docstring is its default message.
@@ -109,6 +116,33 @@ class StoreBusy(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached; retry later."""
+
+
+class OutcomeUnknown(LeaseholdError):
+    """The operation's outcome is unknown: the connection was lost after COMMIT was sent and
+    the ledger could not be reached to find out whether it applied.
+
+    Attributes: ``op_id`` (the operation id recorded in the event if it applied; retry with the
+    same id, or look it up later, e.g. ``Ledger.lookup_op(op_id)``).
+    """
+
+    exit_code = 76
+
+    def __init__(self, message: str | None = None, op_id: str | None = None) -> None:
+        self.op_id = op_id
+        super().__init__(message)
+
+
+class PermissionDenied(LeaseholdError):
+    """Permission denied."""
+
+    exit_code = 77
+
+
+class ConfigError(LeaseholdError):
+    """The configuration is wrong: retrying will not help until it is fixed."""
+
+    exit_code = 78
 
 
 class DuplicatePost(Conflict):

@@ -66,7 +66,10 @@ exit codes:
   2   usage or invalid input
   3   not found
   70  internal error
-  75  store busy or unavailable: retry later
+  75  store busy or unavailable, nothing applied: retry later
+  76  outcome unknown: look the operation id up before retrying
+  77  permission denied
+  78  configuration error: fix the configuration (retrying will not help)
 """
 
 
