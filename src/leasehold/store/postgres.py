@@ -286,8 +286,60 @@ class PostgresStore(SQLStore):
                         (version, name),
                     )
                     applied.append(f"{version:04d}_{name}")
+                if any(name.startswith("0009_") for name in applied):
+                    self._genesis(PgTx(conn.cursor(), self.queries, None))
         self._checked = True
         return applied
+
+    # -- chains (see leasehold.store.sql_chain) ----------------------------------------------
+    def _q(self, sql: str) -> str:
+        return rewrite_placeholders(sql)
+
+    def _checkpoint_lock(self, tx: Tx, table: str) -> None:
+        tx.cursor.execute("SELECT leasehold_checkpoint_lock(%(t)s)", {"t": table})
+
+    @contextmanager
+    def _audit_tx(self) -> Iterator[Tx]:
+        """A read-only REPEATABLE READ transaction: every stream sees one snapshot."""
+        with self._guard():
+            conn = self._conn()
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield PgTx(conn.cursor(), self.queries, None)
+            finally:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        self._drop()
+
+    def _stream(self, tx: Tx, sql: str, params: dict[str, Any]) -> Iterator[Any]:
+        """A server-side cursor (the transaction is open): rows arrive in batches."""
+        self._cursors = getattr(self, "_cursors", 0) + 1
+        with self._guard():
+            cursor = tx.cursor.connection.cursor(name=f"leasehold_stream_{self._cursors}",
+                                                 row_factory=dict_row)
+            cursor.itersize = 2000
+            try:
+                cursor.execute(sql, params)
+                yield from cursor
+            finally:
+                cursor.close()
+
+    def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
+        rows = tx.cursor.execute(
+            "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled <> 'D' AS enabled "
+            "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+        ).fetchall()
+        return {row["name"]: (row["tbl"], bool(row["enabled"])) for row in rows}
+
+    def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> None:
+        if present:
+            table = ddl.split(" ON ", 1)[1].split()[0]
+            tx.cursor.execute(f'ALTER TABLE {table} ENABLE TRIGGER "{name}"')
+        else:
+            tx.cursor.execute(ddl)
 
     # -- hot paths: one statement each ---------------------------------------------------------
     def next(self, actor: str, session: str, ttl: float, count: int = 1) -> list[Task]:
