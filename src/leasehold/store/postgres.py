@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import select
 from contextlib import contextmanager
@@ -34,7 +35,9 @@ from psycopg.rows import dict_row
 
 from leasehold.errors import InvalidInput, Refused, StoreBusy, StoreError, StoreUnavailable
 from leasehold.model import Task
-from leasehold.store.sqlbase import SQLStore, Tx, encode_details, load_queries, migration_files
+from leasehold.store.sqlbase import (
+    SQL_DIR, SQLStore, Tx, encode_details, load_queries, migration_files,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -290,6 +293,72 @@ class PostgresStore(SQLStore):
                     self._genesis(PgTx(conn.cursor(), self.queries, None))
         self._checked = True
         return applied
+
+    # -- least privilege ---------------------------------------------------------------------
+    #: Tables whose rows the role may only read and append.
+    APPEND_ONLY = ("events", "feed_posts", "namespaces", "chain_checkpoints")
+
+    def grant_role(self, role: str) -> list[str]:
+        """Give the existing ``role`` every ledger operation on this ledger's schema without the
+        power to rewrite history (run as the tables' owner; see README "Least privilege"):
+        SELECT on every table; INSERT only on the append-only tables; on ``reservations``
+        INSERT and UPDATE of the abandonment columns only; on ``tasks`` INSERT and UPDATE,
+        checked at commit by the ``tasks_explained`` trigger installed here; read-only
+        ``schema_migrations``; full DML on the other (state) tables. Returns the statements run.
+
+        Raises InvalidInput for an unknown role or one that owns the tables or is a superuser
+        (ownership carries the power to drop triggers: it cannot be restricted)."""
+        from psycopg import sql
+
+        done: list[str] = []
+        with self._write() as tx:
+            cur = tx.cursor
+            found = cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %(r)s",
+                                {"r": role}).fetchone()
+            if found is None:
+                raise InvalidInput(f"role {role!r} does not exist (CREATE ROLE {role} LOGIN first)")
+            owner = cur.execute("SELECT pg_has_role(%(r)s, tableowner, 'USAGE') AS owns "
+                                "FROM pg_tables WHERE schemaname = current_schema() "
+                                "AND tablename = 'events'", {"r": role}).fetchone()
+            if found["rolsuper"] or (owner and owner["owns"]):
+                raise InvalidInput(f"role {role!r} is a superuser or (a member of) the tables' "
+                                   "owner: it can always drop triggers; grant to another role")
+            schema = cur.execute("SELECT current_schema() AS s").fetchone()["s"]
+            path = os.path.join(SQL_DIR, "postgres", "least_privilege.ddl")
+            with open(path, encoding="utf-8") as fh:
+                cur.execute(fh.read())
+            done.append("install trigger tasks_explained on tasks")
+            r, s = sql.Identifier(role), sql.Identifier(schema)
+            statements = [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, r)]
+            tables = [row["tablename"] for row in cur.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "ORDER BY tablename").fetchall()]
+            for table in tables:
+                t = sql.Identifier(schema, table)
+                statements.append(sql.SQL("REVOKE ALL ON {} FROM {}").format(t, r))
+                if table == "namespaces":
+                    # UPDATE on one column only for SELECT ... FOR UPDATE (the reservers' row
+                    # lock): every UPDATE is refused by namespaces_immutable, which the role
+                    # cannot disable or drop.
+                    privileges = "SELECT, INSERT, UPDATE (prefix)"
+                elif table in self.APPEND_ONLY:
+                    privileges = "SELECT, INSERT"
+                elif table == "reservations":
+                    privileges = ("SELECT, INSERT, UPDATE (status, abandoned_at, abandoned_by, "
+                                  "abandon_reason)")
+                elif table == "tasks":
+                    privileges = "SELECT, INSERT, UPDATE"
+                elif table == "schema_migrations":
+                    privileges = "SELECT"
+                else:
+                    privileges = "SELECT, INSERT, UPDATE, DELETE"
+                statements.append(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(t, r))
+            statements.append(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}")
+                              .format(s, r))
+            for statement in statements:
+                cur.execute(statement)
+                done.append(statement.as_string(cur))
+        return done
 
     # -- chains (see leasehold.store.sql_chain) ----------------------------------------------
     def _q(self, sql: str) -> str:
