@@ -51,54 +51,34 @@ FOR EACH ROW EXECUTE FUNCTION leasehold_checkpoints_append_only();
 CREATE TRIGGER chain_checkpoints_no_truncate BEFORE TRUNCATE ON chain_checkpoints
 FOR EACH STATEMENT EXECUTE FUNCTION leasehold_checkpoints_append_only();
 
--- The canonical encoding of one value: N | I int8 | F float8 bits | T int4 length, UTF-8.
-CREATE FUNCTION leasehold_enc_t(v text) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN v IS NULL THEN '\x4e'::bytea
-                ELSE '\x54'::bytea || int4send(octet_length(convert_to(v, 'UTF8')))
-                     || convert_to(v, 'UTF8') END
-$$;
-
-CREATE FUNCTION leasehold_enc_i(v bigint) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN v IS NULL THEN '\x4e'::bytea ELSE '\x49'::bytea || int8send(v) END
-$$;
-
-CREATE FUNCTION leasehold_enc_f(v double precision) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN v IS NULL THEN '\x4e'::bytea ELSE '\x46'::bytea || float8send(v) END
-$$;
-
--- sha256("leasehold-chain-v1\0" || table || "\0" || prev (32 bytes, zeros when NULL) || body)
-CREATE FUNCTION leasehold_chain_hash(tbl text, prev text, body bytea) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT encode(sha256(convert_to('leasehold-chain-v1', 'UTF8') || '\x00'::bytea
-                         || convert_to(tbl, 'UTF8') || '\x00'::bytea
-                         || coalesce(decode(prev, 'hex'), decode(repeat('00', 32), 'hex'))
-                         || body), 'hex')
-$$;
-
--- The lock that serialises appends to one chain (transaction-scoped).
-CREATE FUNCTION leasehold_chain_lock(tbl text, chain_key text) RETURNS void
-LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(hashtextextended(
-        'leasehold.chain:' || coalesce(current_schema(), '') || '.' || tbl || ':'
-        || coalesce('T' || chain_key, 'N'), 0))
-$$;
+-- The canonical encoding (chain.py), written out inline: N | I int8 | F float8 bits | T int4
+-- length + UTF-8 per column, after sha256's prefix "leasehold-chain-v1\0<table>\0" and the
+-- previous hash (32 zero bytes when none). Inline expressions, not SQL helper functions: PL/pgSQL
+-- does not inline those, and calling them cost several times the hash itself.
+-- The chain lock: a transaction-scoped advisory lock on (schema, table, chain key).
 
 CREATE FUNCTION leasehold_chain_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     prev text;
 BEGIN
-    PERFORM leasehold_chain_lock('events', NEW.task_id);
+    PERFORM pg_advisory_xact_lock(hashtextextended('leasehold.chain:' || TG_TABLE_SCHEMA
+        || '.events:' || coalesce('T' || NEW.task_id, 'N'), 0));
     IF NEW.task_id IS NULL THEN
         SELECT e.hash INTO prev FROM events e WHERE e.task_id IS NULL ORDER BY e.id DESC LIMIT 1;
     ELSE
         SELECT e.hash INTO prev FROM events e WHERE e.task_id = NEW.task_id ORDER BY e.id DESC LIMIT 1;
     END IF;
     NEW.prev_hash := prev;
-    NEW.hash := leasehold_chain_hash('events', prev,
-        leasehold_enc_i(NEW.id) || leasehold_enc_f(NEW.ts) || leasehold_enc_t(NEW.kind)
-        || leasehold_enc_t(NEW.task_id) || leasehold_enc_t(NEW.actor)
-        || leasehold_enc_t(NEW.session) || leasehold_enc_i(NEW.fence)
-        || leasehold_enc_t(NEW.details));
+    NEW.hash := encode(sha256('\x6c65617365686f6c642d636861696e2d7631006576656e747300'::bytea
+        || coalesce(decode(prev, 'hex'), '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+        || CASE WHEN NEW.id IS NULL THEN '\x4e'::bytea ELSE '\x49'::bytea || int8send(NEW.id) END
+            || CASE WHEN NEW.ts IS NULL THEN '\x4e'::bytea ELSE '\x46'::bytea || float8send(NEW.ts) END
+            || CASE WHEN NEW.kind IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.kind, 'UTF8'))) || convert_to(NEW.kind, 'UTF8') END
+            || CASE WHEN NEW.task_id IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.task_id, 'UTF8'))) || convert_to(NEW.task_id, 'UTF8') END
+            || CASE WHEN NEW.actor IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.actor, 'UTF8'))) || convert_to(NEW.actor, 'UTF8') END
+            || CASE WHEN NEW.session IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.session, 'UTF8'))) || convert_to(NEW.session, 'UTF8') END
+            || CASE WHEN NEW.fence IS NULL THEN '\x4e'::bytea ELSE '\x49'::bytea || int8send(NEW.fence) END
+            || CASE WHEN NEW.details IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.details, 'UTF8'))) || convert_to(NEW.details, 'UTF8') END), 'hex');
     RETURN NEW;
 END;
 $$;
@@ -110,21 +90,33 @@ BEGIN
     IF NEW.item IS NOT NULL THEN
         PERFORM 1 FROM tasks t WHERE t.id = NEW.item FOR UPDATE;
     END IF;
-    PERFORM leasehold_chain_lock('feed_posts', NEW.item);
+    PERFORM pg_advisory_xact_lock(hashtextextended('leasehold.chain:' || TG_TABLE_SCHEMA
+        || '.feed_posts:' || coalesce('T' || NEW.item, 'N'), 0));
     IF NEW.item IS NULL THEN
         SELECT p.hash INTO prev FROM feed_posts p WHERE p.item IS NULL ORDER BY p.id DESC LIMIT 1;
     ELSE
         SELECT p.hash INTO prev FROM feed_posts p WHERE p.item = NEW.item ORDER BY p.id DESC LIMIT 1;
     END IF;
     NEW.prev_hash := prev;
-    NEW.hash := leasehold_chain_hash('feed_posts', prev,
-        leasehold_enc_i(NEW.id) || leasehold_enc_f(NEW.ts) || leasehold_enc_f(NEW.recorded_at)
-        || leasehold_enc_t(NEW.seat) || leasehold_enc_t(NEW.actor) || leasehold_enc_t(NEW.session)
-        || leasehold_enc_t(NEW.kind) || leasehold_enc_t(NEW.item) || leasehold_enc_t(NEW.subject)
-        || leasehold_enc_t(NEW.body) || leasehold_enc_i(NEW.refs) || leasehold_enc_t(NEW.flags)
-        || leasehold_enc_t(NEW.origin) || leasehold_enc_t(NEW.proof_kind)
-        || leasehold_enc_t(NEW.proof) || leasehold_enc_t(NEW.import_key)
-        || leasehold_enc_t(NEW.details));
+    NEW.hash := encode(sha256('\x6c65617365686f6c642d636861696e2d763100666565645f706f73747300'::bytea
+        || coalesce(decode(prev, 'hex'), '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+        || CASE WHEN NEW.id IS NULL THEN '\x4e'::bytea ELSE '\x49'::bytea || int8send(NEW.id) END
+            || CASE WHEN NEW.ts IS NULL THEN '\x4e'::bytea ELSE '\x46'::bytea || float8send(NEW.ts) END
+            || CASE WHEN NEW.recorded_at IS NULL THEN '\x4e'::bytea ELSE '\x46'::bytea || float8send(NEW.recorded_at) END
+            || CASE WHEN NEW.seat IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.seat, 'UTF8'))) || convert_to(NEW.seat, 'UTF8') END
+            || CASE WHEN NEW.actor IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.actor, 'UTF8'))) || convert_to(NEW.actor, 'UTF8') END
+            || CASE WHEN NEW.session IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.session, 'UTF8'))) || convert_to(NEW.session, 'UTF8') END
+            || CASE WHEN NEW.kind IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.kind, 'UTF8'))) || convert_to(NEW.kind, 'UTF8') END
+            || CASE WHEN NEW.item IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.item, 'UTF8'))) || convert_to(NEW.item, 'UTF8') END
+            || CASE WHEN NEW.subject IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.subject, 'UTF8'))) || convert_to(NEW.subject, 'UTF8') END
+            || CASE WHEN NEW.body IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.body, 'UTF8'))) || convert_to(NEW.body, 'UTF8') END
+            || CASE WHEN NEW.refs IS NULL THEN '\x4e'::bytea ELSE '\x49'::bytea || int8send(NEW.refs) END
+            || CASE WHEN NEW.flags IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.flags, 'UTF8'))) || convert_to(NEW.flags, 'UTF8') END
+            || CASE WHEN NEW.origin IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.origin, 'UTF8'))) || convert_to(NEW.origin, 'UTF8') END
+            || CASE WHEN NEW.proof_kind IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.proof_kind, 'UTF8'))) || convert_to(NEW.proof_kind, 'UTF8') END
+            || CASE WHEN NEW.proof IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.proof, 'UTF8'))) || convert_to(NEW.proof, 'UTF8') END
+            || CASE WHEN NEW.import_key IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.import_key, 'UTF8'))) || convert_to(NEW.import_key, 'UTF8') END
+            || CASE WHEN NEW.details IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.details, 'UTF8'))) || convert_to(NEW.details, 'UTF8') END), 'hex');
     RETURN NEW;
 END;
 $$;
@@ -133,13 +125,20 @@ CREATE FUNCTION leasehold_chain_reservations() RETURNS trigger LANGUAGE plpgsql 
 DECLARE
     prev text;
 BEGIN
-    PERFORM leasehold_chain_lock('reservations', NEW.prefix);
+    PERFORM pg_advisory_xact_lock(hashtextextended('leasehold.chain:' || TG_TABLE_SCHEMA
+        || '.reservations:' || coalesce('T' || NEW.prefix, 'N'), 0));
     SELECT r.hash INTO prev FROM reservations r WHERE r.prefix = NEW.prefix ORDER BY r.id DESC LIMIT 1;
     NEW.prev_hash := prev;
-    NEW.hash := leasehold_chain_hash('reservations', prev,
-        leasehold_enc_i(NEW.id) || leasehold_enc_t(NEW.ticket_id) || leasehold_enc_t(NEW.prefix)
-        || leasehold_enc_t(NEW.period) || leasehold_enc_i(NEW.seq) || leasehold_enc_t(NEW.actor)
-        || leasehold_enc_t(NEW.session) || leasehold_enc_f(NEW.reserved_at));
+    NEW.hash := encode(sha256('\x6c65617365686f6c642d636861696e2d7631007265736572766174696f6e7300'::bytea
+        || coalesce(decode(prev, 'hex'), '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+        || CASE WHEN NEW.id IS NULL THEN '\x4e'::bytea ELSE '\x49'::bytea || int8send(NEW.id) END
+            || CASE WHEN NEW.ticket_id IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.ticket_id, 'UTF8'))) || convert_to(NEW.ticket_id, 'UTF8') END
+            || CASE WHEN NEW.prefix IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.prefix, 'UTF8'))) || convert_to(NEW.prefix, 'UTF8') END
+            || CASE WHEN NEW.period IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.period, 'UTF8'))) || convert_to(NEW.period, 'UTF8') END
+            || CASE WHEN NEW.seq IS NULL THEN '\x4e'::bytea ELSE '\x49'::bytea || int8send(NEW.seq) END
+            || CASE WHEN NEW.actor IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.actor, 'UTF8'))) || convert_to(NEW.actor, 'UTF8') END
+            || CASE WHEN NEW.session IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.session, 'UTF8'))) || convert_to(NEW.session, 'UTF8') END
+            || CASE WHEN NEW.reserved_at IS NULL THEN '\x4e'::bytea ELSE '\x46'::bytea || float8send(NEW.reserved_at) END), 'hex');
     RETURN NEW;
 END;
 $$;
@@ -148,13 +147,18 @@ CREATE FUNCTION leasehold_chain_namespaces() RETURNS trigger LANGUAGE plpgsql AS
 DECLARE
     prev text;
 BEGIN
-    PERFORM leasehold_chain_lock('namespaces', NEW.prefix);
+    PERFORM pg_advisory_xact_lock(hashtextextended('leasehold.chain:' || TG_TABLE_SCHEMA
+        || '.namespaces:' || coalesce('T' || NEW.prefix, 'N'), 0));
     SELECT n.hash INTO prev FROM namespaces n WHERE n.prefix = NEW.prefix ORDER BY n.id DESC LIMIT 1;
     NEW.prev_hash := prev;
-    NEW.hash := leasehold_chain_hash('namespaces', prev,
-        leasehold_enc_i(NEW.id) || leasehold_enc_t(NEW.prefix) || leasehold_enc_t(NEW.format)
-        || leasehold_enc_t(NEW.lane_actor) || leasehold_enc_f(NEW.created_at)
-        || leasehold_enc_t(NEW.created_by));
+    NEW.hash := encode(sha256('\x6c65617365686f6c642d636861696e2d7631006e616d6573706163657300'::bytea
+        || coalesce(decode(prev, 'hex'), '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+        || CASE WHEN NEW.id IS NULL THEN '\x4e'::bytea ELSE '\x49'::bytea || int8send(NEW.id) END
+            || CASE WHEN NEW.prefix IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.prefix, 'UTF8'))) || convert_to(NEW.prefix, 'UTF8') END
+            || CASE WHEN NEW.format IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.format, 'UTF8'))) || convert_to(NEW.format, 'UTF8') END
+            || CASE WHEN NEW.lane_actor IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.lane_actor, 'UTF8'))) || convert_to(NEW.lane_actor, 'UTF8') END
+            || CASE WHEN NEW.created_at IS NULL THEN '\x4e'::bytea ELSE '\x46'::bytea || float8send(NEW.created_at) END
+            || CASE WHEN NEW.created_by IS NULL THEN '\x4e'::bytea ELSE '\x54'::bytea || int4send(length(convert_to(NEW.created_by, 'UTF8'))) || convert_to(NEW.created_by, 'UTF8') END), 'hex');
     RETURN NEW;
 END;
 $$;
