@@ -337,7 +337,8 @@ def test_migration_0009_covers_older_history_with_a_genesis_checkpoint(tmp_path)
 
 def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> None:
     """Real processes released together append to shared and private chains (claims on one
-    task, claims on their own, audit events with no task, posts): no chain forks."""
+    task, claims on their own, audit events with no task, posts) while another takes
+    checkpoints: no chain forks, and no checkpoint misses a row committed after it looked."""
     with Ledger.open(db_url) as ledger:
         ledger.add("shared")
     go = tmp_path / "go"
@@ -349,6 +350,11 @@ def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> No
         "with Ledger.open(db) as led:\n"
         "    open(go + '.' + name, 'w').close()\n"
         "    while not os.path.exists(go): time.sleep(0.001)\n"
+        "    if name == 'anchor':\n"
+        "        for i in range(8):\n"
+        "            led.store.checkpoint()\n"
+        "            time.sleep(0.05)\n"
+        "        sys.exit(0)\n"
         "    for i in range(15):\n"
         "        who = name + ':s'\n"
         "        try:\n"
@@ -361,7 +367,7 @@ def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> No
         "        if i % 5 == 0:\n"
         "            led.feed.post('info', 'hi', who)\n"
     )
-    names = [f"w{i}" for i in range(6)]
+    names = [f"w{i}" for i in range(6)] + ["anchor"]
     procs = [subprocess.Popen([sys.executable, "-c", script, db_url, n, str(go)]) for n in names]
     from tests.conftest import wait_for
 
@@ -372,6 +378,7 @@ def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> No
         report = verify_ledger(ledger.store)
         assert report.ok, everything(report)
         assert report.rows["events"] >= 6 * 15 * 3
+        assert report.checkpoints > 4  # beyond the genesis ones
 
 
 def test_demo_run_verifies_clean(cli: CLI) -> None:
