@@ -183,6 +183,13 @@ def test_insert_a_forged_event_with_a_valid_hash(history: Ledger, db_url: str) -
     assert "tasks #t5: task row disagrees with its events" in text
 
 
+def test_abandon_a_reservation_in_place(history: Ledger, db_url: str) -> None:
+    with owner_sql(db_url) as sql:
+        sql("UPDATE reservations SET status = 'abandoned', abandoned_at = 1")
+    text = first(verify_ledger(history.store))
+    assert text.startswith("reservations #1: TK-") and "is abandoned but its events never abandon it" in text
+
+
 def test_insert_a_forged_event_without_a_hash(history: Ledger, db_url: str) -> None:
     with owner_sql(db_url) as sql:  # chain trigger off on PostgreSQL
         sql("INSERT INTO events (ts, kind, task_id, actor, session, details) "

@@ -10,7 +10,9 @@ Checks, in this order (the first break found is the one reported first):
    token is the previous grant's + 1 (fencing tokens: Kleppmann 2016); renewals and extends keep
    the holder and fence of a valid lease; a task is completed at most once per (re)open;
 4. every task row agrees with its last events: holder, fence, lease expiry and status; a task
-   row without any event is a task whose history was deleted;
+   row without any event is a task whose history was deleted; a reservation is abandoned
+   exactly when an ``abandoned`` event of its ticket exists (the abandonment columns are the one
+   part of a chained row that may change, so they are checked against the chained events);
 5. checkpoints: each covers the id range after the previous one; its row count and digest
    recompute from the rows (so a row deleted from, or slipped into, a covered range is found even
    where the chains cannot see it: the tail of a chain, or a whole chain);
@@ -120,6 +122,9 @@ def verify_ledger(store: Any, anchor: Mapping[str, tuple[int, str]] | None = Non
             _check_chains(reader, table, genesis_upto, report)
         for row in reader.tasks_without_events():
             report.add("tasks", row["id"], "task has no events: its history was deleted")
+        for row in reader.reservations_disagreeing():
+            report.add("reservations", row["id"], f"{row['ticket_id']} is {row['status']} but "
+                       f"its events {'never abandon' if row['status'] == 'abandoned' else 'abandon'} it")
         for table in CHAINED:
             _check_checkpoints(reader, table, report, None if anchor is None else anchor.get(table))
         report.anchor_checked = anchor is not None

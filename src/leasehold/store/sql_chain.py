@@ -296,6 +296,14 @@ class AuditReader:
         return self._stream("SELECT t.* FROM tasks t WHERE NOT EXISTS "
                             "(SELECT 1 FROM events e WHERE e.task_id = t.id) ORDER BY t.id")
 
+    def reservations_disagreeing(self) -> Iterator[Any]:
+        """Reservations whose status disagrees with the events: abandoned without an
+        ``abandoned`` event of that ticket, or still reserved with one."""
+        return self._stream(
+            "SELECT r.id, r.ticket_id, r.status FROM reservations r "
+            "WHERE (r.status = 'abandoned') <> EXISTS (SELECT 1 FROM events e "
+            "WHERE e.task_id = r.ticket_id AND e.kind = 'abandoned') ORDER BY r.id")
+
     def max_id(self, table: str) -> int:
         order = self.store._order_id(table)
         for row in self._stream(f"SELECT COALESCE(MAX({order}), 0) AS m FROM {table}"):
