@@ -240,10 +240,28 @@ def test_truncated_tail_past_an_anchor(history: Ledger, db_url: str) -> None:
         sql("DELETE FROM tasks WHERE id = 'late'")
         top = sql("SELECT MAX(id) FROM chain_checkpoints WHERE tbl = 'events'").fetchone()[0]
         sql(f"DELETE FROM chain_checkpoints WHERE id = {top}")
+        if not db_url.startswith("postgresql"):  # SQLite remembers the ids it drew
+            sql("UPDATE sqlite_sequence SET seq = (SELECT MAX(id) FROM events) WHERE name = 'events'")
+            sql("UPDATE sqlite_sequence SET seq = (SELECT MAX(id) FROM chain_checkpoints) "
+                "WHERE name = 'chain_checkpoints'")
     assert verify_ledger(history.store).ok  # consistent without the anchor
     report = verify_ledger(history.store, parse_anchor(anchor))
     assert first(report).startswith("events: the anchor covers ids up to")
     assert "its tail was truncated" in first(report)
+
+
+def test_sqlite_finds_a_deleted_tail_without_an_anchor(sqlite_url: str) -> None:
+    """SQLite ids are dense and sqlite_sequence remembers the last one drawn: a tail deleted
+    after the last checkpoint is found unless the tamperer also rewinds the sequence."""
+    with Ledger.open(sqlite_url) as ledger:
+        ledger.claim("a", ALICE, 60)
+        ledger.store.checkpoint()
+        ledger.claim("b", ALICE, 60)
+        with owner_sql(sqlite_url) as sql:
+            sql("DELETE FROM events WHERE task_id = 'b'")
+            sql("DELETE FROM tasks WHERE id = 'b'")
+        report = verify_ledger(ledger.store)
+        assert first(report) == "events: ids 3..4 were drawn but are missing: the tail was deleted"
 
 
 def test_rewritten_and_rehashed_history_is_caught_only_by_the_anchor(history: Ledger,

@@ -15,7 +15,10 @@ Checks, in this order (the first break found is the one reported first):
    part of a chained row that may change, so they are checked against the chained events);
 5. checkpoints: each covers the id range after the previous one; its row count and digest
    recompute from the rows (so a row deleted from, or slipped into, a covered range is found even
-   where the chains cannot see it: the tail of a chain, or a whole chain);
+   where the chains cannot see it: the tail of a chain, or a whole chain). On SQLite, where ids
+   are dense (AUTOINCREMENT, and a rolled-back insert draws no id), every gap is reported, and
+   ids drawn beyond the last row (``sqlite_sequence``) mean a deleted tail; on PostgreSQL a
+   rolled-back insert leaves a gap, so only the checkpoints explain the gaps they cover;
 6. with an anchor (``leasehold anchor``'s line, kept outside the database): each table still
    reaches the anchored id, and the checkpoint chain recomputed from the rows ends at the anchored
    hash there (a truncated, or rewritten and re-hashed, history does not).
@@ -33,7 +36,7 @@ from leasehold.chain import CHAINED, TABLES, RangeDigest, checkpoint_hash, legac
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from typing import Any
 
     from leasehold.store.sql_chain import AuditReader
@@ -293,9 +296,25 @@ def _h(holder: Any) -> str:
     return "nobody" if holder is None else f"{holder[0]}:{holder[1]}"
 
 
+def _dense(rows: Iterator[Any], table: str, report: Report, last: list[int]) -> Iterator[Any]:
+    """Pass ``rows`` (id order) through, reporting every gap in the ids; ``last[0]`` ends as the
+    highest id seen."""
+    for row in rows:
+        row_id = int(row["id"])
+        if row_id != last[0] + 1:
+            report.add(table, row_id, f"ids {last[0] + 1}..{row_id - 1} are missing: rows "
+                                      "were deleted")
+        last[0] = row_id
+        yield row
+
+
 def _check_checkpoints(reader: AuditReader, table: str, report: Report,
                        anchor: tuple[int, str] | None) -> None:
     rows = reader.rows_by_id(table)
+    last = [0]
+    dense = reader.dense_ids(table)
+    if dense:
+        rows = _dense(rows, table, report, last)
     pending: Any = next(rows, None)
     expected_from = 0
     stored_prev: str | None = None
@@ -335,6 +354,13 @@ def _check_checkpoints(reader: AuditReader, table: str, report: Report,
                 report.add(table, None, f"history up to id {upto} differs from the anchor: it "
                                         "was rewritten")
         expected_from, stored_prev, recomputed_prev = upto, cp["hash"], recomputed
+    if dense:
+        for _ in rows:  # the rows after the last checkpoint, for their gaps
+            pass
+        top = reader.sequence_top(table)
+        if top is not None and top > last[0]:
+            report.add(table, None, f"ids {last[0] + 1}..{top} were drawn but are missing: "
+                                    "the tail was deleted")
     if anchor is not None and not anchor_seen:
         top = reader.max_id(table)
         if top < anchor[0]:

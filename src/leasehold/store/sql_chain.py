@@ -304,6 +304,22 @@ class AuditReader:
             "WHERE (r.status = 'abandoned') <> EXISTS (SELECT 1 FROM events e "
             "WHERE e.task_id = r.ticket_id AND e.kind = 'abandoned') ORDER BY r.id")
 
+    def sequence_top(self, table: str) -> int | None:
+        """The highest id ever drawn for ``table`` when ids are dense (SQLite: AUTOINCREMENT
+        never reuses an id and a rolled-back insert draws none, so every id up to it exists
+        unless deleted); None where ids have gaps by design (PostgreSQL sequences) or the
+        table has no sequence."""
+        if self.store.dialect != "sqlite" or table == "namespaces":
+            return None
+        for row in self._stream("SELECT COALESCE(MAX(seq), 0) AS top FROM sqlite_sequence "
+                                "WHERE name = :name", name=table):
+            return int(row["top"])
+        return 0
+
+    def dense_ids(self, table: str) -> bool:
+        """True when every id from 1 up is used (SQLite), so a gap is a deleted row."""
+        return self.store.dialect == "sqlite"
+
     def max_id(self, table: str) -> int:
         order = self.store._order_id(table)
         for row in self._stream(f"SELECT COALESCE(MAX({order}), 0) AS m FROM {table}"):
