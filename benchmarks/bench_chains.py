@@ -113,7 +113,7 @@ def measure(workers: int = WORKERS, claims: int = CLAIMS) -> dict[str, object]:
         with psycopg.connect(BASE, autocommit=True) as admin:
             for schema in schemas.values():
                 admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    ratios = [on / off for on, off in zip(rates[True], rates[False])]
+    ratios = [on / off for on, off in zip(rates[True], rates[False], strict=True)]
     return {"on": rates[True], "off": rates[False], "ratio": statistics.median(ratios),
             "ratios": ratios, "verified": clean}
 
@@ -123,7 +123,7 @@ def run(report) -> None:  # type: ignore[no-untyped-def]
     single = measure(1, CLAIMS * 8)
     on, off = result["on"], result["off"]
     ratio = result["ratio"]
-    rows = [[i + 1, f"{a:,.0f}", f"{b:,.0f}", f"{a / b:.2f}"] for i, (a, b) in enumerate(zip(on, off))]
+    rows = [[i + 1, f"{a:,.0f}", f"{b:,.0f}", f"{a / b:.2f}"] for i, (a, b) in enumerate(zip(on, off, strict=True))]
     rows.append(["median", f"{statistics.median(on):,.0f}", f"{statistics.median(off):,.0f}",
                  f"{ratio:.2f}"])
     body = (
@@ -132,7 +132,7 @@ def run(report) -> None:  # type: ignore[no-untyped-def]
         "schema with the chain triggers disabled.\n\n"
         + report.table(["round", "chains on", "chains off", "ratio"], rows)
         + f"\n\nLedger with chains verified clean afterwards: {result['verified']}."
-        + f"\n\nTarget (chains on >= 0.9 x off, median ratio): "
+        + "\n\nTarget (chains on >= 0.9 x off, median ratio): "
         + ("met" if ratio >= 0.9 else "MISSED") + f" ({ratio:.2f})."
         + f"\n\nOne worker, {CLAIMS * 8} claims in a row (the trigger's own cost, with no CPU "
         f"contention between workers): chains on {statistics.median(single['on']):,.0f}/s, off "

@@ -174,7 +174,7 @@ def test_insert_a_forged_event_with_a_valid_hash(history: Ledger, db_url: str) -
         with owner_sql(db_url) as sql:
             prev = sql("SELECT hash FROM events WHERE task_id = 't5' ORDER BY id DESC").fetchone()[0]
             new_id = sql("SELECT MAX(id) + 1 FROM events").fetchone()[0]
-            row = dict(zip(columns.split(", "), values), id=new_id)
+            row = dict(zip(columns.split(", "), values, strict=True), id=new_id)
             sql(f"INSERT INTO events (id, prev_hash, hash, {columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (new_id, prev, row_hash("events", prev, row), *values))
     text = everything(verify_ledger(history.store))

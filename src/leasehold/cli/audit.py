@@ -98,7 +98,7 @@ def cmd_db(ctx: Context) -> int:
     if store.dialect != "postgres":
         raise InvalidInput("'db grant' is for PostgreSQL ledgers (a SQLite file's owner can "
                            "always rewrite it: keep anchors instead)")
-    done = store.grant_role(ctx.args.role)
+    done = store.grant_role(ctx.args.role)  # type: ignore[attr-defined]
     ctx.out({"role": ctx.args.role, "statements": done},
             f"granted {ctx.args.role} the ledger's operations without rewriting history "
             f"({len(done)} statements)")

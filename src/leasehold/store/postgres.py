@@ -36,7 +36,12 @@ from psycopg.rows import dict_row
 from leasehold.errors import InvalidInput, Refused, StoreBusy, StoreError, StoreUnavailable
 from leasehold.model import Task
 from leasehold.store.sqlbase import (
-    SQL_DIR, SQLStore, Tx, encode_details, load_queries, migration_files,
+    SQL_DIR,
+    SQLStore,
+    Tx,
+    encode_details,
+    load_queries,
+    migration_files,
 )
 
 TYPE_CHECKING = False

@@ -67,7 +67,7 @@ def rewrite_chain_inserts(queries: dict[str, str]) -> dict[str, tuple[str, dict[
         if len(columns) != len(values):
             raise RuntimeError(f"query {name}: {len(columns)} columns but {len(values)} values")
         mapping: dict[str, Any] = {}
-        for column, value in zip(columns, values):
+        for column, value in zip(columns, values, strict=True):
             mapping[column] = value[1:] if value.startswith(":") else ("lit", _literal(value))
         missing = [c for c, _ in TABLES[table][1] if c != "id" and c not in mapping]
         if missing:
@@ -174,7 +174,7 @@ class ChainSQL:
         for row in self._stream(tx, self._q(sql), {"after": from_id}):
             digest.add(int(row["id"]), row["hash"] or legacy_hash(table, row))
         if last is not None and digest.count == 0:
-            return from_id, prev
+            return from_id, str(prev)
         upto = max(digest.last_id, from_id)
         value = checkpoint_hash(table, prev, from_id, upto, digest.count, digest.hexdigest(), kind)
         tx.cursor.execute(self._q(
