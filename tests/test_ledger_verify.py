@@ -328,36 +328,72 @@ def test_verify_and_anchor_cli(cli: CLI) -> None:
     assert "ledger verification" in cli("verify", "--help").stdout.lower()
 
 
-def test_migration_0009_covers_older_history_with_a_genesis_checkpoint(tmp_path) -> None:
-    """A ledger written before the chains: its rows keep no hash, the genesis checkpoint taken
-    when 0009 is applied covers them, and editing one of them is found."""
-    import sqlite3
-
+def _older_ledger(db_url: str) -> None:
+    """A ledger with the migrations before 0009 only, and history written then: a task with
+    its event, a namespace, a reservation and a feed post."""
     from leasehold.store.sqlbase import migration_files
 
-    path = str(tmp_path / "old.db")
-    conn = sqlite3.connect(path, isolation_level=None)
+    postgres = db_url.startswith("postgresql")
+    old = [m for m in migration_files("postgres" if postgres else "sqlite") if m[0] < 9]
+    rows = [
+        "INSERT INTO tasks (id, status, created_at, updated_at) VALUES ('old', 'open', 1, 1)",
+        "INSERT INTO events (ts, kind, task_id, details) VALUES (1, 'created', 'old', '{}')",
+        "INSERT INTO namespaces (prefix, format, created_at) VALUES ('OLD', '{prefix}-{seq:04d}', 1)",
+        "INSERT INTO reservations (ticket_id, prefix, seq, actor, session, reserved_at) "
+        "VALUES ('OLD-0001', 'OLD', 1, 'a', 's', 1)",
+        "INSERT INTO feed_posts (ts, recorded_at, seat, kind, subject) VALUES (1, 1, 'a:s', 'info', 'hi')",
+    ]
+    create = ("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+              "applied_at DOUBLE PRECISION NOT NULL)")
+    if postgres:
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(create)
+            for version, name, file in old:
+                conn.execute(open(file).read())
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, 0)", (version, name))
+            for row in rows:
+                conn.execute(row)
+        return
+    import sqlite3
+
     from leasehold.store.sqlite import split_statements
 
-    old = [m for m in migration_files("sqlite") if m[0] < 9]
-    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                 "applied_at REAL NOT NULL)")
+    conn = sqlite3.connect(db_url, isolation_level=None)
+    conn.execute(create)
     for version, name, file in old:
         for statement in split_statements(open(file).read()):
             conn.execute(statement)
         conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
-    conn.execute("INSERT INTO tasks (id, status, created_at, updated_at) VALUES ('old', 'open', 1, 1)")
-    conn.execute("INSERT INTO events (ts, kind, task_id, details) VALUES (1, 'created', 'old', '{}')")
+    for row in rows:
+        conn.execute(row)
     conn.execute(f"PRAGMA user_version = {len(old)}")
     conn.close()
-    with Ledger.open(path) as ledger:
+
+
+def test_migration_0009_covers_older_history_with_a_genesis_checkpoint(db_url: str) -> None:
+    """A ledger written before the chains: its rows keep no hash, the genesis checkpoint taken
+    when 0009 is applied covers them, new rows chain after them, and editing an old one is
+    found."""
+    _older_ledger(db_url)
+    with Ledger.open(db_url) as ledger:
         assert "0009_chains" in ledger.store.applied_on_open
         ledger.claim("old", ALICE, 60)
-        assert verify_ledger(ledger.store).ok
-        with owner_sql(path) as sql:
+        ledger.tickets.reserve("OLD", ALICE)
+        ledger.feed.post("info", "again", ALICE)
+        report = verify_ledger(ledger.store)
+        assert report.ok, everything(report)
+        with ledger.store.audit() as reader:
+            genesis = reader.first_checkpoints()
+        assert {t: (g["kind"], g["upto_id"], g["row_count"]) for t, g in genesis.items()} == {
+            t: ("genesis", 1, 1) for t in TABLES}
+        with owner_sql(db_url) as sql:
             sql("UPDATE events SET ts = 2 WHERE id = 1")
-        assert first(verify_ledger(ledger.store)) == (
-            "events: rows in ids 1..1 changed since checkpoint #1")
+            sql("UPDATE reservations SET actor = 'mallory' WHERE id = 1")
+        text = everything(verify_ledger(ledger.store))
+        assert "events: rows in ids 1..1 changed since checkpoint" in text
+        assert "reservations: rows in ids 1..1 changed since checkpoint" in text
 
 
 def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> None:
