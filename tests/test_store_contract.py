@@ -210,10 +210,10 @@ def test_cli_migrate(cli) -> None:
     names = [f"{version:04d}_{name}" for version, name, _ in migration_files(dialect)]
     first = cli("migrate", "--json")
     assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout) == {"applied": names}
+    assert json.loads(first.stdout) == {"applied": names, "repaired": []}
     again = cli("migrate")
     assert again.returncode == 0 and again.stdout == "schema up to date\n"
-    assert json.loads(cli("migrate", "--json").stdout) == {"applied": []}
+    assert json.loads(cli("migrate", "--json").stdout) == {"applied": [], "repaired": []}
 
 
 def test_cli_migrate_text_names_each_migration(sqlite_cli) -> None:
