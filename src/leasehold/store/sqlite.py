@@ -108,7 +108,9 @@ class SQLiteStore(SQLStore):
     def now(self) -> float:
         return self.clock()
 
-    def _write(self) -> _Transaction:
+    def _write(self, op: str | None = None) -> _Transaction:
+        """``BEGIN IMMEDIATE``: the write lock is held before the clock is read (``op`` is
+        recorded by the caller; a local COMMIT either returns or fails having applied nothing)."""
         return _Transaction(self, "BEGIN IMMEDIATE", write=True)
 
     def _read(self) -> _Transaction:
