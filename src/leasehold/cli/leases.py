@@ -451,7 +451,7 @@ def cmd_log(ctx: Context) -> int:
     events = ctx.ledger.events(ctx.args.id, ctx.args.limit)
     lines = []
     for e in events:
-        details = " ".join(f"{k}={v}" for k, v in sorted(e.details.items()))
+        details = " ".join(f"{k}={v}" for k, v in sorted(e.details.items()) if k != "op")
         lines.append(f"{format_ts(e.ts)}  #{e.id}  {e.kind:<14} {e.task_id or '-'}  "
                      f"{e.holder or '-'}  fence {e.fence if e.fence is not None else '-'}  {details}".rstrip())
     ctx.out([e.to_dict() for e in events], "\n".join(lines) if lines else "no events")

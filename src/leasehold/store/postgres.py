@@ -89,9 +89,10 @@ def rewrite_placeholders(sql: str) -> str:
     return _PLACEHOLDER.sub(sub, sql)
 
 
-#: Seconds the store waits, after losing a connection during COMMIT, for the old backend to end
-#: before it looks the operation id up (beyond it: OutcomeUnknown).
-RESOLVE_TIMEOUT = 10.0
+#: The least time, in seconds, the store spends finding out whether an operation whose
+#: acknowledgement was lost applied (it tries for ``busy_timeout``, at least this long; beyond
+#: it: OutcomeUnknown).
+RESOLVE_MIN = 1.0
 
 
 class _Call:
@@ -112,10 +113,12 @@ class PgTx(Tx):
 
     __slots__ = ("_now",)
 
-    def __init__(self, cursor: Any, queries: dict[str, str], now: float | None) -> None:
+    def __init__(self, cursor: Any, queries: dict[str, str], now: float | None,
+                 op: str | None = None) -> None:
         self.cursor = cursor
         self.queries = queries
         self._now = now
+        self.op = op
 
     def one(self, name: str, **params: Any) -> Any:
         row = self.execute(name, params).fetchone()
@@ -158,6 +161,8 @@ class PostgresStore(SQLStore):
         self.conn: psycopg.Connection[Any] | None = None
         self._checked = False
         self.applied_on_open: list[str] = []
+        #: Calls whose acknowledgement was lost and that a lookup found applied (a counter).
+        self.lost_acks_resolved = 0
         self._connect()
 
     # -- connection and error translation ----------------------------------------------------
@@ -278,7 +283,7 @@ class PostgresStore(SQLStore):
                 return
             cur.execute("BEGIN")
             try:
-                yield PgTx(cur, self.queries, None)
+                yield PgTx(cur, self.queries, None, op)
             except BaseException:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
                     try:
@@ -299,12 +304,12 @@ class PostgresStore(SQLStore):
 
         Raises :class:`OpRecorded` (it applied: the record), :class:`StoreUnavailable` (it did
         not: retrying is safe) or :class:`OutcomeUnknown` (the ledger could not be asked within
-        :data:`RESOLVE_TIMEOUT` seconds)."""
+        ``busy_timeout`` seconds, at least :data:`RESOLVE_MIN`)."""
         import time
 
         op, pid = call.op, call.pid
         assert op is not None
-        deadline = time.monotonic() + RESOLVE_TIMEOUT
+        deadline = time.monotonic() + max(self.busy_timeout, RESOLVE_MIN)
         why = _first_line(exc)
         while True:
             record: dict[str, Any] | None = None
@@ -325,6 +330,7 @@ class PostgresStore(SQLStore):
                 why = error.message
             if settled:
                 if record is not None:
+                    self.lost_acks_resolved += 1
                     raise OpRecorded(op, record) from exc
                 raise StoreUnavailable(
                     f"lost the PostgreSQL ledger at {self._where()} ({_first_line(exc)}); "

@@ -114,12 +114,16 @@ class Tx:
     lock wait: a lease granted with a stale instant could be dead when it is returned.
     """
 
-    __slots__ = ("cursor", "queries", "now")
+    __slots__ = ("cursor", "queries", "now", "op")
 
-    def __init__(self, cursor: Any, queries: dict[str, str], now: float) -> None:
+    def __init__(self, cursor: Any, queries: dict[str, str], now: float,
+                 op: str | None = None) -> None:
         self.cursor = cursor
         self.queries = queries
         self.now = now
+        #: The operation id of the call this transaction carries (recorded in its events'
+        #: details as ``op`` and in ``operations``), or None.
+        self.op = op
 
     def execute(self, name: str, params: dict[str, Any]) -> Any:
         params.setdefault("now", self.now)
@@ -154,7 +158,10 @@ class Tx:
 
     def event(self, kind: str, task_id: str | None, actor: str | None = None,
               session: str | None = None, fence: int | None = None, **details: Any) -> None:
-        """Append one row to ``events`` in this transaction."""
+        """Append one row to ``events`` in this transaction (with the transaction's operation id
+        in the details as ``op``)."""
+        if self.op is not None:
+            details["op"] = self.op
         self.run(
             "insert_event", kind=kind, task_id=task_id, actor=actor, session=session,
             fence=fence, details=encode_details(details),

@@ -76,7 +76,8 @@ logged AS (
            (jsonb_build_object('expires_at', g.lease_until, 'ttl', g.lease_ttl, 'via', 'next')
             || CASE WHEN g.prev_actor IS NULL THEN '{}'::jsonb
                     ELSE jsonb_build_object('previous_holder', g.prev_actor || ':' || g.prev_session,
-                                            'previous_until', g.prev_until) END)::text
+                                            'previous_until', g.prev_until) END
+            || CASE WHEN CAST(:op AS TEXT) IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('op', CAST(:op AS TEXT)) END)::text
     FROM granted g
     ORDER BY g.priority DESC, g.created_at, g.id
 ),
@@ -131,7 +132,8 @@ logged AS (
             || CASE WHEN o.lease_actor IS NULL THEN '{}'::jsonb
                     ELSE jsonb_build_object('holder', o.lease_actor || ':' || o.lease_session) END
             || CASE WHEN o.lease_actor IS NOT NULL AND NOT (o.lease_until > o.now)
-                    THEN jsonb_build_object('after_expiry', true) ELSE '{}'::jsonb END)::text
+                    THEN jsonb_build_object('after_expiry', true) ELSE '{}'::jsonb END
+            || CASE WHEN CAST(:op AS TEXT) IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('op', CAST(:op AS TEXT)) END)::text
     FROM old o JOIN new n ON n.id = o.id
 ),
 recorded AS (
@@ -174,7 +176,8 @@ logged AS (
            (jsonb_build_object('status', 'done',
                                'holder', CAST(:actor AS text) || ':' || CAST(:session AS text))
             || CASE WHEN d.prev_until <= d.now THEN jsonb_build_object('after_expiry', true)
-                    ELSE '{}'::jsonb END)::text
+                    ELSE '{}'::jsonb END
+            || CASE WHEN CAST(:op AS TEXT) IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('op', CAST(:op AS TEXT)) END)::text
     FROM done d
     ORDER BY d.id
 ),
@@ -215,7 +218,8 @@ granted AS (
 logged AS (
     INSERT INTO events (ts, kind, task_id, actor, session, fence, details)
     SELECT g.now, 'claimed', g.id, g.lease_actor, g.lease_session, g.fence,
-           jsonb_build_object('expires_at', g.lease_until, 'ttl', g.lease_ttl)::text
+           (jsonb_build_object('expires_at', g.lease_until, 'ttl', g.lease_ttl)
+            || CASE WHEN CAST(:op AS TEXT) IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('op', CAST(:op AS TEXT)) END)::text
     FROM granted g
 ),
 recorded AS (
