@@ -118,10 +118,10 @@ def ackloop(go: str, ready: str, db: str, name: str, cycles: str, tasks: str, pi
     for n in range(int(cycles)):
         session = f"{name}-{n}"
         task_id = rng.choice(ids)
-        result = call("claim", task_id, session, lambda: ledger.claim(task_id, f"{name}:{session}", ttl=60))
+        result = call("claim", task_id, session, lambda t=task_id, s=session: ledger.claim(t, f"{name}:{s}", ttl=60))
         held = result == "ok" or (result == "76" and settle(ledger.last_op_id))
         while held:
-            result = call("release", task_id, session, lambda: ledger.release(task_id, f"{name}:{session}"))
+            result = call("release", task_id, session, lambda t=task_id, s=session: ledger.release(t, f"{name}:{s}"))
             held = result == "75" or (result == "76" and not settle(ledger.last_op_id))
     out.close()
     ledger.close()

@@ -64,7 +64,7 @@ def test_release_done_reopen_extend_next_add_sweep_replay(ledger: Ledger) -> Non
     assert (task.id, task.priority, created) == ("N1", 5, True)
     got = ledger.next("w:1", ttl=60, op_id="n1")
     assert [lease.task_id for lease in got] == ["N1"]
-    assert [(l.task_id, l.fence) for l in ledger.next("w:1", ttl=60, op_id="n1")] == [("N1", 1)]
+    assert [(x.task_id, x.fence) for x in ledger.next("w:1", ttl=60, op_id="n1")] == [("N1", 1)]
     assert kinds(ledger, "N1") == ["created", "claimed"]
 
     ledger.claim("M1", "a:1", ttl=60)

@@ -30,8 +30,8 @@ from leasehold.model import (
     new_op_id,
     parse_duration,
     validate_name,
-    validate_task_id,
     validate_op_id,
+    validate_task_id,
     validate_ttl,
 )
 

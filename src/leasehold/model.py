@@ -639,6 +639,13 @@ class Operation:
     applied); ``tasks`` (the tasks as the call left them) and ``result`` (the recorded outcome)."""
 
     __slots__ = ("op_id", "kind", "task_id", "actor", "session", "ts", "result")
+    op_id: str
+    kind: str
+    task_id: str | None
+    actor: str | None
+    session: str | None
+    ts: float
+    result: dict[str, Any]
 
     def __init__(self, record: Mapping[str, Any]) -> None:
         for name in self.__slots__:
