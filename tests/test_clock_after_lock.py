@@ -21,7 +21,7 @@ from tests.conftest import wait_for
 from tests.test_pg_faults import waiting_backend
 
 #: How long the other connection holds the lock: longer than the 1 s TTL.
-HOLD = 1.6
+HOLD = 1.3
 
 
 def assert_ordered(ledger: Ledger, task_id: str) -> None:
