@@ -74,6 +74,22 @@ def test_release_done_reopen_extend_next_add_sweep_replay(ledger: Ledger) -> Non
     assert kinds(ledger, "M1").count("completed") == 1
 
 
+def test_dependency_changes_replay(ledger: Ledger) -> None:
+    ledger.add("build")
+    task, created, added = ledger.add_blocked("deploy", "build", op_id="ab1")
+    assert (created, added) == (True, ["build"])
+    ledger.undepend("deploy", "build")
+    task, created, added = ledger.add_blocked("deploy", "build", op_id="ab1")
+    assert (task.id, created, added) == ("deploy", True, ["build"])  # the first outcome
+    assert ledger.blockers("deploy") == []                           # not applied again
+    assert ledger.depend("deploy", "build", op_id="dp1")[1] == ["build"]
+    assert ledger.depend("deploy", "build", op_id="dp1")[1] == ["build"]
+    assert ledger.undepend("deploy", "build", op_id="ud1")[1] == ["build"]
+    assert ledger.undepend("deploy", "build", op_id="ud1")[1] == ["build"]
+    assert kinds(ledger, "deploy").count("dependency_added") == 2
+    assert kinds(ledger, "deploy").count("dependency_removed") == 2
+
+
 def test_a_call_that_changed_nothing_records_nothing(ledger: Ledger) -> None:
     ledger.claim("T", "a:1", ttl=60)
     with pytest.raises(LeaseHeld):

@@ -111,7 +111,8 @@ class Ledger:
     :class:`~leasehold.errors.InvalidInput`.
 
     Operation ids (idempotency keys): every mutating call (claim, extend, release,
-    force_release, complete, complete_many, next, sweep with auto_release, reopen, add) takes
+    force_release, complete, complete_many, next, sweep with auto_release, reopen, add,
+    add_blocked, depend, undepend) takes
     ``op_id=`` (1-200 letters, digits, ``._:/#-``; a fresh random id when None) and records it
     in the same transaction as its effect; ``last_op_id`` holds the id of the latest call. A
     call repeated with the id of one that applied does not apply again: it returns the first
@@ -506,7 +507,8 @@ class Ledger:
 
     def add_blocked(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
                     title: str | None = None, priority: int | None = None,
-                    by: Holder | str | None = None) -> tuple[Task, bool, list[str]]:
+                    by: Holder | str | None = None,
+                    op_id: str | None = None) -> tuple[Task, bool, list[str]]:
         """Create ``task_id`` (or update its title/priority) waiting on every task of
         ``blocked_by`` (ids, or a comma-separated string), in one transaction.
 
@@ -516,15 +518,19 @@ class Ledger:
         """
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
-        outcome, task, added = self.store.add_dependencies(
-            task_id, ids, *_by(by),
-            create=True, title=title, priority=_priority(priority))
+        priority = _priority(priority)
+        result, record = self._apply(op_id, ("depend",), task_id, lambda op: self.store.add_dependencies(
+            task_id, ids, *_by(by), create=True, title=title, priority=priority, op=op))
+        if record is not None:
+            rec = record["result"]
+            return self._replayed(record)[0], rec.get("outcome") == "created", list(rec.get("ids", []))
+        outcome, task, added = result
         self._dependency_outcome(task_id, outcome, added)
         assert task is not None
         return task, outcome == "created", added
 
     def depend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
-               by: Holder | str | None = None) -> tuple[Task, list[str]]:
+               by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, list[str]]:
         """Make the existing task ``task_id`` wait until every task of ``blocked_by`` is done.
 
         Returns ``(task, added)``. Raises :class:`NotFound` (the task or a blocker),
@@ -533,21 +539,27 @@ class Ledger:
         """
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
-        outcome, task, added = self.store.add_dependencies(
-            task_id, ids, *_by(by))
+        result, record = self._apply(op_id, ("depend",), task_id, lambda op: self.store.add_dependencies(
+            task_id, ids, *_by(by), op=op))
+        if record is not None:
+            return self._replayed(record)[0], list(record["result"].get("ids", []))
+        outcome, task, added = result
         self._dependency_outcome(task_id, outcome, added)
         assert task is not None
         return task, added
 
     def undepend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
-                 by: Holder | str | None = None) -> tuple[Task, list[str]]:
+                 by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, list[str]]:
         """Stop ``task_id`` waiting on ``blocked_by``. Returns ``(task, removed)``: removing a
         dependency that does not exist is not an error. Raises :class:`NotFound` for an
         unknown task."""
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
-        outcome, task, removed = self.store.remove_dependencies(
-            task_id, ids, *_by(by))
+        result, record = self._apply(op_id, ("undepend",), task_id, lambda op: self.store.remove_dependencies(
+            task_id, ids, *_by(by), op=op))
+        if record is not None:
+            return self._replayed(record)[0], list(record["result"].get("ids", []))
+        outcome, task, removed = result
         self._dependency_outcome(task_id, outcome, removed)
         assert task is not None
         return task, removed

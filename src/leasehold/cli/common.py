@@ -121,6 +121,18 @@ def add_op_id_option(parser: argparse.ArgumentParser) -> None:
              "outcome. See 'leasehold op'.")
 
 
+def blockers_after(ctx: Context, task_id: str) -> list[dict[str, str]] | None:
+    """The task's blockers with their status, read after the change committed, for people only:
+    None (and a note on stderr) when they cannot be read, never a failure of the change."""
+    from leasehold.errors import StoreError
+
+    try:
+        return [{"id": b, "status": s} for b, s in ctx.ledger.blockers(task_id)]
+    except StoreError as exc:
+        ctx.say(f"(the change applied; its blockers could not be listed: {exc})")
+        return None
+
+
 class Context:
     """Per-invocation state: parsed args, settings, the ledger (opened on first use), identity."""
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import os
 
-from leasehold.cli.common import Context, add_command, add_op_id_option, add_ttl_options
+from leasehold.cli.common import (
+    Context,
+    add_command,
+    add_op_id_option,
+    add_ttl_options,
+    blockers_after,
+)
 from leasehold.errors import InvalidInput, NoneAvailable, StoreError
 from leasehold.model import format_ts
 
@@ -343,15 +349,14 @@ def setup_who(sub: Any) -> None:
 def cmd_add(ctx: Context) -> int:
     args = ctx.args
     if args.blocked_by is not None:
-        if args.op_id is not None:
-            raise InvalidInput("--op-id does not go with --blocked-by")
         task, created, _ = ctx.ledger.add_blocked(args.id, args.blocked_by, title=args.title,
-                                                  priority=args.priority, by=ctx.holder(required=False))
-        data = task.to_dict(ctx.ledger.now())
+                                                  priority=args.priority, by=ctx.holder(required=False),
+                                                  op_id=args.op_id)
+        data = task.to_dict(task.updated_at)
         data["created"] = created
-        data["blocked_by"] = [{"id": b, "status": s} for b, s in ctx.ledger.blockers(task.id)]
-        waits = ", ".join(b["id"] for b in data["blocked_by"])
-        ctx.out(data, f"{'added' if created else 'updated'} {task.id} (waits on {waits})")
+        data["blocked_by"] = blockers_after(ctx, task.id)
+        waits = ", ".join(b["id"] for b in data["blocked_by"] or [])
+        ctx.out(data, f"{'added' if created else 'updated'} {task.id} (waits on {waits or '?'})")
         return 0
     task, created = ctx.ledger.add(args.id, title=args.title, priority=args.priority,
                                    by=ctx.holder(required=False), op_id=args.op_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from leasehold.model import Event, Task
-from leasehold.store.sql_deps import DependenciesSQL
+from leasehold.store.sql_deps import DependenciesSQL, task_row
 from leasehold.store.sql_paths import PathsSQL
 from leasehold.store.sql_tickets import TicketsSQL
 
@@ -99,11 +99,6 @@ def encode_details(details: dict[str, Any]) -> str:
 
         _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
     return _ENCODER.encode(details)
-
-
-def task_row(task: Task) -> dict[str, Any]:
-    """A task as a plain dict of its columns (for recorded operation outcomes)."""
-    return {name: getattr(task, name) for name in Task.__slots__}
 
 
 class Tx:
