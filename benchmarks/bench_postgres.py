@@ -169,7 +169,7 @@ def _race(script: str, url: str, workers: int, batch: int) -> dict[str, float]:
             "rate": len(set(ids)) / (end - start)}
 
 
-def _latency(url: str) -> list[list[object]]:
+def _latency(url: str, synchronous_commit: bool = True) -> tuple[list[list[object]], float]:
     from leasehold import Ledger
 
     rows: list[list[object]] = []
@@ -177,26 +177,37 @@ def _latency(url: str) -> list[list[object]]:
     with Ledger.open(url) as ledger:
         _fill_leasehold(url)
         conn = ledger.store._conn()
+        if not synchronous_commit:
+            # Without waiting for the WAL flush: what is left is round trips and CPU, where a
+            # claim's own overhead shows (a loaded disk otherwise dominates every row).
+            conn.execute("SET synchronous_commit = off")
 
-        def measure(fn) -> tuple[float, float]:
-            samples = []
-            for i in range(n):
-                t0 = time.perf_counter()
-                fn(i)
-                samples.append((time.perf_counter() - t0) * 1e6)
+        def stats(samples: list[float]) -> tuple[float, float]:
             samples.sort()
             return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
 
-        floor = measure(lambda i: conn.execute(
-            "UPDATE tasks SET lease_actor = 'raw', lease_session = 's', lease_until = 1e12, "
-            "fence = fence + 1 WHERE id = %s RETURNING *", (f"b{i + 1}",)).fetchone())
+        def timed(fn, i: int) -> float:  # type: ignore[no-untyped-def]
+            t0 = time.perf_counter()
+            fn(i)
+            return (time.perf_counter() - t0) * 1e6
+
+        # The floors and the claim interleaved call by call (each on its own tasks), so a load
+        # that drifts during the run weighs on all three alike.
+        contenders = [
+            lambda i: conn.execute(
+                "UPDATE tasks SET lease_actor = 'raw', lease_session = 's', lease_until = 1e12, "
+                "fence = fence + 1 WHERE id = %s RETURNING *", (f"b{i + 1}",)).fetchone(),
+            lambda i: conn.execute(CTE_FLOOR, (f"b{n + i + 1}",)).fetchone(),
+            lambda i: ledger.claim(f"b{2 * n + i + 1}", "lat:1", ttl=600),
+        ]
+        samples: list[list[float]] = [[], [], []]
+        for i in range(n):
+            for k, fn in enumerate(contenders):
+                samples[k].append(timed(fn, i))
+        floor, cte, claim = (stats(s) for s in samples)
         _fill_leasehold(url)
-        cte = measure(lambda i: conn.execute(CTE_FLOOR, (f"b{i + 1}",)).fetchone())
-        _fill_leasehold(url)
-        claim = measure(lambda i: ledger.claim(f"b{i + 1}", "lat:1", ttl=600))
-        _fill_leasehold(url)
-        nxt = measure(lambda i: ledger.next("lat:1", ttl=600))
-        done = measure(lambda i: ledger.complete(f"b{i + 1}", "lat:1"))
+        nxt = stats([timed(lambda i: ledger.next("lat:1", ttl=600), i) for i in range(n)])
+        done = stats([timed(lambda i: ledger.complete(f"b{i + 1}", "lat:1"), i) for i in range(n)])
         rows.append(["raw single UPDATE ... RETURNING (floor)", f"{floor[0]:.0f}", f"{floor[1]:.0f}"])
         rows.append(["one-statement CTE floor (lock, clock, grant, event)", f"{cte[0]:.0f}",
                      f"{cte[1]:.0f}"])
@@ -207,17 +218,26 @@ def _latency(url: str) -> list[list[object]]:
 
 
 def latency_section(report, url: str) -> None:  # type: ignore[no-untyped-def]
-    lat, ratio = _latency(url)
+    parts = []
+    verdicts = []
+    for sync in (True, False):
+        lat, ratio = _latency(url, sync)
+        label = "synchronous_commit = on (the default)" if sync else "synchronous_commit = off"
+        parts.append(f"{label}:\n\n" + report.table(["operation", "p50 us", "p99 us"], lat)
+                     + f"\n\nledger.claim p50 / CTE floor p50: {ratio:.2f}x "
+                     + f"({'met' if ratio <= 1.5 else 'missed'})")
+        verdicts.append(ratio <= 1.5)
     report.section(
         "PostgreSQL: claim latency",
         "One client, 500 calls each of a claim of a free task, microseconds. The first floor is "
         "one `UPDATE ... RETURNING` statement on the same connection (no event, no checks); the "
-        "CTE floor is one statement that locks the row, reads the clock, grants and appends the "
-        "event (what a claim must do at least, without the operation id, the checks or the "
-        "Python API).\n\n"
-        + report.table(["operation", "p50 us", "p99 us"], lat)
-        + "\n\nTarget (ledger.claim p50 <= 1.5x the CTE floor's p50): "
-        + f"{'met' if ratio <= 1.5 else 'missed'} ({ratio:.2f}x).",
+        "CTE floor is one statement that locks the row, reads the clock after the lock, grants "
+        "and appends the event (what a claim must do at least, without the operation id, the "
+        "checks or the Python API). The three are interleaved call by call. Measured with the server's default commit and again with "
+        "`synchronous_commit = off` on the connection (no WAL flush wait: round trips and CPU "
+        "only).\n\n" + "\n\n".join(parts)
+        + "\n\nTarget (ledger.claim p50 <= 1.5x the CTE floor's p50, both settings): "
+        + f"{'met' if all(verdicts) else 'missed'}.",
     )
 
 
