@@ -78,6 +78,7 @@ FORBIDDEN = [
     ("UPDATE reservations SET actor = 'mallory'", "permission denied for table reservations"),
     ("DELETE FROM reservations", "permission denied for table reservations"),
     ("DELETE FROM chain_checkpoints", "permission denied for table chain_checkpoints"),
+    ("DELETE FROM operations", "permission denied for table operations"),
     ("ALTER TABLE tasks DISABLE TRIGGER tasks_explained", "must be owner of table tasks"),
     ("UPDATE tasks SET lease_actor = 'mallory' WHERE id = 't1'",
      "task t1 changed without its event in the same transaction"),
