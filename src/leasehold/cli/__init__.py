@@ -29,6 +29,7 @@ COMMAND_MODULES = {
     "next": "leasehold.cli.leases",
     "log": "leasehold.cli.leases",
     "migrate": "leasehold.cli.leases",
+    "init": "leasehold.cli.init",
     "whoami": "leasehold.cli.leases",
     "dep": "leasehold.cli.deps",
     "ready": "leasehold.cli.deps",
