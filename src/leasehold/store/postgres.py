@@ -130,7 +130,7 @@ class PostgresStore(SQLStore):
         self.queries = load_queries(self.dialect, rewrite_placeholders)
         self.conn: psycopg.Connection[Any] | None = None
         self._checked = False
-        self._create = create
+        self._create_ledger = create
         self.created = False
         self.applied_on_open: list[str] = []
         try:
@@ -197,7 +197,7 @@ class PostgresStore(SQLStore):
                 f"({conn.execute('SHOW search_path').fetchone()['search_path']}); create the "
                 "schema (CREATE SCHEMA name) or fix options=-csearch_path in the URL"))
         if not row["ok"]:
-            if not self._create:
+            if not self._create_ledger:
                 raise ConfigError(self._scrub(
                     f"no leasehold ledger in the PostgreSQL database at {self._where()} (schema "
                     f"{row['schema']}): create it with `leasehold init --db {redact(self.url)}`"))
