@@ -70,7 +70,9 @@ def redact(url: str) -> str:
 
 def scrub(text: str, url: str | None) -> str:
     """``text`` with every password ``url`` carries (as written or decoded) replaced by
-    ``***``, and ``url`` itself shown redacted."""
+    ``***``, and ``url`` itself shown redacted. A password of fewer than 4 characters is
+    replaced only where it appears as one (``:PW@``, ``password=PW``), so that it does not
+    mangle every word that contains it."""
     if not url or "://" not in url:
         return text
     secrets = passwords(url)
@@ -78,7 +80,9 @@ def scrub(text: str, url: str | None) -> str:
         return text
     text = text.replace(url, redact(url))
     for secret in secrets:
-        text = text.replace(secret, MASK)
+        text = text.replace(f":{secret}@", f":{MASK}@").replace(f"password={secret}", f"password={MASK}")
+        if len(secret) >= 4:  # anywhere; a shorter one would mangle ordinary words
+            text = text.replace(secret, MASK)
     return text
 
 
