@@ -42,7 +42,7 @@ def per_cycle_api(db: str, cycles: int) -> float:
     from leasehold import Holder, Ledger
 
     holder = Holder("bench", "s1")
-    with Ledger.open(db) as ledger:
+    with Ledger.open(db, create=True) as ledger:
         ledger.add("api-task")
         started = time.perf_counter()
         for _ in range(cycles):
@@ -129,6 +129,9 @@ print(json.dumps(results))
 
 
 def contention(db: str, folder: str) -> dict:
+    from leasehold import Ledger
+
+    Ledger.open(db, create=True).close()
     env = dict(os.environ)
     procs = [subprocess.Popen([sys.executable, "-c", CONTENDER, db, str(i), folder, str(ROUNDS)],
                               stdout=subprocess.PIPE, text=True, env=env) for i in range(RACERS)]

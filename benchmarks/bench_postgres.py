@@ -152,7 +152,7 @@ def _latency(url: str) -> list[list[object]]:
 
     rows: list[list[object]] = []
     n = 500
-    with Ledger.open(url) as ledger:
+    with Ledger.open(url, create=True) as ledger:
         _fill_leasehold(url)
         conn = ledger.store._conn()
 
@@ -204,7 +204,7 @@ def run(report) -> None:  # type: ignore[no-untyped-def]
 
         from leasehold import Ledger
 
-        with Ledger.open(url):
+        with Ledger.open(url, create=True):
             pass  # leasehold schema
 
         async def install() -> None:

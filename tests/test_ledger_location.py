@@ -316,7 +316,8 @@ def _ledger(path: Path) -> None:
     Ledger.open(str(path), create=True).close()
 
 
-def test_ledgers_of_earlier_versions_open_and_are_marked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("marked", [False, True], ids=["made-by-earlier", "opened-by-earlier"])
+def test_ledgers_of_earlier_versions_open_and_are_marked(marked: bool, tmp_path: Path) -> None:
     from leasehold.store.sqlite import APPLICATION_ID, known_migrations, schema_mask
 
     path = tmp_path / "old.db"
@@ -324,8 +325,10 @@ def test_ledgers_of_earlier_versions_open_and_are_marked(tmp_path: Path) -> None
     with Ledger.open(str(path)) as ledger:
         ledger.claim("T", "a:s", ttl=600)
     conn = sqlite3.connect(path)
-    # as earlier versions left it: no application_id, user_version counting the migrations
-    conn.execute("PRAGMA application_id = 0")
+    # as earlier versions leave it: user_version counting the migrations, and no application_id
+    # unless the ledger was made by this version and merely opened by an earlier one
+    if not marked:
+        conn.execute("PRAGMA application_id = 0")
     conn.execute(f"PRAGMA user_version = {len(known_migrations())}")
     conn.commit()
     conn.close()

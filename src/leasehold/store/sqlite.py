@@ -43,7 +43,6 @@ DEFAULT_BUSY_TIMEOUT = 10.0
 #: ``PRAGMA application_id`` of a leasehold ledger ("LHLD"): how a file is recognised as one
 #: (the SQLite file format's field for this, offset 68 of the header).
 APPLICATION_ID = 0x4C484C44
-_IDENTITY = "SELECT * FROM pragma_application_id(), pragma_user_version()"
 #: The columns of leasehold's schema_migrations (a table of that name alone proves nothing:
 #: Rails and other tools make one too).
 _MIGRATION_COLUMNS = {"version", "name", "applied_at"}
@@ -145,7 +144,9 @@ class SQLiteStore(SQLStore):
         try:
             with self._guard():
                 conn.execute("PRAGMA synchronous=NORMAL")
-                app_id, version = conn.execute(_IDENTITY).fetchone()
+                # Two header reads; a SELECT over the pragma functions would load the schema.
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
             if app_id != APPLICATION_ID or version != schema_mask(known_migrations()):
                 self.applied_on_open = self._reconcile(app_id, version, create)
         except BaseException:
@@ -198,10 +199,11 @@ class SQLiteStore(SQLStore):
                     "ledger, or create one elsewhere with `leasehold init --db PATH`")
             rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
         newer = sorted(f"{v:04d}_{n}" for v, n in rows if known.get(v) != n)
-        if app_id == APPLICATION_ID:
-            beyond = version & ~schema_mask(known)
-        else:  # made before the mark: user_version counted the migrations applied
-            beyond = version if version > len(known) else 0
+        # user_version is the set of migrations (bit N for migration N) in a marked ledger, or
+        # their count in one made (or since opened) by a version before the mark: a count up to
+        # the number of migrations known is such a version's, a larger value must be a set of
+        # known migrations. schema_migrations is the record either way.
+        beyond = version > len(known) and (app_id == 0 or version & ~schema_mask(known))
         if newer or beyond:
             what = ("migration(s) " + ", ".join(newer)) if newer else f"user_version {version}"
             raise ConfigError(
