@@ -192,10 +192,11 @@ class PostgresStore(SQLStore):
                            "to_regclass('schema_migrations') IS NOT NULL AS ok").fetchone()
         assert row is not None
         if row["schema"] is None:
+            shown = conn.execute("SHOW search_path").fetchone()
             raise ConfigError(self._scrub(
                 f"the PostgreSQL ledger at {self._where()}: no schema of the search_path exists "
-                f"({conn.execute('SHOW search_path').fetchone()['search_path']}); create the "
-                "schema (CREATE SCHEMA name) or fix options=-csearch_path in the URL"))
+                f"({shown['search_path'] if shown else '?'}); create the schema "
+                "(CREATE SCHEMA name) or fix options=-csearch_path in the URL"))
         if not row["ok"]:
             if not self._create_ledger:
                 raise ConfigError(self._scrub(

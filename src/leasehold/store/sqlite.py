@@ -35,7 +35,7 @@ from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 #: Seconds a writer waits for the database lock before StoreBusy.
@@ -59,10 +59,13 @@ def known_migrations() -> dict[int, str]:
     return _SCHEMA
 
 
-def schema_mask(versions: object) -> int:
+def schema_mask(versions: Iterable[int]) -> int:
     """The ``user_version`` of a ledger with exactly these migrations applied: bit N set for
     migration N (migrations are numbered 1-30; 0 is never used)."""
-    return sum(1 << int(v) for v in versions)  # type: ignore[attr-defined]
+    mask = 0
+    for version in versions:
+        mask |= 1 << version
+    return mask
 
 
 def _uri(path: str, create: bool) -> str:
