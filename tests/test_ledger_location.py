@@ -514,3 +514,25 @@ def test_passwords_never_printed_by_a_real_server(base_env: dict[str, str], tmp_
 def test_cli_fixture_ledgers_exist(cli: CLI) -> None:
     """The shared fixtures create their ledgers explicitly (so the CLI finds one)."""
     assert cli("status", "T").returncode == 0
+
+
+def test_postgres_permission_denied_exits_78(base_env: dict[str, str], tmp_path: Path,
+                                             pg_url: str) -> None:
+    import uuid
+
+    from tests import pg
+
+    role = "lh_noperm_" + uuid.uuid4().hex[:8]
+    schema = pg_url.rsplit("%3D", 1)[-1]
+    with pg.admin() as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+    try:
+        scheme, rest = pg_url.split("://", 1)
+        url = f"{scheme}://{role}@{rest.split('@', 1)[-1]}"
+        result = run(dict(base_env, LEASEHOLD_DB=url), tmp_path, "status", "T")
+        assert result.returncode == 78 and "permission denied" in one_line(result)
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
