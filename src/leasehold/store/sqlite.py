@@ -262,6 +262,11 @@ class SQLiteStore(SQLStore):
             self._enable_wal()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                tables = {row[0] for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if tables and "schema_migrations" not in tables:  # written since it was checked
+                    raise ConfigError(f"{self.path} is not a leasehold ledger (another program "
+                                      "wrote tables into it); it was left untouched")
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
                     "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
