@@ -487,8 +487,11 @@ def test_passwords_never_printed(base_env: dict[str, str], tmp_path: Path) -> No
     commands = (["whoami"], ["whoami", "--json"], ["status", "T", "--json"],
                 ["demo", "--workers", "2", "--tasks", "1"], ["init"])
     for i, url in enumerate(urls):
-        for j, command in enumerate(commands):
-            if (i + j) % 2:  # each URL and each command through both --db and LEASEHOLD_DB
+        # every command with two of the URLs, every URL with two commands, through both
+        # --db and LEASEHOLD_DB
+        for j in (i, i + 1):
+            command = commands[j % len(commands)]
+            if j % 2:
                 env, extra = dict(base_env, LEASEHOLD_DB=url), []
             else:
                 env, extra = base_env, ["--db", url]
