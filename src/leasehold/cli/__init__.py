@@ -31,6 +31,7 @@ COMMAND_MODULES = {
     "migrate": "leasehold.cli.leases",
     "init": "leasehold.cli.init",
     "whoami": "leasehold.cli.leases",
+    "op": "leasehold.cli.leases",
     "dep": "leasehold.cli.deps",
     "ready": "leasehold.cli.deps",
     "blocked": "leasehold.cli.deps",
