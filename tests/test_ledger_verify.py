@@ -372,10 +372,26 @@ def _older_ledger(db_url: str) -> None:
     conn.close()
 
 
-def test_migration_0009_covers_older_history_with_a_genesis_checkpoint(db_url: str) -> None:
+@pytest.fixture
+def old_url(db_url: str, tmp_path):  # type: ignore[no-untyped-def]
+    """A fresh, empty location on ``db_url``'s backend (``db_url`` itself is already a ledger)."""
+    if not db_url.startswith("postgresql"):
+        yield str(tmp_path / "old.db")
+        return
+    from tests import pg
+
+    schema = pg.create_schema()
+    try:
+        yield pg.url_for_schema(schema)
+    finally:
+        pg.drop_schema(schema)
+
+
+def test_migration_0009_covers_older_history_with_a_genesis_checkpoint(old_url: str) -> None:
     """A ledger written before the chains: its rows keep no hash, the genesis checkpoint taken
     when 0009 is applied covers them, new rows chain after them, and editing an old one is
     found."""
+    db_url = old_url
     _older_ledger(db_url)
     with Ledger.open(db_url) as ledger:
         assert "0009_chains" in ledger.store.applied_on_open
