@@ -210,16 +210,23 @@ def cmd_feed_list(ctx: Context) -> int:
     return 0
 
 
+#: ``feed tail -f`` bounds, in seconds: the poll interval, and the longest --timeout (7 days).
+TAIL_INTERVAL = (0.01, 3600.0)
+TAIL_TIMEOUT_MAX = 7 * 86400.0
+
+
 def cmd_feed_tail(ctx: Context) -> int:
     import json
     import signal
     import time
 
     args = ctx.args
-    if args.interval <= 0:
-        raise InvalidInput(f"--interval must be positive, got {args.interval:g}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise InvalidInput(f"--timeout must be positive, got {args.timeout:g}")
+    if not TAIL_INTERVAL[0] <= args.interval <= TAIL_INTERVAL[1]:  # also refuses nan
+        raise InvalidInput(f"--interval must be {TAIL_INTERVAL[0]:g} to {TAIL_INTERVAL[1]:g} "
+                           f"seconds, got {args.interval:g}")
+    if args.timeout is not None and not 0 < args.timeout <= TAIL_TIMEOUT_MAX:
+        raise InvalidInput(f"--timeout must be more than 0 and at most {TAIL_TIMEOUT_MAX:g} "
+                           f"seconds (7 days), got {args.timeout:g}")
     if args.count is not None and args.count < 1:
         raise InvalidInput(f"--count must be at least 1, got {args.count}")
     feed = ctx.ledger.feed
@@ -379,8 +386,8 @@ def setup_feed(sub: Any) -> None:
     )
     t.add_argument("-n", "--lines", type=int, default=10, help="how many recent posts first (default 10)")
     t.add_argument("-f", "--follow", action="store_true", help="keep printing new posts")
-    t.add_argument("--interval", type=float, default=0.5, help="seconds between polls (default 0.5)")
-    t.add_argument("--timeout", type=float, help="stop following after this many seconds")
+    t.add_argument("--interval", type=float, default=0.5, help="seconds between polls (0.01 to 3600, default 0.5)")
+    t.add_argument("--timeout", type=float, help="stop following after this many seconds (at most 7 days)")
     t.add_argument("--count", type=int, help="stop after this many new posts")
 
     i = add_command(

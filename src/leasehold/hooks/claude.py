@@ -160,20 +160,22 @@ def throttled_fast(raw: bytes) -> bool:
 
 
 def _not_due(path: str) -> bool:
+    from leasehold.safefiles import read_small
+
     try:
-        with open(path, "rb") as fh:
-            due = float(fh.read(64).split()[0])
+        due = float(read_small(path, 64).split()[0])
     except (OSError, ValueError, IndexError):
         return False
     return time.time() < due
 
 
 def _mark_due(path: str, due: float) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(f"{due!r}\n")
-    os.replace(tmp, path)
+    """Record when ``path``'s session is next due, in a private state folder (a folder other
+    users can write is refused: :mod:`leasehold.safefiles`). Raises :class:`OSError`."""
+    from leasehold.safefiles import private_folder, replace_file
+
+    private_folder(os.path.dirname(path))
+    replace_file(path, f"{due!r}\n".encode("ascii"))
 
 
 # -- payload, settings, ledger -----------------------------------------------------------------
@@ -318,17 +320,16 @@ def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
 
     from leasehold.model import format_ts_precise
 
+    from leasehold.safefiles import append_record, private_folder
+
     now = time.time()
     folder = settings.path("audit_dir", cache_home()) if settings is not None else cache_home()
-    os.makedirs(folder, exist_ok=True)
+    private_folder(folder)
     line = json.dumps({"ts": format_ts_precise(now), **record}, ensure_ascii=False,
                       sort_keys=True) + "\n"
     path = os.path.join(folder, time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now)))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udXXX
-    finally:
-        os.close(fd)
+    # whole or not at all (a torn line is cut off and raised), never through a symlink
+    append_record(path, line.encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udXXX
 
 
 def _actor(settings: Settings | None) -> str | None:
@@ -499,7 +500,12 @@ def post_tool_use(payload: dict[str, Any]) -> int:
         return 0
     with open_ledger(settings, "post-tool-use") as ledger:
         ledger.heartbeat_session(session)
-    _mark_due(path, time.time() + interval)
+    try:
+        _mark_due(path, time.time() + interval)
+    except OSError as exc:
+        sys.stderr.write(f"leasehold hook post-tool-use: heartbeat sent, but the throttle file "
+                         f"cannot be written: {exc}\n")
+        return 1
     return 0
 
 

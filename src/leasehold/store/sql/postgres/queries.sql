@@ -85,6 +85,8 @@ old AS (
                 CASE WHEN t.lease_actor IS NULL AND CAST(:status AS TEXT) IS NULL
                      THEN 'not_held' ELSE 'released' END
             WHEN t.lease_actor IS NULL THEN 'not_held'
+            WHEN t.lease_actor = :actor AND t.lease_session = :session AND NOT (t.lease_until > c.now)
+                THEN 'expired'
             WHEN t.lease_actor = :actor AND t.lease_session = :session THEN 'released'
             WHEN t.lease_until > c.now THEN 'held_by_other'
             ELSE 'not_held'
@@ -116,7 +118,7 @@ FROM old o LEFT JOIN new n ON n.id = o.id;
 
 -- name: complete_many
 -- `done ID...` in one statement: lock (in id order) the tasks among :ids whose lease the caller
--- holds (valid, or expired with nobody having taken it over), mark them done, clear the lease and
+-- validly holds (a lease past its expiry is over: see SQLStore.release), mark them done, clear the lease and
 -- append one `completed` event each (same details as SQLStore.complete_many).
 WITH clock AS MATERIALIZED (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS now
@@ -126,6 +128,7 @@ old AS (
     FROM tasks t
     WHERE t.id = ANY(CAST(:ids AS text[]))
       AND t.lease_actor = CAST(:actor AS text) AND t.lease_session = CAST(:session AS text)
+      AND t.lease_until > (SELECT now FROM clock)
     ORDER BY t.id
     FOR UPDATE
 ),
