@@ -131,6 +131,19 @@ def to_timestamp(value: Any) -> float | None:
     return (parsed if parsed.tzinfo else parsed.astimezone()).timestamp()
 
 
+def validate_mission_id(mission_id: str) -> str:
+    """Return ``mission_id`` if it can name a mission file: a task id (1-200 letters, digits,
+    ``._:/#-``) that is one path component (no ``/``) and not hidden (no leading ``.``: hidden
+    names are temporary files). Raises :class:`InvalidInput`."""
+    from leasehold.model import validate_task_id
+
+    validate_task_id(mission_id)
+    if "/" in mission_id or mission_id.startswith("."):
+        raise InvalidInput(f"mission id {mission_id!r} must be one file name: no '/', no "
+                           "leading '.'")
+    return mission_id
+
+
 def slugify(title: str, limit: int = 60) -> str:
     """``"Thaifa migration (critical)"`` -> ``thaifa-migration-critical``."""
     import unicodedata
@@ -551,13 +564,11 @@ class Missions:
         """Create a QUEUED mission in ``queue/`` from ``TEMPLATE.md`` (or the built-in template).
         The id defaults to ``YYYY-MM-DD-slug-of-title``. Raises :class:`Conflict` if the id is
         taken, :class:`InvalidInput` for a bad id or title."""
-        from leasehold.model import validate_task_id
-
         title = " ".join((title or "").split())
         if not title:
             raise InvalidInput("the mission needs a title")
         day, _ = self._stamp(self.now())
-        mission_id = validate_task_id(mission_id or f"{day}-{slugify(title)}")
+        mission_id = validate_mission_id(mission_id or f"{day}-{slugify(title)}")
         missions, problems = self.scan()
         for existing in missions:
             if existing.id == mission_id:
