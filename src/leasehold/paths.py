@@ -231,6 +231,28 @@ def release(ledger: Ledger, patterns: Sequence[str], holder: Holder | str,
     return ledger.store.release_paths(wanted, who.actor, who.session)
 
 
+def force_release(ledger: Ledger, patterns: Sequence[str], reason: str,
+                  by: Holder | str | None = None) -> list[tuple[str, list[PathReservation]]]:
+    """Anyone clears every holder's reservation of ``patterns`` (a crashed session's files),
+    recorded as ``path_force_released`` with ``reason`` and who did it, like a lease's force
+    release. Returns ``[(pattern, the reservations cleared)]`` (empty for a pattern nobody
+    reserved). Raises :class:`InvalidInput` without a reason or for a bad pattern."""
+    if not reason or not reason.strip():
+        raise InvalidInput("--force needs --reason TEXT: say why the reservation is cleared")
+    who = Holder.parse(by) if by is not None else None
+    wanted = list(dict.fromkeys(normalize_pattern(p) for p in patterns))
+    if not wanted:
+        raise InvalidInput("give at least one path pattern")
+    return ledger.store.force_release_paths(wanted, who.actor if who else None,
+                                            who.session if who else None, reason)
+
+
+def sweep(ledger: Ledger, auto_release: bool = False) -> list[PathReservation]:
+    """Reservations past expiry (as they were); with ``auto_release`` clear each (one
+    ``path_expired`` event each)."""
+    return ledger.store.sweep_paths(auto_release)
+
+
 def active(ledger: Ledger) -> list[PathReservation]:
     """Every valid reservation, by pattern."""
     return ledger.store.valid_paths()

@@ -186,12 +186,17 @@ class Context:
 
             sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         elif text is not None:
+            from leasehold.untrusted import for_terminal
+
+            text = for_terminal(text)  # control characters escaped, line breaks kept
             sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
 
     @staticmethod
     def say(message: str) -> None:
-        """A message for people: stderr."""
-        sys.stderr.write(message + "\n")
+        """A message for people: stderr, one line, control characters escaped."""
+        from leasehold.untrusted import escape
+
+        sys.stderr.write(escape(message, None) + "\n")
 
 
 def run_command(args: argparse.Namespace, debug: bool) -> int:
@@ -228,8 +233,10 @@ def run_command(args: argparse.Namespace, debug: bool) -> int:
 
 
 def _report(ctx: Context, exc: BaseException, kind: str, code: int, line: str | None = None) -> None:
+    from leasehold.untrusted import escape
+
     message = line or str(exc)
-    message = " ".join(message.split("\n"))
+    message = escape(" ".join(message.split("\n")), None)
     sys.stderr.write(message + "\n")
     if ctx.json:
         import json

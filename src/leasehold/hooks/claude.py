@@ -55,6 +55,9 @@ BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0
 #: connect_timeout) ends in our answer, not in Claude Code's timeout, which lets the call through.
 DEADLINES = {"pre-tool-use": 8.0, "post-tool-use": 8.0, "session-start": 8.0, "session-end": 1.1}
 _OFF = ("0", "false", "no", "off")
+#: tool_input fields the gate reads: each must be a string when present (a wrong type is a
+#: non-blocking payload error, never silently read as empty).
+_TEXT_INPUTS = ("prompt", "description", "file_path", "notebook_path")
 _ID_PUNCT = "._:/#-"
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 
@@ -197,6 +200,11 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
     for key in ("session_id", "tool_name", "cwd"):
         if payload.get(key) is not None and not isinstance(payload[key], str):
             raise PayloadError(f"hook payload field {key} must be a string")
+    gated = payload.get("tool_name") in AGENT_TOOLS or payload.get("tool_name") in EDIT_TOOLS
+    for key in _TEXT_INPUTS if gated else ():
+        if tool_input is not None and tool_input.get(key) is not None \
+                and not isinstance(tool_input[key], str):
+            raise PayloadError(f"hook payload field tool_input.{key} must be a string")
     return payload
 
 
@@ -277,19 +285,25 @@ def candidate_ids(text: str) -> list[str]:
 
 
 def _task_line(task: Task) -> str:
+    """One held task for an agent; its title is the holder's free text, quoted as data."""
     from leasehold.model import format_ts
+    from leasehold.untrusted import escape, quoted
 
-    title = f" ({task.title})" if task.title else ""
-    return (f"task {task.id}{title} is held by {task.lease_holder} until "
-            f"{format_ts(task.lease_until)} (fence {task.fence})")
+    title = f" (title: {quoted(task.title, task.lease_holder)})" if task.title else ""
+    return (f"task {task.id} is held by {escape(task.lease_holder, 80)} until "
+            f"{format_ts(task.lease_until)} (fence {task.fence}){title}")
 
 
 def _path_line(res: PathReservation, rel: str) -> str:
+    """One blocking file reservation for an agent; pattern and reason are the holder's free
+    text, quoted as data."""
     from leasehold.model import format_ts
+    from leasehold.untrusted import escape, quoted
 
-    reason = f", reason: {res.reason}" if res.reason else ""
-    return (f"{rel} is reserved by {res.holder} until {format_ts(res.expires_at)} "
-            f"(pattern {res.pattern!r}, exclusive, fence {res.fence}{reason})")
+    reason = f", reason: {quoted(res.reason, res.holder)}" if res.reason else ""
+    return (f"{escape(rel, 300)} is reserved by {escape(res.holder, 80)} until "
+            f"{format_ts(res.expires_at)} (pattern {quoted(res.pattern, res.holder, 200)}, "
+            f"exclusive, fence {res.fence}{reason})")
 
 
 def _task_advice(tasks: list[Task]) -> str:
@@ -301,7 +315,9 @@ def _task_advice(tasks: list[Task]) -> str:
 
 
 def _path_advice(blocked: list[PathReservation]) -> str:
-    pats = " ".join(repr(r.pattern) for r in blocked)
+    from leasehold.untrusted import escape
+
+    pats = " ".join(repr(escape(r.pattern, 200)) for r in blocked)
     return ("Another session has reserved this file. Do not edit it: work on other files, see "
             "`leasehold paths`, or ask the user to have the holder release it "
             f"(`leasehold release-path {pats}` in that session).")
@@ -401,6 +417,7 @@ def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
 
 def _audited_allow(ledger: Ledger, settings: Settings, record: dict[str, Any], blocked: list[Task],
                    enforce: bool, note: str | None) -> int:
+    from leasehold.errors import LeaseholdError
     from leasehold.model import Holder
 
     try:
@@ -416,7 +433,13 @@ def _audited_allow(ledger: Ledger, settings: Settings, record: dict[str, Any], b
     details = {"tool": record["tool"], "via": record["via"], "prompt_sha256": record.get("prompt_sha256")}
     if record.get("paths"):
         details["paths"] = record["paths"]
-    ledger.record_bypass(blocked, holder, details)
+    try:
+        ledger.record_bypass(blocked, holder, details)
+    except LeaseholdError as exc:
+        # Audited once in the file already: the ledger's copy is missing, the call still goes
+        # ahead (the store-failure path must not audit it a second time).
+        note = (note or "leasehold: allowed by the bypass token (audited).") + (
+            f" (the ledger did not record the bypass event: {' '.join(str(exc).split())})")
     if note:
         return _context("PreToolUse", note)
     return 0
@@ -516,6 +539,7 @@ def session_start(payload: dict[str, Any]) -> int:
     from leasehold.config import load_settings
     from leasehold.errors import LeaseholdError
     from leasehold.model import format_ts
+    from leasehold.untrusted import escape, quoted
 
     session = payload_session(payload)
     try:
@@ -535,7 +559,7 @@ def session_start(payload: dict[str, Any]) -> int:
     my_paths = [r for r in reservations if r.session == session]
     if mine or my_paths:
         items = [f"{t.id} until {format_ts(t.lease_until)}" for t in mine]
-        items += [f"path {r.pattern!r} until {format_ts(r.expires_at)}" for r in my_paths]
+        items += [f"path {escape(r.pattern, 200)!r} until {format_ts(r.expires_at)}" for r in my_paths]
         lines.append("You hold: " + ", ".join(items) + ".")
     others = [(h, tasks) for h, tasks in groups if tasks and tasks[0].lease_session != session]
     other_paths = [r for r in reservations if r.session != session]
@@ -546,11 +570,12 @@ def session_start(payload: dict[str, Any]) -> int:
             if shown >= 20:
                 break
             ids = ", ".join(t.id for t in tasks[:10]) + (f" +{len(tasks) - 10} more" if len(tasks) > 10 else "")
-            lines.append(f"- {holder}: {ids}")
+            lines.append(f"- {escape(holder, 80)}: {ids}")
             shown += 1
         for r in other_paths[:20]:
             kind = "exclusive" if r.exclusive else "shared"
-            lines.append(f"- {r.holder}: path {r.pattern!r} ({kind}) until {format_ts(r.expires_at)}")
+            lines.append(f"- {escape(r.holder, 80)}: path {quoted(r.pattern, r.holder, 200)} ({kind}) "
+                         f"until {format_ts(r.expires_at)}")
         hidden = max(0, len(others) - 20) + max(0, len(other_paths) - 20)
         if hidden:
             lines.append(f"- ... {hidden} more: `leasehold who`, `leasehold paths`")

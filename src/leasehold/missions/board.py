@@ -313,14 +313,17 @@ class MissionView:
             lease = "no lease; resumable"
         else:
             lease = state
+        from leasehold.untrusted import escape
+
         claim = ""
         if m.claimed_at or m.claimed_by:
-            claim = f"  claimed {m.claimed_at or '?'} by \"{m.claimed_by or '?'}\""
+            claim = f"  claimed {escape(m.claimed_at or '?')} by \"{escape(m.claimed_by or '?')}\""
         extra = ""
         if m.folder == "queue":
-            bits = [f"priority {m.priority}" if m.priority is not None else "", f"created {m.created}" if m.created else ""]
+            bits = [f"priority {escape(m.priority)}" if m.priority is not None else "",
+                    f"created {escape(m.created)}" if m.created else ""]
             extra = "  " + ", ".join(b for b in bits if b) if any(bits) else ""
-        return f"{m.id}  \"{m.title}\"{claim}{extra}  [{lease}]"
+        return f"{m.id}  \"{escape(m.title)}\"{claim}{extra}  [{lease}]"
 
 
 def _age(now: float, then: float | None) -> str:
