@@ -190,6 +190,29 @@ def relative_to_root(file_path: str, cwd: str | None = None) -> tuple[str, str] 
     return root, rel.replace(os.sep, "/")
 
 
+def gate_paths(file_path: str, cwd: str | None = None) -> list[str]:
+    """The repository-relative paths an edit of ``file_path`` touches, for the Edit gate: the
+    path as written and the path with every symlink resolved (``alias/routes.py`` with
+    ``alias -> src/api`` is also ``src/api/routes.py``), each when it lies inside the root of
+    :func:`relative_to_root`. Matching is case-sensitive (see the README on case-insensitive
+    file systems)."""
+    if "\0" in file_path or (cwd and "\0" in cwd):
+        return []  # no file has such a name: the edit cannot touch a reserved one
+    located = relative_to_root(file_path, cwd)
+    if located is None:
+        return []
+    root, rel = located
+    out = [rel]
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root, rel))
+    resolved = os.path.relpath(real, real_root)
+    if not (resolved == os.curdir or resolved == os.pardir or resolved.startswith(os.pardir + os.sep)):
+        resolved = resolved.replace(os.sep, "/")
+        if resolved not in out:
+            out.append(resolved)
+    return out
+
+
 def conflicts_with(pattern: str, exclusive: bool, other: PathReservation) -> bool:
     """Readers-writer rule: an exclusive reservation conflicts with any overlapping one of
     another holder; two shared ones never conflict."""

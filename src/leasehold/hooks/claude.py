@@ -452,13 +452,18 @@ def _gate_edit(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
     file_path = _text_field(tool_input, "file_path") or _text_field(tool_input, "notebook_path")
     if not file_path:
         return 0
-    located = paths.relative_to_root(file_path, payload.get("cwd") or None)
-    if located is None:
+    candidates = paths.gate_paths(file_path, payload.get("cwd") or None)
+    if not candidates:
         return 0
-    _, rel = located
+    rel = candidates[0]
     with open_ledger(settings, "pre-tool-use") as ledger:
         others = ledger.store.exclusive_paths_not_of_session(session or "")
-        blocked = paths.blocking(others, rel) if others else []
+        blocked: list[PathReservation] = []
+        for candidate in candidates if others else ():  # as written, then symlinks resolved
+            found = [r for r in paths.blocking(others, candidate) if r not in blocked]
+            if found and not blocked:
+                rel = candidate if candidate == candidates[0] else f"{candidates[0]} (= {candidate})"
+            blocked += found
         if not blocked:
             return 0
         lines = "; ".join(_path_line(r, rel) for r in blocked)
