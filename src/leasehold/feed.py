@@ -267,6 +267,10 @@ def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
         raise InvalidInput(f"{what} must not be empty")
     if "\x00" in value:
         raise InvalidInput(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid Unicode text (a lone surrogate)") from None
     if len(value) > limit:
         raise InvalidInput(f"{what} is {len(value)} characters long; the limit is {limit}")
     return value
@@ -596,6 +600,8 @@ class Feed:
                 data = json.loads(line)
             except ValueError as exc:
                 raise InvalidInput(f"{where}: not valid JSON ({exc})") from None
+            except RecursionError:
+                raise InvalidInput(f"{where}: JSON nested too deeply") from None
             if not isinstance(data, dict):
                 raise InvalidInput(f"{where}: expected a JSON object, got {type(data).__name__}")
             unknown = sorted(set(data) - _IMPORT_KEYS)
