@@ -51,6 +51,10 @@ class TicketTx:
                      format=default_format, lane=None, implicit=True)
         return Namespace.from_row(tx.one("lock_namespace", prefix=prefix)), created
 
+    def namespaces(self) -> dict[str, Namespace]:
+        """Every namespace, by prefix."""
+        return {row["prefix"]: Namespace.from_row(row) for row in self.tx.all("list_namespaces")}
+
     def last_seq(self, prefix: str, period: str) -> int:
         """The highest ``seq`` ever reserved in ``(prefix, period)`` (abandoned ones count), or 0."""
         return int(self.tx.one("last_seq", prefix=prefix, period=period)["last"])
