@@ -131,6 +131,15 @@ def to_timestamp(value: Any) -> float | None:
     return (parsed if parsed.tzinfo else parsed.astimezone()).timestamp()
 
 
+#: Times :meth:`Missions._write` redoes an edit on a file a person keeps changing.
+WRITE_ATTEMPTS = 5
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
 def validate_mission_id(mission_id: str) -> str:
     """Return ``mission_id`` if it can name a mission file: a task id (1-200 letters, digits,
     ``._:/#-``) that is one path component (no ``/``) and not hidden (no leading ``.``: hidden
@@ -545,9 +554,31 @@ class Missions:
         return self.views(missions), problems
 
     # -- writing ---------------------------------------------------------------------------
-    def _write(self, mission: Mission, doc: Document) -> Mission:
-        files.atomic_write(mission.path, doc.text.encode("utf-8"))
-        return Mission(mission.id, mission.folder, mission.path, doc)
+    def _write(self, mission: Mission, edit: Callable[[Document], Document]) -> Mission:
+        """Apply ``edit`` to the file's current content and replace the file atomically.
+
+        A person may edit the file while a session works on it: right before the replace the
+        file is read again and compared with the content the edit was made on; if it changed,
+        the edit is made again on the new content (its frontmatter keys and log line land on the
+        person's version), so a person's bytes are never dropped. Raises :class:`Conflict` when
+        the file keeps changing, :class:`InvalidMission` when the person's version is invalid
+        (nothing is written)."""
+        base = mission.doc
+        expected = base.text.encode("utf-8")
+        for _ in range(WRITE_ATTEMPTS):
+            doc = edit(base)
+            data = doc.text.encode("utf-8")
+            current = _read_bytes(mission.path)
+            if current == expected:
+                files.atomic_write(mission.path, data)
+                return Mission(mission.id, mission.folder, mission.path, doc)
+            expected = current  # edited meanwhile: redo the edit on the new content
+            try:
+                base = Document.parse(current.decode("utf-8"), mission.path)
+            except UnicodeDecodeError as exc:
+                raise InvalidMission(mission.path, current[:exc.start].count(b"\n") + 1,
+                                     "not UTF-8 text") from None
+        raise Conflict(f"{mission.path} kept changing while it was being updated; try again")
 
     def _transition(self, mission: Mission, folder: str, fields: dict[str, Any],
                     at: float, line: str) -> Mission:
@@ -555,12 +586,16 @@ class Missions:
         and ``line`` appended to the execution log. The new text is built before anything is
         touched, so a bad edit changes nothing."""
         day, hhmm = self._stamp(at)
-        doc = mission.doc.set_fields(fields).append_log(day, f"{hhmm} - {line}")
+
+        def edit(doc: Document) -> Document:
+            return doc.set_fields(fields).append_log(day, f"{hhmm} - {line}")
+
+        edit(mission.doc)  # a bad edit raises here, before anything is moved
         if mission.folder != folder:
             target = os.path.join(self.folder(folder), mission.name)
             files.move(mission.path, target)
             mission = Mission(mission.id, folder, target, mission.doc)
-        return self._write(mission, doc)
+        return self._write(mission, edit)
 
     # -- commands --------------------------------------------------------------------------
     def new(self, title: str, mission_id: str | None = None, priority: Any = None) -> Mission:
@@ -763,7 +798,7 @@ class Missions:
         lease = self._hold(mission_id, holder, ttl)
         now = self.now()
         day, hhmm = self._stamp(now)
-        mission = self._write(mission, mission.doc.append_log(day, f"{hhmm} - {text}"))
+        mission = self._write(mission, lambda doc: doc.append_log(day, f"{hhmm} - {text}"))
         return Outcome("logged", mission, lease,
                        f"logged to {mission_id}; lease until {format_ts(lease.expires_at)} (fence {lease.fence})")
 
