@@ -291,7 +291,7 @@ def cmd_show(ctx: Context) -> int:
     task = ledger.show(ctx.args.id)
     now = ledger.now()
     rows = [
-        ("id", task.id), ("title", task.title or ""), ("status", task.status),
+        ("id", task.id), ("title", escape(task.title or "", None)), ("status", task.status),
         ("priority", str(task.priority)), ("lease_holder", task.lease_holder or "-"),
         ("lease_until", format_ts(task.lease_until)),
         ("lease_valid", "yes" if task.lease_valid(now) else "no"), ("fence", str(task.fence)),

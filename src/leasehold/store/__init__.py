@@ -28,8 +28,15 @@ def open_store(
     uses the database server's clock). ``busy_timeout``: seconds to wait for a lock before
     raising :class:`~leasehold.errors.StoreBusy`.
 
-    Raises :class:`InvalidInput` for an unknown scheme, and the store's errors on open.
+    Raises :class:`InvalidInput` for an unknown scheme, a NUL or bytes that are not UTF-8, and
+    the store's errors on open.
     """
+    if "\0" in url:
+        raise InvalidInput(f"database URL {url!r} contains a NUL character")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"database URL {url!r} is not UTF-8 text") from None
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("postgresql", "postgres"):
         from leasehold.store.postgres import PostgresStore
