@@ -248,8 +248,8 @@ def run_one(scratch: Scratch, argv: list[str], env: dict[str, str], toml: bytes 
         for key in _ENV_KEYS:
             os.environ.pop(key, None)
         for key, value in {**scratch.env, **env}.items():
-            if "\x00" not in value:  # an environment value cannot hold NUL
-                os.environ[key] = value
+            with contextlib.suppress(ValueError):  # no NUL, no lone surrogate outside U+DC80-DCFF:
+                os.environ[key] = value            # an environment cannot carry them
         os.chdir(scratch.cwd)
         sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8", errors="surrogateescape")
         sys.stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")

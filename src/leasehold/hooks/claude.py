@@ -192,6 +192,8 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"hook payload on stdin is not JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("hook payload on stdin is nested too deeply") from None
     if not isinstance(payload, dict):
         raise PayloadError(f"hook payload must be a JSON object, got {type(payload).__name__}")
     tool_input = payload.get("tool_input")
