@@ -64,6 +64,7 @@ SANE = ["T1", "T2", "CMB-0001", "CMB-0002", "CMB", "1", "3", "10m", "1s", "ann:s
 text = st.one_of(
     st.sampled_from(SANE),
     st.sampled_from(SANE),
+    st.sampled_from(SANE),
     st.sampled_from(SPECIAL),
     st.text(max_size=40),
     st.binary(max_size=24).map(os.fsdecode),  # argv bytes that are not UTF-8 arrive like this
