@@ -337,7 +337,6 @@ def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
     import json
 
     from leasehold.model import format_ts_precise
-
     from leasehold.safefiles import append_record, private_folder
 
     now = time.time()
