@@ -5,7 +5,7 @@ that are not UTF-8, NUL, control and escape characters, huge numbers, ``nan``, `
 bombs, YAML alias bombs, deep JSON). Any exit 70, any uncaught exception, any traceback or
 "internal error" on stderr fails the run: exit 70 means a real bug.
 
-``make test`` runs a few hundred inputs (``LEASEHOLD_FUZZ_EXAMPLES``, default 150 per backend);
+``make test`` runs a few hundred inputs (``LEASEHOLD_FUZZ_EXAMPLES``, default 100 per backend, plus the known crashers);
 ``make fuzz`` runs at least 30,000 on SQLite and on PostgreSQL and prints the count and the exit
 codes seen.
 
@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from leasehold.cli import COMMAND_MODULES, build_parser
 
-EXAMPLES = int(os.environ.get("LEASEHOLD_FUZZ_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("LEASEHOLD_FUZZ_EXAMPLES", "100"))
 #: Exit codes by backend, and inputs run (printed by ``make fuzz``).
 SEEN: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
 EXCLUDED_COMMANDS = {"run", "demo"}
