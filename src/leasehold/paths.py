@@ -203,8 +203,11 @@ def gate_paths(file_path: str, cwd: str | None = None) -> list[str]:
         return []
     root, rel = located
     out = [rel]
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(root, rel))
+    try:
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(root, rel))
+    except (OSError, ValueError):  # a name the file system cannot hold (a lone surrogate)
+        return out
     resolved = os.path.relpath(real, real_root)
     if not (resolved == os.curdir or resolved == os.pardir or resolved.startswith(os.pardir + os.sep)):
         resolved = resolved.replace(os.sep, "/")
