@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leasehold.cli import COMMAND_MODULES, build_parser
+from tests.conftest import create_ledger
 
 EXAMPLES = int(os.environ.get("LEASEHOLD_FUZZ_EXAMPLES", "100"))
 #: Exit codes by backend, and inputs run (printed by ``make fuzz``).
@@ -198,7 +199,7 @@ class Scratch:
         self.cwd = os.path.join(self.top, "a", "b", "c", "work")
         os.makedirs(os.path.join(self.cwd, ".git"))
         os.makedirs(os.path.join(self.cwd, "dir-not-a-file"))
-        self.db_url = db_url or os.path.join(self.cwd, "ledger.db")
+        self.db_url = db_url or create_ledger(os.path.join(self.cwd, "ledger.db"))
         now = "2026-04-16T20:04:22Z"
         files = {
             "posts.jsonl": json.dumps({"ts": now, "seat": "S\x1b", "kind": "actionable", "item": "CMB-0001",
