@@ -48,17 +48,23 @@ def configurations(quick: bool, scale: float) -> list[Config]:
         return [Config("sqlite", "api", 8, "none", 3), Config("sqlite", "api", 8, "kill", 3),
                 Config("sqlite", "cli", 8, "kill", 2), Config("postgres", "api", 8, "pgkill", 3),
                 Config("postgres", "cli", 8, "none", 1)]
+    # Histories per configuration: many cheap API histories, fewer CLI ones (each CLI call is
+    # a whole `leasehold` process: a 32-worker PostgreSQL CLI history takes about a minute on a
+    # loaded 2-core machine).
+    counts = {
+        ("sqlite", "api", 8): {"none": 150, "kill": 130},
+        ("sqlite", "api", 32): {"none": 130, "kill": 110},
+        ("postgres", "api", 8): {"none": 90, "kill": 60, "pgkill": 90},
+        ("postgres", "api", 32): {"none": 90, "kill": 50, "pgkill": 80},
+        ("sqlite", "cli", 8): {"none": 8, "kill": 8},
+        ("sqlite", "cli", 32): {"none": 3, "kill": 3},
+        ("postgres", "cli", 8): {"none": 3, "kill": 3, "pgkill": 3},
+        ("postgres", "cli", 32): {"none": 1, "kill": 1, "pgkill": 1},
+    }
     configs = []
-    for store in ("sqlite", "postgres"):
-        for interface in ("api", "cli"):
-            for workers in (8, 32):
-                for faults in ("none", "kill") + (("pgkill",) if store == "postgres" else ()):
-                    if interface == "api":
-                        count = 90
-                    else:
-                        count = 15 if store == "sqlite" else 10
-                    configs.append(Config(store, interface, workers, faults,
-                                          max(1, round(count * scale))))
+    for (store, interface, workers), by_fault in counts.items():
+        for faults, count in by_fault.items():
+            configs.append(Config(store, interface, workers, faults, max(1, round(count * scale))))
     return configs
 
 
