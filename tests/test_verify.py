@@ -8,14 +8,14 @@ import random
 from pathlib import Path
 
 import pytest
-
-from leasehold import Ledger
 from verify import pgdb
 from verify.checker import LINEARIZABLE, UNKNOWN, VIOLATION, Op, check_history, check_partition
 from verify.eventlog import check_event_log, read_records
 from verify.model import INIT, step
 from verify.mutate import KINDS, mutate
 from verify.recorder import Pool, load_history, save_history
+
+from leasehold import Ledger
 
 
 def op(i, process, f, holder, invoke, ret, value=None, outcome="ok", task="t"):

@@ -139,7 +139,7 @@ def well_formed(ops: list[Op]) -> list[str]:
         by_process.setdefault(op.process, []).append(op)
     for process, mine in by_process.items():
         mine.sort(key=lambda o: o.invoke)
-        for a, b in zip(mine, mine[1:]):
+        for a, b in zip(mine, mine[1:], strict=False):
             if a.ret is None or a.ret > b.invoke:
                 problems.append(f"process {process}: {a!r} overlaps {b!r}")
     return problems

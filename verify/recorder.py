@@ -49,7 +49,8 @@ class Pool:
         self.pg_database = pg_database
         self._admin = None
         self.rng = random.Random()
-        self.last_duration = 0.5
+        self._hist = 0
+        self.ops_per_worker = 1
         for slot in range(workers):
             self._spawn(slot)
         for slot in range(workers):
@@ -129,6 +130,8 @@ class Pool:
             log.unlink(missing_ok=True)
             logs.append(log)
             line = dict(spec, hist=hist, seed=seed, log=str(log))
+            self._hist = hist
+            self.ops_per_worker = int(spec.get("ops", 1))
             assert proc is not None and proc.stdin is not None
             proc.stdin.write(json.dumps(line) + "\n")
             proc.stdin.flush()
@@ -140,7 +143,6 @@ class Pool:
         # history releases nobody early.
         while select.select([self.go_read], [], [], 0)[0]:
             os.read(self.go_read, 4096)
-        self.last_duration = 0.7 * self.last_duration + 0.3 * (time.monotonic() - started)
         return logs, stats
 
     def _wait(self, logs: list[Path], faults: str, stats: dict, deadline: float) -> None:
@@ -150,42 +152,44 @@ class Pool:
             assert proc is not None and proc.stdout is not None
             sel.register(proc.stdout, selectors.EVENT_READ, slot)
             pending.add(slot)
-        kills: list[float] = []
+        # Kills are tied to progress, not to the clock (histories take 0.1 s or a minute
+        # depending on the machine's load): victim slot -> kill once it has finished that
+        # many calls and is inside the next one (or has gone two calls past it).
+        kills: dict[int, int] = {}
         if faults == "kill":
-            count = 1 + self.rng.randint(0, 1)
-            kills = sorted(time.monotonic() + self.rng.uniform(0, self.last_duration * 0.9)
-                           for _ in range(count))
+            for slot in self.rng.sample(range(self.size), min(self.size, 1 + self.rng.randint(0, 1))):
+                kills[slot] = self.rng.randint(0, max(0, self.ops_per_worker - 2))
         next_term = time.monotonic() + self.rng.uniform(0.0, 0.03)
         try:
             while pending:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"history did not finish: workers {sorted(pending)} stuck")
-                for key, _ in sel.select(timeout=0.005):
+                for key, _ in sel.select(timeout=0.001 if kills else 0.005):
                     slot = key.data
                     line = key.fileobj.readline()  # type: ignore[union-attr]
                     if line.strip() == "done" or not line:
                         pending.discard(slot)
                         sel.unregister(key.fileobj)
+                        kills.pop(slot, None)
+                for slot, after in list(kills.items()):
+                    returned = log_returns(logs[slot])
+                    if returned >= after and (in_call(logs[slot]) or returned >= after + 2):
+                        del kills[slot]
+                        self._kill(slot, stats)
                 now = time.monotonic()
-                if kills and now >= kills[0] and pending:
-                    kills.pop(0)
-                    self._kill_one(sorted(pending), logs, stats)
                 if faults == "pgkill" and now >= next_term and pending:
                     stats["terminated"] += self._terminate_backend()
                     next_term = now + self.rng.uniform(0.005, 0.05)
         finally:
             sel.close()
 
-    def _kill_one(self, candidates: list[int], logs: list[Path], stats: dict) -> None:
-        slot = self.rng.choice(candidates)
+    def _kill(self, slot: int, stats: dict) -> None:
+        """SIGKILL the client of worker ``slot``: the worker itself (API; replaced before the
+        next history) or its running ``leasehold`` process (CLI)."""
         proc = self.procs[slot]
         assert proc is not None
-        limit = time.monotonic() + 0.3
         if self.interface == "api":
-            # Wait (briefly) until the worker is inside a call, then kill the client itself.
-            while time.monotonic() < limit and not in_call(logs[slot]):
-                time.sleep(0.0005)
-            mid = in_call(logs[slot])
+            mid = in_call(self.workdir / f"h{self._hist}-w{slot}.jsonl")
             try:
                 os.kill(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -194,8 +198,8 @@ class Pool:
             stats["killed"] += 1
             stats["killed_mid_call"] += int(mid)
             return
-        # CLI: kill the running `leasehold` process (a child of the worker).
-        while time.monotonic() < limit:
+        limit = time.monotonic() + 2.0
+        while time.monotonic() < limit and proc.poll() is None:
             children = child_pids(proc.pid)
             if children:
                 try:
@@ -205,7 +209,7 @@ class Pool:
                 stats["killed"] += 1
                 stats["killed_mid_call"] += 1
                 return
-            time.sleep(0.001)
+            time.sleep(0.0005)
 
     def _terminate_backend(self) -> int:
         import psycopg
@@ -220,6 +224,14 @@ class Pool:
         pid = self.rng.choice(rows)[0]
         done = self._admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()
         return int(bool(done and done[0]))
+
+
+def log_returns(log: Path) -> int:
+    """How many calls the worker has finished (``return`` records in its log)."""
+    try:
+        return log.read_bytes().count(b'{"t": "return"')
+    except OSError:
+        return 0
 
 
 def in_call(log: Path) -> bool:
