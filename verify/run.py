@@ -101,8 +101,8 @@ class Tally:
 
 def record(configs: list[Config], store_urls: dict, pg_name: str | None, workdir: Path,
            save_dir: Path | None, time_limit: float, keep_clean: int,
-           progress) -> tuple[list[Tally], list[list[Op]]]:
-    tallies = []
+           progress, partial=None) -> tuple[list[Tally], list[list[Op]]]:
+    tallies: list[Tally] = []
     clean: list[list[Op]] = []
     hist = 0
     rng = random.Random()
@@ -130,6 +130,8 @@ def record(configs: list[Config], store_urls: dict, pg_name: str | None, workdir
         progress(f"{config.name}: {tally.histories} histories, {tally.ops} ops, "
                  f"{tally.violations} violations, {tally.unknown} unknown "
                  f"({tally.seconds:.0f}s)")
+        if partial is not None:
+            partial(tallies)
     return tallies, clean
 
 
@@ -262,6 +264,16 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"skipping PostgreSQL: {why_not}")
         configs = [c for c in configs if c.store != "postgres"]
     stall_count = args.stall_runs if args.stall_runs is not None else (1 if args.quick else 6)
+    out = args.out or (None if args.quick else str(REPO / "benchmarks" / "VERIFY.md"))
+
+    def partial(tallies: list[Tally]) -> None:
+        """Write what is known so far: a run cut short still leaves its figures."""
+        if out:
+            Path(out).write_text(render(tallies, {}, {}, time.monotonic() - started, args.quick)
+                                 .replace("# Verification: linearizability of recorded histories",
+                                          "# Verification: linearizability of recorded histories "
+                                          f"(PARTIAL: {len(tallies)} of {len(configs)} "
+                                          "configurations so far)", 1))
     with tempfile.TemporaryDirectory(prefix="leasehold-verify-") as tmp:
         workdir = Path(tmp)
         urls = {"sqlite": str(workdir / "ledger.db")}
@@ -270,19 +282,18 @@ def main(argv: list[str] | None = None) -> int:
             with pgdb.temporary_database() as (url, name):
                 urls["postgres"] = url
                 tallies, clean = record(configs, urls, name, workdir / "logs", Path(args.save),
-                                        args.time_limit, 40, progress)
+                                        args.time_limit, 40, progress, partial)
                 if stall_count:
                     stalls["postgres"] = stall_runs("postgres", url, stall_count, 6.0,
                                                     workdir / "stalls", progress)
         else:
             tallies, clean = record(configs, urls, None, workdir / "logs", Path(args.save),
-                                    args.time_limit, 40, progress)
+                                    args.time_limit, 40, progress, partial)
         if stall_count:
             stalls = {"sqlite": stall_runs("sqlite", str(workdir / "stalls.db"), stall_count, 6.0,
                                            workdir / "stalls", progress), **stalls}
     selftest = self_test(clean)
     report = render(tallies, selftest, stalls, time.monotonic() - started, args.quick)
-    out = args.out or (None if args.quick else str(REPO / "benchmarks" / "VERIFY.md"))
     if out:
         Path(out).write_text(report)
         progress(f"wrote {out}")

@@ -179,7 +179,10 @@ def main(argv: list[str]) -> int:
             run_stalls(client, spec, slot)
         else:
             run_history(client, spec, slot)
-        print("done", flush=True)
+        try:
+            print("done", flush=True)
+        except BrokenPipeError:  # the recorder is gone
+            return 0
     return 0
 
 
