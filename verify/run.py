@@ -13,6 +13,7 @@ and the event logs hold; 1 otherwise; 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 from verify import pgdb
 from verify.checker import LINEARIZABLE, UNKNOWN, VIOLATION, Op, Result, check_history
 from verify.eventlog import check_event_log, read_records
-from verify.mutate import KINDS, mutate
+from verify.mutate import KINDS, clean_tasks, mutate
 from verify.recorder import REPO, Pool, load_history, save_history
 
 API_OPS = {8: 20, 32: 6}  # operations per worker per history
@@ -78,6 +79,17 @@ class Tally:
         self.seconds = 0.0
         self.findings: list[str] = []
 
+    FIELDS = ("histories", "ops", "linearizable", "violations", "unknown", "explained_by_75",
+              "not_applied", "unknown_outcome", "killed", "killed_mid_call", "terminated",
+              "seconds", "findings")
+
+    def to_dict(self) -> dict:
+        return {"config": self.config.name, **{k: getattr(self, k) for k in self.FIELDS}}
+
+    def load(self, data: dict) -> None:
+        for k in self.FIELDS:
+            setattr(self, k, data[k])
+
     def add(self, hist: int, ops: list[Op], result: Result, stats: dict, saved: Path | None) -> None:
         self.histories += 1
         self.ops += len(ops)
@@ -101,14 +113,22 @@ class Tally:
 
 def record(configs: list[Config], store_urls: dict, pg_name: str | None, workdir: Path,
            save_dir: Path | None, time_limit: float, keep_clean: int,
-           progress, partial=None) -> tuple[list[Tally], list[list[Op]]]:
+           progress, partial=None, resume: Path | None = None) -> tuple[list[Tally], list[list[Op]]]:
     tallies: list[Tally] = []
     clean: list[list[Op]] = []
     hist = 0
     rng = random.Random()
+    done = {}
+    if resume is not None and resume.exists():
+        done = {d["config"]: d for d in json.loads(resume.read_text())}
     for config in configs:
         tally = Tally(config)
         tallies.append(tally)
+        if config.name in done:
+            tally.load(done[config.name])
+            progress(f"{config.name}: kept from {resume}")
+            continue
+        hist = max(hist, 10000 * len(tallies))
         started = time.monotonic()
         with Pool(config.interface, store_urls[config.store], config.workers, workdir,
                   pgdb.server_url(), pg_name if config.store == "postgres" else None) as pool:
@@ -124,12 +144,15 @@ def record(configs: list[Config], store_urls: dict, pg_name: str | None, workdir
                     save_history(saved, ops, {"config": config.name, "hist": hist})
                 tally.add(hist, ops, result, stats, saved)
                 if (result.verdict == LINEARIZABLE and len(clean) < keep_clean
-                        and all(op.outcome == "ok" for op in ops)):
+                        and clean_tasks(ops)):
                     clean.append(ops)
         tally.seconds = time.monotonic() - started
         progress(f"{config.name}: {tally.histories} histories, {tally.ops} ops, "
                  f"{tally.violations} violations, {tally.unknown} unknown "
                  f"({tally.seconds:.0f}s)")
+        if resume is not None:
+            resume.parent.mkdir(parents=True, exist_ok=True)
+            resume.write_text(json.dumps([t.to_dict() for t in tallies]))
         if partial is not None:
             partial(tallies)
     return tallies, clean
@@ -245,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="short-TTL runs per store (default 6, quick 1)")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--check", metavar="FILE", help="re-check one saved history")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the configurations a cut-short run finished "
+                             "(.verify/tallies.json) and run the others")
     args = parser.parse_args(argv)
 
     def progress(text: str) -> None:
@@ -265,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         configs = [c for c in configs if c.store != "postgres"]
     stall_count = args.stall_runs if args.stall_runs is not None else (1 if args.quick else 6)
     out = args.out or (None if args.quick else str(REPO / "benchmarks" / "VERIFY.md"))
+    resume = None if args.quick else REPO / ".verify" / "tallies.json"
+    if resume is not None and not args.resume:
+        resume.unlink(missing_ok=True)
 
     def partial(tallies: list[Tally]) -> None:
         """Write what is known so far: a run cut short still leaves its figures."""
@@ -282,13 +311,13 @@ def main(argv: list[str] | None = None) -> int:
             with pgdb.temporary_database() as (url, name):
                 urls["postgres"] = url
                 tallies, clean = record(configs, urls, name, workdir / "logs", Path(args.save),
-                                        args.time_limit, 40, progress, partial)
+                                        args.time_limit, 40, progress, partial, resume)
                 if stall_count:
                     stalls["postgres"] = stall_runs("postgres", url, stall_count, 6.0,
                                                     workdir / "stalls", progress)
         else:
             tallies, clean = record(configs, urls, None, workdir / "logs", Path(args.save),
-                                    args.time_limit, 40, progress, partial)
+                                    args.time_limit, 40, progress, partial, resume)
         if stall_count:
             stalls = {"sqlite": stall_runs("sqlite", str(workdir / "stalls.db"), stall_count, 6.0,
                                            workdir / "stalls", progress), **stalls}

@@ -44,9 +44,18 @@ def classify_exit(code: int) -> str:
 class ApiClient:
     def __init__(self, db: str) -> None:
         from leasehold import Ledger
+        from leasehold.errors import StoreError
 
-        self.ledger = Ledger.open(db)
-        self.ledger.now()  # connected (and migrated) before the first history
+        deadline = time.monotonic() + 120
+        while True:  # a busy server ("too many clients") is waited for, not fatal
+            try:
+                self.ledger = Ledger.open(db)
+                self.ledger.now()  # connected (and migrated) before the first history
+                return
+            except StoreError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def call(self, f: str, task: str, actor: str, session: str, ttl: float) -> dict:
         from leasehold.errors import Conflict, LeaseholdError, NotFound, OutcomeUnknown, StoreError
