@@ -35,6 +35,9 @@ class Pool:
 
     def __init__(self, interface: str, db: str, workers: int, workdir: Path,
                  pg_admin_url: str | None = None, pg_database: str | None = None) -> None:
+        from leasehold import Ledger
+
+        Ledger.open(db, create=True).close()  # the run's own ledger (a no-op if it exists)
         self.interface = interface
         self.db = db
         self.size = workers
