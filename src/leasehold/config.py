@@ -38,6 +38,8 @@ KNOWN_KEYS = {
     "state_dir": "folder of small per-session state files",
     "stale_after": "age after which a claimed mission without a valid lease is stale",
     "missions_dir": "folder of the missions queue",
+    "reference_keywords": "extra words after which an id is a task reference (list)",
+    "reference_patterns": "extra regular expressions finding task references (list)",
 }
 
 

@@ -2,9 +2,10 @@
 release at session end. Each reads one JSON payload on stdin (shapes: the Claude Code hooks
 reference; examples in the shared fixtures) and never prints a traceback.
 
-- ``pre-tool-use``: for ``Agent`` (legacy ``Task``) the gate tokenizes ``prompt`` and
-  ``description`` and asks the ledger, in one query, which tokens are task ids validly held by
-  a *different* session; for ``Edit``/``Write``/``MultiEdit``/``NotebookEdit`` it checks the
+- ``pre-tool-use``: for ``Agent`` (legacy ``Task``) the gate finds the task references in
+  ``prompt`` and ``description`` (:mod:`leasehold.hooks.refs`: the id as its own token, not a
+  word that merely equals a short id) and asks the ledger, in one query, which of them are
+  validly held by a *different* session; for ``Edit``/``Write``/``MultiEdit``/``NotebookEdit`` it checks the
   file against other sessions' exclusive file reservations. A hit is denied with exactly one
   JSON object on stdout (``hookSpecificOutput.permissionDecision = "deny"``) whose reason names
   each task or pattern, its holder ``actor:session`` and expiry, and what to do instead.
@@ -244,34 +245,38 @@ def _context(event: str, text: str) -> int:
 
 
 # -- the dispatch gate -------------------------------------------------------------------------
-def candidate_ids(text: str) -> list[str]:
-    """The tokens of ``text`` that could be task ids, in order, without duplicates: each run of
-    task-id characters (letters, digits, ``._:/#-``), the run without its surrounding
-    punctuation, and its parts between ``:``, ``/`` and ``#``. ``MC #99927`` gives ``MC``,
-    ``#99927``, ``99927``; ``task 99927:`` gives ``99927:``, ``99927``; ``CMB-0036``,
-    ``iv-sz3sf`` and mission ids stay whole."""
-    from leasehold.model import TASK_ID_PUNCTUATION, is_task_id
+def candidate_ids(text: str, settings: Settings | None = None) -> list[str]:
+    """The ids ``text`` refers to (:func:`leasehold.hooks.refs.references`: ``#99927``,
+    ``task 42``, ``MC #99927``, ``CMB-0036``, ``iv-sz3sf``, mission ids; not ``line 42`` or
+    ``owner/repo#42``), with ``reference_keywords`` / ``reference_patterns`` from leasehold.toml.
+    Raises :class:`~leasehold.errors.ConfigError` for a malformed setting."""
+    from leasehold.hooks.refs import references
 
-    allowed = TASK_ID_PUNCTUATION.union("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-    seen: dict[str, None] = {}
+    if settings is None:
+        return references(text)
+    return references(text, *reference_settings(settings))
 
-    def add(token: str) -> None:
-        if token and token not in seen and is_task_id(token):
-            seen[token] = None
 
-    run: list[str] = []
-    for ch in text + " ":
-        if ch in allowed:
-            run.append(ch)
-            continue
-        if run:
-            token = "".join(run)
-            run = []
-            add(token)
-            add(token.strip(_ID_PUNCT))
-            for part in token.replace("/", ":").replace("#", ":").split(":"):
-                add(part.strip(_ID_PUNCT))
-    return list(seen)
+def reference_settings(settings: Settings) -> tuple[list[str], list[str]]:
+    """``(reference_keywords, reference_patterns)`` from leasehold.toml, validated. Raises
+    :class:`~leasehold.errors.ConfigError`."""
+    from leasehold.errors import ConfigError
+
+    out = []
+    for key in ("reference_keywords", "reference_patterns"):
+        value = settings.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{key} in {settings.file} must be a list of non-empty strings")
+        out.append(value)
+    if out[1]:
+        import re
+
+        for pattern in out[1]:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"reference_patterns in {settings.file}: {pattern!r}: {exc}") from None
+    return out[0], out[1]
 
 
 def _task_line(task: Task) -> str:
@@ -374,7 +379,7 @@ def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
     text = prompt + "\n" + _text_field(tool_input, "description")
     token = str(settings.get("bypass_token") or DEFAULT_BYPASS_TOKEN)
     bypass = token in text
-    ids = candidate_ids(text)
+    ids = candidate_ids(text, settings)
     with open_ledger(settings, "pre-tool-use") as ledger:
         held = ledger.held_among(ids) if ids else []
         blocked = [t for t in held if t.lease_session != session]
