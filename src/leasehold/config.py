@@ -9,7 +9,9 @@ Precedence, highest first:
 - actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
   > ``$USER``.
 - session: hook payload ``session_id`` > ``--session`` > ``LEASEHOLD_SESSION`` >
-  ``CLAUDE_CODE_SESSION_ID``.
+  ``CLAUDE_CODE_SESSION_ID`` > ``CODEX_THREAD_ID`` (Codex sets it for the agent's shell
+  commands; it equals the hooks' ``session_id``) > ``GEMINI_SESSION_ID`` (set for Gemini CLI
+  hooks).
 """
 
 from __future__ import annotations
@@ -228,6 +230,8 @@ def resolve_session(flag: str | None, environ: Mapping[str, str] | None = None,
         (flag, "--session"),
         (env.get("LEASEHOLD_SESSION"), "LEASEHOLD_SESSION"),
         (env.get("CLAUDE_CODE_SESSION_ID"), "CLAUDE_CODE_SESSION_ID"),
+        (env.get("CODEX_THREAD_ID"), "CODEX_THREAD_ID"),
+        (env.get("GEMINI_SESSION_ID"), "GEMINI_SESSION_ID"),
     ):
         if value:
             return validate_name(value, "session"), source

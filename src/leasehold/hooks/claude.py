@@ -56,6 +56,17 @@ BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0
 #: connect_timeout) ends in our answer, not in Claude Code's timeout, which lets the call through.
 DEADLINES = {"pre-tool-use": 8.0, "post-tool-use": 8.0, "session-start": 8.0, "session-end": 1.1}
 _OFF = ("0", "false", "no", "off")
+#: The end of the first SessionStart line, per runtime (``leasehold_runtime`` in the payload,
+#: set by the Codex and Gemini CLI adapters).
+SESSION_NOTES = {
+    "claude": "Heartbeat and release at session end are automatic.",
+    "codex": ("Your claims are extended while you work; Codex has no session end, so they end "
+              "by expiry (their TTL after your last tool call or turn): release what you finish "
+              "(`leasehold release ID`)."),
+    "gemini": ("Your shell commands do not see this session's id: pass `--session {session}` "
+               "to leasehold claim/release/reserve-path so the hooks know the claims are yours. "
+               "Heartbeat and release at session end are automatic."),
+}
 _ID_PUNCT = "._:/#-"
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 
@@ -529,7 +540,13 @@ def session_start(payload: dict[str, Any]) -> int:
     me = f"{actor}:{session}" if actor and session else (session or "(no session)")
     lines = [f"leasehold: you are {me}. Claim a task before working on it "
              "(`leasehold claim ID`); reserve files with `leasehold reserve-path GLOB`. "
-             "Heartbeat and release at session end are automatic."]
+             + SESSION_NOTES.get(str(payload.get("leasehold_runtime")), SESSION_NOTES["claude"])
+             .format(session=session)]
+    from leasehold.hooks import resume
+
+    released = resume.note(settings, session, payload)
+    if released:
+        lines.append(released)
     mine = [t for _, tasks in groups for t in tasks if t.lease_session == session]
     my_paths = [r for r in reservations if r.session == session]
     if mine or my_paths:
@@ -566,8 +583,13 @@ def session_end(payload: dict[str, Any]) -> int:
     if session is None:
         sys.stderr.write("leasehold hook session-end: no session id; nothing released\n")
         return 1
-    with open_ledger(load_settings(), "session-end") as ledger:
+    settings = load_settings()
+    with open_ledger(settings, "session-end") as ledger:
         tasks, reservations = ledger.release_session(session)
+    from leasehold.hooks import resume
+
+    resume.record(settings, session, payload.get("cwd") if isinstance(payload.get("cwd"), str)
+                  else None, tasks, reservations, payload.get("reason"))
     sys.stderr.write(f"leasehold: released {len(tasks)} lease(s) and {len(reservations)} "
                      f"file reservation(s) of session {session}\n")
     return 0
