@@ -57,3 +57,25 @@ def test_configured_reference_patterns(cli: CLI, tmp_path: Path) -> None:
     reason = denied(hook(cli, "pre-tool-use", payload(
         "pre_tool_use_agent.json", prompt="anything", description="x")))
     assert "reference_patterns" in reason  # a bad pattern fails closed, naming the setting
+
+
+def test_a_shared_lease_lets_named_teammates_through_and_no_one_else(cli: CLI) -> None:
+    proc = cli("claim", "99927", "--actor", "lead", "--session", "lead-session",
+               "--share-with", "mate-1", "mate-2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["shared_with"] == ["mate-1", "mate-2"]
+    prompt = payload("pre_tool_use_agent.json")
+    for mate in ("mate-1", "mate-2"):
+        assert decision(hook(cli, "pre-tool-use", dict(prompt, session_id=mate))) is None
+    assert "lead:lead-session" in denied(hook(cli, "pre-tool-use", dict(prompt, session_id="stranger")))
+    shared = [e for e in json.loads(cli("log", "--json").stdout) if e["kind"] == "shared"]
+    assert len(shared) == 1 and shared[0]["details"]["sessions"] == ["mate-1", "mate-2"]
+    # only the holder can share
+    proc = cli("share", "99927", "stranger", "--actor", "x", "--session", "stranger")
+    assert proc.returncode == 1 and "held by lead:lead-session" in proc.stderr
+    # a new grant (release, claim again: new fence) does not carry the share over
+    assert cli("release", "99927", "--actor", "lead", "--session", "lead-session").returncode == 0
+    assert cli("claim", "99927", "--actor", "lead", "--session", "lead-session").returncode == 0
+    assert "99927" in denied(hook(cli, "pre-tool-use", dict(prompt, session_id="mate-1")))
+    assert cli("share", "99927", "mate-1", "--actor", "lead", "--session", "lead-session").returncode == 0
+    assert decision(hook(cli, "pre-tool-use", dict(prompt, session_id="mate-1"))) is None

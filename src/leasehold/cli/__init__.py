@@ -39,6 +39,7 @@ COMMAND_MODULES = {
     "hooks": "leasehold.cli.hooks",
     "guard": "leasehold.cli.hooks",
     "doctor": "leasehold.cli.doctor",
+    "share": "leasehold.cli.share",
     "reserve-path": "leasehold.cli.paths",
     "release-path": "leasehold.cli.paths",
     "paths": "leasehold.cli.paths",

@@ -394,6 +394,9 @@ def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
     with open_ledger(settings, "pre-tool-use") as ledger:
         held = ledger.held_among(ids) if ids else []
         blocked = [t for t in held if t.lease_session != session]
+        if blocked and session:  # teammates the holder shared the lease with pass
+            shared = ledger.shared_among([t.id for t in blocked])
+            blocked = [t for t in blocked if session not in shared.get(t.id, ())]
         if not blocked and not bypass:
             return 0
         record = {"session": session, "actor": _actor(settings), "tool": tool,

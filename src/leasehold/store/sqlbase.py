@@ -16,6 +16,7 @@ import os
 from leasehold.model import Event, Task
 from leasehold.store.sql_deps import DependenciesSQL
 from leasehold.store.sql_paths import PathsSQL
+from leasehold.store.sql_shares import SharesSQL
 from leasehold.store.sql_tickets import TicketsSQL
 
 TYPE_CHECKING = False
@@ -123,7 +124,7 @@ class Tx:
         )
 
 
-class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
+class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, SharesSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"
