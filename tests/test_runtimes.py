@@ -262,7 +262,7 @@ def test_install_codex_and_gemini_keep_foreign_entries(sqlite_cli: CLI, repo: Pa
     data = json.loads(gemini_file.read_text())
     assert data["theme"] == "Dracula" and data["hooks"]["BeforeTool"][0] == sample["hooks"]["BeforeTool"][0]
     ours = data["hooks"]["BeforeTool"][1]
-    assert ours["matcher"] == "^(write_file|replace|invoke_agent)$"
+    assert ours["matcher"] == "^(write_file|replace|invoke_agent|delegate_to_agent)$"
     assert ours["hooks"][0]["timeout"] >= 1000  # milliseconds
     assert ours["hooks"][0]["command"].endswith("leasehold hook gemini")
     assert set(data["hooks"]) == {"SessionStart", "BeforeTool", "AfterTool", "SessionEnd"}
@@ -320,3 +320,32 @@ def test_show_reports_codex_and_gemini_switches(sqlite_cli: CLI, repo: Path) -> 
     assert any("[features] hooks = false" in p for p in info["codex", "user"]["problems"])
     problems = " ".join(info["gemini", "user"]["problems"])
     assert "hooksConfig.enabled = false" in problems and "leasehold-before-tool" in problems
+
+
+# -- Claude Code: SessionStart after /clear or /resume ------------------------------------
+CLAUDE = FIXTURES / "claude-code"
+
+
+@pytest.mark.parametrize("source", ["clear", "resume"])
+def test_claude_session_start_after_clear_or_resume_names_the_released_leases(
+        sqlite_cli: CLI, repo: Path, source: str) -> None:
+    ended = json.loads((CLAUDE / "session_end.json").read_text())
+    ended.update(cwd=str(repo), reason=source)
+    old = ended["session_id"]
+    claim(sqlite_cli, "99927", old)
+    reserve(sqlite_cli, old, "src/api/**", repo)
+    proc = sqlite_cli("hook", "session-end", input=json.dumps(ended))
+    assert proc.returncode == 0 and "released 1 lease(s)" in proc.stderr
+    start = json.loads((CLAUDE / "session_start.json").read_text())
+    start.update(cwd=str(repo), source=source,
+                 session_id=old if source == "resume" else "11111111-2222-4333-8444-555555555555")
+    out = answer(sqlite_cli("hook", "session-start", input=json.dumps(start)))
+    context = out["hookSpecificOutput"]["additionalContext"]
+    assert "task 99927" in context and "path 'src/api/**'" in context
+    assert "leasehold claim 99927" in context and "claim them again" in context
+    # a plain start says nothing of it
+    start["source"] = "startup"
+    claim(sqlite_cli, "42", old)
+    sqlite_cli("hook", "session-end", input=json.dumps(ended))
+    out = answer(sqlite_cli("hook", "session-start", input=json.dumps(start)))
+    assert "claim them again" not in out["hookSpecificOutput"]["additionalContext"]

@@ -4,7 +4,8 @@ and the shared fixtures).
 
 - ``BeforeTool`` ``write_file`` / ``replace``: the file-reservation gate on ``file_path``
   (relative paths are relative to ``cwd``, the project root, as the tools resolve them).
-- ``BeforeTool`` ``invoke_agent``: the dispatch gate on ``prompt`` (and every other string of
+- ``BeforeTool`` ``invoke_agent`` (older releases: ``delegate_to_agent``): the dispatch gate
+  on ``prompt`` (and every other string of
   its arguments), as for Claude Code's ``Agent``.
 - ``AfterTool``: the heartbeat.
 - ``SessionStart``: what this session and others hold (``hookSpecificOutput.additionalContext``);
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 EDIT_TOOLS = ("write_file", "replace")
-AGENT_TOOLS = ("invoke_agent",)
+#: ``invoke_agent`` (current source); ``delegate_to_agent`` (the name older releases document).
+AGENT_TOOLS = ("invoke_agent", "delegate_to_agent")
 
 
 def _deny(reason: str) -> int:

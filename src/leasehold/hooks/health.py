@@ -143,7 +143,17 @@ def _gemini(scope: str, path: str, cwd: str | None) -> list[str]:
     user = _json(settings_path("user", cwd, "gemini"))
     for other in RUNTIME_SCOPES["gemini"]:
         file = settings_path(other, cwd, "gemini")
-        config = _json(file).get("hooksConfig")
+        data = _json(file)
+        tools = data.get("tools")
+        if isinstance(tools, dict) and tools.get("enableHooks") is False:
+            out.append(f"{file} sets tools.enableHooks = false, so Gemini CLI runs no hooks; "
+                       "fix: remove it (and restart Gemini CLI)")
+        hooks = data.get("hooks")
+        if isinstance(hooks, dict) and isinstance(hooks.get("disabled"), list):
+            off = sorted(names.intersection(d for d in hooks["disabled"] if isinstance(d, str)))
+            if off:
+                out.append(f"{file} disables {', '.join(off)} (hooks.disabled); fix: remove them")
+        config = data.get("hooksConfig")
         if not isinstance(config, dict):
             continue
         if config.get("enabled") is False:

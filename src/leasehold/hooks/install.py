@@ -42,7 +42,7 @@ POST_MATCHER = "^(Bash|PowerShell|Edit|Write|MultiEdit|NotebookEdit)$"
 #: Codex: a matcher of letters, digits, ``_`` and ``|`` is an exact match on the tool name.
 CODEX_PRE_MATCHER = "apply_patch|spawn_agent"
 #: Gemini CLI: an unanchored JavaScript regular expression on the tool name.
-GEMINI_BEFORE_MATCHER = "^(write_file|replace|invoke_agent)$"
+GEMINI_BEFORE_MATCHER = "^(write_file|replace|invoke_agent|delegate_to_agent)$"
 
 
 def executable() -> str:
