@@ -177,3 +177,24 @@ def test_guard_in_the_common_hooks_folder_covers_worktrees(sqlite_cli: CLI, repo
     reserve_other(sqlite_cli)
     assert change_and_commit(sqlite_cli, worktree, "src/a.py", LEASEHOLD_SESSION="mine").returncode != 0
     assert change_and_commit(sqlite_cli, repo, "src/a.py", LEASEHOLD_SESSION="mine").returncode != 0
+
+
+def test_install_hooks_for_init(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set-up call ``leasehold init`` uses: Claude Code by default, others on request, all
+    with the absolute path of the program; idempotent."""
+    from leasehold.errors import InvalidInput
+    from leasehold.hooks.setup import install_hooks
+
+    monkeypatch.setenv("HOME", str(repo.parent / "home"))
+    done = install_hooks(str(repo))
+    assert [d["runtime"] for d in done] == ["claude"] and done[0]["events"]
+    settings = json.loads((repo / ".claude" / "settings.json").read_text())
+    program = settings["hooks"]["PreToolUse"][0]["hooks"][0]["command"].split()[0]
+    assert os.path.isabs(program) and os.access(program, os.X_OK)
+    done = install_hooks(str(repo), runtimes=("claude", "codex", "gemini"), git=True)
+    assert [d["runtime"] for d in done] == ["claude", "codex", "gemini", "git"]
+    assert done[0]["events"] == [] and "/hooks" in done[1]["message"]
+    assert (repo / ".codex" / "hooks.json").exists() and (repo / ".gemini" / "settings.json").exists()
+    assert done[3]["how"] == "created" and (repo / ".git" / "hooks" / "pre-commit").exists()
+    with pytest.raises(InvalidInput):
+        install_hooks(str(repo), runtimes=("vim",))
