@@ -122,34 +122,40 @@ def normalize(text: str) -> str:
     return "".join(out).translate(_DASHES)
 
 
+class _NonIdToSpace(dict):  # type: ignore[type-arg]
+    """``str.translate`` table: every character that is not an id character becomes a space
+    (one for one, so offsets stay valid)."""
+
+    def __missing__(self, code: int) -> int:
+        value = code if chr(code) in ID_CHARS else 32
+        self[code] = value
+        return value
+
+
+_TO_SPACE = _NonIdToSpace()
+
+
 def _tokens(text: str) -> list[tuple[str, int, int]]:
     """``(token, start, end)`` of each run of id characters, sentence punctuation trimmed."""
     out = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] not in ID_CHARS:
-            i += 1
-            continue
-        j = i
-        while j < n and text[j] in ID_CHARS:
-            j += 1
-        raw = text[i:j]
-        token = raw.rstrip(_TRIM)
-        lead = len(token) - len(token.lstrip("._:/-"))
-        token = token[lead:]
-        if token:
-            out.append((token, i + lead, i + lead + len(token)))
-        i = j
+    pos = 0
+    for raw in text.translate(_TO_SPACE).split(" "):
+        if raw:
+            token = raw.rstrip(_TRIM)
+            lead = len(token) - len(token.lstrip("._:/-"))
+            token = token[lead:]
+            if token:
+                out.append((token, pos + lead, pos + lead + len(token)))
+        pos += len(raw) + 1
     return out
 
 
 def _plain(token: str) -> bool:
-    """Only digits, only letters, or a mix shorter than 4 characters (``v2``, ``e2e``)."""
-    if not all(ch in _ALNUM for ch in token):
+    """Only digits, only letters, or a mix shorter than 4 characters (``v2``, ``e2e``). Tokens
+    hold ASCII id characters only, so ``isalnum``/``isalpha`` are the ASCII tests."""
+    if not token.isalnum():
         return False
-    if token.isdigit() or all(ch in _LETTERS for ch in token):
-        return True
-    return len(token) < 4
+    return token.isdigit() or token.isalpha() or len(token) < 4
 
 
 def _word(token: str) -> str:
