@@ -349,3 +349,15 @@ def test_claude_session_start_after_clear_or_resume_names_the_released_leases(
     sqlite_cli("hook", "session-end", input=json.dumps(ended))
     out = answer(sqlite_cli("hook", "session-start", input=json.dumps(start)))
     assert "claim them again" not in out["hookSpecificOutput"]["additionalContext"]
+
+
+def test_show_reports_an_untrusted_codex_project_until_it_is_trusted(sqlite_cli: CLI, repo: Path) -> None:
+    sqlite_cli.cwd = repo
+    assert sqlite_cli("hooks", "install", "--runtime", "codex").returncode == 0
+    shown = sqlite_cli("hooks", "show", "--runtime", "codex")
+    assert shown.returncode == 1 and "is not trusted by Codex" in shown.stdout
+    config = Path(sqlite_cli.env["HOME"]) / ".codex" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'[projects."{repo}/"]\ntrust_level = "trusted"\n')
+    shown = sqlite_cli("hooks", "show", "--runtime", "codex")
+    assert shown.returncode == 0 and "trust it" in shown.stdout  # the per-hook trust reminder stays

@@ -125,8 +125,13 @@ def _codex(scope: str, cwd: str | None) -> list[str]:
                        "administrator")
     if scope == "project":
         projects = _toml(user_config).get("projects")
-        entry = projects.get(root) if isinstance(projects, dict) else None
-        level = entry.get("trust_level") if isinstance(entry, dict) else None
+        level = None
+        if isinstance(projects, dict):
+            real = os.path.realpath(root)
+            for key, entry in projects.items():
+                if (isinstance(key, str) and isinstance(entry, dict)
+                        and os.path.realpath(os.path.expanduser(key)) == real):
+                    level = entry.get("trust_level")
         if level != "trusted":
             out.append(f"the project {root} is not trusted by Codex, so its .codex/ hooks do not "
                        "load; fix: trust the project when Codex asks, or install with "

@@ -47,8 +47,8 @@ GEMINI_BEFORE_MATCHER = "^(write_file|replace|invoke_agent|delegate_to_agent)$"
 
 def executable() -> str:
     """The absolute path of the running ``leasehold`` program: the console script being run
-    (``sys.argv[0]``) when it is one, else ``leasehold`` on PATH, else the one installed beside
-    this interpreter. Raises :class:`~leasehold.errors.ConfigError` when none is found."""
+    (``sys.argv[0]``) when it is one, else the one installed beside this interpreter (same
+    installation), else ``leasehold`` on PATH. Raises :class:`~leasehold.errors.ConfigError` when none is found."""
     import shutil
     import sys
 
@@ -57,10 +57,10 @@ def executable() -> str:
     candidates = []
     if sys.argv and os.path.basename(sys.argv[0]).startswith("leasehold"):
         candidates.append(sys.argv[0])
+    candidates.append(os.path.join(os.path.dirname(sys.executable), "leasehold"))
     found = shutil.which("leasehold")
     if found:
         candidates.append(found)
-    candidates.append(os.path.join(os.path.dirname(sys.executable), "leasehold"))
     for path in candidates:
         path = os.path.abspath(path)
         if os.path.isfile(path) and os.access(path, os.X_OK):
@@ -346,7 +346,7 @@ def show(cwd: str | None = None, runtimes: tuple[str, ...] = RUNTIMES) -> list[d
             info: dict[str, Any] = {"runtime": runtime, "scope": scope, "path": path,
                                     "exists": os.path.exists(path), "installed": [],
                                     "other_handlers": {}, "commands": [], "error": None,
-                                    "problems": []}
+                                    "problems": [], "notes": []}
             try:
                 data = read_settings(path) or {}
             except InvalidInput as exc:
@@ -369,5 +369,7 @@ def show(cwd: str | None = None, runtimes: tuple[str, ...] = RUNTIMES) -> list[d
                     info["other_handlers"][event] = others
             if info["installed"]:
                 info["problems"] = health.problems(runtime, scope, path, info["commands"], cwd)
+                if runtime == "codex":
+                    info["notes"] = [health.CODEX_TRUST_NOTE]
             out.append(info)
     return out
