@@ -53,7 +53,8 @@ def _git(*args: str, cwd: str | None = None) -> str:
     except (OSError, subprocess.SubprocessError) as exc:
         raise InvalidInput(f"cannot run git: {exc}") from None
     if proc.returncode != 0:
-        raise InvalidInput(f"git {' '.join(args)}: {proc.stderr.strip() or 'failed'}")
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        raise InvalidInput(f"git {args[0]}: {lines[0] if lines else 'failed'}")
     return proc.stdout
 
 
@@ -236,7 +237,9 @@ def describe(info: dict[str, Any]) -> str:
 
 # -- the check at commit time ------------------------------------------------------------------
 def staged_paths(cwd: str | None = None) -> list[str]:
-    """Staged paths relative to the working tree's top (both sides of a rename)."""
+    """Staged paths relative to the working tree's top (both sides of a rename). Raises
+    :class:`~leasehold.errors.InvalidInput` outside a repository."""
+    _git("rev-parse", "--show-toplevel", cwd=cwd)
     out = _git("diff", "--cached", "--name-only", "--no-renames", "-z", cwd=cwd)
     return [p for p in out.split("\0") if p]
 
