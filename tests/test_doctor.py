@@ -79,3 +79,21 @@ def test_a_missing_ledger_is_reported_not_created(cli: CLI, tmp_path: Path) -> N
     assert proc.returncode == 1 and found["reachable"]["ok"] is False
     assert "leasehold init" in found["reachable"]["fix"]
     assert not missing.exists() and not missing.parent.exists()
+
+
+def test_init_then_doctor_is_a_working_set_up_in_two_commands(cli: CLI, tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True, env=cli.env)
+    cli.cwd = root
+    proc = cli("init", "--json", db=False)
+    assert proc.returncode == 0, proc.stderr
+    steps = {s["step"]: s for s in json.loads(proc.stdout)["steps"]}
+    assert steps["hooks"]["action"] == "created"
+    command = json.loads((root / ".claude" / "settings.json").read_text())[
+        "hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+    assert Path(command.split()[0]).is_absolute()
+    proc = cli("doctor", "--json", db=False)
+    assert proc.returncode == 0, proc.stdout
+    again = json.loads(cli("init", "--json", db=False).stdout)
+    assert {s["step"]: s["action"] for s in again["steps"]}["hooks"] == "unchanged"
