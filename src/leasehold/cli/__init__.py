@@ -52,6 +52,9 @@ COMMAND_MODULES = {
     "feed": "leasehold.cli.tickets",
     "queue": "leasehold.cli.tickets",
     "drift-check": "leasehold.cli.tickets",
+    "verify": "leasehold.cli.audit",
+    "anchor": "leasehold.cli.audit",
+    "db": "leasehold.cli.audit",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {

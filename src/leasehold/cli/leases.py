@@ -488,7 +488,9 @@ def setup_log(sub: Any) -> None:
 def cmd_migrate(ctx: Context) -> int:
     store = ctx.ledger.store
     applied = store.applied_on_open + store.migrate()  # opening the ledger applies pending ones
-    ctx.out({"applied": applied}, "\n".join(f"applied {m}" for m in applied) or "schema up to date")
+    repaired = store.restore_guards()  # append-only triggers dropped or disabled since
+    lines = [f"applied {m}" for m in applied] + repaired
+    ctx.out({"applied": applied, "repaired": repaired}, "\n".join(lines) or "schema up to date")
     return 0
 
 
