@@ -25,6 +25,7 @@ LEASEHOLD = shutil.which("leasehold", path=str(Path(sys.executable).parent)) or 
 BACKENDS = ["sqlite"]
 
 _IDENTITY_VARS = ("LEASEHOLD_DB", "LEASEHOLD_ACTOR", "LEASEHOLD_SESSION", "CLAUDE_CODE_SESSION_ID",
+                  "CODEX_THREAD_ID", "GEMINI_SESSION_ID",
                   "LEASEHOLD_ENFORCE", "LEASEHOLD_MISSIONS_DIR", "LEASEHOLD_BUSY_TIMEOUT")
 
 

@@ -14,7 +14,9 @@ Precedence, highest first:
 - actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
   > ``$USER``.
 - session: hook payload ``session_id`` > ``--session`` > ``LEASEHOLD_SESSION`` >
-  ``CLAUDE_CODE_SESSION_ID``.
+  ``CLAUDE_CODE_SESSION_ID`` > ``CODEX_THREAD_ID`` (Codex sets it for the agent's shell
+  commands; it equals the hooks' ``session_id``) > ``GEMINI_SESSION_ID`` (set for Gemini CLI
+  hooks).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ KNOWN_KEYS = {
     "state_dir": "folder of small per-session state files",
     "stale_after": "age after which a claimed mission without a valid lease is stale",
     "missions_dir": "folder of the missions queue",
+    "reference_keywords": "extra words after which an id is a task reference (list)",
+    "reference_patterns": "extra regular expressions finding task references (list)",
 }
 
 
@@ -324,6 +328,8 @@ def resolve_session(flag: str | None, environ: Mapping[str, str] | None = None,
         (flag, "--session"),
         (env.get("LEASEHOLD_SESSION"), "LEASEHOLD_SESSION"),
         (env.get("CLAUDE_CODE_SESSION_ID"), "CLAUDE_CODE_SESSION_ID"),
+        (env.get("CODEX_THREAD_ID"), "CODEX_THREAD_ID"),
+        (env.get("GEMINI_SESSION_ID"), "GEMINI_SESSION_ID"),
     ):
         if value:
             return validate_name(value, "session"), source

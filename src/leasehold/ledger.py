@@ -496,6 +496,29 @@ class Ledger:
         (session end); a task ``in_progress`` goes back to ``open``. Returns what was released."""
         return self.store.session_release(validate_name(session, "session"))
 
+    def share(self, task_id: str, holder: Holder | str, sessions: Iterable[str]) -> Lease:
+        """Let ``sessions`` (agent teammates: each has its own session id) work under the valid
+        lease ``holder`` has on ``task_id``: the dispatch gate lets them through while every
+        other session is still denied. A share lasts as long as this grant (same fence; a new
+        grant drops it); one ``shared`` event. Raises :class:`InvalidInput` (no or malformed
+        sessions), :class:`NotFound`, :class:`LeaseHeld`, :class:`NotHolder`,
+        :class:`LeaseExpired`."""
+        validate_task_id(task_id)
+        who = Holder.parse(holder)
+        names = [validate_name(s, "session") for s in sessions]
+        if not names:
+            raise InvalidInput("name at least one session to share the lease with")
+        task, ok = self.store.share_lease(task_id, who.actor, who.session, names)
+        if task is None:
+            raise NotFound(f"Task {task_id} not found")
+        if not ok:
+            raise self._lease_error(task, who, None)
+        return Lease(task)
+
+    def shared_among(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        """Task id -> the sessions its current valid lease is shared with (one query)."""
+        return self.store.shares_among([i for i in dict.fromkeys(ids) if is_task_id(i)])
+
     def record_bypass(self, tasks: list[Task], by: Holder | str | None, details: dict[str, Any]) -> None:
         """Append ``bypass`` events (one per task, or one without a task) recording that the
         dispatch gate was overridden by ``by``; ``details`` (tool, prompt hash, how) go along."""

@@ -39,6 +39,9 @@ COMMAND_MODULES = {
     "demo": "leasehold.cli.run",
     "hook": "leasehold.cli.hooks",
     "hooks": "leasehold.cli.hooks",
+    "guard": "leasehold.cli.hooks",
+    "doctor": "leasehold.cli.doctor",
+    "share": "leasehold.cli.share",
     "reserve-path": "leasehold.cli.paths",
     "release-path": "leasehold.cli.paths",
     "paths": "leasehold.cli.paths",
@@ -207,7 +210,11 @@ def entry() -> None:
     if len(argv) == 2 and argv[0] == "hook":
         from leasehold.hooks import EVENTS
 
-        if argv[1] in EVENTS:
+        if argv[1] in ("codex", "gemini"):
+            from leasehold.hooks import runtime_module
+
+            code = runtime_module(argv[1]).run()
+        elif argv[1] in EVENTS:
             from leasehold.hooks.claude import run
 
             code = run(argv[1])

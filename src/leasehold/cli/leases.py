@@ -46,9 +46,16 @@ def cmd_claim(ctx: Context) -> int:
     holder = ctx.me()
     lease = ctx.ledger.claim(ctx.args.id, holder, ctx.ttl(), title=ctx.args.title,
                              priority=ctx.args.priority, op_id=ctx.args.op_id)
+    if ctx.args.share_with:
+        lease = ctx.ledger.share(ctx.args.id, holder, ctx.args.share_with)
     # Reported from what the call returned: nothing after the commit is needed (updated_at is
     # the instant of the grant, read under the row lock).
-    ctx.out(lease.task.to_dict(lease.task.updated_at), lease_line("claimed", lease))
+    data = lease.task.to_dict(lease.task.updated_at)
+    text = lease_line("claimed", lease)
+    if ctx.args.share_with:
+        data["shared_with"] = ctx.ledger.shared_among([ctx.args.id]).get(ctx.args.id, [])
+        text += "\nshared with " + ", ".join(data["shared_with"])
+    ctx.out(data, text)
     return 0
 
 
@@ -64,10 +71,14 @@ def setup_claim(sub: Any) -> None:
         examples=(
             "  leasehold claim 99927 --actor john --session abc123 --ttl-minutes 10\n"
             "  leasehold claim CMB-0036 --ttl 2h --json\n"
-            "  leasehold claim 99927 || echo \"someone else has it\""
+            "  leasehold claim 99927 || echo \"someone else has it\"\n"
+            "  leasehold claim 99927 --share-with teammate-session-1 teammate-session-2"
         ),
     )
     p.add_argument("id", help="task id: 1-200 letters, digits and ._:/#-")
+    p.add_argument("--share-with", nargs="+", metavar="SESSION", default=[],
+                   help="also let these sessions (agent teammates) work under the lease: the "
+                        "dispatch gate lets them through; it lasts as long as this grant")
     add_ttl_options(p)
     p.add_argument("--title", help="title for a task the claim creates")
     p.add_argument("--priority", type=int, help="priority for a task the claim creates (higher first)")

@@ -17,6 +17,7 @@ from leasehold.model import Event, Task
 from leasehold.store.sql_chain import ChainSQL
 from leasehold.store.sql_deps import DependenciesSQL, task_row
 from leasehold.store.sql_paths import PathsSQL
+from leasehold.store.sql_shares import SharesSQL
 from leasehold.store.sql_tickets import TicketsSQL
 
 TYPE_CHECKING = False
@@ -164,7 +165,7 @@ class Tx:
         )
 
 
-class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL):
+class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"
