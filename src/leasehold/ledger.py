@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from leasehold.model import Event, PathReservation
     from leasehold.store.sqlbase import SQLStore
     from leasehold.tickets import Tickets
+    from leasehold.tokens import Tokens
 
     TTL = float | int | str | timedelta | None
 
@@ -154,6 +155,13 @@ class Ledger:
         from leasehold.tickets import Tickets
 
         return Tickets(self.store)
+
+    @property
+    def tokens(self) -> Tokens:
+        """API tokens of ``leasehold serve`` on this ledger's store (:mod:`leasehold.tokens`)."""
+        from leasehold.tokens import Tokens
+
+        return Tokens(self.store)
 
     @property
     def feed(self) -> Feed:

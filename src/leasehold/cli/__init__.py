@@ -47,6 +47,8 @@ COMMAND_MODULES = {
     "feed": "leasehold.cli.tickets",
     "queue": "leasehold.cli.tickets",
     "drift-check": "leasehold.cli.tickets",
+    "token": "leasehold.cli.tokens",
+    "serve": "leasehold.cli.serve",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {

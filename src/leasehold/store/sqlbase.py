@@ -17,6 +17,7 @@ from leasehold.model import Event, Task
 from leasehold.store.sql_deps import DependenciesSQL
 from leasehold.store.sql_paths import PathsSQL
 from leasehold.store.sql_tickets import TicketsSQL
+from leasehold.store.sql_tokens import TokensSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ class Tx:
         )
 
 
-class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
+class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, TokensSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"
