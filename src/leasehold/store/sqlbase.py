@@ -155,6 +155,14 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, TokensSQL):
         """Apply pending migrations; return the names applied."""
         raise NotImplementedError
 
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Wake listeners of ``channel`` in other processes (PostgreSQL ``pg_notify``); a no-op
+        where the dialect has no notifications (SQLite: one server process per file)."""
+        return None
+
+    #: Whether :meth:`listen` exists (PostgreSQL LISTEN on a dedicated connection).
+    can_listen = False
+
     def _lock_ready(self, tx: Tx, limit: int) -> list[Any]:
         return tx.all("ready_candidates", limit=limit)
 

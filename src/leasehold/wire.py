@@ -1,0 +1,181 @@
+"""The HTTP API's operations, shared by the server (:mod:`leasehold.server`) and the remote
+client (:mod:`leasehold.remote`): one table, so the routes, the OpenAPI document and the client
+cannot drift apart.
+
+Each operation: ``(http method, path, role, params)``. ``params`` maps a parameter name to its
+JSON type (``string``, ``number``, ``integer``, ``boolean``, ``array``, ``object``); a trailing
+``?`` marks it optional; names in the path (``{task_id}``) come from the path, the others from
+the JSON body (POST) or the query string (GET). ``role`` is the least role allowed
+(``reader`` < ``agent`` < ``admin``). A ``holder`` or ``by`` parameter (``actor:session``) must
+name the token's actor.
+
+Objects travel as their stored fields: times are UTC seconds since the epoch (floats).
+Errors are ``{"error": {"code", "type", "exit_code", "message", ...}}``; ``code`` maps one-to-one
+to the CLI exit code (:data:`CODES`).
+"""
+
+from __future__ import annotations
+
+#: error code -> CLI exit code (one-to-one), and the HTTP status it travels with.
+CODES = {
+    "conflict": (1, 409),
+    "invalid_input": (2, 400),
+    "not_found": (3, 404),
+    "internal": (70, 500),
+    "unavailable": (75, 503),
+    "outcome_unknown": (76, 502),
+    "permission_denied": (77, 403),
+    "config_error": (78, 500),
+}
+EXIT_TO_CODE = {exit_code: code for code, (exit_code, _status) in CODES.items()}
+
+T = "/v1/tasks/{task_id}"
+OPS = {
+    # name: (method, path, role, params)
+    "whoami": ("GET", "/v1/whoami", "reader", {}),
+    "now": ("GET", "/v1/now", "reader", {}),
+    "claim": ("POST", T + "/claim", "agent",
+              {"holder": "string", "ttl": "number?", "title": "string?", "priority": "integer?",
+               "wait": "number?"}),
+    "extend": ("POST", T + "/extend", "agent", {"holder": "string", "ttl": "number?", "fence": "integer?"}),
+    "release": ("POST", T + "/release", "agent", {"holder": "string", "keep_status": "boolean?"}),
+    "force_release": ("POST", T + "/force-release", "admin", {"reason": "string", "by": "string?"}),
+    "complete": ("POST", T + "/done", "agent", {"holder": "string", "fence": "integer?"}),
+    "complete_many": ("POST", "/v1/done", "agent", {"task_ids": "array", "holder": "string"}),
+    "next": ("POST", "/v1/next", "agent",
+             {"holder": "string", "ttl": "number?", "count": "integer?", "wait": "number?"}),
+    "sweep": ("POST", "/v1/sweep", "agent", {"auto_release": "boolean?"}),
+    "status": ("GET", T + "/status", "reader", {}),
+    "show": ("GET", T, "reader", {}),
+    "check": ("GET", T + "/check", "reader", {"holder": "string?"}),
+    "who": ("GET", "/v1/who", "reader", {}),
+    "leases_of": ("GET", "/v1/leases", "reader", {"holder": "string"}),
+    "held_among": ("POST", "/v1/held", "reader", {"ids": "array"}),
+    "add": ("POST", T, "agent", {"title": "string?", "priority": "integer?", "by": "string?"}),
+    "add_blocked": ("POST", T + "/add-blocked", "agent",
+                    {"blocked_by": "array", "title": "string?", "priority": "integer?", "by": "string?"}),
+    "depend": ("POST", T + "/depend", "agent", {"blocked_by": "array", "by": "string?"}),
+    "undepend": ("POST", T + "/undepend", "agent", {"blocked_by": "array", "by": "string?"}),
+    "blockers": ("GET", T + "/blockers", "reader", {}),
+    "ready": ("GET", "/v1/ready", "reader", {"limit": "integer?"}),
+    "blocked": ("GET", "/v1/blocked", "reader", {}),
+    "reopen": ("POST", T + "/reopen", "agent", {"by": "string?"}),
+    "tasks": ("GET", "/v1/tasks", "reader", {"status": "string?", "held": "boolean?"}),
+    "events": ("GET", "/v1/log", "reader", {"task_id": "string?", "limit": "integer?", "after": "integer?"}),
+    "heartbeat_session": ("POST", "/v1/sessions/{session}/heartbeat", "agent", {}),
+    "release_session": ("POST", "/v1/sessions/{session}/release", "agent", {}),
+    "record_bypass": ("POST", "/v1/bypass", "agent",
+                      {"task_ids": "array", "by": "string?", "details": "object"}),
+    "reserve_paths": ("POST", "/v1/paths/reserve", "agent",
+                      {"patterns": "array", "holder": "string", "ttl": "number?",
+                       "shared": "boolean?", "reason": "string?"}),
+    "release_paths": ("POST", "/v1/paths/release", "agent", {"patterns": "array", "holder": "string"}),
+    "active_paths": ("GET", "/v1/paths", "reader", {}),
+    "exclusive_paths_not_of_session": ("GET", "/v1/paths/exclusive", "reader", {"session": "string"}),
+    "token_create": ("POST", "/v1/tokens", "admin",
+                     {"actor": "string", "role": "string?", "expires": "number?"}),
+    "token_list": ("GET", "/v1/tokens", "admin", {}),
+    "token_revoke": ("POST", "/v1/tokens/{token_id}/revoke", "admin", {}),
+    "op": ("GET", "/v1/ops/{op_id}", "reader", {}),
+}
+
+#: Operations that change nothing: safe to retry after a lost connection.
+READS = frozenset(name for name, (method, *_rest) in OPS.items() if method == "GET") | {"held_among"}
+
+
+def path_params(path: str) -> list[str]:
+    """The ``{name}`` parameters of a path template, in order."""
+    out = []
+    rest = path
+    while "{" in rest:
+        rest = rest[rest.index("{") + 1:]
+        out.append(rest[: rest.index("}")])
+    return out
+
+
+# -- objects on the wire -----------------------------------------------------------------------
+def task_out(task):  # type: ignore[no-untyped-def]
+    if task is None:
+        return None
+    return {name: getattr(task, name) for name in task.__slots__}
+
+
+def task_in(data):  # type: ignore[no-untyped-def]
+    if data is None:
+        return None
+    from leasehold.model import Task
+
+    return Task(**data)
+
+
+def event_out(event):  # type: ignore[no-untyped-def]
+    return {name: getattr(event, name) for name in event.__slots__}
+
+
+def event_in(data):  # type: ignore[no-untyped-def]
+    from leasehold.model import Event
+
+    return Event(**data)
+
+
+def path_out(res):  # type: ignore[no-untyped-def]
+    if res is None:
+        return None
+    return {name: getattr(res, name) for name in res.__slots__}
+
+
+def path_in(data):  # type: ignore[no-untyped-def]
+    if data is None:
+        return None
+    from leasehold.model import PathReservation
+
+    return PathReservation(**data)
+
+
+def error_out(exc: BaseException) -> tuple[int, dict]:  # type: ignore[type-arg]
+    """``(http status, body)`` for an exception."""
+    exit_code = getattr(exc, "exit_code", 70)
+    code = EXIT_TO_CODE.get(exit_code, "internal")
+    status = CODES[code][1]
+    error = {"code": code, "type": type(exc).__name__ if exit_code != 70 else "InternalError",
+             "exit_code": exit_code, "message": str(exc) if exit_code != 70 else "internal error"}
+    for attr in ("task_id", "holder", "expires_at", "fence", "post_id", "op_id"):
+        if hasattr(exc, attr):
+            error[attr] = getattr(exc, attr)
+    if type(exc).__name__ == "PathReserved":
+        error.pop("holder", None)
+        error.pop("expires_at", None)
+        error["clashes"] = [[pattern, path_out(other)] for pattern, other in exc.conflicts]  # type: ignore[attr-defined]
+    return status, {"error": error}
+
+
+def error_in(status: int, body: object) -> Exception:
+    """The exception a server error body describes (the same class and message as a local
+    ledger raises), or :class:`~leasehold.errors.LeaseholdError` subclasses by code."""
+    from leasehold import errors
+
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        if status in (401, 403):
+            return errors.PermissionDenied(f"the server refused the request (HTTP {status})")
+        if status in (502, 503, 504, 429):
+            return errors.StoreUnavailable(f"the server is unavailable (HTTP {status}); retry later")
+        return errors.LeaseholdError(f"unexpected answer from the server (HTTP {status})")
+    kind = str(error.get("type", ""))
+    message = str(error.get("message", ""))
+    if kind == "LeaseHeld":
+        return errors.LeaseHeld(error["task_id"], error["holder"], error["expires_at"], error["fence"])
+    if kind == "DuplicatePost":
+        return errors.DuplicatePost(message, error["task_id"], error["post_id"])
+    if kind == "OutcomeUnknown":
+        return errors.OutcomeUnknown(message, error.get("op_id"))
+    if kind == "PathReserved":
+        from leasehold.paths import PathReserved
+
+        return PathReserved([(pattern, path_in(other)) for pattern, other in error.get("clashes", [])])
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, errors.LeaseholdError) and cls.__init__ is errors.LeaseholdError.__init__:
+        return cls(message)
+    by_exit = {1: errors.Conflict, 2: errors.InvalidInput, 3: errors.NotFound, 75: errors.StoreUnavailable,
+               76: errors.OutcomeUnknown, 77: errors.PermissionDenied, 78: errors.ConfigError}
+    return by_exit.get(int(error.get("exit_code", 70)), errors.LeaseholdError)(message)
