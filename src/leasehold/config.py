@@ -6,7 +6,8 @@ Precedence, highest first:
 - database: ``--db`` > ``LEASEHOLD_DB`` > ``db`` in the nearest ``leasehold.toml`` (searched from
   the working directory up; a relative path is relative to that file) >
   ``$XDG_DATA_HOME/leasehold/ledger.db`` (default ``~/.local/share/leasehold/ledger.db``).
-- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
+- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > (an http(s) ledger) the
+  token's actor > ``git config user.name``
   > ``$USER``.
 - session: hook payload ``session_id`` > ``--session`` > ``LEASEHOLD_SESSION`` >
   ``CLAUDE_CODE_SESSION_ID``.
@@ -38,6 +39,7 @@ KNOWN_KEYS = {
     "state_dir": "folder of small per-session state files",
     "stale_after": "age after which a claimed mission without a valid lease is stale",
     "missions_dir": "folder of the missions queue",
+    "token_file": "file holding the token for an http(s):// ledger (mode 0600)",
 }
 
 
@@ -205,6 +207,10 @@ def resolve_actor(flag: str | None, settings: Settings | None,
         return validate_name(env["LEASEHOLD_ACTOR"], "actor"), "LEASEHOLD_ACTOR"
     if settings is not None and settings.get("actor"):
         return validate_name(str(settings.get("actor")), "actor"), f"actor in {settings.file}"
+    if settings is not None and settings.db.startswith(("http://", "https://")):
+        from leasehold.remote import token_actor
+
+        return token_actor(settings), "the token of " + settings.db
     name = git_user_name()
     if name:
         return validate_name(name.replace(":", "-"), "actor"), "git config user.name"

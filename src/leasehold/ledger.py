@@ -34,7 +34,7 @@ from leasehold.model import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from datetime import timedelta
     from typing import Any
 
@@ -116,7 +116,8 @@ class Ledger:
     @classmethod
     def open(cls, url: str | None = None, *, clock: Callable[[], float] | None = None,
              busy_timeout: float | None = None, default_ttl: float | None = None) -> Ledger:
-        """Open the ledger at ``url`` (a path, ``sqlite:///path`` or ``postgresql://...``);
+        """Open the ledger at ``url`` (a path, ``sqlite:///path``, ``postgresql://...``, or
+        ``http(s)://host:port`` for a ``leasehold serve`` server, with ``LEASEHOLD_TOKEN``);
         without one, resolve it like the CLI does (``LEASEHOLD_DB``, leasehold.toml, the XDG
         default). ``clock`` (SQLite only) returns UTC seconds; ``busy_timeout`` is in seconds."""
         from leasehold.config import load_settings
@@ -131,6 +132,10 @@ class Ledger:
         """Open the ledger resolved settings name; explicit arguments win over them."""
         from leasehold.store import open_store
 
+        if settings.db.startswith(("http://", "https://")):
+            from leasehold.remote import RemoteLedger
+
+            return RemoteLedger.from_remote_settings(settings, default_ttl)
         if busy_timeout is None:
             busy_timeout = settings.busy_timeout
         store = open_store(settings.db, clock=clock, busy_timeout=busy_timeout)
@@ -326,6 +331,72 @@ class Ledger:
         """Leases past expiry (as they were); with ``auto_release`` clear each (one ``expired``
         event each; ``in_progress`` goes back to ``open``)."""
         return self.store.sweep(auto_release)
+
+    # -- waiting and watching ----------------------------------------------------------------
+    def wait_claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
+                   timeout: float = 30.0, title: str | None = None,
+                   priority: int | None = None) -> Lease:
+        """:meth:`claim`, waiting up to ``timeout`` seconds for another holder's lease to end.
+
+        Directly on a store this polls with backoff (5 ms doubling to 0.5 s, and at the
+        blocking lease's expiry); through ``leasehold serve`` the server queues waiters per
+        task in arrival order (FIFO) and wakes the next at once on a release. Raises
+        :class:`LeaseHeld` when the time is up, :class:`TaskDone`, :class:`InvalidInput`."""
+        import time
+
+        if not 0 < timeout <= 86400:
+            raise InvalidInput(f"the wait must be between 0 and 24h, got {timeout}")
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                return self.claim(task_id, holder, ttl, title=title, priority=priority)
+            except LeaseHeld as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                until_expiry = exc.expires_at - self.now()
+                time.sleep(max(0.001, min(delay, left, max(until_expiry, 0.001))))
+                delay = min(delay * 2, 0.5)
+
+    def wait_next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
+                  timeout: float = 30.0) -> list[Lease]:
+        """:meth:`next`, waiting up to ``timeout`` seconds for a ready task (polling with
+        backoff directly, woken at once through ``leasehold serve``). Returns ``[]`` when the
+        time is up."""
+        import time
+
+        if not 0 < timeout <= 86400:
+            raise InvalidInput(f"the wait must be between 0 and 24h, got {timeout}")
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            leases = self.next(holder, ttl, count)
+            left = deadline - time.monotonic()
+            if leases or left <= 0:
+                return leases
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.5)
+
+    def watch(self, task_ids: Iterable[str] = (), kinds: Iterable[str] = (), after: int | None = None,
+              timeout: float | None = None) -> Iterator[Event]:
+        """Iterate over events as they commit (ids > ``after``; None: from now on), only those
+        of ``task_ids`` / ``kinds`` when given, for ``timeout`` seconds (None: forever).
+        Directly on a store this polls every 0.2 s; through ``leasehold serve`` it follows the
+        server's event stream."""
+        import time
+
+        ids, wanted = set(task_ids), set(kinds)
+        if after is None:
+            newest = self.store.events(None, 1)
+            after = newest[-1].id if newest else 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            for event in self.store.events(None, None, after):
+                after = event.id
+                if (not ids or event.task_id in ids) and (not wanted or event.kind in wanted):
+                    yield event
+            time.sleep(0.2)
 
     # -- reads -----------------------------------------------------------------------------
     def status(self, task_id: str) -> Task | None:
