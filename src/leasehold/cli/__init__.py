@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "list": "leasehold.cli.leases",
     "next": "leasehold.cli.leases",
     "log": "leasehold.cli.leases",
+    "watch": "leasehold.cli.leases",
     "migrate": "leasehold.cli.leases",
     "whoami": "leasehold.cli.leases",
     "dep": "leasehold.cli.deps",

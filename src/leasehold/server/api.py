@@ -38,7 +38,8 @@ def authorize(principal: Principal, op: str, role: str, args: dict[str, Any]) ->
     """Raise :class:`Forbidden` when ``principal`` may not run ``op`` with ``args``: a role
     below ``role``, or a ``holder`` / ``by`` naming another actor than the token's."""
     if RANK[principal.role] < RANK[role]:
-        raise Forbidden(f"a {principal.role} token may not {op.replace('_', ' ')} (needs {role})")
+        article = "an" if principal.role[0] in "aeiou" else "a"
+        raise Forbidden(f"{article} {principal.role} token may not {op.replace('_', ' ')} (needs {role})")
     if principal.actor is None:
         return
     for key in ("holder", "by"):

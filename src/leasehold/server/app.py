@@ -124,7 +124,8 @@ class Service:
         task_id = args.get("task_id") if isinstance(args.get("task_id"), str) else None
         try:
             self.ledger().store.append_event("auth_refused", task_id,
-                                             principal.actor if principal else None, None, None,
+                                             principal.actor if principal else None,
+                                             "api" if principal and principal.actor else None, None,
                                              details)
         except LeaseholdError:
             pass
