@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,server,bench]'
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/run.py
+
+# schemathesis against the served API's /openapi.json, many examples per operation
+fuzz: $(STAMP)
+	LEASEHOLD_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_api_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
