@@ -141,6 +141,19 @@ def test_cli_outputs_and_exit_codes_match_a_local_ledger(served, base_env, tmp_p
         ("release-path", "src/**", "--session", "s1"),
         ("done", "deploy", "99927", "--session", "s3"),
         ("log", "99927"),
+        ("namespace", "add", "CMB"), ("namespace", "add", "CMB", "--format", "X-{seq}"),
+        ("namespace", "list"), ("reserve", "CMB", "--count", "2", "--session", "s1"),
+        ("reservation", "show", "CMB-0001"), ("reservation", "show", "CMB-0404"),
+        ("reservation", "abandon", "CMB-0002", "--reason", "dup", "--session", "s1"),
+        ("feed", "post", "--kind", "actionable", "--reserve", "CMB", "--subject", "{{ITEM_ID}}: flaky",
+         "--session", "s1"),
+        ("feed", "post", "--kind", "actionable", "--item", "CMB-0003", "--subject", "again", "--session", "s2"),
+        ("feed", "post", "--kind", "actionable", "--provisional", "CMB-0003", "--subject", "offline",
+         "--session", "s2"),
+        ("feed", "confirm", "2", "--session", "s2"), ("feed", "confirm", "2", "--session", "s2"),
+        ("feed", "amend", "1", "--subject", "CMB-0003: flaky on macOS", "--session", "s1"),
+        ("feed", "list", "--item", "CMB-0003"), ("feed", "tail", "-n", "2"),
+        ("queue",), ("drift-check",),
     ]
     for args in script:
         a, b = local(*args), remote(*args)

@@ -25,7 +25,7 @@ from leasehold.errors import (
 from leasehold.ledger import Ledger, ReleaseResult, Verdict
 from leasehold.model import Holder, Lease, validate_name, validate_task_id
 from leasehold.store.remote import Client
-from leasehold.wire import event_in, path_in, task_in
+from leasehold.wire import event_in, path_in, slots_in, task_in
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -171,14 +171,12 @@ class RemoteLedger(Ledger):
         return RemoteTokens(self.client)
 
     @property
-    def tickets(self) -> Any:
-        raise ConfigError("ticket namespaces and reservations are not served over HTTP yet: "
-                          "point this command at the SQLite or PostgreSQL ledger")
+    def tickets(self) -> RemoteTickets:  # type: ignore[override]
+        return RemoteTickets(self.client)
 
     @property
-    def feed(self) -> Any:
-        raise ConfigError("the feed is not served over HTTP yet: point this command at the SQLite "
-                          "or PostgreSQL ledger")
+    def feed(self) -> RemoteFeed:  # type: ignore[override]
+        return RemoteFeed(self.client)
 
     # -- leases ----------------------------------------------------------------------------
     def claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
@@ -364,6 +362,116 @@ class RemoteTokens:
 
         data = self.client.call("token_revoke", token_id=token_id)
         return TokenInfo(**data["info"]), data["revoked"]
+
+
+def _models() -> Any:
+    from leasehold import model
+
+    return model
+
+
+class RemoteTickets:
+    """:class:`leasehold.tickets.Tickets` through the server (same results and errors)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def add_namespace(self, prefix: str, fmt: str | None = None, lane: str | None = None,
+                      by: Holder | str | None = None) -> tuple[Any, bool]:
+        from leasehold.tickets import validate_prefix
+
+        validate_prefix(prefix)
+        data = self.client.call("ns_add", prefix=prefix, format=fmt, lane=lane, by=_by(by))
+        return slots_in(_models().Namespace, data["namespace"]), data["created"]
+
+    def namespaces(self) -> list[tuple[Any, dict[str, Any]]]:
+        return [(slots_in(_models().Namespace, ns), counts) for ns, counts in self.client.call("ns_list")]
+
+    def namespace(self, prefix: str) -> Any:
+        from leasehold.tickets import validate_prefix
+
+        validate_prefix(prefix)
+        return slots_in(_models().Namespace, self.client.call("ns_get", prefix=prefix))
+
+    def reserve(self, prefix: str, holder: Holder | str, count: int = 1) -> list[Any]:
+        from leasehold.tickets import validate_prefix
+
+        validate_prefix(prefix)
+        found = self.client.call("reserve", prefix=prefix, holder=str(Holder.parse(holder)), count=count)
+        return [slots_in(_models().Reservation, r) for r in found]
+
+    def reservation(self, ticket_id: str) -> Any:
+        validate_task_id(ticket_id)
+        return slots_in(_models().Reservation, self.client.call("reservation", ticket_id=ticket_id))
+
+    def abandon(self, ticket_id: str, by: Holder | str, reason: str | None = None,
+                force: bool = False) -> tuple[Any, bool]:
+        validate_task_id(ticket_id)
+        data = self.client.call("abandon", ticket_id=ticket_id, by=str(Holder.parse(by)), reason=reason,
+                                force=force)
+        return slots_in(_models().Reservation, data["reservation"]), data["changed"]
+
+
+class RemoteFeed:
+    """:class:`leasehold.feed.Feed` through the server (same results and errors)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def _post(self, data: Any) -> Any:
+        return slots_in(_models().Post, data)
+
+    def post(self, kind: str, subject: str, holder: Holder | str, **fields: Any) -> Any:
+        return self._post(self.client.call("feed_post", kind=kind, subject=subject,
+                                           holder=str(Holder.parse(holder)), **fields))
+
+    def amend(self, post_id: int, holder: Holder | str, **fields: Any) -> Any:
+        return self._post(self.client.call("feed_amend", post_id=post_id, holder=str(Holder.parse(holder)),
+                                           **fields))
+
+    def confirm(self, post_id: int, holder: Holder | str, prefix: str | None = None) -> Any:
+        from leasehold.feed import ConfirmResult
+
+        d = self.client.call("feed_confirm", post_id=post_id, holder=str(Holder.parse(holder)), prefix=prefix)
+        return ConfirmResult(d["item"], self._post(d["post"]), self._post(d["winner"]), self._post(d["confirmed"]),
+                             d["renumbered"], d["already"], d["message"])
+
+    def import_file(self, path: str, by: Holder | str) -> Any:
+        from leasehold.feed import ImportResult
+
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            raise NotFound(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{path}: cannot read it ({exc})") from None
+        d = self.client.call("feed_import", lines=lines, source=path, by=str(Holder.parse(by)))
+        return ImportResult([self._post(p) for p in d["posts"]], d["skipped"])
+
+    def get(self, post_id: int) -> Any:
+        return self._post(self.client.call("feed_get", post_id=post_id))
+
+    def posts(self, *, since: float | None = None, item: str | None = None, kind: str | None = None,
+              limit: int | None = None) -> list[Any]:
+        return [self._post(p) for p in self.client.call("feed_posts", since=since, item=item, kind=kind,
+                                                         limit=limit)]
+
+    def last(self, count: int) -> list[Any]:
+        return [self._post(p) for p in self.client.call("feed_last", count=count)]
+
+    def after(self, post_id: int, limit: int | None = None) -> list[Any]:
+        return [self._post(p) for p in self.client.call("feed_after", post_id=post_id, limit=limit)]
+
+    def last_id(self) -> int:
+        posts = self.last(1)
+        return posts[-1].id if posts else 0
+
+    def queue(self) -> list[dict[str, Any]]:
+        return self.client.call("feed_queue")  # type: ignore[no-any-return]
+
+    def drift(self) -> list[dict[str, Any]]:
+        return self.client.call("feed_drift")  # type: ignore[no-any-return]
 
 
 def _timeout(timeout: float) -> float:

@@ -77,6 +77,31 @@ OPS = {
     "token_list": ("GET", "/v1/tokens", "admin", {}),
     "token_revoke": ("POST", "/v1/tokens/{token_id}/revoke", "admin", {}),
     "op": ("GET", "/v1/ops/{op_id}", "reader", {}),
+    # ticket namespaces and reservations
+    "ns_add": ("POST", "/v1/namespaces/{prefix}", "agent", {"format": "string?", "lane": "string?", "by": "string?"}),
+    "ns_list": ("GET", "/v1/namespaces", "reader", {}),
+    "ns_get": ("GET", "/v1/namespaces/{prefix}", "reader", {}),
+    "reserve": ("POST", "/v1/namespaces/{prefix}/reserve", "agent", {"holder": "string", "count": "integer?"}),
+    "reservation": ("GET", "/v1/reservations/{ticket_id}", "reader", {}),
+    "abandon": ("POST", "/v1/reservations/{ticket_id}/abandon", "agent",
+                {"by": "string", "reason": "string?", "force": "boolean?"}),
+    # the feed
+    "feed_post": ("POST", "/v1/feed", "agent",
+                  {"kind": "string", "subject": "string", "holder": "string", "body": "string?",
+                   "item": "string?", "reserve": "string?", "provisional": "string?",
+                   "release_proof": "string?", "repair": "string?"}),
+    "feed_amend": ("POST", "/v1/feed/{post_id}/amend", "agent",
+                   {"holder": "string", "subject": "string?", "body": "string?", "renumber": "string?",
+                    "prefix": "string?"}),
+    "feed_confirm": ("POST", "/v1/feed/{post_id}/confirm", "agent", {"holder": "string", "prefix": "string?"}),
+    "feed_import": ("POST", "/v1/feed/import", "agent", {"lines": "array", "source": "string?", "by": "string"}),
+    "feed_get": ("GET", "/v1/feed/{post_id}", "reader", {}),
+    "feed_posts": ("GET", "/v1/feed", "reader",
+                   {"since": "number?", "item": "string?", "kind": "string?", "limit": "integer?"}),
+    "feed_last": ("GET", "/v1/feed/last", "reader", {"count": "integer"}),
+    "feed_after": ("GET", "/v1/feed/after", "reader", {"post_id": "integer", "limit": "integer?"}),
+    "feed_queue": ("GET", "/v1/queue", "reader", {}),
+    "feed_drift": ("GET", "/v1/drift", "reader", {}),
 }
 
 #: Operations that change nothing: safe to retry after a lost connection.
@@ -130,6 +155,17 @@ def path_in(data):  # type: ignore[no-untyped-def]
     from leasehold.model import PathReservation
 
     return PathReservation(**data)
+
+
+def slots_out(obj):  # type: ignore[no-untyped-def]
+    """A model object (Namespace, Reservation, Post) as its stored fields."""
+    if obj is None:
+        return None
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def slots_in(cls, data):  # type: ignore[no-untyped-def]
+    return None if data is None else cls(**data)
 
 
 def error_out(exc: BaseException) -> tuple[int, dict]:  # type: ignore[type-arg]

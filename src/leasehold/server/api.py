@@ -287,4 +287,89 @@ def op(c: Call, op_id: str) -> Any:
     return lookup(op_id)
 
 
+# -- tickets and the feed ------------------------------------------------------------------------
+S = wire.slots_out
+
+
+def _post_id(post_id: str) -> int:
+    try:
+        return int(post_id)
+    except ValueError:
+        raise InvalidInput(f"post id must be a number, got {post_id!r}") from None
+
+
+def ns_add(c: Call, prefix: str, format: str | None = None, lane: str | None = None,
+           by: str | None = None) -> Any:
+    namespace, created = c.ledger.tickets.add_namespace(prefix, format, lane, c.by(by))
+    return {"namespace": S(namespace), "created": created}
+
+
+def ns_list(c: Call) -> Any:
+    return [[S(ns), counts] for ns, counts in c.ledger.tickets.namespaces()]
+
+
+def ns_get(c: Call, prefix: str) -> Any:
+    return S(c.ledger.tickets.namespace(prefix))
+
+
+def reserve(c: Call, prefix: str, holder: str, count: int = 1) -> Any:
+    return [S(r) for r in c.ledger.tickets.reserve(prefix, holder, count)]
+
+
+def reservation(c: Call, ticket_id: str) -> Any:
+    return S(c.ledger.tickets.reservation(ticket_id))
+
+
+def abandon(c: Call, ticket_id: str, by: str, reason: str | None = None, force: bool = False) -> Any:
+    if force and c.principal.role != "admin":
+        raise Forbidden(f"an {c.principal.role} token may not abandon with force (needs admin)")
+    res, changed = c.ledger.tickets.abandon(ticket_id, by, reason, force)
+    return {"reservation": S(res), "changed": changed}
+
+
+def feed_post(c: Call, kind: str, subject: str, holder: str, **fields: Any) -> Any:
+    return S(c.ledger.feed.post(kind, subject, holder, **fields))
+
+
+def feed_amend(c: Call, post_id: str, holder: str, **fields: Any) -> Any:
+    return S(c.ledger.feed.amend(_post_id(post_id), holder, **fields))
+
+
+def feed_confirm(c: Call, post_id: str, holder: str, prefix: str | None = None) -> Any:
+    result = c.ledger.feed.confirm(_post_id(post_id), holder, prefix)
+    return {"item": result.item, "post": S(result.post), "winner": S(result.winner),
+            "confirmed": S(result.confirmed), "renumbered": result.renumbered,
+            "already": result.already, "message": result.message}
+
+
+def feed_import(c: Call, lines: list[str], by: str, source: str = "input") -> Any:
+    feed = c.ledger.feed
+    result = feed.import_posts(feed.parse_import([str(line) for line in lines], source), by)
+    return {"posts": [S(p) for p in result.posts], "skipped": result.skipped}
+
+
+def feed_get(c: Call, post_id: str) -> Any:
+    return S(c.ledger.feed.get(_post_id(post_id)))
+
+
+def feed_posts(c: Call, **filters: Any) -> Any:
+    return [S(p) for p in c.ledger.feed.posts(**filters)]
+
+
+def feed_last(c: Call, count: int) -> Any:
+    return [S(p) for p in c.ledger.feed.last(count)]
+
+
+def feed_after(c: Call, post_id: int, limit: int | None = None) -> Any:
+    return [S(p) for p in c.ledger.feed.after(post_id, limit)]
+
+
+def feed_queue(c: Call) -> Any:
+    return c.ledger.feed.queue()
+
+
+def feed_drift(c: Call) -> Any:
+    return c.ledger.feed.drift()
+
+
 HANDLERS = {name: globals()[name if name != "next" else "next_"] for name in wire.OPS}

@@ -361,6 +361,16 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
         finally:
             service.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    async def no_route(request: Request, exc: Exception) -> Response:
+        from starlette.exceptions import HTTPException
+
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        code, exit_code = ("not_found", 3) if status == 404 else ("invalid_input", 2)
+        return JSONResponse({"error": {"code": code, "type": "NotFound" if status == 404 else "InvalidInput",
+                                       "exit_code": exit_code,
+                                       "message": f"no route {request.method} {request.url.path}"}},
+                            status_code=status)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route})
     app.state.service = service
     return app
