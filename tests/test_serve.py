@@ -387,3 +387,19 @@ def _racer(url: str, token: str, i: int, rounds: int, barrier, results) -> None:
         except LeaseHeld:
             results.put((r, i, False))
     ledger.close()
+
+
+def test_hooks_through_the_server_gate_and_fail_closed(served, base_env, tmp_path: Path) -> None:
+    """The agent hooks pointed at the server: another session's lease denies the dispatch; an
+    unreachable server (or no token) denies too, never allows."""
+    from tests.test_hooks import denied, hook, payload
+
+    env = dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"], HOME=str(tmp_path / "home"))
+    cli = CLI(served.url, env, tmp_path)
+    assert cli("claim", "99927", "--session", "other-session").returncode == 0
+    reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json")))
+    assert "99927" in reason and "bob:other-session" in reason
+    gone = CLI("http://127.0.0.1:9", env, tmp_path)
+    assert "cannot check this call" in denied(hook(gone, "pre-tool-use", payload("pre_tool_use_agent.json")))
+    no_token = CLI(served.url, dict(env, LEASEHOLD_TOKEN=""), tmp_path)
+    assert "cannot check this call" in denied(hook(no_token, "pre-tool-use", payload("pre_tool_use_agent.json")))
