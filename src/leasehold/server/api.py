@@ -104,14 +104,22 @@ def now(c: Call) -> float:
 
 def claim(c: Call, task_id: str, holder: str, ttl: float | None = None, title: str | None = None,
           priority: int | None = None, wait: float | None = None) -> Any:
-    if wait:
-        from leasehold.server.waits import claim_wait
-
-        if not 0 < wait <= 86400:
-            raise InvalidInput(f"wait must be between 0 and 86400 seconds, got {wait}")
-        return _lease(claim_wait(c.service.changes, c.ledger, task_id, holder, ttl, wait,
-                                 title=title, priority=priority))
     return _lease(c.ledger.claim(task_id, holder, ttl, title=title, priority=priority))
+
+
+async def claim_waiting(service: Any, task_id: str, holder: str, wait: float, ttl: float | None = None,
+                        title: str | None = None, priority: int | None = None) -> Any:
+    """``claim`` with ``wait`` seconds: FIFO per task, woken by changes (server/waits.py)."""
+    from leasehold.server.waits import claim_wait
+
+    return _lease(await claim_wait(service.changes, service.ledger, task_id, holder, ttl, _wait(wait),
+                                   title=title, priority=priority))
+
+
+def _wait(wait: float) -> float:
+    if not 0 < wait <= 86400:
+        raise InvalidInput(f"wait must be between 0 and 86400 seconds, got {wait}")
+    return float(wait)
 
 
 def extend(c: Call, task_id: str, holder: str, ttl: float | None = None, fence: int | None = None) -> Any:
@@ -135,13 +143,17 @@ def complete_many(c: Call, task_ids: list[str], holder: str) -> Any:
 
 
 def next_(c: Call, holder: str, ttl: float | None = None, count: int = 1, wait: float | None = None) -> Any:
-    if wait:
-        from leasehold.server.waits import next_wait
-
-        if not 0 < wait <= 86400:
-            raise InvalidInput(f"wait must be between 0 and 86400 seconds, got {wait}")
-        return [_lease(lease) for lease in next_wait(c.service.changes, c.ledger, holder, ttl, count, wait)]
     return [_lease(lease) for lease in c.ledger.next(holder, ttl, count)]
+
+
+async def next_waiting(service: Any, holder: str, wait: float, ttl: float | None = None, count: int = 1) -> Any:
+    """``next`` with ``wait`` seconds (FIFO among ``next`` waiters)."""
+    from leasehold.server.waits import next_wait
+
+    if count < 1:
+        raise InvalidInput(f"count must be at least 1, got {count}")
+    return [_lease(lease) for lease in await next_wait(service.changes, service.ledger, holder, ttl, count,
+                                                       _wait(wait))]
 
 
 def sweep(c: Call, auto_release: bool = False) -> Any:
@@ -373,3 +385,5 @@ def feed_drift(c: Call) -> Any:
 
 
 HANDLERS = {name: globals()[name if name != "next" else "next_"] for name in wire.OPS}
+#: Operations that block (``wait``): run on the event loop, holding no worker thread.
+WAITING = {"claim": claim_waiting, "next": next_waiting}

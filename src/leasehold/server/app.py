@@ -207,7 +207,17 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
             args = await _arguments(request, params)
             principal = await _thread(service.authenticate, request)
             api.authorize(principal, op, role, args)
-            result = await _thread(_call, service, handler, principal, args, writes)
+            if args.get("wait") and op in api.WAITING:
+                # Validate cheaply first (a bad id or TTL is 400 at once, not after the wait).
+                from leasehold.model import Holder, validate_task_id
+
+                if "task_id" in args:
+                    validate_task_id(args["task_id"])
+                Holder.parse(args["holder"])
+                result = await api.WAITING[op](service, **args)
+                await _thread(service.changed)
+            else:
+                result = await _thread(_call, service, handler, principal, args, writes)
             response: Response = JSONResponse({"result": result, "now": time.time()})
         except (PermissionDenied, api.Forbidden) as exc:
             status = 401 if isinstance(exc, Unauthenticated) else 403

@@ -66,45 +66,63 @@ class Changes:
         if self.on_waiters is not None:
             self.on_waiters(self.waiting)
 
-    def wait_turn(self, key: str, attempt: Callable[[], Any], timeout: float,
-                  retry_in: Callable[[BaseException], float]) -> Any:
-        """Call ``attempt()`` as the head of ``key``'s FIFO queue until it returns (its result
-        is returned) or ``timeout`` seconds pass (the last refusal is raised). ``retry_in(exc)``
-        says how long a refusal may stand at most before trying again (e.g. until the
-        blocking lease expires)."""
+    async def wait_turn(self, key: str, attempt: Callable[[], Any], timeout: float,
+                        retry_in: Callable[[BaseException], float]) -> Any:
+        """Run ``attempt()`` (in a worker thread) as the head of ``key``'s FIFO queue until it
+        returns (its result is returned) or ``timeout`` seconds pass (the last refusal is
+        raised). ``retry_in(exc)`` says how long a refusal may stand at most before trying
+        again (e.g. until the blocking lease expires). Waiting holds no thread: a thousand
+        waiters cost a thousand small objects, not the worker pool."""
+        import asyncio
+
+        from starlette.concurrency import run_in_threadpool
+
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
         ticket = object()
         deadline = time.monotonic() + timeout
         with self.cond:
             queue = self.queues.setdefault(key, deque())
             queue.append(ticket)
             self._count(1)
+            self._async.add((loop, wake))
         last: BaseException | None = None
+
+        async def sleep(seconds: float) -> None:
+            try:
+                await asyncio.wait_for(wake.wait(), max(seconds, 0.001))
+            except asyncio.TimeoutError:
+                pass
+
         try:
             while True:
-                with self.cond:
-                    while queue[0] is not ticket:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise last or TimeoutError()
-                        self.cond.wait(min(remaining, RECHECK))
-                    seen = self.generation
+                while True:
+                    wake.clear()
+                    if queue[0] is ticket:
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise last or TimeoutError()
+                    await sleep(min(remaining, RECHECK))
+                seen = self.generation
                 try:
-                    return attempt()
+                    return await run_in_threadpool(attempt)
                 except (LeaseHeld, NoneAvailable) as exc:
                     last = exc
-                    pause = min(retry_in(exc), RECHECK, deadline - time.monotonic())
-                    if pause <= 0 and time.monotonic() >= deadline:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         raise
-                    with self.cond:
-                        if self.generation == seen:
-                            self.cond.wait(max(pause, 0.005))
+                    wake.clear()
+                    if self.generation == seen:
+                        await sleep(min(retry_in(exc), RECHECK, remaining))
         finally:
             with self.cond:
                 queue.remove(ticket)
                 if not queue:
                     self.queues.pop(key, None)
+                self._async.discard((loop, wake))
                 self._count(-1)
-                self.cond.notify_all()
+            self.bump()  # the next in line may be the head now
 
     def listen(self, ledger: Ledger, stop: threading.Event) -> threading.Thread | None:
         """Over PostgreSQL, a thread that bumps on every NOTIFY from other server processes."""
@@ -117,32 +135,32 @@ class Changes:
         return thread
 
 
-def claim_wait(changes: Changes, ledger: Ledger, task_id: str, holder: Any, ttl: Any,
-               timeout: float, **kw: Any) -> Lease:
+async def claim_wait(changes: Changes, ledger: Callable[[], Ledger], task_id: str, holder: Any, ttl: Any,
+                     timeout: float, **kw: Any) -> Lease:
     """:meth:`Ledger.claim`, waiting up to ``timeout`` seconds in FIFO order for the lease.
     Raises :class:`LeaseHeld` when the time is up."""
 
     def retry_in(exc: BaseException) -> float:
         if isinstance(exc, LeaseHeld):
-            return max(0.005, exc.expires_at - ledger.now())
+            return max(0.005, exc.expires_at - time.time())
         return RECHECK
 
-    return changes.wait_turn("task:" + task_id, lambda: ledger.claim(task_id, holder, ttl, **kw),
-                             timeout, retry_in)
+    return await changes.wait_turn("task:" + task_id, lambda: ledger().claim(task_id, holder, ttl, **kw),
+                                   timeout, retry_in)  # type: ignore[no-any-return]
 
 
-def next_wait(changes: Changes, ledger: Ledger, holder: Any, ttl: Any, count: int,
-              timeout: float) -> list[Lease]:
+async def next_wait(changes: Changes, ledger: Callable[[], Ledger], holder: Any, ttl: Any, count: int,
+                    timeout: float) -> list[Lease]:
     """:meth:`Ledger.next`, waiting up to ``timeout`` seconds (FIFO among ``next`` waiters)
     for a ready task. Returns ``[]`` when the time is up."""
 
     def attempt() -> list[Lease]:
-        leases = ledger.next(holder, ttl, count)
+        leases = ledger().next(holder, ttl, count)
         if not leases:
             raise NoneAvailable("no task available")
         return leases
 
     try:
-        return changes.wait_turn("next", attempt, timeout, lambda exc: RECHECK)  # type: ignore[no-any-return]
+        return await changes.wait_turn("next", attempt, timeout, lambda exc: RECHECK)  # type: ignore[no-any-return]
     except NoneAvailable:
         return []
