@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-import time
-
 import pytest
-
-from tests.conftest import REMOTE_BACKENDS, _backend_params, make_db_url, sql_only
 
 from leasehold import (
     Holder,
@@ -21,6 +18,7 @@ from leasehold import (
     StaleFence,
     TaskDone,
 )
+from tests.conftest import REMOTE_BACKENDS, _backend_params, make_db_url, sql_only
 
 JOHN = Holder("john", "abc123")
 PI = Holder("pi-orch", "xyz456")

@@ -3,13 +3,10 @@ the same calls give the same outcomes, errors and events."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import json
-
 import pytest
-
-from tests.conftest import REMOTE_BACKENDS, _backend_params, make_db_url, sql_only
 
 from leasehold import Ledger
 from leasehold.errors import (
@@ -20,6 +17,7 @@ from leasehold.errors import (
     StaleFence,
     TaskDone,
 )
+from tests.conftest import REMOTE_BACKENDS, _backend_params, make_db_url, sql_only
 
 
 @pytest.fixture(params=[*_backend_params(), *REMOTE_BACKENDS])

@@ -47,6 +47,13 @@ class TokenInfo:
     ``created_by``."""
 
     __slots__ = ("id", "actor", "role", "created_at", "expires_at", "revoked_at", "created_by")
+    id: str
+    actor: str
+    role: str
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+    created_by: str | None
 
     def __init__(self, **fields: Any) -> None:
         for name in self.__slots__:

@@ -386,4 +386,4 @@ def feed_drift(c: Call) -> Any:
 
 HANDLERS = {name: globals()[name if name != "next" else "next_"] for name in wire.OPS}
 #: Operations that block (``wait``): run on the event loop, holding no worker thread.
-WAITING = {"claim": claim_waiting, "next": next_waiting}
+WAITING: dict[str, Any] = {"claim": claim_waiting, "next": next_waiting}

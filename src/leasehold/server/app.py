@@ -259,6 +259,10 @@ async def _thread(func: Any, *args: Any) -> Any:
 HOLE_GRACE = 2.0
 
 
+def _events_after(service: Service, last: int) -> list[Any]:
+    return service.ledger().events(None, None, last)
+
+
 def _events_endpoint(service: Service) -> Callable[[Request], Any]:
     async def events(request: Request) -> Response:
         args: dict[str, Any] = {}
@@ -288,7 +292,7 @@ def _events_endpoint(service: Service) -> Callable[[Request], Any]:
                 yield b": leasehold event stream\n\n"
                 while True:
                     wake.clear()
-                    found = await _thread(lambda: service.ledger().events(None, None, last))
+                    found = await _thread(_events_after, service, last)
                     for event in found:
                         if event.id != last + 1:
                             # A gap: an id taken by a transaction not yet committed (PostgreSQL).
@@ -304,7 +308,7 @@ def _events_endpoint(service: Service) -> Callable[[Request], Any]:
                         yield f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
                     try:
                         await asyncio.wait_for(wake.wait(), 0.2 if hole_since else 1.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield b": keep-alive\n\n"
             finally:
                 service.changes.unwatch(loop, wake)

@@ -91,7 +91,7 @@ class Changes:
         async def sleep(seconds: float) -> None:
             try:
                 await asyncio.wait_for(wake.wait(), max(seconds, 0.001))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
         try:

@@ -53,7 +53,8 @@ def stream(client: Client, ids: list[str], kinds: list[str], after: int | None,
                     body = None
                 raise error_in(response.status, body)
             lost_since = None
-            event_id, data = None, []
+            event_id: str | None = None
+            data: list[str] = []
             while deadline is None or time.monotonic() < deadline:
                 if deadline is not None and conn.sock is not None:
                     conn.sock.settimeout(max(0.05, min(5.0, deadline - time.monotonic())))
