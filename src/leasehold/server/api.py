@@ -296,7 +296,10 @@ def op(c: Call, op_id: str) -> Any:
     lookup = getattr(c.ledger, "lookup_op", None)
     if lookup is None:
         raise NotFound("this ledger does not record operation ids yet")
-    return lookup(op_id)
+    found = lookup(op_id)
+    if not found:
+        raise NotFound(f"operation {op_id} is not in the ledger")
+    return {"op_id": op_id, "applied": True}
 
 
 # -- tickets and the feed ------------------------------------------------------------------------

@@ -326,16 +326,14 @@ def _open_routes(service: Service) -> list[Route]:
 
     async def readyz(request: Request) -> Response:
         def check() -> dict[str, Any]:
-            from leasehold.store.sqlbase import migration_files
-
             led = service.ledger()
-            led.now()
-            applied = led.store.migrate()
-            return {"status": "ready", "dialect": led.store.dialect,
-                    "migrations": len(migration_files(led.store.dialect)), "applied_now": applied}
+            pending = led.store.pending_migrations()
+            return {"status": "ready" if not pending else "schema behind", "dialect": led.store.dialect,
+                    "pending_migrations": pending}
 
         try:
-            return JSONResponse(await _thread(check))
+            found = await _thread(check)
+            return JSONResponse(found, status_code=200 if not found["pending_migrations"] else 503)
         except LeaseholdError as exc:
             return JSONResponse({"status": "unavailable", "message": str(exc)}, status_code=503)
 

@@ -155,6 +155,13 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, TokensSQL):
         """Apply pending migrations; return the names applied."""
         raise NotImplementedError
 
+    def pending_migrations(self) -> list[str]:
+        """The migrations this code has that the database has not applied (read-only: a
+        readiness probe, not a migration)."""
+        with self._read() as tx:
+            done = {int(row["version"]) for row in tx.cursor.execute("SELECT version FROM schema_migrations").fetchall()}
+        return [f"{version:04d}_{name}" for version, name, _ in migration_files(self.dialect) if version not in done]
+
     def notify(self, channel: str, payload: str = "") -> None:
         """Wake listeners of ``channel`` in other processes (PostgreSQL ``pg_notify``); a no-op
         where the dialect has no notifications (SQLite: one server process per file)."""
