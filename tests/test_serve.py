@@ -403,3 +403,15 @@ def test_hooks_through_the_server_gate_and_fail_closed(served, base_env, tmp_pat
     assert "cannot check this call" in denied(hook(gone, "pre-tool-use", payload("pre_tool_use_agent.json")))
     no_token = CLI(served.url, dict(env, LEASEHOLD_TOKEN=""), tmp_path)
     assert "cannot check this call" in denied(hook(no_token, "pre-tool-use", payload("pre_tool_use_agent.json")))
+
+
+def test_missions_through_the_server(served, base_env, tmp_path: Path) -> None:
+    cli = CLI(served.url, dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"], LEASEHOLD_SESSION="s1"), tmp_path)
+    assert cli("missions", "init").returncode == 0
+    assert cli("missions", "new", "Fix the thing").returncode == 0
+    run = cli("missions", "claim", "--next")
+    assert run.returncode == 0 and "as bob:s1 (fence 1)" in run.stdout, run.stderr
+    mission = next((tmp_path / "missions" / "active").glob("*.md")).stem
+    assert cli("missions", "claim", mission, env={"LEASEHOLD_SESSION": "s2"}).returncode == 1
+    assert cli("missions", "done", mission).returncode == 0
+    assert (tmp_path / "missions" / "done" / f"{mission}.md").exists()
