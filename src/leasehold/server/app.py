@@ -204,8 +204,8 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
         principal: api.Principal | None = None
         args: dict[str, Any] = {}
         try:
-            args = await _arguments(request, params)
             principal = await _thread(service.authenticate, request)
+            args = await _arguments(request, params)
             api.authorize(principal, op, role, args)
             if args.get("wait") and op in api.WAITING:
                 # Validate cheaply first (a bad id or TTL is 400 at once, not after the wait).
