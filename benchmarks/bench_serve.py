@@ -233,8 +233,8 @@ def _wake(report, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
             task = f"wake-{i}"
             a.claim(task, "bench:a", ttl=300)
             got: list[float] = []
-            thread = threading.Thread(target=lambda t=task: (b.wait_claim(t, "bench:b", timeout=60),
-                                                             got.append(time.perf_counter())))
+            thread = threading.Thread(target=lambda t=task, g=got: (b.wait_claim(t, "bench:b", timeout=60),
+                                                                    g.append(time.perf_counter())))
             thread.start()
             time.sleep(0.3)  # let the waiter queue (the figure is release-to-grant, not this)
             released = time.perf_counter()

@@ -153,8 +153,23 @@ class RemoteLedger(Ledger):
         return cls(settings.db, token_for(settings),
                    settings.default_ttl if default_ttl is None else default_ttl)
 
-    def _call(self, op: str, **args: Any) -> Any:
-        return self.client.call(op, **args)
+    def _call(self, op: str, op_id: str | None = None, **args: Any) -> Any:
+        if op_id is not None:
+            from leasehold.model import validate_op_id
+
+            validate_op_id(op_id)
+        try:
+            return self.client.call(op, op_id=op_id, **args)
+        finally:
+            self.last_op_id = self.client.last_op_id
+
+    def lookup_op(self, op_id: str) -> Any:
+        from leasehold.model import Operation, validate_op_id
+
+        try:
+            return Operation(self.client.call("op", operation_id=validate_op_id(op_id)))
+        except NotFound:
+            return None
 
     def close(self) -> None:
         self.client.close()
@@ -180,10 +195,10 @@ class RemoteLedger(Ledger):
 
     # -- leases ----------------------------------------------------------------------------
     def claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
-              title: str | None = None, priority: int | None = None) -> Lease:
+              title: str | None = None, priority: int | None = None, op_id: str | None = None) -> Lease:
         validate_task_id(task_id)
         return _lease(self._call("claim", task_id=task_id, holder=str(Holder.parse(holder)),
-                                 ttl=self.ttl_seconds(ttl), title=title, priority=priority))
+                                 ttl=self.ttl_seconds(ttl), title=title, priority=priority, op_id=op_id))
 
     def wait_claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
                    timeout: float = 30.0, title: str | None = None,
@@ -204,42 +219,50 @@ class RemoteLedger(Ledger):
         return [_lease(t) for t in found]
 
     def extend(self, task_id: str, holder: Holder | str, ttl: TTL = None,
-               fence: int | None = None) -> Lease:
+               fence: int | None = None, *, op_id: str | None = None) -> Lease:
         validate_task_id(task_id)
         seconds = None if ttl is None else self.ttl_seconds(ttl)
         return _lease(self._call("extend", task_id=task_id, holder=str(Holder.parse(holder)),
-                                 ttl=seconds, fence=fence))
+                                 ttl=seconds, fence=fence, op_id=op_id))
 
     def _release_result(self, data: Any) -> ReleaseResult:  # type: ignore[override]
         return ReleaseResult(data["released"], task_in(data["task"]), data["message"])
 
-    def release(self, task_id: str, holder: Holder | str, *, keep_status: bool = False) -> ReleaseResult:
+    def release(self, task_id: str, holder: Holder | str, *, keep_status: bool = False,
+                op_id: str | None = None) -> ReleaseResult:
         validate_task_id(task_id)
         return self._release_result(self._call("release", task_id=task_id, holder=str(Holder.parse(holder)),
-                                               keep_status=keep_status))
+                                               keep_status=keep_status, op_id=op_id))
 
-    def force_release(self, task_id: str, reason: str, by: Holder | str | None = None) -> ReleaseResult:
+    def force_release(self, task_id: str, reason: str, by: Holder | str | None = None, *,
+                      op_id: str | None = None) -> ReleaseResult:
         validate_task_id(task_id)
         if not reason or not reason.strip():
             raise InvalidInput("--force needs --reason TEXT: say why the lease is cleared")
-        return self._release_result(self._call("force_release", task_id=task_id, reason=reason, by=_by(by)))
+        return self._release_result(self._call("force_release", task_id=task_id, reason=reason, by=_by(by),
+                                               op_id=op_id))
 
-    def complete(self, task_id: str, holder: Holder | str, fence: int | None = None) -> Task:
+    def complete(self, task_id: str, holder: Holder | str, fence: int | None = None, *,
+                 op_id: str | None = None) -> Task:
         validate_task_id(task_id)
-        return task_in(self._call("complete", task_id=task_id, holder=str(Holder.parse(holder)), fence=fence))
+        return task_in(self._call("complete", task_id=task_id, holder=str(Holder.parse(holder)), fence=fence,
+                                  op_id=op_id))
 
-    def complete_many(self, task_ids: Iterable[str], holder: Holder | str) -> list[Task]:
+    def complete_many(self, task_ids: Iterable[str], holder: Holder | str, *,
+                      op_id: str | None = None) -> list[Task]:
         ids = [validate_task_id(task_id) for task_id in task_ids]
-        return [task_in(t) for t in self._call("complete_many", task_ids=ids, holder=str(Holder.parse(holder)))]
+        return [task_in(t) for t in self._call("complete_many", task_ids=ids, holder=str(Holder.parse(holder)),
+                                               op_id=op_id)]
 
-    def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1) -> list[Lease]:
+    def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
+             op_id: str | None = None) -> list[Lease]:
         if count < 1:
             raise InvalidInput(f"count must be at least 1, got {count}")
         return [_lease(t) for t in self._call("next", holder=str(Holder.parse(holder)),
-                                              ttl=self.ttl_seconds(ttl), count=count)]
+                                              ttl=self.ttl_seconds(ttl), count=count, op_id=op_id)]
 
-    def sweep(self, auto_release: bool = False) -> list[Task]:
-        return [task_in(t) for t in self._call("sweep", auto_release=auto_release)]
+    def sweep(self, auto_release: bool = False, *, op_id: str | None = None) -> list[Task]:
+        return [task_in(t) for t in self._call("sweep", auto_release=auto_release, op_id=op_id)]
 
     # -- reads -----------------------------------------------------------------------------
     def status(self, task_id: str) -> Task | None:
@@ -277,30 +300,32 @@ class RemoteLedger(Ledger):
         self._call("record_bypass", task_ids=[t.id for t in tasks], by=_by(by), details=details)
 
     def add(self, task_id: str, *, title: str | None = None, priority: int | None = None,
-            by: Holder | str | None = None) -> tuple[Task, bool]:
+            by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, bool]:
         validate_task_id(task_id)
-        data = self._call("add", task_id=task_id, title=title, priority=priority, by=_by(by))
+        data = self._call("add", task_id=task_id, title=title, priority=priority, by=_by(by), op_id=op_id)
         return task_in(data["task"]), data["created"]
 
     def add_blocked(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
                     title: str | None = None, priority: int | None = None,
-                    by: Holder | str | None = None) -> tuple[Task, bool, list[str]]:
+                    by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, bool, list[str]]:
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
         data = self._call("add_blocked", task_id=task_id, blocked_by=ids, title=title,
-                          priority=priority, by=_by(by))
+                          priority=priority, by=_by(by), op_id=op_id)
         return task_in(data["task"]), data["created"], data["added"]
 
     def depend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
-               by: Holder | str | None = None) -> tuple[Task, list[str]]:
+               by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, list[str]]:
         validate_task_id(task_id)
-        data = self._call("depend", task_id=task_id, blocked_by=self._blocker_ids(task_id, blocked_by), by=_by(by))
+        data = self._call("depend", task_id=task_id, blocked_by=self._blocker_ids(task_id, blocked_by), by=_by(by),
+                          op_id=op_id)
         return task_in(data["task"]), data["added"]
 
     def undepend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
-                 by: Holder | str | None = None) -> tuple[Task, list[str]]:
+                 by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, list[str]]:
         validate_task_id(task_id)
-        data = self._call("undepend", task_id=task_id, blocked_by=self._blocker_ids(task_id, blocked_by), by=_by(by))
+        data = self._call("undepend", task_id=task_id, blocked_by=self._blocker_ids(task_id, blocked_by), by=_by(by),
+                          op_id=op_id)
         return task_in(data["task"]), data["removed"]
 
     def blockers(self, task_id: str) -> list[tuple[str, str]]:
@@ -315,9 +340,9 @@ class RemoteLedger(Ledger):
     def blocked(self) -> list[tuple[Task, list[tuple[str, str]]]]:
         return [(task_in(t), [(b, s) for b, s in pairs]) for t, pairs in self._call("blocked")]
 
-    def reopen(self, task_id: str, by: Holder | str | None = None) -> Task:
+    def reopen(self, task_id: str, by: Holder | str | None = None, op_id: str | None = None) -> Task:
         validate_task_id(task_id)
-        return task_in(self._call("reopen", task_id=task_id, by=_by(by)))
+        return task_in(self._call("reopen", task_id=task_id, by=_by(by), op_id=op_id))
 
     def tasks(self, *, status: str | None = None, held: bool | None = None) -> list[Task]:
         return [task_in(t) for t in self._call("tasks", status=status, held=held)]

@@ -76,7 +76,7 @@ OPS = {
                      {"actor": "string", "role": "string?", "expires": "number?"}),
     "token_list": ("GET", "/v1/tokens", "admin", {}),
     "token_revoke": ("POST", "/v1/tokens/{token_id}/revoke", "admin", {}),
-    "op": ("GET", "/v1/ops/{op_id}", "reader", {}),
+    "op": ("GET", "/v1/ops/{operation_id}", "reader", {}),
     # ticket namespaces and reservations
     "ns_add": ("POST", "/v1/namespaces/{prefix}", "agent", {"format": "string?", "lane": "string?", "by": "string?"}),
     "ns_list": ("GET", "/v1/namespaces", "reader", {}),
@@ -103,6 +103,11 @@ OPS = {
     "feed_queue": ("GET", "/v1/queue", "reader", {}),
     "feed_drift": ("GET", "/v1/drift", "reader", {}),
 }
+
+#: Changes the ledger records under the request's operation id (``Leasehold-Op-Id``): sent
+#: again with the same id after a lost answer, they are replayed, never applied twice.
+OP_ID_OPS = frozenset({"claim", "extend", "release", "force_release", "complete", "complete_many",
+                       "next", "sweep", "add", "add_blocked", "depend", "undepend", "reopen"})
 
 #: Operations that change nothing: safe to retry after a lost connection.
 READS = frozenset(name for name, (method, *_rest) in OPS.items() if method == "GET") | {"held_among"}

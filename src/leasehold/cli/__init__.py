@@ -31,6 +31,7 @@ COMMAND_MODULES = {
     "watch": "leasehold.cli.leases",
     "migrate": "leasehold.cli.leases",
     "whoami": "leasehold.cli.leases",
+    "op": "leasehold.cli.leases",
     "dep": "leasehold.cli.deps",
     "ready": "leasehold.cli.deps",
     "blocked": "leasehold.cli.deps",

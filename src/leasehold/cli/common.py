@@ -112,6 +112,27 @@ def add_ttl_options(parser: argparse.ArgumentParser, default_text: str = "10m, o
     group.add_argument("--ttl-minutes", metavar="N", help="lease TTL in minutes")
 
 
+def add_op_id_option(parser: argparse.ArgumentParser) -> None:
+    """``--op-id ID``: the operation id (idempotency key) a mutating command records."""
+    parser.add_argument(
+        "--op-id", metavar="ID", default=None,
+        help="operation id recorded with the change (1-200 letters, digits, ._:/#-; default: a "
+             "random one). Rerunning with the same id never applies twice: it reports the first "
+             "outcome. See 'leasehold op'.")
+
+
+def blockers_after(ctx: Context, task_id: str) -> list[dict[str, str]] | None:
+    """The task's blockers with their status, read after the change committed, for people only:
+    None (and a note on stderr) when they cannot be read, never a failure of the change."""
+    from leasehold.errors import StoreError
+
+    try:
+        return [{"id": b, "status": s} for b, s in ctx.ledger.blockers(task_id)]
+    except StoreError as exc:
+        ctx.say(f"(the change applied; its blockers could not be listed: {exc})")
+        return None
+
+
 class Context:
     """Per-invocation state: parsed args, settings, the ledger (opened on first use), identity."""
 
@@ -235,7 +256,7 @@ def _report(ctx: Context, exc: BaseException, kind: str, code: int, line: str | 
         import json
 
         error: dict[str, Any] = {"type": kind, "exit_code": code, "message": str(exc)}
-        for attr in ("task_id", "holder", "fence"):
+        for attr in ("task_id", "holder", "fence", "op_id"):
             if hasattr(exc, attr):
                 error[attr] = getattr(exc, attr)
         if hasattr(exc, "expires_at"):

@@ -54,12 +54,15 @@ def authorize(principal: Principal, op: str, role: str, args: dict[str, Any]) ->
 class Call:
     """One request's context: the ``ledger``, the ``principal``, the ``service``."""
 
-    __slots__ = ("ledger", "principal", "service")
+    __slots__ = ("ledger", "principal", "service", "op_id")
 
-    def __init__(self, ledger: Ledger, principal: Principal, service: Any) -> None:
+    def __init__(self, ledger: Ledger, principal: Principal, service: Any, op_id: str | None = None) -> None:
         self.ledger = ledger
         self.principal = principal
         self.service = service
+        #: The client's operation id (header ``Leasehold-Op-Id``): a retry with the same id
+        #: replays the recorded outcome instead of applying twice.
+        self.op_id = op_id
 
     def by(self, by: str | None, session: str = "api") -> str | None:
         """``by`` as given, else the token's actor with session ``api`` (who acted is recorded)."""
@@ -104,16 +107,16 @@ def now(c: Call) -> float:
 
 def claim(c: Call, task_id: str, holder: str, ttl: float | None = None, title: str | None = None,
           priority: int | None = None, wait: float | None = None) -> Any:
-    return _lease(c.ledger.claim(task_id, holder, ttl, title=title, priority=priority))
+    return _lease(c.ledger.claim(task_id, holder, ttl, title=title, priority=priority, op_id=c.op_id))
 
 
 async def claim_waiting(service: Any, task_id: str, holder: str, wait: float, ttl: float | None = None,
-                        title: str | None = None, priority: int | None = None) -> Any:
+                        title: str | None = None, priority: int | None = None, op_id: str | None = None) -> Any:
     """``claim`` with ``wait`` seconds: FIFO per task, woken by changes (server/waits.py)."""
     from leasehold.server.waits import claim_wait
 
     return _lease(await claim_wait(service.changes, service.ledger, task_id, holder, ttl, _wait(wait),
-                                   title=title, priority=priority))
+                                   title=title, priority=priority, op_id=op_id))
 
 
 def _wait(wait: float) -> float:
@@ -123,41 +126,42 @@ def _wait(wait: float) -> float:
 
 
 def extend(c: Call, task_id: str, holder: str, ttl: float | None = None, fence: int | None = None) -> Any:
-    return _lease(c.ledger.extend(task_id, holder, ttl, fence))
+    return _lease(c.ledger.extend(task_id, holder, ttl, fence, op_id=c.op_id))
 
 
 def release(c: Call, task_id: str, holder: str, keep_status: bool = False) -> Any:
-    return _release(c.ledger.release(task_id, holder, keep_status=keep_status))
+    return _release(c.ledger.release(task_id, holder, keep_status=keep_status, op_id=c.op_id))
 
 
 def force_release(c: Call, task_id: str, reason: str, by: str | None = None) -> Any:
-    return _release(c.ledger.force_release(task_id, reason, c.by(by)))
+    return _release(c.ledger.force_release(task_id, reason, c.by(by), op_id=c.op_id))
 
 
 def complete(c: Call, task_id: str, holder: str, fence: int | None = None) -> Any:
-    return T(c.ledger.complete(task_id, holder, fence))
+    return T(c.ledger.complete(task_id, holder, fence, op_id=c.op_id))
 
 
 def complete_many(c: Call, task_ids: list[str], holder: str) -> Any:
-    return [T(t) for t in c.ledger.complete_many([str(i) for i in task_ids], holder)]
+    return [T(t) for t in c.ledger.complete_many([str(i) for i in task_ids], holder, op_id=c.op_id)]
 
 
 def next_(c: Call, holder: str, ttl: float | None = None, count: int = 1, wait: float | None = None) -> Any:
-    return [_lease(lease) for lease in c.ledger.next(holder, ttl, count)]
+    return [_lease(lease) for lease in c.ledger.next(holder, ttl, count, op_id=c.op_id)]
 
 
-async def next_waiting(service: Any, holder: str, wait: float, ttl: float | None = None, count: int = 1) -> Any:
+async def next_waiting(service: Any, holder: str, wait: float, ttl: float | None = None, count: int = 1,
+                       op_id: str | None = None) -> Any:
     """``next`` with ``wait`` seconds (FIFO among ``next`` waiters)."""
     from leasehold.server.waits import next_wait
 
     if count < 1:
         raise InvalidInput(f"count must be at least 1, got {count}")
     return [_lease(lease) for lease in await next_wait(service.changes, service.ledger, holder, ttl, count,
-                                                       _wait(wait))]
+                                                       _wait(wait), op_id)]
 
 
 def sweep(c: Call, auto_release: bool = False) -> Any:
-    return [T(t) for t in c.ledger.sweep(auto_release)]
+    return [T(t) for t in c.ledger.sweep(auto_release, op_id=c.op_id)]
 
 
 def status(c: Call, task_id: str) -> Any:
@@ -187,24 +191,24 @@ def held_among(c: Call, ids: list[str]) -> Any:
 
 def add(c: Call, task_id: str, title: str | None = None, priority: int | None = None,
         by: str | None = None) -> Any:
-    task, created = c.ledger.add(task_id, title=title, priority=priority, by=c.by(by))
+    task, created = c.ledger.add(task_id, title=title, priority=priority, by=c.by(by), op_id=c.op_id)
     return {"task": T(task), "created": created}
 
 
 def add_blocked(c: Call, task_id: str, blocked_by: list[str], title: str | None = None,
                 priority: int | None = None, by: str | None = None) -> Any:
     task, created, added = c.ledger.add_blocked(task_id, [str(b) for b in blocked_by], title=title,
-                                                priority=priority, by=c.by(by))
+                                                priority=priority, by=c.by(by), op_id=c.op_id)
     return {"task": T(task), "created": created, "added": added}
 
 
 def depend(c: Call, task_id: str, blocked_by: list[str], by: str | None = None) -> Any:
-    task, added = c.ledger.depend(task_id, [str(b) for b in blocked_by], by=c.by(by))
+    task, added = c.ledger.depend(task_id, [str(b) for b in blocked_by], by=c.by(by), op_id=c.op_id)
     return {"task": T(task), "added": added}
 
 
 def undepend(c: Call, task_id: str, blocked_by: list[str], by: str | None = None) -> Any:
-    task, removed = c.ledger.undepend(task_id, [str(b) for b in blocked_by], by=c.by(by))
+    task, removed = c.ledger.undepend(task_id, [str(b) for b in blocked_by], by=c.by(by), op_id=c.op_id)
     return {"task": T(task), "removed": removed}
 
 
@@ -221,7 +225,7 @@ def blocked(c: Call) -> Any:
 
 
 def reopen(c: Call, task_id: str, by: str | None = None) -> Any:
-    return T(c.ledger.reopen(task_id, by=c.by(by)))
+    return T(c.ledger.reopen(task_id, by=c.by(by), op_id=c.op_id))
 
 
 def tasks(c: Call, status: str | None = None, held: bool | None = None) -> Any:
@@ -292,14 +296,15 @@ def token_revoke(c: Call, token_id: str) -> Any:
     return {"info": info.to_wire(), "revoked": revoked}
 
 
-def op(c: Call, op_id: str) -> Any:
+def op(c: Call, operation_id: str) -> Any:
+    op_id = operation_id
     lookup = getattr(c.ledger, "lookup_op", None)
     if lookup is None:
         raise NotFound("this ledger does not record operation ids yet")
     found = lookup(op_id)
-    if not found:
-        raise NotFound(f"operation {op_id} is not in the ledger")
-    return {"op_id": op_id, "applied": True}
+    if found is None:
+        raise NotFound(f"operation {op_id} not found: no call with that id applied")
+    return {name: getattr(found, name) for name in found.__slots__}
 
 
 # -- tickets and the feed ------------------------------------------------------------------------

@@ -214,10 +214,11 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
                 if "task_id" in args:
                     validate_task_id(args["task_id"])
                 Holder.parse(args["holder"])
-                result = await api.WAITING[op](service, **args)
+                result = await api.WAITING[op](service, op_id=request.headers.get("leasehold-op-id"), **args)
                 await _thread(service.changed)
             else:
-                result = await _thread(_call, service, handler, principal, args, writes)
+                op_id = request.headers.get("leasehold-op-id") if writes else None
+                result = await _thread(_call, service, handler, principal, args, writes, op_id)
             response: Response = JSONResponse({"result": result, "now": time.time()})
         except (PermissionDenied, api.Forbidden) as exc:
             status = 401 if isinstance(exc, Unauthenticated) else 403
@@ -238,10 +239,10 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
 
 
 def _call(service: Service, handler: Any, principal: api.Principal, args: dict[str, Any],
-          writes: bool) -> Any:
+          writes: bool, op_id: str | None = None) -> Any:
     ledger = service.ledger()
     try:
-        return handler(api.Call(ledger, principal, service), **args)
+        return handler(api.Call(ledger, principal, service, op_id), **args)
     finally:
         if writes:
             service.changed()

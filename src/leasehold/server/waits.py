@@ -150,12 +150,12 @@ async def claim_wait(changes: Changes, ledger: Callable[[], Ledger], task_id: st
 
 
 async def next_wait(changes: Changes, ledger: Callable[[], Ledger], holder: Any, ttl: Any, count: int,
-                    timeout: float) -> list[Lease]:
+                    timeout: float, op_id: str | None = None) -> list[Lease]:
     """:meth:`Ledger.next`, waiting up to ``timeout`` seconds (FIFO among ``next`` waiters)
     for a ready task. Returns ``[]`` when the time is up."""
 
     def attempt() -> list[Lease]:
-        leases = ledger().next(holder, ttl, count)
+        leases = ledger().next(holder, ttl, count, op_id=op_id)
         if not leases:
             raise NoneAvailable("no task available")
         return leases

@@ -26,8 +26,6 @@ from urllib.parse import quote, urlencode, urlsplit
 from leasehold import wire
 from leasehold.errors import (
     ConfigError,
-    LeaseholdError,
-    NotFound,
     OutcomeUnknown,
     PermissionDenied,
     StoreUnavailable,
@@ -80,6 +78,7 @@ class Client:
         #: The server's clock at the last answer, and our monotonic clock then.
         self.server_now: float | None = None
         self.at = 0.0
+        self.last_op_id: str | None = None
 
     def _connection(self, fresh: bool) -> http.client.HTTPConnection:
         if self.conn is not None and (fresh or time.monotonic() - self.used > IDLE_REUSE):
@@ -107,7 +106,7 @@ class Client:
         assert self.server_now is not None
         return self.server_now + (time.monotonic() - self.at)
 
-    def call(self, op: str, extra_time: float = 0.0, **args: Any) -> Any:
+    def call(self, op: str, extra_time: float = 0.0, op_id: str | None = None, **args: Any) -> Any:
         """Run operation ``op`` of :data:`leasehold.wire.OPS` with ``args`` (None values are
         left out); returns its ``result``. ``extra_time``: seconds the server may take beyond
         the usual (a wait)."""
@@ -128,12 +127,23 @@ class Client:
             body = json.dumps(fields).encode()
             headers["Content-Type"] = "application/json"
         read = op in wire.READS
-        op_id = None
         if not read:
-            import secrets
+            if op_id is None:
+                from leasehold.model import new_op_id
 
-            op_id = secrets.token_hex(12)
+                op_id = new_op_id()
             headers["Leasehold-Op-Id"] = op_id
+            self.last_op_id = op_id
+        self._last_request = (op, method, path, body, dict(headers), extra_time)
+        return self._send(op, method, path, body, headers, extra_time, read, op_id)
+
+    def _retry(self, op_id: str | None) -> Any:
+        op, method, path, body, headers, extra_time = self._last_request
+        return self._send(op, method, path, body, headers, extra_time, True, op_id)
+
+    def _send(self, op: str, method: str, path: str, body: bytes | None, headers: dict[str, str],
+              extra_time: float, retry_safe: bool, op_id: str | None) -> Any:
+        read = retry_safe
         for attempt in (0, 1):
             conn = self._connection(fresh=attempt > 0)
             sent = False
@@ -167,21 +177,24 @@ class Client:
         raise wire.error_in(status, data)
 
     def _resolve(self, op: str, op_id: str | None, exc: BaseException) -> Any:
-        """The answer to change ``op_id`` was lost: ask the server whether it applied."""
-        try:
-            found = self.call("op", op_id=op_id)
-        except NotFound:
-            found = None
-        except LeaseholdError:
-            found = None
-        if found:
+        """The answer to change ``op_id`` was lost: send it again with the same operation id.
+        The ledger replays the recorded outcome if it applied, or applies it now if not
+        (operation ids: exactly once). When the server cannot be reached for that either:
+        :class:`OutcomeUnknown` with the id (exit 76)."""
+        if op not in wire.OP_ID_OPS:
             raise OutcomeUnknown(
-                f"the answer to {op} was lost ({_reason(exc)}) but operation {op_id} applied: "
+                f"the answer to {op} was lost ({_reason(exc)}): it may or may not have applied; "
                 "look at the ledger before retrying", op_id)
+        for _attempt in range(3):
+            time.sleep(0.05)
+            try:
+                return self._retry(op_id)
+            except StoreUnavailable:
+                continue
         raise OutcomeUnknown(
-            f"the answer to {op} was lost ({_reason(exc)}): operation {op_id} may or may not "
-            "have applied; look it up before retrying", op_id)
-
+            f"the answer to {op} was lost ({_reason(exc)}) and the server could not be reached "
+            f"again: operation {op_id} may or may not have applied; run 'leasehold op {op_id}' or "
+            f"retry with --op-id {op_id}", op_id)
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):

@@ -108,8 +108,10 @@ class SQLiteStore(SQLStore):
     def now(self) -> float:
         return self.clock()
 
-    def _write(self) -> _Transaction:
-        return _Transaction(self, "BEGIN IMMEDIATE", write=True)
+    def _write(self, op: str | None = None) -> _Transaction:
+        """``BEGIN IMMEDIATE``: the write lock is held before the clock is read (``op`` is
+        recorded by the caller; a local COMMIT either returns or fails having applied nothing)."""
+        return _Transaction(self, "BEGIN IMMEDIATE", write=True, op=op)
 
     def _read(self) -> _Transaction:
         return _Transaction(self, "BEGIN", write=False)
@@ -191,12 +193,13 @@ class _Transaction:
     """``with store._write() as tx``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), with
     sqlite3 errors translated to store errors. A class, not a generator: it is on every call."""
 
-    __slots__ = ("store", "begin", "write")
+    __slots__ = ("store", "begin", "write", "op")
 
-    def __init__(self, store: SQLiteStore, begin: str, write: bool) -> None:
+    def __init__(self, store: SQLiteStore, begin: str, write: bool, op: str | None = None) -> None:
         self.store = store
         self.begin = begin
         self.write = write
+        self.op = op
 
     def __enter__(self) -> Tx:
         store = self.store
@@ -204,7 +207,7 @@ class _Transaction:
             store.conn.execute(self.begin)
         except sqlite3.Error as exc:
             raise _translate(store, exc) from exc
-        return SQLiteTx(store.conn.cursor(), store.queries, store.clock())
+        return SQLiteTx(store.conn.cursor(), store.queries, store.clock(), self.op)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         conn = self.store.conn
