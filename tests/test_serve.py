@@ -415,3 +415,19 @@ def test_missions_through_the_server(served, base_env, tmp_path: Path) -> None:
     assert cli("missions", "claim", mission, env={"LEASEHOLD_SESSION": "s2"}).returncode == 1
     assert cli("missions", "done", mission).returncode == 0
     assert (tmp_path / "missions" / "done" / f"{mission}.md").exists()
+
+
+def test_operation_ids_travel_through_the_server(served) -> None:
+    """A change sent twice with one operation id (a client resending after a lost answer) is
+    applied once and replayed; the id can be looked up through the server."""
+    from leasehold.remote import RemoteLedger
+
+    with RemoteLedger(served.url, served.tokens["agent"]) as ledger:
+        first = ledger.claim("op-1", "bob:s1", ttl=60, op_id="retry-me-1")
+        ledger.release("op-1", "bob:s1")
+        again = ledger.claim("op-1", "bob:s1", ttl=60, op_id="retry-me-1")
+        assert again.fence == first.fence == 1
+        assert [e.kind for e in ledger.events("op-1")].count("claimed") == 1
+        found = ledger.lookup_op("retry-me-1")
+        assert found is not None and found.kind == "claim" and found.holder == "bob:s1"
+        assert ledger.lookup_op("never-sent") is None
