@@ -66,9 +66,9 @@ def _startup(report, env: dict[str, str], tmp: str) -> None:  # type: ignore[no-
 
     local = os.path.join(tmp, "local.db")
     served = os.path.join(tmp, "served.db")
-    with Ledger.open(local) as ledger:
+    with Ledger.open(local, create=True) as ledger:
         ledger.claim("99927", "bench:s", ttl=3600)
-    with Ledger.open(served) as ledger:
+    with Ledger.open(served, create=True) as ledger:
         ledger.claim("99927", "bench:s", ttl=3600)
         token = ledger.tokens.create("bench", "reader")[1]
     proc, url = _serve(served, env)
@@ -110,7 +110,7 @@ def _round_trip(report, env: dict[str, str], pg_url: str) -> None:  # type: igno
     from leasehold import Ledger
     from leasehold.remote import RemoteLedger
 
-    with Ledger.open(pg_url) as ledger:
+    with Ledger.open(pg_url, create=True) as ledger:
         token = ledger.tokens.create("bench")[1]
     proc, url = _serve(pg_url, env)
     try:
@@ -176,7 +176,7 @@ def _throughput(kind: str, url: str, token: str, tasks: int, clients: int = 32) 
 def _fill(url: str, n: int) -> None:
     from leasehold import Ledger
 
-    with Ledger.open(url) as ledger:
+    with Ledger.open(url, create=True) as ledger:
         for i in range(n):
             ledger.add(f"q-{i:05d}")
 
@@ -189,7 +189,7 @@ def _concurrency(report, env: dict[str, str]) -> None:  # type: ignore[no-untype
     assert direct_url and served_url
     _fill(direct_url, tasks)
     _fill(served_url, tasks)
-    with Ledger.open(served_url) as ledger:
+    with Ledger.open(served_url, create=True) as ledger:
         token = ledger.tokens.create("bench")[1]
         # the count of double grants is read from the ledger too, not only from the answers
     servers = [_serve(served_url, env, workers=2) for _ in range(1)]
@@ -223,7 +223,7 @@ def _wake(report, env: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
 
     url = _pg_url()
     assert url
-    with Ledger.open(url) as ledger:
+    with Ledger.open(url, create=True) as ledger:
         token = ledger.tokens.create("bench")[1]
     (pa, a_url), (pb, b_url) = _serve(url, env), _serve(url, env)
     samples = []

@@ -68,6 +68,15 @@ def _backend_params() -> list[str]:
     return list(BACKENDS)
 
 
+def create_ledger(url: str) -> str:
+    """Create the ledger ``url`` names (leasehold never creates one at an explicit location by
+    itself: ``leasehold init`` / ``Ledger.open(url, create=True)``); returns ``url``."""
+    from leasehold import Ledger
+
+    Ledger.open(url, create=True).close()
+    return url
+
+
 #: The backends plus a ``leasehold serve`` server over each (the contract suites use these).
 REMOTE_BACKENDS = ["remote", "remote-postgres"]
 
@@ -86,7 +95,7 @@ def make_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
         return remote_db_url(request, tmp_path)
     if request.param == "sqlite":
-        return str(tmp_path / "ledger.db")
+        return create_ledger(str(tmp_path / "ledger.db"))
     return request.getfixturevalue("pg_url")
 
 
@@ -98,7 +107,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return str(tmp_path / "ledger.db")
+    """A fresh, empty (created) SQLite ledger."""
+    return create_ledger(str(tmp_path / "ledger.db"))
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ class ServerThread:
 def make_token(db: str, actor: str, role: str = "agent", expires: float | None = None) -> str:
     from leasehold import Ledger
 
-    with Ledger.open(db) as ledger:
+    with Ledger.open(db, create=True) as ledger:
         return ledger.tokens.create(actor, role, expires)[1]
 
 
@@ -109,7 +109,9 @@ def remote_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "remote-postgres":
         backing = request.getfixturevalue("pg_url")
     else:
-        backing = str(tmp_path / "served.db")
+        from tests.conftest import create_ledger
+
+        backing = create_ledger(str(tmp_path / "served.db"))
     server = ServerThread(backing, anonymous=True)
     request.addfinalizer(server.stop)
     monkeypatch = request.getfixturevalue("monkeypatch")

@@ -119,7 +119,9 @@ def test_cli_outputs_and_exit_codes_match_a_local_ledger(served, base_env, tmp_p
     and exit codes (times masked). The actor comes from the token when none is given."""
     local_dir = tmp_path / "local"
     local_dir.mkdir()
-    local = CLI(str(local_dir / "ledger.db"), dict(base_env, LEASEHOLD_ACTOR="bob"), tmp_path)
+    from tests.conftest import create_ledger
+
+    local = CLI(create_ledger(str(local_dir / "ledger.db")), dict(base_env, LEASEHOLD_ACTOR="bob"), tmp_path)
     remote = CLI(served.url, dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"]), tmp_path)
     script = [
         ("add", "build", "--title", "Build it", "--priority", "3"),
