@@ -220,6 +220,8 @@ def resolve_config_db(value: str, file: str) -> tuple[str, tuple[str, str] | Non
     """
     from leasehold.urls import split
 
+    if value.startswith(("http://", "https://")):
+        return value, None  # a leasehold serve server
     try:
         kind, target = split(value)
     except ValueError as exc:
