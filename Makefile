@@ -21,6 +21,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# The CLI fuzz run: FUZZ_EXAMPLES inputs on SQLite and as many on PostgreSQL (exit 70 fails it).
+FUZZ_EXAMPLES ?= 30000
+fuzz: $(STAMP)
+	LEASEHOLD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LEASEHOLD_REQUIRE_PG=1 $(BIN)/python -m pytest -q -s \
+		-p no:cacheprovider tests/test_fuzz.py
+
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,server,bench]'
 	$(BIN)/python -m compileall -q src

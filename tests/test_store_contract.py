@@ -231,7 +231,7 @@ def test_cli_migrate(cli, tmp_path) -> None:
         assert json.loads(first.stdout)["applied"] == names
         again = cli("migrate")
         assert again.returncode == 0 and again.stdout == "schema up to date\n"
-        assert json.loads(cli("migrate", "--json").stdout) == {"applied": []}
+        assert json.loads(cli("migrate", "--json").stdout) == {"applied": [], "repaired": []}
     finally:
         if schema:
             pg.drop_schema(schema)

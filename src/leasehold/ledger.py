@@ -338,7 +338,8 @@ class Ledger:
         (unclaim only). Releasing a task nobody holds is not an error (``released`` False).
 
         Raises :class:`NotFound` for an unknown task and :class:`LeaseHeld` when another holder
-        has a valid lease.
+        has a valid lease. The caller's own lease past its expiry has already ended: nothing is
+        released (``released`` False), as ``extend`` and ``complete`` refuse it.
         """
         validate_task_id(task_id)
         who = Holder.parse(holder)
@@ -373,6 +374,10 @@ class Ledger:
             raise NotFound(f"Task {task_id} not found")
         if outcome == "held_by_other":
             raise _held_error(task)
+        if outcome == "expired":
+            return ReleaseResult(False, task, (
+                f"Lease of {task.lease_holder} on task {task_id} expired at "
+                f"{format_ts(task.lease_until)}; nothing to release"))
         if outcome == "not_held":
             note = ""
             if task.lease_actor is not None:
@@ -384,9 +389,10 @@ class Ledger:
                  op_id: str | None = None) -> Task:
         """The holder marks the task done and releases its lease.
 
-        Allowed while the holder's lease is valid, or after it expired as long as nobody took
-        it over. Raises :class:`NotFound`, :class:`LeaseHeld`, :class:`NotHolder`,
-        :class:`StaleFence`.
+        Allowed while the holder's lease is valid: a lease ends at its expiry, for ``done`` as
+        for ``extend`` and ``release`` (claim again: a new fence if nobody took it over).
+        Raises :class:`NotFound`, :class:`LeaseHeld`, :class:`NotHolder`,
+        :class:`LeaseExpired`, :class:`StaleFence`.
         """
         validate_task_id(task_id)
         who = Holder.parse(holder)
@@ -404,6 +410,9 @@ class Ledger:
             raise StaleFence(f"fence {fence} is stale: task {task_id} is at fence {task.fence}")
         if outcome == "held_by_other":
             raise _held_error(task)
+        if outcome == "expired":
+            raise LeaseExpired(f"Lease of {who} on task {task_id} expired at "
+                               f"{format_ts(task.lease_until)}; claim it again")
         raise NotHolder(f"Task {task_id} is not held by {who}; claim it before marking it done")
 
     def complete_many(self, task_ids: Iterable[str], holder: Holder | str, *,

@@ -50,6 +50,9 @@ COMMAND_MODULES = {
     "feed": "leasehold.cli.tickets",
     "queue": "leasehold.cli.tickets",
     "drift-check": "leasehold.cli.tickets",
+    "verify": "leasehold.cli.audit",
+    "anchor": "leasehold.cli.audit",
+    "db": "leasehold.cli.audit",
     "token": "leasehold.cli.tokens",
     "serve": "leasehold.cli.serve",
 }
@@ -93,6 +96,20 @@ def find_command(argv: Sequence[str]) -> str | None:
             skip = token in _VALUE_OPTIONS
             continue
         return token
+    return None
+
+
+def _unreadable_argument(argv: Sequence[str]) -> str | None:
+    """Why an argument cannot be taken (bytes that are not UTF-8, which Python carries as lone
+    surrogates; a NUL), or None. Decided before anything runs, so nothing is half-written."""
+    for number, arg in enumerate(argv, 1):
+        if "\0" in arg:
+            return f"argument {number} contains a NUL character"
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "backslashreplace").decode("utf-8")
+            return f"argument {number} is not UTF-8 text: {shown[:80]}"
     return None
 
 
@@ -162,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = args_in.index("--")
         args_in, passthrough = args_in[:cut], args_in[cut + 1:]
     debug = "--debug" in args_in
+    bad = _unreadable_argument(args_in)
+    if bad:
+        sys.stderr.write(f"leasehold: error: {bad} (see 'leasehold --help')\n")
+        return 2
     try:
         args = parser.parse_args(args_in[1:] if standalone else args_in)
         if passthrough is not None:

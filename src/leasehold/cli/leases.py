@@ -14,6 +14,7 @@ from leasehold.cli.common import (
 )
 from leasehold.errors import InvalidInput, NoneAvailable, StoreError
 from leasehold.model import format_ts
+from leasehold.untrusted import escape
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def task_line(task: Task, now: float) -> str:
         lease = f"lease of {task.lease_holder} expired {format_ts(task.lease_until)} (fence {task.fence})"
     else:
         lease = f"available (fence {task.fence})"
-    title = f"  {task.title}" if task.title else ""
+    title = f"  {escape(task.title)}" if task.title else ""
     return f"{task.id}  [{task.status}, p{task.priority}]  {lease}{title}"
 
 
@@ -296,12 +297,22 @@ def setup_check(sub: Any) -> None:
 
 # -- sweep ------------------------------------------------------------------------------------
 def cmd_sweep(ctx: Context) -> int:
+    from leasehold import paths
+
     expired = ctx.ledger.sweep(auto_release=ctx.args.auto_release, op_id=ctx.args.op_id)
-    lines = [f"{t.id}  {t.lease_holder}  expired {format_ts(t.lease_until)}  (fence {t.fence})"
+    gone = paths.sweep(ctx.ledger, auto_release=ctx.args.auto_release)
+    lines = [f"{t.id}  {escape(t.lease_holder)}  expired {format_ts(t.lease_until)}  (fence {t.fence})"
              for t in expired]
+    path_lines = [f"path {escape(r.pattern)}  {escape(r.holder)}  expired {format_ts(r.expires_at)}  "
+                  f"(fence {r.fence})" for r in gone]
+    if ctx.json:  # the JSON stays the list of tasks; the file reservations are named on stderr
+        for line in path_lines:
+            ctx.say(line)
+    lines += path_lines
     if ctx.args.auto_release:
-        lines.append(f"released {len(expired)} expired lease(s)")
-    elif not expired:
+        lines.append(f"released {len(expired)} expired lease(s) and {len(gone)} expired file "
+                     "reservation(s)")
+    elif not expired and not gone:
         lines.append("no expired leases")
     # Each lease was past its expiry when the sweep read it: reported as of that expiry (no
     # round trip after the commit).
@@ -314,8 +325,9 @@ def setup_sweep(sub: Any) -> None:
         sub, "sweep", aliases=("claim-sweep",), func=cmd_sweep,
         help="list leases past expiry; --auto-release clears them",
         description=(
-            "Lists leases past their expiry. --auto-release clears each (status in_progress goes\n"
-            "back to open), one 'expired' event each. Safe to run from cron."
+            "Lists leases and file reservations past their expiry. --auto-release clears each\n"
+            "(status in_progress goes back to open), one 'expired' / 'path_expired' event each.\n"
+            "Safe to run from cron. With --json: the list of tasks; file reservations on stderr."
         ),
         examples="  leasehold sweep\n  leasehold claim-sweep --auto-release --json",
     )
@@ -329,7 +341,7 @@ def cmd_show(ctx: Context) -> int:
     task = ledger.show(ctx.args.id)
     now = ledger.now()
     rows = [
-        ("id", task.id), ("title", task.title or ""), ("status", task.status),
+        ("id", task.id), ("title", escape(task.title or "", None)), ("status", task.status),
         ("priority", str(task.priority)), ("lease_holder", task.lease_holder or "-"),
         ("lease_until", format_ts(task.lease_until)),
         ("lease_valid", "yes" if task.lease_valid(now) else "no"), ("fence", str(task.fence)),
@@ -484,7 +496,7 @@ def setup_next(sub: Any) -> None:
 
 # -- log --------------------------------------------------------------------------------------
 def event_line(e: Any) -> str:
-    details = " ".join(f"{k}={v}" for k, v in sorted(e.details.items()) if k != "op")
+    details = " ".join(f"{k}={escape(v)}" for k, v in sorted(e.details.items()) if k != "op")
     return (f"{format_ts(e.ts)}  #{e.id}  {e.kind:<14} {e.task_id or '-'}  "
             f"{e.holder or '-'}  fence {e.fence if e.fence is not None else '-'}  {details}".rstrip())
 
@@ -569,7 +581,9 @@ def setup_watch(sub: Any) -> None:
 def cmd_migrate(ctx: Context) -> int:
     store = ctx.ledger.store
     applied = store.applied_on_open + store.migrate()  # opening the ledger applies pending ones
-    ctx.out({"applied": applied}, "\n".join(f"applied {m}" for m in applied) or "schema up to date")
+    repaired = store.restore_guards()  # append-only triggers dropped or disabled since
+    lines = [f"applied {m}" for m in applied] + repaired
+    ctx.out({"applied": applied, "repaired": repaired}, "\n".join(lines) or "schema up to date")
     return 0
 
 

@@ -83,6 +83,9 @@ def read_settings(path: str) -> dict[str, Any] | None:
             text = fh.read()
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path} is not UTF-8 text (byte {exc.start}); fix it first, nothing "
+                           "was changed") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from None
     if not text.strip():
@@ -91,6 +94,8 @@ def read_settings(path: str) -> dict[str, Any] | None:
         data = json.loads(text)
     except ValueError as exc:
         raise InvalidInput(f"{path} is not valid JSON ({exc}); fix it first, nothing was changed") from None
+    except RecursionError:
+        raise InvalidInput(f"{path} is nested too deeply to be a settings file; nothing was changed") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{path} must hold a JSON object; nothing was changed")
     hooks = data.get("hooks", {})
@@ -115,18 +120,31 @@ def _write(path: str, data: dict[str, Any]) -> None:
         raise InvalidInput(f"cannot write {path}: {exc.strerror}; nothing was changed") from None
     if mode is not None and not mode & 0o222:
         raise InvalidInput(f"{path} is read-only; nothing was changed")
-    tmp = f"{real}.leasehold-{os.getpid()}.tmp"
+    import tempfile
+
+    if mode is None:  # a new file gets the usual permissions (mkstemp's are 0600)
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate read from a \udXXX escape: written back escaped
+        payload = (json.dumps(data, indent=2) + "\n").encode("ascii")
+    tmp = None
     try:
         os.makedirs(os.path.dirname(real), exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.", suffix=".leasehold.tmp",
+                                   dir=os.path.dirname(real))
+        with open(fd, "wb") as fh:
             if mode is not None:
                 os.fchmod(fh.fileno(), mode)
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
+            fh.write(payload)
         os.replace(tmp, real)
     except OSError as exc:
         try:
-            os.remove(tmp)
+            if tmp is not None:
+                os.remove(tmp)
         except OSError:
             pass
         raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}; nothing was changed") from None

@@ -3,7 +3,9 @@
 Rules every implementation keeps:
 
 - Every mutation is one transaction that changes state AND appends its event(s) to ``events``.
-- ``events`` is append-only, enforced by the database (triggers), not by convenience.
+- ``events`` is append-only, enforced by the database (triggers), not by convenience; each
+  appended row (and each of ``feed_posts``, ``reservations``, ``namespaces``) is hash-chained
+  in the same transaction (:mod:`leasehold.chain`).
 - Time comes from one clock per store: an injectable callable for SQLite, the server's clock
   for PostgreSQL. All times are UTC seconds since the epoch.
 - Driver errors are translated once, at the store boundary: lock waits past the timeout raise
@@ -69,3 +71,7 @@ class Store(Protocol):
     def append_event(self, kind: str, task_id: str | None, actor: str | None,
                      session: str | None, fence: int | None,
                      details: dict[str, Any]) -> None: ...
+    # hash chains (leasehold.store.sql_chain, leasehold.verify)
+    def checkpoint(self) -> dict[str, tuple[int, str]]: ...
+    def audit(self) -> Any: ...
+    def restore_guards(self) -> list[str]: ...

@@ -38,6 +38,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import select
 from contextlib import contextmanager
@@ -60,6 +61,7 @@ from leasehold.errors import (
 )
 from leasehold.model import Task
 from leasehold.store.sqlbase import (
+    SQL_DIR,
     SQLStore,
     Tx,
     decode_operation,
@@ -509,8 +511,126 @@ class PostgresStore(SQLStore):
                         (version, name),
                     )
                     applied.append(f"{version:04d}_{name}")
+                if any(name.startswith("0009_") for name in applied):
+                    self._genesis(PgTx(conn.cursor(), self.queries, None))
         self._checked = True
         return applied
+
+    # -- least privilege ---------------------------------------------------------------------
+    #: Tables whose rows the role may only read and append.
+    APPEND_ONLY = ("events", "feed_posts", "namespaces", "chain_checkpoints", "operations")
+
+    def grant_role(self, role: str) -> list[str]:
+        """Give the existing ``role`` every ledger operation on this ledger's schema without the
+        power to rewrite history (run as the tables' owner; see README "Least privilege"):
+        SELECT on every table; INSERT only on the append-only tables; on ``reservations``
+        INSERT and UPDATE of the abandonment columns only; on ``tasks`` INSERT and UPDATE,
+        checked at commit by the ``tasks_explained`` trigger installed here; read-only
+        ``schema_migrations``; full DML on the other (state) tables. Returns the statements run.
+
+        Raises InvalidInput for an unknown role or one that owns the tables or is a superuser
+        (ownership carries the power to drop triggers: it cannot be restricted)."""
+        from psycopg import sql
+
+        done: list[str] = []
+        with self._write() as tx:
+            cur = tx.cursor
+            found = cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = %(r)s",
+                                {"r": role}).fetchone()
+            if found is None:
+                raise InvalidInput(f"role {role!r} does not exist (CREATE ROLE {role} LOGIN first)")
+            owner = cur.execute("SELECT pg_has_role(%(r)s, tableowner, 'USAGE') AS owns "
+                                "FROM pg_tables WHERE schemaname = current_schema() "
+                                "AND tablename = 'events'", {"r": role}).fetchone()
+            if found["rolsuper"] or (owner and owner["owns"]):
+                raise InvalidInput(f"role {role!r} is a superuser or (a member of) the tables' "
+                                   "owner: it can always drop triggers; grant to another role")
+            schema = cur.execute("SELECT current_schema() AS s").fetchone()["s"]
+            path = os.path.join(SQL_DIR, "postgres", "least_privilege.ddl")
+            with open(path, encoding="utf-8") as fh:
+                cur.execute(fh.read())
+            done.append("install trigger tasks_explained on tasks")
+            r, s = sql.Identifier(role), sql.Identifier(schema)
+            statements = [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, r)]
+            tables = [row["tablename"] for row in cur.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "ORDER BY tablename").fetchall()]
+            for table in tables:
+                t = sql.Identifier(schema, table)
+                statements.append(sql.SQL("REVOKE ALL ON {} FROM {}").format(t, r))
+                if table == "namespaces":
+                    # UPDATE on one column only for SELECT ... FOR UPDATE (the reservers' row
+                    # lock): every UPDATE is refused by namespaces_immutable, which the role
+                    # cannot disable or drop.
+                    privileges = "SELECT, INSERT, UPDATE (prefix)"
+                elif table in self.APPEND_ONLY:
+                    privileges = "SELECT, INSERT"
+                elif table == "reservations":
+                    privileges = ("SELECT, INSERT, UPDATE (status, abandoned_at, abandoned_by, "
+                                  "abandon_reason)")
+                elif table == "tasks":
+                    privileges = "SELECT, INSERT, UPDATE"
+                elif table == "schema_migrations":
+                    privileges = "SELECT"
+                else:
+                    privileges = "SELECT, INSERT, UPDATE, DELETE"
+                statements.append(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(t, r))
+            statements.append(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}")
+                              .format(s, r))
+            for statement in statements:
+                cur.execute(statement)
+                done.append(statement.as_string(cur))
+        return done
+
+    # -- chains (see leasehold.store.sql_chain) ----------------------------------------------
+    def _q(self, sql: str) -> str:
+        return rewrite_placeholders(sql)
+
+    def _checkpoint_lock(self, tx: Tx, table: str) -> None:
+        tx.cursor.execute("SELECT leasehold_checkpoint_lock(%(t)s)", {"t": table})
+
+    @contextmanager
+    def _audit_tx(self) -> Iterator[Tx]:
+        """A read-only REPEATABLE READ transaction: every stream sees one snapshot."""
+        with self._guard():
+            conn = self._conn()
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield PgTx(conn.cursor(), self.queries, None)
+            finally:
+                if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        self._drop()
+
+    def _stream(self, tx: Tx, sql: str, params: dict[str, Any]) -> Iterator[Any]:
+        """A server-side cursor (the transaction is open): rows arrive in batches."""
+        self._cursors = getattr(self, "_cursors", 0) + 1
+        with self._guard():
+            cursor = tx.cursor.connection.cursor(name=f"leasehold_stream_{self._cursors}",
+                                                 row_factory=dict_row)
+            cursor.itersize = 2000
+            try:
+                cursor.execute(sql, params)
+                yield from cursor
+            finally:
+                cursor.close()
+
+    def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
+        rows = tx.cursor.execute(
+            "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled <> 'D' AS enabled "
+            "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
+        ).fetchall()
+        return {row["name"]: (row["tbl"], bool(row["enabled"])) for row in rows}
+
+    def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> None:
+        if present:
+            table = ddl.split(" ON ", 1)[1].split()[0]
+            tx.cursor.execute(f'ALTER TABLE {table} ENABLE TRIGGER "{name}"')
+        else:
+            tx.cursor.execute(ddl)
 
     # -- hot paths: one statement each ---------------------------------------------------------
     def _statement(self, name: str, params: dict[str, Any], op: str | None) -> list[Any]:

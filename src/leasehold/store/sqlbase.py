@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from leasehold.model import Event, Task
+from leasehold.store.sql_chain import ChainSQL
 from leasehold.store.sql_deps import DependenciesSQL, task_row
 from leasehold.store.sql_paths import PathsSQL
 from leasehold.store.sql_tickets import TicketsSQL
@@ -164,7 +165,7 @@ class Tx:
         )
 
 
-class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, TokensSQL):
+class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, TokensSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"
@@ -363,8 +364,9 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, TokensSQL):
 
         Returns ``(task, outcome)`` with outcome one of ``released``; ``not_found``;
         ``not_held`` (no lease, or another holder's expired lease: nothing changed);
-        ``held_by_other`` (a valid lease of another holder: nothing changed).
-        The holder may release its own lease after expiry as long as nobody took it over.
+        ``held_by_other`` (a valid lease of another holder: nothing changed); ``expired`` (the
+        caller's own lease is past its expiry: nothing changed). A lease ends at its expiry:
+        its holder can no longer complete or release it, as it can no longer extend it.
         ``force`` releases whatever lease there is (and with ``status`` set, even none).
         ``fence``: when given, a task at another fence is left alone (outcome ``stale_fence``),
         checked under the same lock as the release. ``op``: the operation id recorded with a
@@ -381,7 +383,7 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, TokensSQL):
     def complete_many(self, task_ids: Sequence[str], actor: str, session: str, *,
                       op: str | None = None) -> list[Task]:
         """Mark done, in one transaction, each of ``task_ids`` whose lease ``actor:session``
-        holds (or held until it expired, nobody having taken it over); one ``completed`` event
+        validly holds (not past its expiry); one ``completed`` event
         each. Returns the tasks completed; the others are left unchanged."""
         with self._write(op) as tx:
             done = []
@@ -417,6 +419,8 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, TokensSQL):
                 return task, "not_held"
             if not own:
                 return task, "held_by_other" if task.lease_valid(tx.now) else "not_held"
+            if not task.lease_valid(tx.now):
+                return task, "expired"
         elif task.lease_actor is None and status is None:
             return task, "not_held"
         extra = dict(details or {})

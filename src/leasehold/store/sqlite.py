@@ -31,6 +31,7 @@ from leasehold.errors import (
     StoreBusy,
     StoreUnavailable,
 )
+from leasehold.store.sql_chain import chain_insert_params, rewrite_chain_inserts
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
 TYPE_CHECKING = False
@@ -80,10 +81,14 @@ def _uri(path: str, create: bool) -> str:
 #: benchmarks/RESULTS.md), and these run on every claim, extend and release.
 SPLIT_RETURNING = ("grant_free", "grant_lease", "release_own", "extend_lease", "clear_lease")
 _SELECT_TASK = "SELECT * FROM tasks WHERE id = ?"
+#: The chained inserts (see :mod:`leasehold.store.sql_chain`): query name -> (table, columns).
+_CHAIN_SPECS: dict[str, tuple[str, dict[str, Any]]] = {}
 
 
 def _sqlite_queries() -> dict[str, str]:
     queries = load_queries(SQLiteStore.dialect)
+    if not _CHAIN_SPECS:
+        _CHAIN_SPECS.update(rewrite_chain_inserts(queries))
     if SPLIT_RETURNING[0] + "/update" not in queries:
         for name in SPLIT_RETURNING:
             sql = queries[name].rstrip()
@@ -97,6 +102,13 @@ class SQLiteTx(Tx):
     """A transaction that runs the :data:`SPLIT_RETURNING` queries as UPDATE + SELECT."""
 
     __slots__ = ()
+
+    def execute(self, name: str, params: dict[str, Any]) -> Any:
+        spec = _CHAIN_SPECS.get(name)
+        if spec is not None:
+            params.setdefault("now", self.now)
+            chain_insert_params(self.cursor, spec[0], spec[1], params)
+        return super().execute(name, params)
 
     def one(self, name: str, **params: Any) -> Any:
         if name not in SPLIT_RETURNING:
@@ -291,6 +303,8 @@ class SQLiteStore(SQLStore):
                         (version, name, self.clock()),
                     )
                     applied.append(f"{version:04d}_{name}")
+                if any(name.startswith("0009_") for name in applied):
+                    self._genesis(SQLiteTx(conn.cursor(), self.queries, self.clock()))
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {schema_mask(known)}")
             except BaseException:
@@ -298,6 +312,26 @@ class SQLiteStore(SQLStore):
                 raise
             conn.execute("COMMIT")
         return applied
+
+
+    # -- chains (see leasehold.store.sql_chain) ------------------------------------------------
+    def _audit_tx(self) -> _Transaction:
+        return self._read()
+
+    def _stream(self, tx: Tx, sql: str, params: dict[str, Any]) -> Any:
+        cursor = self.conn.cursor()
+        try:
+            yield from cursor.execute(sql, params)
+        finally:
+            cursor.close()
+
+    def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
+        rows = tx.cursor.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
+        return {row["name"]: (row["tbl_name"], True) for row in rows}
+
+    def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> None:
+        for statement in split_statements(ddl):
+            tx.cursor.execute(statement)
 
 
 class _Guard:
