@@ -123,6 +123,9 @@ class RemoteStore:
         found = self.client.call("release_paths", patterns=list(patterns), holder=f"{actor}:{session}")
         return [(pattern, path_in(r)) for pattern, r in found]
 
+    def sweep_paths(self, auto_release: bool) -> list[PathReservation]:
+        return [path_in(r) for r in self.client.call("sweep_paths", auto_release=auto_release)]
+
     def valid_paths(self) -> list[PathReservation]:
         return [path_in(r) for r in self.client.call("active_paths")]
 

@@ -71,6 +71,7 @@ OPS = {
                        "shared": "boolean?", "reason": "string?"}),
     "release_paths": ("POST", "/v1/paths/release", "agent", {"patterns": "array", "holder": "string"}),
     "active_paths": ("GET", "/v1/paths", "reader", {}),
+    "sweep_paths": ("POST", "/v1/paths/sweep", "agent", {"auto_release": "boolean?"}),
     "exclusive_paths_not_of_session": ("GET", "/v1/paths/exclusive", "reader", {"session": "string"}),
     "token_create": ("POST", "/v1/tokens", "admin",
                      {"actor": "string", "role": "string?", "expires": "number?"}),

@@ -276,6 +276,12 @@ def active_paths(c: Call) -> Any:
     return [wire.path_out(r) for r in paths.active(c.ledger)]
 
 
+def sweep_paths(c: Call, auto_release: bool = False) -> Any:
+    from leasehold import paths
+
+    return [wire.path_out(r) for r in paths.sweep(c.ledger, auto_release)]
+
+
 def exclusive_paths_not_of_session(c: Call, session: str) -> Any:
     return [wire.path_out(r) for r in c.ledger.store.exclusive_paths_not_of_session(session)]
 
