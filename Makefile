@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean fuzz
+.PHONY: demo test bench verify fuzz lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,17 @@ bench: $(STAMP)
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/run.py
 
+# Record >= 1,000 histories (API and CLI, SQLite and PostgreSQL, with faults), check each for
+# linearizability, self-test the checker; writes benchmarks/VERIFY.md (about 30 minutes).
+verify: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m verify.run
+
 # schemathesis against the served API's /openapi.json, many examples per operation
 fuzz: $(STAMP)
 	LEASEHOLD_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_api_fuzz.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks verify
 	$(BIN)/mypy
 
 clean:
