@@ -26,6 +26,8 @@ FUZZ_EXAMPLES ?= 30000
 fuzz: $(STAMP)
 	LEASEHOLD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LEASEHOLD_REQUIRE_PG=1 $(BIN)/python -m pytest -q -s \
 		-p no:cacheprovider tests/test_fuzz.py
+	# schemathesis against the served API's /openapi.json, 200 examples per operation
+	LEASEHOLD_API_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_api_fuzz.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,server,bench]'
@@ -36,10 +38,6 @@ bench: $(STAMP)
 # linearizability, self-test the checker; writes benchmarks/VERIFY.md (about 30 minutes).
 verify: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m verify.run
-
-# schemathesis against the served API's /openapi.json, many examples per operation
-fuzz: $(STAMP)
-	LEASEHOLD_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_api_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks verify

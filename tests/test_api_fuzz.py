@@ -1,6 +1,6 @@
 """schemathesis against ``/openapi.json`` of a real server (an in-thread uvicorn on a loopback
 port) with a valid admin token: no 5xx, and every status code, content type and body matches
-the document. A few examples per operation here; ``make fuzz`` sets LEASEHOLD_FUZZ_EXAMPLES
+the document. A few examples per operation here; ``make fuzz`` sets LEASEHOLD_API_FUZZ_EXAMPLES
 higher."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from schemathesis.checks import (  # noqa: E402
 
 from tests.server import ServerThread, make_token  # noqa: E402
 
-EXAMPLES = int(os.environ.get("LEASEHOLD_FUZZ_EXAMPLES", "4"))
+EXAMPLES = int(os.environ.get("LEASEHOLD_API_FUZZ_EXAMPLES", "4"))
 
 
 @pytest.fixture(scope="module")
