@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,server]'
 	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
@@ -26,9 +26,11 @@ FUZZ_EXAMPLES ?= 30000
 fuzz: $(STAMP)
 	LEASEHOLD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LEASEHOLD_REQUIRE_PG=1 $(BIN)/python -m pytest -q -s \
 		-p no:cacheprovider tests/test_fuzz.py
+	# schemathesis against the served API's /openapi.json, 200 examples per operation
+	LEASEHOLD_API_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_api_fuzz.py
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,server,bench]'
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/run.py
 

@@ -11,7 +11,8 @@ Precedence, highest first:
   reading ``.git`` and ``commondir`` without running git), so every worktree shares one ledger.
   Only the per-user default ledger is created on first use; any other location must exist
   (``leasehold init`` creates it).
-- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
+- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > (an http(s) ledger) the
+  token's actor > ``git config user.name``
   > ``$USER``.
 - session: hook payload ``session_id`` > ``--session`` > ``LEASEHOLD_SESSION`` >
   ``CLAUDE_CODE_SESSION_ID`` > ``CODEX_THREAD_ID`` (Codex sets it for the agent's shell
@@ -49,6 +50,7 @@ KNOWN_KEYS = {
     "missions_dir": "folder of the missions queue",
     "reference_keywords": "extra words after which an id is a task reference (list)",
     "reference_patterns": "extra regular expressions finding task references (list)",
+    "token_file": "file holding the token for an http(s):// ledger (mode 0600)",
 }
 
 
@@ -229,6 +231,8 @@ def resolve_config_db(value: str, file: str) -> tuple[str, tuple[str, str] | Non
     """
     from leasehold.urls import split
 
+    if value.startswith(("http://", "https://")):
+        return value, None  # a leasehold serve server
     try:
         kind, target = split(value)
     except ValueError as exc:
@@ -307,6 +311,10 @@ def resolve_actor(flag: str | None, settings: Settings | None,
         return validate_name(env["LEASEHOLD_ACTOR"], "actor"), "LEASEHOLD_ACTOR"
     if settings is not None and settings.get("actor"):
         return validate_name(str(settings.get("actor")), "actor"), f"actor in {settings.file}"
+    if settings is not None and settings.db.startswith(("http://", "https://")):
+        from leasehold.remote import token_actor
+
+        return token_actor(settings), "the token of " + settings.db
     name = git_user_name()
     if name:
         return validate_name(name.replace(":", "-"), "actor"), "git config user.name"

@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "list": "leasehold.cli.leases",
     "next": "leasehold.cli.leases",
     "log": "leasehold.cli.leases",
+    "watch": "leasehold.cli.leases",
     "migrate": "leasehold.cli.leases",
     "init": "leasehold.cli.init",
     "whoami": "leasehold.cli.leases",
@@ -55,6 +56,8 @@ COMMAND_MODULES = {
     "verify": "leasehold.cli.audit",
     "anchor": "leasehold.cli.audit",
     "db": "leasehold.cli.audit",
+    "token": "leasehold.cli.tokens",
+    "serve": "leasehold.cli.serve",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {
