@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, FIXTURES
+from tests.conftest import CLI
 from tests.test_hooks import claim, decision, denied, hook, payload
 
 

@@ -74,7 +74,7 @@ NOT_AFTER = NOT_BEFORE_HASH | frozenset({
     "phone", "budget", "price", "cost", "salary", "revenue", "balance", "amount", "total",
     "sum", "count", "length", "width", "height", "depth", "interval", "ttl", "delay",
     "threshold", "capacity", "quota", "ratio", "rate", "ms", "us", "ns", "sha", "hash",
-    "number", "phone", "fax", "through",
+    "number", "fax", "through",
 })
 #: Names of other trackers: ``GitHub issue #42`` is not task 42.
 OTHER_TRACKERS = frozenset({"github", "gitlab", "gh", "jira", "linear", "upstream", "bitbucket",
