@@ -76,6 +76,33 @@ def test_absolute_forms_stay_absolute(tmp_path: Path) -> None:
         load_settings(environ={}, cwd=str(tmp_path))
 
 
+@pytest.mark.parametrize("value", ['""', '"   "', "5", "true"])
+def test_an_empty_or_non_string_db_in_the_toml_is_an_error_not_the_per_user_ledger(
+        value: str, base_env: dict[str, str], tmp_path: Path) -> None:
+    """``db = ""`` (say, a template whose variable was empty) names no ledger: falling back to
+    the per-user default would quietly coordinate through another ledger (and the gate would
+    allow a task held in the repository's)."""
+    from leasehold.config import load_settings
+
+    (tmp_path / "leasehold.toml").write_text(f"db = {value}\n")
+    with pytest.raises(ConfigError, match="leasehold.toml"):
+        load_settings(environ={}, cwd=str(tmp_path))
+    result = run(base_env, tmp_path, "status", "X")
+    assert result.returncode == 78 and "leasehold.toml" in one_line(result)
+    assert not (Path(base_env["XDG_DATA_HOME"]) / "leasehold").exists()
+
+
+def test_an_empty_explicit_db_is_an_error_not_the_configured_ledger(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """``--db "$UNSET"`` and ``Ledger.open("")`` name no ledger; they must not fall through to
+    LEASEHOLD_DB, leasehold.toml or the per-user default."""
+    result = run(base_env, tmp_path, "--db", "", "status", "X")
+    assert result.returncode == 78 and "empty" in one_line(result)
+    with pytest.raises(ConfigError, match="empty"):
+        Ledger.open("")
+    assert not (Path(base_env["XDG_DATA_HOME"]) / "leasehold").exists()
+
+
 # -- git worktrees ----------------------------------------------------------------------------
 @needs_git
 def test_worktrees_share_the_main_worktrees_ledger(base_env: dict[str, str], tmp_path: Path) -> None:

@@ -186,13 +186,17 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     file = find_config(cwd)
     values = read_config(file) if file else {}
     worktree: tuple[str, str] | None = None
-    if db:
+    if db is not None:
+        if not db.strip():  # `--db "$UNSET"`: never fall through to another ledger
+            raise ConfigError("the ledger named (--db, or the url given to Ledger.open) is empty: "
+                              "name it (a path, sqlite:///abs/path or postgresql://...), or "
+                              "leave it out to use LEASEHOLD_DB, leasehold.toml or the default")
         url, source = db, "--db"
     elif env.get("LEASEHOLD_DB"):
         url, source = env["LEASEHOLD_DB"], "LEASEHOLD_DB"
-    elif values.get("db"):
+    elif "db" in values:
         assert file is not None
-        url, worktree = resolve_config_db(str(values["db"]), file)
+        url, worktree = resolve_config_db(values["db"], file)
         source = file
     else:
         url, source = default_db_path(env), "default"
@@ -207,17 +211,22 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     return Settings(url, source, ttl, file, values, busy, worktree)
 
 
-def resolve_config_db(value: str, file: str) -> tuple[str, tuple[str, str] | None]:
+def resolve_config_db(value: Any, file: str) -> tuple[str, tuple[str, str] | None]:
     """The ledger ``db = value`` in leasehold.toml ``file`` names: ``(url, worktree)``.
 
     A PostgreSQL URL and an absolute path (``/abs``, ``~/x``, ``sqlite:///abs``) are used as
     they are; a relative path (``rel.db``, ``sqlite:rel.db``) is relative to the folder of
     ``file``, and when that folder is inside a linked git worktree, to the same folder of the
     main worktree (``worktree`` is then ``(this worktree's root, the main worktree's root)``).
-    Raises :class:`ConfigError` for a malformed value.
+    Raises :class:`ConfigError` for a malformed value (an empty string or not a string
+    included: it names no ledger, and falling back to the per-user one would split the fleet).
     """
     from leasehold.urls import split
 
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"db in {file} names no ledger ({value!r}): give a path, "
+                          "sqlite:///abs/path or postgresql://..., or remove the line to use "
+                          "the per-user default")
     try:
         kind, target = split(value)
     except ValueError as exc:
