@@ -529,6 +529,21 @@ def test_passwords_never_printed(base_env: dict[str, str], tmp_path: Path) -> No
     assert "postgresql://postgres:***@127.0.0.1:1/test" in who.stdout
 
 
+@pytest.mark.parametrize("password", ["ab/cdQ7zz91", "p@sQ7zz91", "Q7zz91#x", "Q7zz91?x"])
+def test_a_password_with_unencoded_reserved_characters_is_never_printed(
+        password: str, base_env: dict[str, str], tmp_path: Path) -> None:
+    """Generated passwords hold ``/ @ # ?``; people paste them into URLs without
+    percent-encoding. The URL is then malformed, but the password must still not be shown."""
+    from leasehold.urls import redact, scrub
+
+    url = f"postgresql://root:{password}@127.0.0.1:1/test?connect_timeout=2"
+    assert redact(url) == "postgresql://root:***@127.0.0.1:1/test?connect_timeout=2"
+    assert "Q7zz91" not in scrub(f"failed to resolve host '{password[2:]}@127.0.0.1'", url)
+    for args in (["--db", url, "whoami"], ["--db", url, "status", "T", "--json"]):
+        result = run(base_env, tmp_path, *args)
+        assert "Q7zz91" not in result.stdout + result.stderr, args
+
+
 def test_passwords_never_printed_by_a_real_server(base_env: dict[str, str], tmp_path: Path) -> None:
     base = _pg_base()
     scheme, rest = base.split("://", 1)
