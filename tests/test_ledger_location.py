@@ -299,7 +299,17 @@ def _rails_db(path: Path) -> None:
     conn.close()
 
 
+def _same_named_migrations_table(path: Path) -> None:
+    """Another tool's bookkeeping table with leasehold's very columns, still empty."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "applied_at REAL NOT NULL)")
+    conn.commit()
+    conn.close()
+
+
 @pytest.mark.parametrize("make", [
+    pytest.param(_same_named_migrations_table, id="empty-schema_migrations-same-columns"),
     pytest.param(lambda p: _other_app_db(p, wal=False), id="another-app"),
     pytest.param(lambda p: _other_app_db(p, wal=True), id="another-app-wal"),
     pytest.param(_user_version_99, id="user_version-99"),

@@ -201,6 +201,15 @@ class SQLiteStore(SQLStore):
                     "it was left untouched: point --db / LEASEHOLD_DB / db in leasehold.toml at a "
                     "ledger, or create one elsewhere with `leasehold init --db PATH`")
             rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+            if app_id == 0 and (1, known.get(1)) not in {(v, n) for v, n in rows}:
+                # every ledger, however old, has its first migration recorded (migrations are
+                # applied in the transaction that creates schema_migrations): without it, the
+                # table is another tool's with the same columns
+                raise ConfigError(
+                    f"{path} is not a leasehold ledger (its schema_migrations table does not "
+                    f"record leasehold's first migration); it was left untouched: point --db / "
+                    "LEASEHOLD_DB / db in leasehold.toml at a ledger, or create one elsewhere "
+                    "with `leasehold init --db PATH`")
         newer = sorted(f"{v:04d}_{n}" for v, n in rows if known.get(v) != n)
         # user_version is the set of migrations (bit N for migration N) in a marked ledger, or
         # their count in one made (or since opened) by a version before the mark: a count up to
