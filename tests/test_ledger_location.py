@@ -164,6 +164,31 @@ def test_linked_worktree_layouts(tmp_path: Path) -> None:
     assert linked_worktree(str(tmp_path / "elsewhere")) is None
 
 
+def test_a_linked_worktree_without_leasehold_toml_uses_the_main_worktrees(tmp_path: Path) -> None:
+    """`leasehold init`, then `git worktree add` before leasehold.toml is committed (or with
+    leasehold.toml kept out of git): the worktree has no leasehold.toml of its own. It must
+    still use the main worktree's ledger, not the per-user default (two sessions would both be
+    granted one task with fence 1)."""
+    from leasehold.config import load_settings
+
+    main = tmp_path / "main"
+    (main / ".git" / "worktrees" / "wt").mkdir(parents=True)
+    (main / ".git" / "worktrees" / "wt" / "commondir").write_text("../..\n")
+    (main / "leasehold.toml").write_text('db = ".leasehold/ledger.db"\n')
+    wt = tmp_path / "wt"
+    (wt / "src" / "pkg").mkdir(parents=True)
+    (wt / ".git").write_text(f"gitdir: {main / '.git' / 'worktrees' / 'wt'}\n")
+    for folder in (wt, wt / "src" / "pkg"):
+        settings = load_settings(environ={}, cwd=str(folder))
+        assert settings.db == str(main / ".leasehold" / "ledger.db")
+        assert settings.file == str(main / "leasehold.toml")
+        assert settings.worktree == (str(wt), str(main))
+        assert "shared by all worktrees" in settings.describe_source()
+    # the worktree's own leasehold.toml, when it has one, still comes first
+    (wt / "leasehold.toml").write_text('db = "/abs/elsewhere.db"\n')
+    assert load_settings(environ={}, cwd=str(wt)).db == "/abs/elsewhere.db"
+
+
 # -- never created silently ---------------------------------------------------------------------
 def test_explicit_locations_are_never_created(base_env: dict[str, str], tmp_path: Path) -> None:
     typo = tmp_path / "typo" / "ledgr.db"

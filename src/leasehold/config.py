@@ -8,7 +8,8 @@ Precedence, highest first:
   ``~/.local/share/leasehold/ledger.db``). A relative path in leasehold.toml (``rel.db``,
   ``sqlite:rel.db``) is relative to that file, never to the working directory; inside a linked
   git worktree it is resolved in the main worktree (found through the git common directory,
-  reading ``.git`` and ``commondir`` without running git), so every worktree shares one ledger.
+  reading ``.git`` and ``commondir`` without running git), so every worktree shares one ledger;
+  a linked worktree without a leasehold.toml of its own uses the main worktree's.
   Only the per-user default ledger is created on first use; any other location must exist
   (``leasehold init`` creates it).
 - actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
@@ -184,6 +185,11 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     """
     env = os.environ if environ is None else environ
     file = find_config(cwd)
+    linked: tuple[str, str] | None = None
+    if file is None:
+        # a linked worktree without a leasehold.toml of its own (made before the main
+        # worktree's was committed, or the file is not in git): use the main worktree's
+        linked, file = _main_worktree_config(os.path.abspath(cwd or os.getcwd()))
     values = read_config(file) if file else {}
     worktree: tuple[str, str] | None = None
     if db is not None:
@@ -198,6 +204,8 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
         assert file is not None
         url, worktree = resolve_config_db(values["db"], file)
         source = file
+        if linked is not None and _is_relative_sqlite(values["db"]):
+            worktree = linked
     else:
         url, source = default_db_path(env), "default"
     ttl = DEFAULT_TTL
@@ -241,6 +249,30 @@ def resolve_config_db(value: Any, file: str) -> tuple[str, tuple[str, str] | Non
     if worktree is not None:
         base = os.path.normpath(os.path.join(worktree[1], os.path.relpath(base, worktree[0])))
     return os.path.normpath(os.path.join(base, path)), worktree
+
+
+def _main_worktree_config(here: str) -> tuple[tuple[str, str] | None, str | None]:
+    """``((worktree root, main worktree root), leasehold.toml)`` when ``here`` is in a linked
+    git worktree and the main worktree has a leasehold.toml in the same folder or above (up to
+    its root); else ``(None, None)``."""
+    linked = linked_worktree(here)
+    if linked is None:
+        return None, None
+    mirrored = os.path.normpath(os.path.join(linked[1], os.path.relpath(here, linked[0])))
+    found = find_config(mirrored)
+    if found is None:
+        return None, None
+    rel = os.path.relpath(found, linked[1])
+    if rel.startswith(".." + os.sep):
+        return None, None
+    return linked, found
+
+
+def _is_relative_sqlite(value: Any) -> bool:
+    from leasehold.urls import split
+
+    kind, target = split(value)
+    return kind == "sqlite" and not os.path.isabs(os.path.expanduser(target))
 
 
 def linked_worktree(start: str) -> tuple[str, str] | None:
