@@ -233,6 +233,19 @@ def test_the_gate_denies_with_the_fix_when_the_ledger_is_missing(base_env: dict[
     assert not (tmp_path / ".leasehold").exists()
 
 
+def test_the_gate_calls_a_malformed_leasehold_toml_permanent(base_env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    """A typo in leasehold.toml will not go away by retrying: the denial must not say so."""
+    (tmp_path / "leasehold.toml").write_text('db = ".leasehold/ledger.db"\ndb_typo = 1\n')
+    payload = {"session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": "Agent",
+               "cwd": str(tmp_path), "tool_input": {"prompt": "work on 99927", "description": "x"}}
+    proc = run(base_env, tmp_path, "hook", "pre-tool-use", input=json.dumps(payload))
+    out = json.loads(proc.stdout)["hookSpecificOutput"]
+    assert out["permissionDecision"] == "deny"
+    reason = out["permissionDecisionReason"]
+    assert "db_typo" in reason and "retrying will not help" in reason and "Retry" not in reason
+
+
 # -- leasehold init ---------------------------------------------------------------------------
 @needs_git
 def test_init_in_a_repository_is_idempotent(base_env: dict[str, str], tmp_path: Path) -> None:
