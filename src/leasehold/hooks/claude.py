@@ -395,7 +395,7 @@ def pre_tool_use(payload: dict[str, Any]) -> int:
         return _gate_edit(payload, tool, tool_input, session, settings, enforce)
     except LeaseholdError as exc:
         return _store_failure(payload, tool, tool_input, session, settings, enforce, str(exc),
-                              permanent=exc.exit_code == 78)
+                              permanent=exc.exit_code in (2, 78))  # a bad leasehold.toml: 2
 
 
 def _text_field(tool_input: dict[str, Any], key: str) -> str:
