@@ -328,6 +328,13 @@ def _retake_events_checkpoints(ledger: Ledger, db_url: str) -> None:
             f"{digest.count}, '{digest.hexdigest()}', '{g}', '{c}', 0)")
 
 
+def test_an_anchor_naming_a_table_twice_is_refused() -> None:
+    """Otherwise the last entry wins: a wrong head before a right one would pass unchecked."""
+    zero, good = "0" * 64, "c" * 64
+    with pytest.raises(ValueError, match="events.*twice"):
+        parse_anchor(f"leasehold-anchor/1 events=1:{zero} events=0:{good}")
+
+
 def test_verify_and_anchor_cli(cli: CLI) -> None:
     for args in (("claim", "a"), ("claim", "b"), ("done", "a")):
         assert cli(*args, "--actor", "alice", "--session", "s1").returncode == 0

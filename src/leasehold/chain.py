@@ -172,6 +172,8 @@ def parse_anchor(line: str) -> dict[str, tuple[int, str]]:
             raise ValueError(f"{word!r}: UPTO must be an integer and HASH hex") from None
         if number < 0 or len(digest) != 64:
             raise ValueError(f"{word!r}: UPTO must be >= 0 and HASH 64 hex digits")
+        if table in heads:
+            raise ValueError(f"{table} is named twice")
         heads[table] = (number, digest.lower())
     if not heads:
         raise ValueError("the anchor names no table")
