@@ -328,6 +328,21 @@ def _retake_events_checkpoints(ledger: Ledger, db_url: str) -> None:
             f"{digest.count}, '{digest.hexdigest()}', '{g}', '{c}', 0)")
 
 
+def test_malformed_hashes_are_reported_not_raised(history: Ledger, db_url: str) -> None:
+    """A hash column holding something that is not hex (a checkpoint the least-privilege role
+    may INSERT on PostgreSQL, or an owner's edit) is a break verify reports; anchor still runs."""
+    with owner_sql(db_url) as sql:
+        sql("INSERT INTO chain_checkpoints (tbl, kind, from_id, upto_id, row_count, digest, "
+            "prev_hash, hash, created_at) VALUES ('feed_posts', 'checkpoint', 999, 1000, 0, "
+            "'junk', 'junk', 'junk', 0)")
+        sql(f"UPDATE events SET prev_hash = 'zz' WHERE id = {event_id(history, 't5', 'claimed')}")
+    text = everything(verify_ledger(history.store))
+    assert "checkpoint of feed_posts does not chain to the previous checkpoint" in text
+    assert "prev_hash does not match the previous row of its chain" in text
+    history.store.checkpoint()
+    assert not verify_ledger(history.store).ok
+
+
 def test_an_anchor_naming_a_table_twice_is_refused() -> None:
     """Otherwise the last entry wins: a wrong head before a right one would pass unchecked."""
     zero, good = "0" * 64, "c" * 64
