@@ -246,6 +246,28 @@ def test_a_dropped_trigger_is_reported_and_migrate_restores_it(cli: CLI, db_url:
     assert cli("migrate").stdout.strip() == "schema up to date"
 
 
+def test_a_neutered_trigger_of_the_same_name_is_reported_and_restored(sqlite_url: str, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite: a trigger replaced by one of the same name that never fires is as good as
+    dropped; verify must not call it "in place", and migrate must put the real one back."""
+    import sqlite3
+
+    cli = CLI(sqlite_url, base_env, tmp_path)
+    assert cli("claim", "t1", "--actor", "alice", "--session", "s1").returncode == 0
+    with sqlite3.connect(sqlite_url) as conn:
+        conn.execute("DROP TRIGGER events_append_only_update")
+        conn.execute("CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events WHEN 0 "
+                     "BEGIN SELECT 1; END")
+    broken = cli("verify")
+    assert broken.returncode == 1
+    assert broken.stdout.startswith("BROKEN: events: trigger events_append_only_update is "
+                                    "disabled or altered"), broken.stdout
+    repaired = cli("migrate")
+    assert repaired.returncode == 0, repaired.stderr
+    assert cli("verify").returncode == 0
+    with sqlite3.connect(sqlite_url) as conn, pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE events SET actor = 'mallory'")
+
+
 def test_truncated_tail_past_an_anchor(history: Ledger, db_url: str) -> None:
     """The tail (a whole task, its checkpoint) removed cleanly enough that nothing inside the
     database disagrees any more: only the anchor kept elsewhere shows it."""

@@ -146,7 +146,8 @@ def _check_triggers(reader: AuditReader, report: Report) -> None:
         if state is None:
             report.add(table, None, f"trigger {name} is missing (run 'leasehold migrate' to restore it)")
         elif not state[1]:
-            report.add(table, None, f"trigger {name} is disabled (run 'leasehold migrate' to re-enable it)")
+            report.add(table, None, f"trigger {name} is disabled or altered (run 'leasehold migrate' to "
+                                    "restore it)")
 
 
 def _check_chains(reader: AuditReader, table: str, genesis_upto: int, report: Report) -> None:
