@@ -268,6 +268,25 @@ def test_a_neutered_trigger_of_the_same_name_is_reported_and_restored(sqlite_url
         conn.execute("UPDATE events SET actor = 'mallory'")
 
 
+def test_a_replica_only_trigger_is_reported_and_re_enabled(pg_url: str, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: ENABLE REPLICA TRIGGER leaves it enabled in the catalogue but it never fires
+    in an ordinary session: as good as disabled."""
+    import psycopg
+
+    cli = CLI(pg_url, base_env, tmp_path)
+    assert cli("claim", "t1", "--actor", "alice", "--session", "s1").returncode == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events ENABLE REPLICA TRIGGER events_append_only_delete")
+    broken = cli("verify")
+    assert broken.returncode == 1
+    assert broken.stdout.startswith("BROKEN: events: trigger events_append_only_delete is "
+                                    "disabled"), broken.stdout
+    assert cli("migrate").returncode == 0
+    assert cli("verify").returncode == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn, pytest.raises(psycopg.Error, match="append-only"):
+        conn.execute("DELETE FROM events")
+
+
 def test_truncated_tail_past_an_anchor(history: Ledger, db_url: str) -> None:
     """The tail (a whole task, its checkpoint) removed cleanly enough that nothing inside the
     database disagrees any more: only the anchor kept elsewhere shows it."""
