@@ -98,7 +98,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert t is not None and self.model.valid(t, now) and t["holder"] != who
             return
         assert t is not None
-        if t["holder"] == who:
+        if t["holder"] == who and self.model.valid(t, now):  # a lease ends at its expiry
             assert result.released
             t.update(holder=None, until=None, ttl=None)
             if not keep:
@@ -120,7 +120,10 @@ class LedgerMachine(RuleBasedStateMachine):
             if self.model.valid(t, now):
                 pass
             return
-        assert t is not None and t["holder"] == who
+        except LeaseExpired:  # one rule for extend, done and release: a lease ends at its expiry
+            assert t is not None and t["holder"] == who and not self.model.valid(t, now)
+            return
+        assert t is not None and t["holder"] == who and self.model.valid(t, now)
         t.update(status="done", holder=None, until=None, ttl=None)
 
     @rule(who=HOLDERS, ttl=TTLS)

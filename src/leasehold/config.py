@@ -11,10 +11,13 @@ Precedence, highest first:
   reading ``.git`` and ``commondir`` without running git), so every worktree shares one ledger.
   Only the per-user default ledger is created on first use; any other location must exist
   (``leasehold init`` creates it).
-- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
+- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > (an http(s) ledger) the
+  token's actor > ``git config user.name``
   > ``$USER``.
 - session: hook payload ``session_id`` > ``--session`` > ``LEASEHOLD_SESSION`` >
-  ``CLAUDE_CODE_SESSION_ID``.
+  ``CLAUDE_CODE_SESSION_ID`` > ``CODEX_THREAD_ID`` (Codex sets it for the agent's shell
+  commands; it equals the hooks' ``session_id``) > ``GEMINI_SESSION_ID`` (set for Gemini CLI
+  hooks).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 CONFIG_NAME = "leasehold.toml"
+#: A leasehold.toml larger than this (bytes) is refused rather than parsed.
+MAX_CONFIG_BYTES = 64 * 1024
 
 #: Every key leasehold.toml may hold, with its meaning (an unknown key is an error: typos show).
 KNOWN_KEYS = {
@@ -43,6 +48,9 @@ KNOWN_KEYS = {
     "state_dir": "folder of small per-session state files",
     "stale_after": "age after which a claimed mission without a valid lease is stale",
     "missions_dir": "folder of the missions queue",
+    "reference_keywords": "extra words after which an id is a task reference (list)",
+    "reference_patterns": "extra regular expressions finding task references (list)",
+    "token_file": "file holding the token for an http(s):// ledger (mode 0600)",
 }
 
 
@@ -132,44 +140,49 @@ def read_config(path: str) -> dict[str, Any]:
     """Parse and validate a leasehold.toml. Raises :class:`InvalidInput`.
 
     Parsing with tomllib costs ~10 ms of imports, on a path that runs in every agent tool call,
-    so the validated values are cached (``marshal``, in :func:`cache_dir`) under the file's
-    identity (path, inode, size, modification time in ns): any edit re-parses.
+    so the validated values are cached (``marshal``, in the private folder ``config/`` of
+    :func:`cache_dir`) keyed on the file's path and its exact content: a file replaced by
+    another of the same size and modification time (``cp -p``) is parsed again.
     """
     import marshal
 
+    from leasehold.safefiles import private_folder, read_small, replace_file
+
     try:
-        st = os.stat(path)
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise InvalidInput(f"{path}: {exc.strerror}") from None
-    stamp = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    cached = os.path.join(cache_dir(), "config", stamp[0].replace(os.sep, "%") + ".marshal")
+        raise InvalidInput(f"{path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InvalidInput(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a leasehold.toml")
+    where = os.path.abspath(path)
+    folder = os.path.join(cache_dir(), "config")
+    cached = os.path.join(folder, where.replace(os.sep, "%") + ".marshal")
     try:
-        with open(cached, "rb") as fh:
-            found_stamp, values = marshal.load(fh)
-        if tuple(found_stamp) == stamp and isinstance(values, dict):
+        found_where, found_raw, values = marshal.loads(read_small(cached, 4 * MAX_CONFIG_BYTES))
+        if found_where == where and found_raw == raw and isinstance(values, dict):
             return values
     except (OSError, EOFError, ValueError, TypeError):
         pass
-    values = _parse_config(path)
+    values = _parse_config(path, raw)
     try:
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        tmp = f"{cached}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            marshal.dump((stamp, values), fh)
-        os.replace(tmp, cached)
-    except (OSError, ValueError):  # unwritable cache, or values marshal cannot hold (TOML dates)
+        replace_file(os.path.join(private_folder(folder), os.path.basename(cached)),
+                     marshal.dumps((where, raw, values)))
+    except (OSError, ValueError):  # unwritable or unsafe cache, or values marshal cannot hold
         pass
     return values
 
 
-def _parse_config(path: str) -> dict[str, Any]:
+def _parse_config(path: str, raw: bytes) -> dict[str, Any]:
     import tomllib
 
     try:
-        with open(path, "rb") as fh:
-            values = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInput(f"{path}: {exc}") from None
+        values = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InvalidInput(f"{path}:{line}: not UTF-8 text (TOML files are UTF-8)") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise InvalidInput(f"{path}: {' '.join(str(exc).split()) or 'nested too deeply'}") from None
     unknown = sorted(set(values) - set(KNOWN_KEYS))
     if unknown:
         raise InvalidInput(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWN_KEYS)}")
@@ -218,6 +231,8 @@ def resolve_config_db(value: str, file: str) -> tuple[str, tuple[str, str] | Non
     """
     from leasehold.urls import split
 
+    if value.startswith(("http://", "https://")):
+        return value, None  # a leasehold serve server
     try:
         kind, target = split(value)
     except ValueError as exc:
@@ -296,6 +311,10 @@ def resolve_actor(flag: str | None, settings: Settings | None,
         return validate_name(env["LEASEHOLD_ACTOR"], "actor"), "LEASEHOLD_ACTOR"
     if settings is not None and settings.get("actor"):
         return validate_name(str(settings.get("actor")), "actor"), f"actor in {settings.file}"
+    if settings is not None and settings.db.startswith(("http://", "https://")):
+        from leasehold.remote import token_actor
+
+        return token_actor(settings), "the token of " + settings.db
     name = git_user_name()
     if name:
         return validate_name(name.replace(":", "-"), "actor"), "git config user.name"
@@ -317,6 +336,8 @@ def resolve_session(flag: str | None, environ: Mapping[str, str] | None = None,
         (flag, "--session"),
         (env.get("LEASEHOLD_SESSION"), "LEASEHOLD_SESSION"),
         (env.get("CLAUDE_CODE_SESSION_ID"), "CLAUDE_CODE_SESSION_ID"),
+        (env.get("CODEX_THREAD_ID"), "CODEX_THREAD_ID"),
+        (env.get("GEMINI_SESSION_ID"), "GEMINI_SESSION_ID"),
     ):
         if value:
             return validate_name(value, "session"), source

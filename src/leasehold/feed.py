@@ -267,6 +267,10 @@ def _text(value: Any, what: str, limit: int, required: bool = True) -> str:
         raise InvalidInput(f"{what} must not be empty")
     if "\x00" in value:
         raise InvalidInput(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid Unicode text (a lone surrogate)") from None
     if len(value) > limit:
         raise InvalidInput(f"{what} is {len(value)} characters long; the limit is {limit}")
     return value
@@ -286,6 +290,29 @@ def _kind(value: Any, allowed: tuple[str, ...] = POSTABLE) -> str:
     if kind not in allowed:
         raise InvalidInput(f"kind {value!r} is not one of {', '.join(allowed)}")
     return kind
+
+
+#: Imported timestamps: at most this many seconds ahead of the ledger's clock (clock skew)...
+IMPORT_SKEW = 300.0
+#: ...and never before 2000-01-01T00:00:00Z, nor before the item's namespace was created.
+IMPORT_FLOOR = 946_684_800.0
+
+
+def _check_import_time(rec: dict[str, Any], known: dict[str, Any], now: float, where: str) -> None:
+    """Bound an imported post's claimed time: not in the future beyond :data:`IMPORT_SKEW`,
+    not before its item's namespace existed (a backdated post would win "first post wins").
+    Raises :class:`InvalidInput` naming the line."""
+    ts = rec["ts"]
+    if ts > now + IMPORT_SKEW:
+        raise InvalidInput(f"{where}: 'ts' {format_ts(ts)} is in the future (the ledger's clock "
+                           f"says {format_ts(now)}; {IMPORT_SKEW:g}s of skew allowed)")
+    item = rec.get("item")
+    if item:
+        prefix = max((p for p in known if item.startswith(p)), key=len, default=None)
+        created = known[prefix].created_at if prefix else None
+        if created is not None and ts < created:
+            raise InvalidInput(f"{where}: 'ts' {format_ts(ts)} is before namespace {prefix} "
+                               f"existed (created {format_ts(created)})")
 
 
 class ImportResult:
@@ -596,6 +623,8 @@ class Feed:
                 data = json.loads(line)
             except ValueError as exc:
                 raise InvalidInput(f"{where}: not valid JSON ({exc})") from None
+            except RecursionError:
+                raise InvalidInput(f"{where}: JSON nested too deeply") from None
             if not isinstance(data, dict):
                 raise InvalidInput(f"{where}: expected a JSON object, got {type(data).__name__}")
             unknown = sorted(set(data) - _IMPORT_KEYS)
@@ -617,7 +646,9 @@ class Feed:
                     if not isinstance(item, str):
                         raise InvalidInput("'item' must be a string")
                     validate_task_id(item)
-                record = {"ts": ts, "seat": _seat(data["seat"]), "kind": kind, "item": item,
+                if ts < IMPORT_FLOOR:
+                    raise InvalidInput(f"'ts' {data['ts']!r} is before 2000-01-01")
+                record = {"where": where, "ts": ts, "seat": _seat(data["seat"]), "kind": kind, "item": item,
                           "subject": _text(data["subject"], "'subject'", SUBJECT_MAX),
                           "body": _text(data.get("body"), "'body'", BODY_MAX, required=False)}
             except InvalidInput as exc:
@@ -627,7 +658,9 @@ class Feed:
 
     def import_posts(self, records: list[dict[str, Any]], by: Holder | str) -> ImportResult:
         """Append validated records (from :meth:`parse_import`) in one transaction, keeping
-        their ``ts`` and ``seat``. Imported posts skip the duplicate guard; actionable ones arrive
+        their ``ts`` and ``seat`` (``recorded_at`` is the import time). A ``ts`` in the future
+        (past :data:`IMPORT_SKEW`) or before the item's namespace existed is refused
+        (:class:`InvalidInput` naming the line; nothing is imported). Imported posts skip the duplicate guard; actionable ones arrive
         ``CONFIRM-PENDING`` and create their task if unknown (a done task is not reopened).
         A record imported before (same ts, seat, kind, item, subject, body) is skipped."""
         import hashlib
@@ -636,7 +669,9 @@ class Feed:
         who = Holder.parse(by)
         posts, skipped = [], 0
         with self.store.ticket_tx() as w:
-            for rec in records:
+            known = w.namespaces() if records else {}
+            for number, rec in enumerate(records, 1):
+                _check_import_time(rec, known, w.now, rec.get("where") or f"record {number}")
                 key = hashlib.sha256(json.dumps(
                     [repr(rec["ts"]), rec["seat"], rec["kind"], rec["item"], rec["subject"], rec["body"]],
                     ensure_ascii=False).encode()).hexdigest()

@@ -26,6 +26,9 @@ TTL_MAX = 7 * 24 * 3600.0
 #: The default lease TTL, in seconds (10 minutes), unless ``default_ttl`` in leasehold.toml says otherwise.
 DEFAULT_TTL = 600.0
 STATUSES = ("open", "in_progress", "done")
+#: The longest duration any setting or option takes, in seconds (10 years): past it, times
+#: overflow what the stores and timers hold.
+DURATION_MAX = 10 * 365 * 86400.0
 
 _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ID_CHARS = _ASCII_ALNUM | TASK_ID_PUNCTUATION
@@ -91,10 +94,14 @@ def validate_name(value: str, what: str, limit: int = 200) -> str:
 def parse_duration(text: str | float | int, what: str = "TTL") -> float:
     """Parse a duration into seconds: ``90s``, ``10m``, ``2h``, ``1d``, or a bare number of seconds.
 
-    Raises :class:`InvalidInput` for anything else, or for zero or negative values.
+    Raises :class:`InvalidInput` for anything else, for zero, negative or non-finite values and
+    for more than :data:`DURATION_MAX`.
     """
     if isinstance(text, (int, float)) and not isinstance(text, bool):
-        seconds = float(text)
+        try:
+            seconds = float(text)
+        except OverflowError:
+            raise InvalidInput(f"{what} {text!r} is longer than 10 years") from None
     else:
         raw = str(text).strip().lower()
         unit = _UNITS.get(raw[-1:]) if raw else None
@@ -107,6 +114,8 @@ def parse_duration(text: str | float | int, what: str = "TTL") -> float:
             ) from None
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
         raise InvalidInput(f"{what} must be positive, got {text!r}")
+    if seconds > DURATION_MAX:
+        raise InvalidInput(f"{what} {text!r} is longer than 10 years")
     return seconds
 
 

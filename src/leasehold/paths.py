@@ -190,6 +190,32 @@ def relative_to_root(file_path: str, cwd: str | None = None) -> tuple[str, str] 
     return root, rel.replace(os.sep, "/")
 
 
+def gate_paths(file_path: str, cwd: str | None = None) -> list[str]:
+    """The repository-relative paths an edit of ``file_path`` touches, for the Edit gate: the
+    path as written and the path with every symlink resolved (``alias/routes.py`` with
+    ``alias -> src/api`` is also ``src/api/routes.py``), each when it lies inside the root of
+    :func:`relative_to_root`. Matching is case-sensitive (see the README on case-insensitive
+    file systems)."""
+    if "\0" in file_path or (cwd and "\0" in cwd):
+        return []  # no file has such a name: the edit cannot touch a reserved one
+    located = relative_to_root(file_path, cwd)
+    if located is None:
+        return []
+    root, rel = located
+    out = [rel]
+    try:
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(root, rel))
+    except (OSError, ValueError):  # a name the file system cannot hold (a lone surrogate)
+        return out
+    resolved = os.path.relpath(real, real_root)
+    if not (resolved == os.curdir or resolved == os.pardir or resolved.startswith(os.pardir + os.sep)):
+        resolved = resolved.replace(os.sep, "/")
+        if resolved not in out:
+            out.append(resolved)
+    return out
+
+
 def conflicts_with(pattern: str, exclusive: bool, other: PathReservation) -> bool:
     """Readers-writer rule: an exclusive reservation conflicts with any overlapping one of
     another holder; two shared ones never conflict."""
@@ -229,6 +255,28 @@ def release(ledger: Ledger, patterns: Sequence[str], holder: Holder | str,
     if not wanted:
         raise InvalidInput("give at least one path pattern")
     return ledger.store.release_paths(wanted, who.actor, who.session)
+
+
+def force_release(ledger: Ledger, patterns: Sequence[str], reason: str,
+                  by: Holder | str | None = None) -> list[tuple[str, list[PathReservation]]]:
+    """Anyone clears every holder's reservation of ``patterns`` (a crashed session's files),
+    recorded as ``path_force_released`` with ``reason`` and who did it, like a lease's force
+    release. Returns ``[(pattern, the reservations cleared)]`` (empty for a pattern nobody
+    reserved). Raises :class:`InvalidInput` without a reason or for a bad pattern."""
+    if not reason or not reason.strip():
+        raise InvalidInput("--force needs --reason TEXT: say why the reservation is cleared")
+    who = Holder.parse(by) if by is not None else None
+    wanted = list(dict.fromkeys(normalize_pattern(p) for p in patterns))
+    if not wanted:
+        raise InvalidInput("give at least one path pattern")
+    return ledger.store.force_release_paths(wanted, who.actor if who else None,
+                                            who.session if who else None, reason)
+
+
+def sweep(ledger: Ledger, auto_release: bool = False) -> list[PathReservation]:
+    """Reservations past expiry (as they were); with ``auto_release`` clear each (one
+    ``path_expired`` event each)."""
+    return ledger.store.sweep_paths(auto_release)
 
 
 def active(ledger: Ledger) -> list[PathReservation]:

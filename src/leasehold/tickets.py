@@ -23,7 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from leasehold.model import Namespace, Reservation
+    from leasehold.model import Namespace, Post, Reservation
     from leasehold.store.sql_tickets import TicketTx
     from leasehold.store.sqlbase import SQLStore
 
@@ -84,12 +84,48 @@ def render(fmt: str, prefix: str, seq: int, ts: float) -> str:
         raise InvalidInput(f"format {fmt!r} renders {text!r}, not a valid ticket id: {exc}") from None
 
 
+#: The widest field (and precision) a ticket format may ask for: a width is memory and output.
+MAX_FIELD_WIDTH = 32
+#: Sequence numbers a new format is rendered with, each of which must give a valid, new id.
+_SAMPLE_SEQS = (2, 9, 10, 99, 100, 999, 1000, 9999, 10_000, 100_000, 10**6, 10**9, 10**12)
+#: A standard format spec (``[[fill]align][sign][#][0][width][grouping][.precision][type]``).
+_SPEC = (r"(?:(?P<fill>.)?(?P<align>[<>=^]))?(?P<sign>[-+ ])?#?0?(?P<width>\d+)?"
+         r"(?P<grouping>[,_])?(?:\.(?P<precision>\d+))?(?P<type>[a-zA-Z%])?")
+#: A ``{date:...}`` spec: strftime directives of digits and names, and id characters.
+_DATE_SPEC = r"(?:%[YmdjyHMSGVuUWaAbB]|[A-Za-z0-9._:/#-])*"
+
+
+def _check_spec(fmt: str, field: str, spec: str) -> None:
+    """Refuse a field spec that could render something huge or not an id, before anything
+    is rendered with it. Raises :class:`InvalidInput`."""
+    import re
+
+    if field == "date":
+        if not re.fullmatch(_DATE_SPEC, spec):
+            raise InvalidInput(f"format {fmt!r}: {{date:{spec}}} may hold only the strftime codes "
+                               "%Y %m %d %j %y %H %M %S %G %V %u %U %W %a %A %b %B and id characters")
+        return
+    match = re.fullmatch(_SPEC, spec)
+    if match is None:
+        raise InvalidInput(f"format {fmt!r}: {{{field}:{spec}}} is not a valid format spec")
+    for part in ("width", "precision"):
+        value = match.group(part)
+        if value is not None and (len(value) > 3 or int(value) > MAX_FIELD_WIDTH):
+            raise InvalidInput(f"format {fmt!r}: the {part} of {{{field}}} is {value}; "
+                               f"at most {MAX_FIELD_WIDTH}")
+    if match.group("grouping"):
+        raise InvalidInput(f"format {fmt!r}: {{{field}:{spec}}} groups digits with "
+                           f"{match.group('grouping')!r}, which a ticket id cannot hold")
+
+
 def validate_format(fmt: str, prefix: str = "CMB") -> str:
     """Return ``fmt`` if it is a usable ticket format, else raise :class:`InvalidInput`.
 
     Rules: only the fields ``prefix``, ``seq`` and ``date`` (no attribute or index access, no
-    conversions, no nested fields); ``seq`` must appear; different numbers must render
-    differently, and a format that uses ``date`` must render different UTC days differently
+    conversions, no nested fields); widths and precisions up to :data:`MAX_FIELD_WIDTH`, no
+    digit grouping, ``date`` only with digit/name strftime codes; ``seq`` must appear; every
+    sequence number must render a valid task id (checked over a sample up to 10**12), different
+    numbers differently, and a format that uses ``date`` must render different UTC days differently
     (else restarting ``seq`` each day would repeat ids).
     """
     import string
@@ -110,13 +146,18 @@ def validate_format(fmt: str, prefix: str = "CMB") -> str:
             )
         if conversion or (spec and "{" in spec):
             raise InvalidInput(f"format {fmt!r}: conversions and nested fields are not allowed")
+        _check_spec(fmt, field, spec or "")
         fields.add(field)
     if "seq" not in fields:
         raise InvalidInput(f"format {fmt!r} must contain {{seq}} (e.g. {DEFAULT_FORMAT})")
     day = 1_779_321_600.0  # 2026-05-21T00:00:00Z
     first = render(fmt, prefix, 1, day)
-    if render(fmt, prefix, 2, day) == first:
-        raise InvalidInput(f"format {fmt!r} renders seq 1 and seq 2 the same")
+    rendered = {first}
+    for seq in _SAMPLE_SEQS:  # every number must give a valid, distinct id (`{seq:,}` fails at 1000)
+        text = render(fmt, prefix, seq, day)
+        if text in rendered:
+            raise InvalidInput(f"format {fmt!r} renders seq {seq} as {text!r}, like a smaller seq")
+        rendered.add(text)
     if "date" in fields and render(fmt, prefix, 1, day + 86_400) == first:
         raise InvalidInput(
             f"format {fmt!r} uses {{date}} but not the day: seq restarts each UTC day, so "
@@ -158,6 +199,25 @@ def reserve_in(w: TicketTx, prefix: str, count: int, holder: Holder, **details: 
             extra["skipped"] = skipped
         out.append(w.insert_reservation(prefix, period, seq, ticket, holder.actor, holder.session, **extra))
     return out
+
+
+def files_under(posts: list[Post], ticket_id: str) -> bool:
+    """True when an actionable thread among ``posts`` files under ``ticket_id`` now: its
+    original names it and no renumbering moved it away, or a renumbering amendment (the last of
+    its thread) moved it there (the rule of the feed's reducer, ``feed.threads``)."""
+    by_id = {p.id: p for p in posts}
+    live: dict[int, str | None] = {}
+    for post in sorted(posts, key=lambda p: p.id):
+        if post.kind == "actionable":
+            live[post.id] = post.item
+        elif post.kind == "amendment" and post.details.get("renumbered_from") is not None:
+            root, seen = post, set()
+            while root.kind in ("amendment", "confirmed") and root.refs in by_id and root.id not in seen:
+                seen.add(root.id)
+                root = by_id[root.refs]
+            if root.id in live:
+                live[root.id] = post.item
+    return ticket_id in live.values()
 
 
 class Tickets:
@@ -240,7 +300,8 @@ class Tickets:
         """
         validate_task_id(ticket_id)
         who = Holder.parse(by)
-        res, outcome = self.store.abandon_reservation(ticket_id, who.actor, who.session, reason, force)
+        res, outcome = self.store.abandon_reservation(ticket_id, who.actor, who.session, reason,
+                                                      force, lambda posts: files_under(posts, ticket_id))
         if res is None:
             raise NotFound(f"reservation {ticket_id} not found")
         if outcome == "not_holder":

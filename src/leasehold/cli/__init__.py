@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "list": "leasehold.cli.leases",
     "next": "leasehold.cli.leases",
     "log": "leasehold.cli.leases",
+    "watch": "leasehold.cli.leases",
     "migrate": "leasehold.cli.leases",
     "init": "leasehold.cli.init",
     "whoami": "leasehold.cli.leases",
@@ -39,6 +40,9 @@ COMMAND_MODULES = {
     "demo": "leasehold.cli.run",
     "hook": "leasehold.cli.hooks",
     "hooks": "leasehold.cli.hooks",
+    "guard": "leasehold.cli.hooks",
+    "doctor": "leasehold.cli.doctor",
+    "share": "leasehold.cli.share",
     "reserve-path": "leasehold.cli.paths",
     "release-path": "leasehold.cli.paths",
     "paths": "leasehold.cli.paths",
@@ -52,6 +56,8 @@ COMMAND_MODULES = {
     "verify": "leasehold.cli.audit",
     "anchor": "leasehold.cli.audit",
     "db": "leasehold.cli.audit",
+    "token": "leasehold.cli.tokens",
+    "serve": "leasehold.cli.serve",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {
@@ -93,6 +99,20 @@ def find_command(argv: Sequence[str]) -> str | None:
             skip = token in _VALUE_OPTIONS
             continue
         return token
+    return None
+
+
+def _unreadable_argument(argv: Sequence[str]) -> str | None:
+    """Why an argument cannot be taken (bytes that are not UTF-8, which Python carries as lone
+    surrogates; a NUL), or None. Decided before anything runs, so nothing is half-written."""
+    for number, arg in enumerate(argv, 1):
+        if "\0" in arg:
+            return f"argument {number} contains a NUL character"
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = arg.encode("utf-8", "backslashreplace").decode("utf-8")
+            return f"argument {number} is not UTF-8 text: {shown[:80]}"
     return None
 
 
@@ -162,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cut = args_in.index("--")
         args_in, passthrough = args_in[:cut], args_in[cut + 1:]
     debug = "--debug" in args_in
+    bad = _unreadable_argument(args_in)
+    if bad:
+        sys.stderr.write(f"leasehold: error: {bad} (see 'leasehold --help')\n")
+        return 2
     try:
         args = parser.parse_args(args_in[1:] if standalone else args_in)
         if passthrough is not None:
@@ -189,7 +213,11 @@ def entry() -> None:
     if len(argv) == 2 and argv[0] == "hook":
         from leasehold.hooks import EVENTS
 
-        if argv[1] in EVENTS:
+        if argv[1] in ("codex", "gemini"):
+            from leasehold.hooks import runtime_module
+
+            code = runtime_module(argv[1]).run()
+        elif argv[1] in EVENTS:
             from leasehold.hooks.claude import run
 
             code = run(argv[1])

@@ -207,12 +207,17 @@ class Context:
 
             sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         elif text is not None:
+            from leasehold.untrusted import for_terminal
+
+            text = for_terminal(text)  # control characters escaped, line breaks kept
             sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
 
     @staticmethod
     def say(message: str) -> None:
-        """A message for people: stderr."""
-        sys.stderr.write(message + "\n")
+        """A message for people: stderr, one line, control characters escaped."""
+        from leasehold.untrusted import escape
+
+        sys.stderr.write(escape(message, None) + "\n")
 
 
 def run_command(args: argparse.Namespace, debug: bool) -> int:
@@ -249,6 +254,8 @@ def run_command(args: argparse.Namespace, debug: bool) -> int:
 
 
 def _report(ctx: Context, exc: BaseException, kind: str, code: int, line: str | None = None) -> None:
+    from leasehold.untrusted import escape
+
     full = str(exc)
     message = " ".join((line or full).split("\n"))
     # The last guard against a password from a URL in any message (stores redact their own).
@@ -261,6 +268,7 @@ def _report(ctx: Context, exc: BaseException, kind: str, code: int, line: str | 
             from leasehold.urls import scrub
 
             message, full = scrub(message, url), scrub(full, url)
+    message = escape(message, None)  # control characters from user text, escaped
     sys.stderr.write(message + "\n")
     if ctx.json:
         import json

@@ -17,6 +17,18 @@ if TYPE_CHECKING:
     from leasehold.missions.board import Missions, MissionView, Outcome, Problem
 
 
+def _files(command: Any) -> Any:
+    """``command`` with the file system's refusals (a missions folder that is a file, a
+    folder without permission, a full disk) reported as exit 2 naming the file, not as a bug."""
+    def run(ctx: Context) -> int:
+        try:
+            return int(command(ctx) or 0)
+        except OSError as exc:
+            where = exc.filename if exc.filename is not None else missions_dir(ctx)
+            raise InvalidInput(f"{where}: {exc.strerror or exc}") from None
+    return run
+
+
 def missions_dir(ctx: Context) -> str:
     """``--dir`` > ``LEASEHOLD_MISSIONS_DIR`` > ``missions_dir`` in leasehold.toml > ``./missions``."""
     flag = getattr(ctx.args, "dir", None)
@@ -289,7 +301,7 @@ def setup_missions(sub: Any) -> None:
     msub = p.add_subparsers(dest="missions_command", metavar="COMMAND", parser_class=type(p))
 
     q = add_command(
-        msub, "init", func=cmd_init, help="create queue/, active/, done/ and TEMPLATE.md",
+        msub, "init", func=_files(cmd_init), help="create queue/, active/, done/ and TEMPLATE.md",
         description=("Create DIR/queue, DIR/active, DIR/done and DIR/TEMPLATE.md (frontmatter fields\n"
                      "mission_id, status, assigned_to, created, claimed_at, claimed_by). Existing files\n"
                      "are left alone."),
@@ -298,7 +310,7 @@ def setup_missions(sub: Any) -> None:
     _dir_option(q)
 
     q = add_command(
-        msub, "new", func=cmd_new, help="create a QUEUED mission from the template",
+        msub, "new", func=_files(cmd_new), help="create a QUEUED mission from the template",
         description=("Create DIR/queue/ID.md from DIR/TEMPLATE.md (or the built-in template): status\n"
                      "QUEUED, created today, the title as its '# ' heading. ID defaults to\n"
                      "YYYY-MM-DD-slug-of-the-title. An existing id: exit 1."),
@@ -311,7 +323,7 @@ def setup_missions(sub: Any) -> None:
     q.add_argument("--priority", help="priority: critical, high, medium, low, P0-P4 or an integer")
 
     q = add_command(
-        msub, "list", func=cmd_list, help="queued and active missions with their leases",
+        msub, "list", func=_files(cmd_list), help="queued and active missions with their leases",
         description=("Queued missions in claim order (priority, created, file name), then active ones,\n"
                      "each with title, status, claimed_at, claimed_by, the lease holder and expiry and\n"
                      "whether it is stale (active, no valid lease, claimed more than stale_after = 24h\n"
@@ -323,7 +335,7 @@ def setup_missions(sub: Any) -> None:
     q.add_argument("--all", action="store_true", help="include done/")
 
     q = add_command(
-        msub, "start", func=cmd_start, help="the start-of-session flow: resume an active mission or claim one",
+        msub, "start", func=_files(cmd_start), help="the start-of-session flow: resume an active mission or claim one",
         description=("Shows the active missions (title, claimed_at, claimed_by, held or stale) and the\n"
                      "queue. On a terminal it asks whether to resume an active mission or claim one\n"
                      "from the queue. Without a terminal (or with --json) it prints them and exits 0,\n"
@@ -340,7 +352,7 @@ def setup_missions(sub: Any) -> None:
     add_ttl_options(q)
 
     q = add_command(
-        msub, "claim", func=cmd_claim, help="claim a queued mission (the lease first, then the move)",
+        msub, "claim", func=_files(cmd_claim), help="claim a queued mission (the lease first, then the move)",
         description=("Take the ledger lease on the mission id (another session holds it: exit 1 naming\n"
                      "the holder), then move queue/ID.md to active/ in one rename and set status ACTIVE,\n"
                      "claimed_at (the lease's grant time, ISO 8601 with offset), claimed_by (--as, default\n"
@@ -358,7 +370,7 @@ def setup_missions(sub: Any) -> None:
     add_ttl_options(q)
 
     q = add_command(
-        msub, "log", func=cmd_log, help="append a line to an active mission's execution log",
+        msub, "log", func=_files(cmd_log), help="append a line to an active mission's execution log",
         description=("Append '- HH:MM - TEXT' under '## Execution Log' (a '### YYYY-MM-DD' heading is\n"
                      "added for a new day) and extend your lease (the heartbeat). You must hold the\n"
                      "lease: otherwise exit 1."),
@@ -371,7 +383,7 @@ def setup_missions(sub: Any) -> None:
     add_ttl_options(q, "the lease's own TTL")
 
     q = add_command(
-        msub, "done", func=cmd_done, help="finish an active mission: move to done/, complete the lease",
+        msub, "done", func=_files(cmd_done), help="finish an active mission: move to done/, complete the lease",
         description=("With your lease: move active/ID.md to done/, set status DONE, log '**DONE**', then\n"
                      "complete the lease in the ledger."),
         examples="  leasehold missions done 2025-12-22-thaifa --note \"all three objectives\"",
@@ -382,7 +394,7 @@ def setup_missions(sub: Any) -> None:
     _as_option(q, "the log line")
 
     q = add_command(
-        msub, "requeue", func=cmd_requeue, help="put an active mission back in the queue",
+        msub, "requeue", func=_files(cmd_requeue), help="put an active mission back in the queue",
         description=("Move active/ID.md back to queue/ with status QUEUED, claimed_at and claimed_by\n"
                      "emptied, log '**REQUEUED**', and release the lease. Allowed for the lease holder;\n"
                      "for others only when the mission is stale, or with --force --reason TEXT (which\n"
@@ -397,7 +409,7 @@ def setup_missions(sub: Any) -> None:
     _as_option(q, "the log line")
 
     q = add_command(
-        msub, "resume", func=cmd_resume, help="take over an active mission whose lease expired",
+        msub, "resume", func=_files(cmd_resume), help="take over an active mission whose lease expired",
         description=("Take a new lease (a new fence) on an active mission nobody validly holds, set\n"
                      "claimed_at and claimed_by anew and log '**RESUMED** by session \"...\"'. Another\n"
                      "session's lease is still valid: exit 1 naming the holder."),

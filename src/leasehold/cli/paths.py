@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from leasehold.cli.common import Context, add_command, add_ttl_options
 from leasehold.model import format_ts
+from leasehold.untrusted import escape
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -14,8 +15,8 @@ if TYPE_CHECKING:
 
 def _line(verb: str, res: PathReservation) -> str:
     kind = "exclusive" if res.exclusive else "shared"
-    reason = f"  ({res.reason})" if res.reason else ""
-    return (f"{verb} {res.pattern} as {res.holder} until {format_ts(res.expires_at)} "
+    reason = f"  ({escape(res.reason)})" if res.reason else ""
+    return (f"{verb} {escape(res.pattern)} as {escape(res.holder)} until {format_ts(res.expires_at)} "
             f"({kind}, fence {res.fence}){reason}")
 
 
@@ -58,11 +59,28 @@ def setup_reserve_path(sub: Any) -> None:
 
 def cmd_release_path(ctx: Context) -> int:
     from leasehold import paths
+    from leasehold.errors import InvalidInput
 
+    args = ctx.args
+    data, lines = [], []
+    if args.force:
+        if not args.reason:
+            raise InvalidInput("--force needs --reason TEXT: say why the reservation is cleared")
+        cleared = paths.force_release(ctx.ledger, args.patterns, args.reason,
+                                      ctx.holder(required=False))
+        for pattern, gone in cleared:
+            data.append({"pattern": pattern, "released": bool(gone),
+                         "fence": gone[0].fence if gone else None,
+                         "holders": [r.holder for r in gone]})
+            lines.append(f"force-released {escape(pattern)} of {', '.join(escape(r.holder) for r in gone)}"
+                         if gone else f"{escape(pattern)} is not reserved; nothing to release")
+        ctx.out(data, "\n".join(lines))
+        return 0
+    if args.reason:
+        raise InvalidInput("--reason goes with --force")
     holder = ctx.me()
     assert holder is not None  # required=True raises instead
-    results = paths.release(ctx.ledger, ctx.args.patterns, holder)
-    data, lines = [], []
+    results = paths.release(ctx.ledger, args.patterns, holder)
     for pattern, res in results:
         data.append({"pattern": pattern, "released": res is not None,
                      "fence": res.fence if res else None})
@@ -76,11 +94,16 @@ def setup_release_path(sub: Any) -> None:
         sub, "release-path", func=cmd_release_path, help="release your file reservations",
         description=(
             "Release your reservations of the given patterns (exactly as reserved). A pattern\n"
-            "you do not hold: exit 0 saying so."
+            "you do not hold: exit 0 saying so. --force --reason TEXT clears every holder's\n"
+            "reservation of the patterns (a crashed session's files), recorded as a\n"
+            "path_force_released event with the reason and who did it."
         ),
-        examples="  leasehold release-path 'src/api/**'\n  leasehold release-path docs/guide.md --json",
+        examples=("  leasehold release-path 'src/api/**'\n  leasehold release-path docs/guide.md --json\n"
+                  "  leasehold release-path 'src/api/**' --force --reason \"session crashed\""),
     )
     p.add_argument("patterns", nargs="+", metavar="GLOB", help="a pattern you reserved")
+    p.add_argument("--force", action="store_true", help="release anyone's reservation (needs --reason)")
+    p.add_argument("--reason", help="why the reservation is force-released (recorded)")
 
 
 def cmd_paths(ctx: Context) -> int:

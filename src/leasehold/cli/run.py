@@ -17,6 +17,38 @@ if TYPE_CHECKING:
 #: Seconds CMD gets between SIGTERM and SIGKILL after its lease is lost.
 KILL_GRACE = 10.0
 
+#: Runs in the child before CMD (Linux): ask the kernel to SIGKILL it when ``run`` dies
+#: (``prctl(PR_SET_PDEATHSIG)``, kept across ``execve``), check ``run`` did not die before
+#: that took effect, then become CMD with ``execvp`` (same pid). A ``run`` killed with SIGKILL
+#: therefore takes CMD with it instead of leaving it working under a lease nobody heartbeats.
+_PDEATHSIG_SHIM = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(137)\n"
+    "try:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "except OSError as exc:\n"
+    "    sys.stderr.write(f'leasehold run: cannot run {sys.argv[2]!r}: {exc.strerror}\\n')\n"
+    "    os._exit(127)\n"
+)
+
+
+def child_argv(command: list[str]) -> list[str]:
+    """The argv that starts ``command`` so it dies with this process: on Linux through
+    :data:`_PDEATHSIG_SHIM`; elsewhere ``command`` itself (no portable equivalent: see the
+    README). Raises :class:`InvalidInput` when ``command[0]`` is not an executable."""
+    import shutil
+
+    program = command[0]
+    found = shutil.which(program) if os.sep not in program else (
+        program if os.access(program, os.X_OK) and not os.path.isdir(program) else None)
+    if found is None:
+        raise InvalidInput(f"cannot run {program!r}: no such executable")
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_SHIM, str(os.getpid()), *command]
+
 
 def cmd_run(ctx: Context) -> int:
     import signal
@@ -30,6 +62,7 @@ def cmd_run(ctx: Context) -> int:
     holder = ctx.me()
     ledger = ctx.ledger
     ttl = ctx.ttl()
+    argv = child_argv(command)  # before the claim: a missing program claims nothing
     state: dict[str, Any] = {"proc": None}
     lock = threading.Lock()
 
@@ -49,7 +82,7 @@ def cmd_run(ctx: Context) -> int:
         ctx.say(f"leasehold: claimed {lease.task_id} as {lease.holder} (fence {lease.fence}); running {command[0]}")
         try:
             with lock:
-                state["proc"] = subprocess.Popen(command, env=env)
+                state["proc"] = subprocess.Popen(argv, env=env)
         except OSError as exc:
             raise InvalidInput(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
         proc = state["proc"]

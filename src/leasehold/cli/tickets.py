@@ -8,6 +8,7 @@ import sys
 from leasehold.cli.common import Context, LeaseholdParser, add_command
 from leasehold.errors import InvalidInput
 from leasehold.model import format_ts
+from leasehold.untrusted import escape
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,14 +30,14 @@ def _no_action(name: str, actions: str) -> Any:
 def post_line(post: Post) -> str:
     flags = f"  [{' '.join(post.flags)}]" if post.flags else ""
     refs = f"  (re #{post.refs})" if post.refs is not None else ""
-    proof = f"  ({post.proof_kind}: {post.proof})" if post.proof_kind else ""
+    proof = f"  ({post.proof_kind}: {escape(post.proof)})" if post.proof_kind else ""
     return (f"{format_ts(post.ts)}  #{post.id}  {post.kind.upper():<10}  {post.item or '-'}  "
-            f"{post.seat}  {post.subject}{flags}{refs}{proof}")
+            f"{escape(post.seat)}  {escape(post.subject)}{flags}{refs}{proof}")
 
 
 def reservation_line(res: Reservation) -> str:
     state = "" if res.status == "reserved" else f"  [abandoned {format_ts(res.abandoned_at)} by {res.abandoned_by}]"
-    return f"{res.ticket_id}  reserved by {res.holder} at {format_ts(res.reserved_at)}{state}"
+    return f"{res.ticket_id}  reserved by {escape(res.holder)} at {format_ts(res.reserved_at)}{state}"
 
 
 # -- namespace --------------------------------------------------------------------------------
@@ -186,7 +187,7 @@ def cmd_feed_post(ctx: Context) -> int:
         reserve=args.reserve, provisional=args.provisional, release_proof=args.release_proof,
         repair=args.repair,
     )
-    ctx.out(post.to_dict(), f"posted #{post.id} {post.kind} {post.item or '-'}: {post.subject}"
+    ctx.out(post.to_dict(), f"posted #{post.id} {post.kind} {post.item or '-'}: {escape(post.subject)}"
             + (f"  [{' '.join(post.flags)}]" if post.flags else ""))
     return 0
 
@@ -195,7 +196,7 @@ def cmd_feed_amend(ctx: Context) -> int:
     args = ctx.args
     post = ctx.ledger.feed.amend(args.post, ctx.me(), subject=args.subject, body=args.body,
                                  renumber=args.renumber, prefix=args.prefix)
-    ctx.out(post.to_dict(), f"amended #{post.refs} with #{post.id}: {post.item or '-'} {post.subject}")
+    ctx.out(post.to_dict(), f"amended #{post.refs} with #{post.id}: {post.item or '-'} {escape(post.subject)}")
     return 0
 
 
@@ -210,16 +211,23 @@ def cmd_feed_list(ctx: Context) -> int:
     return 0
 
 
+#: ``feed tail -f`` bounds, in seconds: the poll interval, and the longest --timeout (7 days).
+TAIL_INTERVAL = (0.01, 3600.0)
+TAIL_TIMEOUT_MAX = 7 * 86400.0
+
+
 def cmd_feed_tail(ctx: Context) -> int:
     import json
     import signal
     import time
 
     args = ctx.args
-    if args.interval <= 0:
-        raise InvalidInput(f"--interval must be positive, got {args.interval:g}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise InvalidInput(f"--timeout must be positive, got {args.timeout:g}")
+    if not TAIL_INTERVAL[0] <= args.interval <= TAIL_INTERVAL[1]:  # also refuses nan
+        raise InvalidInput(f"--interval must be {TAIL_INTERVAL[0]:g} to {TAIL_INTERVAL[1]:g} "
+                           f"seconds, got {args.interval:g}")
+    if args.timeout is not None and not 0 < args.timeout <= TAIL_TIMEOUT_MAX:
+        raise InvalidInput(f"--timeout must be more than 0 and at most {TAIL_TIMEOUT_MAX:g} "
+                           f"seconds (7 days), got {args.timeout:g}")
     if args.count is not None and args.count < 1:
         raise InvalidInput(f"--count must be at least 1, got {args.count}")
     feed = ctx.ledger.feed
@@ -379,8 +387,8 @@ def setup_feed(sub: Any) -> None:
     )
     t.add_argument("-n", "--lines", type=int, default=10, help="how many recent posts first (default 10)")
     t.add_argument("-f", "--follow", action="store_true", help="keep printing new posts")
-    t.add_argument("--interval", type=float, default=0.5, help="seconds between polls (default 0.5)")
-    t.add_argument("--timeout", type=float, help="stop following after this many seconds")
+    t.add_argument("--interval", type=float, default=0.5, help="seconds between polls (0.01 to 3600, default 0.5)")
+    t.add_argument("--timeout", type=float, help="stop following after this many seconds (at most 7 days)")
     t.add_argument("--count", type=int, help="stop after this many new posts")
 
     i = add_command(
@@ -424,11 +432,11 @@ def cmd_queue(ctx: Context) -> int:
         entries = [e for e in entries if e["item"] == args.item]
     lines = []
     for e in entries:
-        owner = e["owner"] or "-"
+        owner = escape(e["owner"] or "-")
         if e["claimed_until"]:
             owner += f" until {e['claimed_until'][:19]}Z"
         drift = f"  DRIFT {','.join('#' + str(d) for d in e['drift'])}" if e["drift"] else ""
-        lines.append(f"{e['item']:<16} {e['state']:<15} {e['warmth']:<5} {owner:<28} {e['subject']}{drift}")
+        lines.append(f"{e['item']:<16} {e['state']:<15} {e['warmth']:<5} {owner:<28} {escape(e['subject'])}{drift}")
     ctx.out(entries, "\n".join(lines) if lines else "the queue is empty")
     return 0
 
@@ -455,8 +463,8 @@ def cmd_drift_check(ctx: Context) -> int:
     for d in drift:
         other = d["collides_with"]
         hint = f" (CONFIRM-PENDING: run 'leasehold feed confirm {d['post']}')" if d["pending"] else ""
-        lines.append(f"DRIFT {d['item']}: #{d['post']} by {d['seat']} at {d['ts'][:19]}Z collides with "
-                     f"#{other['post']} by {other['seat']} at {other['ts'][:19]}Z{hint}")
+        lines.append(f"DRIFT {d['item']}: #{d['post']} by {escape(d['seat'])} at {d['ts'][:19]}Z collides with "
+                     f"#{other['post']} by {escape(other['seat'])} at {other['ts'][:19]}Z{hint}")
     ctx.out({"clean": not drift, "drift": drift}, "\n".join(lines) if lines else "no drift")
     return 1 if drift else 0
 

@@ -2,9 +2,10 @@
 release at session end. Each reads one JSON payload on stdin (shapes: the Claude Code hooks
 reference; examples in the shared fixtures) and never prints a traceback.
 
-- ``pre-tool-use``: for ``Agent`` (legacy ``Task``) the gate tokenizes ``prompt`` and
-  ``description`` and asks the ledger, in one query, which tokens are task ids validly held by
-  a *different* session; for ``Edit``/``Write``/``MultiEdit``/``NotebookEdit`` it checks the
+- ``pre-tool-use``: for ``Agent`` (legacy ``Task``) the gate finds the task references in
+  ``prompt`` and ``description`` (:mod:`leasehold.hooks.refs`: the id as its own token, not a
+  word that merely equals a short id) and asks the ledger, in one query, which of them are
+  validly held by a *different* session; for ``Edit``/``Write``/``MultiEdit``/``NotebookEdit`` it checks the
   file against other sessions' exclusive file reservations. A hit is denied with exactly one
   JSON object on stdout (``hookSpecificOutput.permissionDecision = "deny"``) whose reason names
   each task or pattern, its holder ``actor:session`` and expiry, and what to do instead.
@@ -55,6 +56,20 @@ BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0
 #: connect_timeout) ends in our answer, not in Claude Code's timeout, which lets the call through.
 DEADLINES = {"pre-tool-use": 8.0, "post-tool-use": 8.0, "session-start": 8.0, "session-end": 1.1}
 _OFF = ("0", "false", "no", "off")
+#: tool_input fields the gate reads: each must be a string when present (a wrong type is a
+#: non-blocking payload error, never silently read as empty).
+_TEXT_INPUTS = ("prompt", "description", "file_path", "notebook_path")
+#: The end of the first SessionStart line, per runtime (``leasehold_runtime`` in the payload,
+#: set by the Codex and Gemini CLI adapters).
+SESSION_NOTES = {
+    "claude": "Heartbeat and release at session end are automatic.",
+    "codex": ("Your claims are extended while you work; Codex has no session end, so they end "
+              "by expiry (their TTL after your last tool call or turn): release what you finish "
+              "(`leasehold release ID`)."),
+    "gemini": ("Your shell commands do not see this session's id: pass `--session {session}` "
+               "to leasehold claim/release/reserve-path so the hooks know the claims are yours. "
+               "Heartbeat and release at session end are automatic."),
+}
 _ID_PUNCT = "._:/#-"
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 
@@ -160,20 +175,22 @@ def throttled_fast(raw: bytes) -> bool:
 
 
 def _not_due(path: str) -> bool:
+    from leasehold.safefiles import read_small
+
     try:
-        with open(path, "rb") as fh:
-            due = float(fh.read(64).split()[0])
+        due = float(read_small(path, 64).split()[0])
     except (OSError, ValueError, IndexError):
         return False
     return time.time() < due
 
 
 def _mark_due(path: str, due: float) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="ascii") as fh:
-        fh.write(f"{due!r}\n")
-    os.replace(tmp, path)
+    """Record when ``path``'s session is next due, in a private state folder (a folder other
+    users can write is refused: :mod:`leasehold.safefiles`). Raises :class:`OSError`."""
+    from leasehold.safefiles import private_folder, replace_file
+
+    private_folder(os.path.dirname(path))
+    replace_file(path, f"{due!r}\n".encode("ascii"))
 
 
 # -- payload, settings, ledger -----------------------------------------------------------------
@@ -187,6 +204,8 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"hook payload on stdin is not JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError("hook payload on stdin is nested too deeply") from None
     if not isinstance(payload, dict):
         raise PayloadError(f"hook payload must be a JSON object, got {type(payload).__name__}")
     tool_input = payload.get("tool_input")
@@ -195,6 +214,11 @@ def parse_payload(raw: bytes) -> dict[str, Any]:
     for key in ("session_id", "tool_name", "cwd"):
         if payload.get(key) is not None and not isinstance(payload[key], str):
             raise PayloadError(f"hook payload field {key} must be a string")
+    gated = payload.get("tool_name") in AGENT_TOOLS or payload.get("tool_name") in EDIT_TOOLS
+    for key in _TEXT_INPUTS if gated else ():
+        if tool_input is not None and tool_input.get(key) is not None \
+                and not isinstance(tool_input[key], str):
+            raise PayloadError(f"hook payload field tool_input.{key} must be a string")
     return payload
 
 
@@ -244,50 +268,60 @@ def _context(event: str, text: str) -> int:
 
 
 # -- the dispatch gate -------------------------------------------------------------------------
-def candidate_ids(text: str) -> list[str]:
-    """The tokens of ``text`` that could be task ids, in order, without duplicates: each run of
-    task-id characters (letters, digits, ``._:/#-``), the run without its surrounding
-    punctuation, and its parts between ``:``, ``/`` and ``#``. ``MC #99927`` gives ``MC``,
-    ``#99927``, ``99927``; ``task 99927:`` gives ``99927:``, ``99927``; ``CMB-0036``,
-    ``iv-sz3sf`` and mission ids stay whole."""
-    from leasehold.model import TASK_ID_PUNCTUATION, is_task_id
+def candidate_ids(text: str, settings: Settings | None = None) -> list[str]:
+    """The ids ``text`` refers to (:func:`leasehold.hooks.refs.references`: ``#99927``,
+    ``task 42``, ``MC #99927``, ``CMB-0036``, ``iv-sz3sf``, mission ids; not ``line 42`` or
+    ``owner/repo#42``), with ``reference_keywords`` / ``reference_patterns`` from leasehold.toml.
+    Raises :class:`~leasehold.errors.ConfigError` for a malformed setting."""
+    from leasehold.hooks.refs import references
 
-    allowed = TASK_ID_PUNCTUATION.union("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-    seen: dict[str, None] = {}
+    if settings is None:
+        return references(text)
+    return references(text, *reference_settings(settings))
 
-    def add(token: str) -> None:
-        if token and token not in seen and is_task_id(token):
-            seen[token] = None
 
-    run: list[str] = []
-    for ch in text + " ":
-        if ch in allowed:
-            run.append(ch)
-            continue
-        if run:
-            token = "".join(run)
-            run = []
-            add(token)
-            add(token.strip(_ID_PUNCT))
-            for part in token.replace("/", ":").replace("#", ":").split(":"):
-                add(part.strip(_ID_PUNCT))
-    return list(seen)
+def reference_settings(settings: Settings) -> tuple[list[str], list[str]]:
+    """``(reference_keywords, reference_patterns)`` from leasehold.toml, validated. Raises
+    :class:`~leasehold.errors.ConfigError`."""
+    from leasehold.errors import ConfigError
+
+    out = []
+    for key in ("reference_keywords", "reference_patterns"):
+        value = settings.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{key} in {settings.file} must be a list of non-empty strings")
+        out.append(value)
+    if out[1]:
+        import re
+
+        for pattern in out[1]:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"reference_patterns in {settings.file}: {pattern!r}: {exc}") from None
+    return out[0], out[1]
 
 
 def _task_line(task: Task) -> str:
+    """One held task for an agent; its title is the holder's free text, quoted as data."""
     from leasehold.model import format_ts
+    from leasehold.untrusted import escape, quoted
 
-    title = f" ({task.title})" if task.title else ""
-    return (f"task {task.id}{title} is held by {task.lease_holder} until "
-            f"{format_ts(task.lease_until)} (fence {task.fence})")
+    title = f" (title: {quoted(task.title, task.lease_holder)})" if task.title else ""
+    return (f"task {task.id} is held by {escape(task.lease_holder, 80)} until "
+            f"{format_ts(task.lease_until)} (fence {task.fence}){title}")
 
 
 def _path_line(res: PathReservation, rel: str) -> str:
+    """One blocking file reservation for an agent; pattern and reason are the holder's free
+    text, quoted as data."""
     from leasehold.model import format_ts
+    from leasehold.untrusted import escape, quoted
 
-    reason = f", reason: {res.reason}" if res.reason else ""
-    return (f"{rel} is reserved by {res.holder} until {format_ts(res.expires_at)} "
-            f"(pattern {res.pattern!r}, exclusive, fence {res.fence}{reason})")
+    reason = f", reason: {quoted(res.reason, res.holder)}" if res.reason else ""
+    return (f"{escape(rel, 300)} is reserved by {escape(res.holder, 80)} until "
+            f"{format_ts(res.expires_at)} (pattern {quoted(res.pattern, res.holder, 200)}, "
+            f"exclusive, fence {res.fence}{reason})")
 
 
 def _task_advice(tasks: list[Task]) -> str:
@@ -299,7 +333,9 @@ def _task_advice(tasks: list[Task]) -> str:
 
 
 def _path_advice(blocked: list[PathReservation]) -> str:
-    pats = " ".join(repr(r.pattern) for r in blocked)
+    from leasehold.untrusted import escape
+
+    pats = " ".join(repr(escape(r.pattern, 200)) for r in blocked)
     return ("Another session has reserved this file. Do not edit it: work on other files, see "
             "`leasehold paths`, or ask the user to have the holder release it "
             f"(`leasehold release-path {pats}` in that session).")
@@ -317,18 +353,16 @@ def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
     import json
 
     from leasehold.model import format_ts_precise
+    from leasehold.safefiles import append_record, private_folder
 
     now = time.time()
     folder = settings.path("audit_dir", cache_home()) if settings is not None else cache_home()
-    os.makedirs(folder, exist_ok=True)
+    private_folder(folder)
     line = json.dumps({"ts": format_ts_precise(now), **record}, ensure_ascii=False,
                       sort_keys=True) + "\n"
     path = os.path.join(folder, time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now)))
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udXXX
-    finally:
-        os.close(fd)
+    # whole or not at all (a torn line is cut off and raised), never through a symlink
+    append_record(path, line.encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udXXX
 
 
 def _actor(settings: Settings | None) -> str | None:
@@ -375,10 +409,13 @@ def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
     text = prompt + "\n" + _text_field(tool_input, "description")
     token = str(settings.get("bypass_token") or DEFAULT_BYPASS_TOKEN)
     bypass = token in text
-    ids = candidate_ids(text)
+    ids = candidate_ids(text, settings)
     with open_ledger(settings, "pre-tool-use") as ledger:
         held = ledger.held_among(ids) if ids else []
         blocked = [t for t in held if t.lease_session != session]
+        if blocked and session:  # teammates the holder shared the lease with pass
+            shared = ledger.shared_among([t.id for t in blocked])
+            blocked = [t for t in blocked if session not in shared.get(t.id, ())]
         if not blocked and not bypass:
             return 0
         record = {"session": session, "actor": _actor(settings), "tool": tool,
@@ -401,6 +438,7 @@ def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
 
 def _audited_allow(ledger: Ledger, settings: Settings, record: dict[str, Any], blocked: list[Task],
                    enforce: bool, note: str | None) -> int:
+    from leasehold.errors import LeaseholdError
     from leasehold.model import Holder
 
     try:
@@ -416,7 +454,13 @@ def _audited_allow(ledger: Ledger, settings: Settings, record: dict[str, Any], b
     details = {"tool": record["tool"], "via": record["via"], "prompt_sha256": record.get("prompt_sha256")}
     if record.get("paths"):
         details["paths"] = record["paths"]
-    ledger.record_bypass(blocked, holder, details)
+    try:
+        ledger.record_bypass(blocked, holder, details)
+    except LeaseholdError as exc:
+        # Audited once in the file already: the ledger's copy is missing, the call still goes
+        # ahead (the store-failure path must not audit it a second time).
+        note = (note or "leasehold: allowed by the bypass token (audited).") + (
+            f" (the ledger did not record the bypass event: {' '.join(str(exc).split())})")
     if note:
         return _context("PreToolUse", note)
     return 0
@@ -429,13 +473,18 @@ def _gate_edit(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
     file_path = _text_field(tool_input, "file_path") or _text_field(tool_input, "notebook_path")
     if not file_path:
         return 0
-    located = paths.relative_to_root(file_path, payload.get("cwd") or None)
-    if located is None:
+    candidates = paths.gate_paths(file_path, payload.get("cwd") or None)
+    if not candidates:
         return 0
-    _, rel = located
+    rel = candidates[0]
     with open_ledger(settings, "pre-tool-use") as ledger:
         others = ledger.store.exclusive_paths_not_of_session(session or "")
-        blocked = paths.blocking(others, rel) if others else []
+        blocked: list[PathReservation] = []
+        for candidate in candidates if others else ():  # as written, then symlinks resolved
+            found = [r for r in paths.blocking(others, candidate) if r not in blocked]
+            if found and not blocked:
+                rel = candidate if candidate == candidates[0] else f"{candidates[0]} (= {candidate})"
+            blocked += found
         if not blocked:
             return 0
         lines = "; ".join(_path_line(r, rel) for r in blocked)
@@ -510,7 +559,12 @@ def post_tool_use(payload: dict[str, Any]) -> int:
         return 0
     with open_ledger(settings, "post-tool-use") as ledger:
         ledger.heartbeat_session(session)
-    _mark_due(path, time.time() + interval)
+    try:
+        _mark_due(path, time.time() + interval)
+    except OSError as exc:
+        sys.stderr.write(f"leasehold hook post-tool-use: heartbeat sent, but the throttle file "
+                         f"cannot be written: {exc}\n")
+        return 1
     return 0
 
 
@@ -521,6 +575,7 @@ def session_start(payload: dict[str, Any]) -> int:
     from leasehold.config import load_settings
     from leasehold.errors import LeaseholdError
     from leasehold.model import format_ts
+    from leasehold.untrusted import escape, quoted
 
     session = payload_session(payload)
     try:
@@ -536,12 +591,18 @@ def session_start(payload: dict[str, Any]) -> int:
     me = f"{actor}:{session}" if actor and session else (session or "(no session)")
     lines = [f"leasehold: you are {me}. Claim a task before working on it "
              "(`leasehold claim ID`); reserve files with `leasehold reserve-path GLOB`. "
-             "Heartbeat and release at session end are automatic."]
+             + SESSION_NOTES.get(str(payload.get("leasehold_runtime")), SESSION_NOTES["claude"])
+             .format(session=session)]
+    from leasehold.hooks import resume
+
+    released = resume.note(settings, session, payload)
+    if released:
+        lines.append(released)
     mine = [t for _, tasks in groups for t in tasks if t.lease_session == session]
     my_paths = [r for r in reservations if r.session == session]
     if mine or my_paths:
         items = [f"{t.id} until {format_ts(t.lease_until)}" for t in mine]
-        items += [f"path {r.pattern!r} until {format_ts(r.expires_at)}" for r in my_paths]
+        items += [f"path {escape(r.pattern, 200)!r} until {format_ts(r.expires_at)}" for r in my_paths]
         lines.append("You hold: " + ", ".join(items) + ".")
     others = [(h, tasks) for h, tasks in groups if tasks and tasks[0].lease_session != session]
     other_paths = [r for r in reservations if r.session != session]
@@ -552,11 +613,12 @@ def session_start(payload: dict[str, Any]) -> int:
             if shown >= 20:
                 break
             ids = ", ".join(t.id for t in tasks[:10]) + (f" +{len(tasks) - 10} more" if len(tasks) > 10 else "")
-            lines.append(f"- {holder}: {ids}")
+            lines.append(f"- {escape(holder, 80)}: {ids}")
             shown += 1
         for r in other_paths[:20]:
             kind = "exclusive" if r.exclusive else "shared"
-            lines.append(f"- {r.holder}: path {r.pattern!r} ({kind}) until {format_ts(r.expires_at)}")
+            lines.append(f"- {escape(r.holder, 80)}: path {quoted(r.pattern, r.holder, 200)} ({kind}) "
+                         f"until {format_ts(r.expires_at)}")
         hidden = max(0, len(others) - 20) + max(0, len(other_paths) - 20)
         if hidden:
             lines.append(f"- ... {hidden} more: `leasehold who`, `leasehold paths`")
@@ -573,8 +635,13 @@ def session_end(payload: dict[str, Any]) -> int:
     if session is None:
         sys.stderr.write("leasehold hook session-end: no session id; nothing released\n")
         return 1
-    with open_ledger(load_settings(), "session-end") as ledger:
+    settings = load_settings()
+    with open_ledger(settings, "session-end") as ledger:
         tasks, reservations = ledger.release_session(session)
+    from leasehold.hooks import resume
+
+    resume.record(settings, session, payload.get("cwd") if isinstance(payload.get("cwd"), str)
+                  else None, tasks, reservations, payload.get("reason"))
     sys.stderr.write(f"leasehold: released {len(tasks)} lease(s) and {len(reservations)} "
                      f"file reservation(s) of session {session}\n")
     return 0

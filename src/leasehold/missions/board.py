@@ -131,6 +131,28 @@ def to_timestamp(value: Any) -> float | None:
     return (parsed if parsed.tzinfo else parsed.astimezone()).timestamp()
 
 
+#: Times :meth:`Missions._write` redoes an edit on a file a person keeps changing.
+WRITE_ATTEMPTS = 5
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def validate_mission_id(mission_id: str) -> str:
+    """Return ``mission_id`` if it can name a mission file: a task id (1-200 letters, digits,
+    ``._:/#-``) that is one path component (no ``/``) and not hidden (no leading ``.``: hidden
+    names are temporary files). Raises :class:`InvalidInput`."""
+    from leasehold.model import validate_task_id
+
+    validate_task_id(mission_id)
+    if "/" in mission_id or mission_id.startswith("."):
+        raise InvalidInput(f"mission id {mission_id!r} must be one file name: no '/', no "
+                           "leading '.'")
+    return mission_id
+
+
 def slugify(title: str, limit: int = 60) -> str:
     """``"Thaifa migration (critical)"`` -> ``thaifa-migration-critical``."""
     import unicodedata
@@ -300,14 +322,17 @@ class MissionView:
             lease = "no lease; resumable"
         else:
             lease = state
+        from leasehold.untrusted import escape
+
         claim = ""
         if m.claimed_at or m.claimed_by:
-            claim = f"  claimed {m.claimed_at or '?'} by \"{m.claimed_by or '?'}\""
+            claim = f"  claimed {escape(m.claimed_at or '?')} by \"{escape(m.claimed_by or '?')}\""
         extra = ""
         if m.folder == "queue":
-            bits = [f"priority {m.priority}" if m.priority is not None else "", f"created {m.created}" if m.created else ""]
+            bits = [f"priority {escape(m.priority)}" if m.priority is not None else "",
+                    f"created {escape(m.created)}" if m.created else ""]
             extra = "  " + ", ".join(b for b in bits if b) if any(bits) else ""
-        return f"{m.id}  \"{m.title}\"{claim}{extra}  [{lease}]"
+        return f"{m.id}  \"{escape(m.title)}\"{claim}{extra}  [{lease}]"
 
 
 def _age(now: float, then: float | None) -> str:
@@ -529,9 +554,31 @@ class Missions:
         return self.views(missions), problems
 
     # -- writing ---------------------------------------------------------------------------
-    def _write(self, mission: Mission, doc: Document) -> Mission:
-        files.atomic_write(mission.path, doc.text.encode("utf-8"))
-        return Mission(mission.id, mission.folder, mission.path, doc)
+    def _write(self, mission: Mission, edit: Callable[[Document], Document]) -> Mission:
+        """Apply ``edit`` to the file's current content and replace the file atomically.
+
+        A person may edit the file while a session works on it: right before the replace the
+        file is read again and compared with the content the edit was made on; if it changed,
+        the edit is made again on the new content (its frontmatter keys and log line land on the
+        person's version), so a person's bytes are never dropped. Raises :class:`Conflict` when
+        the file keeps changing, :class:`InvalidMission` when the person's version is invalid
+        (nothing is written)."""
+        base = mission.doc
+        expected = base.text.encode("utf-8")
+        for _ in range(WRITE_ATTEMPTS):
+            doc = edit(base)
+            data = doc.text.encode("utf-8")
+            current = _read_bytes(mission.path)
+            if current == expected:
+                files.atomic_write(mission.path, data)
+                return Mission(mission.id, mission.folder, mission.path, doc)
+            expected = current  # edited meanwhile: redo the edit on the new content
+            try:
+                base = Document.parse(current.decode("utf-8"), mission.path)
+            except UnicodeDecodeError as exc:
+                raise InvalidMission(mission.path, current[:exc.start].count(b"\n") + 1,
+                                     "not UTF-8 text") from None
+        raise Conflict(f"{mission.path} kept changing while it was being updated; try again")
 
     def _transition(self, mission: Mission, folder: str, fields: dict[str, Any],
                     at: float, line: str) -> Mission:
@@ -539,25 +586,27 @@ class Missions:
         and ``line`` appended to the execution log. The new text is built before anything is
         touched, so a bad edit changes nothing."""
         day, hhmm = self._stamp(at)
-        doc = mission.doc.set_fields(fields).append_log(day, f"{hhmm} - {line}")
+
+        def edit(doc: Document) -> Document:
+            return doc.set_fields(fields).append_log(day, f"{hhmm} - {line}")
+
+        edit(mission.doc)  # a bad edit raises here, before anything is moved
         if mission.folder != folder:
             target = os.path.join(self.folder(folder), mission.name)
             files.move(mission.path, target)
             mission = Mission(mission.id, folder, target, mission.doc)
-        return self._write(mission, doc)
+        return self._write(mission, edit)
 
     # -- commands --------------------------------------------------------------------------
     def new(self, title: str, mission_id: str | None = None, priority: Any = None) -> Mission:
         """Create a QUEUED mission in ``queue/`` from ``TEMPLATE.md`` (or the built-in template).
         The id defaults to ``YYYY-MM-DD-slug-of-title``. Raises :class:`Conflict` if the id is
         taken, :class:`InvalidInput` for a bad id or title."""
-        from leasehold.model import validate_task_id
-
         title = " ".join((title or "").split())
         if not title:
             raise InvalidInput("the mission needs a title")
         day, _ = self._stamp(self.now())
-        mission_id = validate_task_id(mission_id or f"{day}-{slugify(title)}")
+        mission_id = validate_mission_id(mission_id or f"{day}-{slugify(title)}")
         missions, problems = self.scan()
         for existing in missions:
             if existing.id == mission_id:
@@ -749,7 +798,7 @@ class Missions:
         lease = self._hold(mission_id, holder, ttl)
         now = self.now()
         day, hhmm = self._stamp(now)
-        mission = self._write(mission, mission.doc.append_log(day, f"{hhmm} - {text}"))
+        mission = self._write(mission, lambda doc: doc.append_log(day, f"{hhmm} - {text}"))
         return Outcome("logged", mission, lease,
                        f"logged to {mission_id}; lease until {format_ts(lease.expires_at)} (fence {lease.fence})")
 

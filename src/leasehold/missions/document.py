@@ -58,6 +58,50 @@ class InvalidMission(InvalidInput):
         super().__init__(f"{where}: invalid frontmatter: {problem}")
 
 
+#: Frontmatter larger than this (characters) is refused unparsed.
+MAX_FRONTMATTER = 64 * 1024
+#: The most YAML nodes the frontmatter may stand for once aliases are expanded (an alias bomb:
+#: a few hundred bytes of ``&a``/``*a`` that expand to billions of values) and the deepest nesting.
+MAX_EXPANDED_NODES = 10_000
+MAX_DEPTH = 50
+
+
+def _check_expansion(root: Any, path: str) -> None:
+    """Refuse a composed YAML node graph whose alias-expanded size passes
+    :data:`MAX_EXPANDED_NODES`, that nests deeper than :data:`MAX_DEPTH`, or that refers to
+    itself, before anything is constructed from it. Linear in the graph (sizes memoised per
+    node). Raises :class:`InvalidMission`."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node: Any, depth: int) -> int:
+        key = id(node)
+        known = sizes.get(key)
+        if known is not None:
+            return known
+        if depth > MAX_DEPTH:
+            raise InvalidMission(path, node.start_mark.line + 2,
+                                 f"the frontmatter nests deeper than {MAX_DEPTH} levels")
+        if key in visiting:
+            raise InvalidMission(path, node.start_mark.line + 2, "the frontmatter refers to itself (a recursive alias)")
+        value = node.value
+        total = 1
+        if isinstance(value, list):
+            visiting.add(key)
+            for child in value:
+                for part in (child if isinstance(child, tuple) else (child,)):
+                    total += size(part, depth + 1)
+                    if total > MAX_EXPANDED_NODES:
+                        raise InvalidMission(path, node.start_mark.line + 2, (
+                            f"the frontmatter expands to more than {MAX_EXPANDED_NODES} values "
+                            "(YAML aliases); write the values out"))
+            visiting.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
 def _loader_class() -> Any:
     import yaml
 
@@ -115,10 +159,17 @@ class Document:
         if yaml_end < 0:
             raise InvalidMission(path, line_no, "the frontmatter is not closed by a '---' line")
         source = text[yaml_start:yaml_end]
+        if len(source) > MAX_FRONTMATTER:
+            raise InvalidMission(path, 2, f"the frontmatter is {len(source)} characters long; the "
+                                          f"limit is {MAX_FRONTMATTER}")
         loader = _loader_class()(source)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                _check_expansion(node, path)
             data = loader.construct_document(node) if node is not None else None
+        except RecursionError:
+            raise InvalidMission(path, None, "the frontmatter is nested too deeply") from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             err_line: int | None = mark.line + 2 if mark is not None else None

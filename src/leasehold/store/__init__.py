@@ -31,11 +31,17 @@ def open_store(
     (the SQLite file and folder, or the schema in an existing PostgreSQL database); otherwise a
     missing ledger is a :class:`~leasehold.errors.ConfigError`.
 
-    Raises :class:`~leasehold.errors.ConfigError` for a malformed URL or an unknown scheme, and
-    the store's errors on open.
+    Raises :class:`~leasehold.errors.ConfigError` for a malformed URL, an unknown scheme, a NUL
+    or bytes that are not UTF-8, and the store's errors on open.
     """
     from leasehold.urls import split
 
+    if "\0" in url:
+        raise ConfigError("the database URL contains a NUL character")
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("the database URL is not UTF-8 text") from None
     try:
         kind, target = split(url)
     except ValueError as exc:

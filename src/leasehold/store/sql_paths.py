@@ -102,6 +102,37 @@ class PathsSQL:
                 out.append((pattern, gone))
         return out
 
+    def force_release_paths(self, patterns: Sequence[str], actor: str | None,
+                            session: str | None, reason: str,
+                            ) -> list[tuple[str, list[PathReservation]]]:
+        """Delete every holder's reservation of each of ``patterns`` (the crashed-session
+        runbook), one ``path_force_released`` event each with ``reason``, the reservation's
+        holder and who did it (``actor:session``, or None). Returns ``[(pattern, the
+        reservations deleted)]``."""
+        out: list[tuple[str, list[PathReservation]]] = []
+        with self._write() as tx:
+            for pattern in patterns:
+                gone = [PathReservation.from_row(r) for r in tx.all("delete_pattern", pattern=pattern)]
+                for res in gone:
+                    details: dict[str, Any] = {"pattern": pattern, "reason": reason,
+                                               "holder": res.holder}
+                    if not tx.now < res.expires_at:
+                        details["after_expiry"] = True
+                    tx.event("path_force_released", None, actor, session, res.fence, **details)
+                out.append((pattern, gone))
+        return out
+
+    def sweep_paths(self, auto_release: bool) -> list[PathReservation]:
+        """Reservations past expiry (as they were); with ``auto_release`` delete each, one
+        ``path_expired`` event each."""
+        if not auto_release:
+            with self._read() as tx:
+                return [PathReservation.from_row(r) for r in tx.all("expired_paths")]
+        with self._write() as tx:
+            gone = [PathReservation.from_row(r) for r in tx.all("expired_paths")]
+            self._expire_paths(tx)
+            return gone
+
     def valid_paths(self) -> list[PathReservation]:
         """Every valid reservation, by pattern."""
         with self._read() as tx:

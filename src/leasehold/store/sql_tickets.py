@@ -16,6 +16,7 @@ from leasehold.model import Namespace, Post, Reservation, Task
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from contextlib import AbstractContextManager
     from typing import Any
 
@@ -56,6 +57,10 @@ class TicketTx:
         namespace = Namespace.from_row(tx.one("lock_namespace", prefix=prefix))
         tx.after_locks()
         return namespace, created
+
+    def namespaces(self) -> dict[str, Namespace]:
+        """Every namespace, by prefix."""
+        return {row["prefix"]: Namespace.from_row(row) for row in self.tx.all("list_namespaces")}
 
     def last_seq(self, prefix: str, period: str) -> int:
         """The highest ``seq`` ever reserved in ``(prefix, period)`` (abandoned ones count), or 0."""
@@ -178,11 +183,14 @@ class TicketsSQL:
         return Reservation.from_row(row) if row else None
 
     def abandon_reservation(self, ticket_id: str, actor: str | None, session: str | None,
-                            reason: str | None, force: bool) -> tuple[Reservation | None, str]:
+                            reason: str | None, force: bool,
+                            in_use: Callable[[list[Post]], bool] | None = None,
+                            ) -> tuple[Reservation | None, str]:
         """Mark a reservation abandoned (its number stays spent). Returns ``(reservation,
         outcome)``: ``abandoned``; ``not_found``; ``already`` (abandoned before);
-        ``not_holder`` (another actor's, without ``force``); ``in_use`` (an actionable post
-        files a ticket under it)."""
+        ``not_holder`` (another actor's, without ``force``); ``in_use`` (``in_use``, the
+        domain's rule, given the posts about the id under the write lock, says an actionable
+        post files a ticket under it; default: an actionable post names it)."""
         with self._write() as tx:
             row = tx.one("lock_reservation", ticket_id=ticket_id)
             if row is None:
@@ -193,7 +201,8 @@ class TicketsSQL:
             if not force and res.actor != actor:
                 return res, "not_holder"
             posts = [Post.from_row(r) for r in tx.all("posts_for_item", item=ticket_id)]
-            if any(p.kind == "actionable" and p.item == ticket_id for p in posts):
+            if in_use(posts) if in_use is not None else any(
+                    p.kind == "actionable" and p.item == ticket_id for p in posts):
                 return res, "in_use"
             new = tx.one("abandon_reservation", ticket_id=ticket_id,
                          abandoned_by=_holder(actor, session), reason=reason)

@@ -17,7 +17,9 @@ from leasehold.model import Event, Task
 from leasehold.store.sql_chain import ChainSQL
 from leasehold.store.sql_deps import DependenciesSQL, task_row
 from leasehold.store.sql_paths import PathsSQL
+from leasehold.store.sql_shares import SharesSQL
 from leasehold.store.sql_tickets import TicketsSQL
+from leasehold.store.sql_tokens import TokensSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -164,7 +166,7 @@ class Tx:
         )
 
 
-class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL):
+class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, TokensSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"
@@ -195,6 +197,21 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL):
     def migrate(self) -> list[str]:
         """Apply pending migrations; return the names applied."""
         raise NotImplementedError
+
+    def pending_migrations(self) -> list[str]:
+        """The migrations this code has that the database has not applied (read-only: a
+        readiness probe, not a migration)."""
+        with self._read() as tx:
+            done = {int(row["version"]) for row in tx.cursor.execute("SELECT version FROM schema_migrations").fetchall()}
+        return [f"{version:04d}_{name}" for version, name, _ in migration_files(self.dialect) if version not in done]
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Wake listeners of ``channel`` in other processes (PostgreSQL ``pg_notify``); a no-op
+        where the dialect has no notifications (SQLite: one server process per file)."""
+        return None
+
+    #: Whether :meth:`listen` exists (PostgreSQL LISTEN on a dedicated connection).
+    can_listen = False
 
     def _lock_ready(self, tx: Tx, limit: int) -> list[Any]:
         return tx.all("ready_candidates", limit=limit)
@@ -348,8 +365,9 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL):
 
         Returns ``(task, outcome)`` with outcome one of ``released``; ``not_found``;
         ``not_held`` (no lease, or another holder's expired lease: nothing changed);
-        ``held_by_other`` (a valid lease of another holder: nothing changed).
-        The holder may release its own lease after expiry as long as nobody took it over.
+        ``held_by_other`` (a valid lease of another holder: nothing changed); ``expired`` (the
+        caller's own lease is past its expiry: nothing changed). A lease ends at its expiry:
+        its holder can no longer complete or release it, as it can no longer extend it.
         ``force`` releases whatever lease there is (and with ``status`` set, even none).
         ``fence``: when given, a task at another fence is left alone (outcome ``stale_fence``),
         checked under the same lock as the release. ``op``: the operation id recorded with a
@@ -366,7 +384,7 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL):
     def complete_many(self, task_ids: Sequence[str], actor: str, session: str, *,
                       op: str | None = None) -> list[Task]:
         """Mark done, in one transaction, each of ``task_ids`` whose lease ``actor:session``
-        holds (or held until it expired, nobody having taken it over); one ``completed`` event
+        validly holds (not past its expiry); one ``completed`` event
         each. Returns the tasks completed; the others are left unchanged."""
         with self._write(op) as tx:
             done = []
@@ -402,6 +420,8 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL):
                 return task, "not_held"
             if not own:
                 return task, "held_by_other" if task.lease_valid(tx.now) else "not_held"
+            if not task.lease_valid(tx.now):
+                return task, "expired"
         elif task.lease_actor is None and status is None:
             return task, "not_held"
         extra = dict(details or {})

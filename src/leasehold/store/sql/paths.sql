@@ -11,6 +11,13 @@ UPDATE path_fence SET fence = fence + 1 WHERE id = 1 RETURNING fence;
 -- name: delete_expired_paths
 DELETE FROM path_reservations WHERE expires_at <= :now RETURNING *;
 
+-- name: expired_paths
+SELECT * FROM path_reservations WHERE expires_at <= :now ORDER BY pattern, acquired_at, actor, session;
+
+-- name: delete_pattern
+-- A force release: every holder's reservation of the pattern.
+DELETE FROM path_reservations WHERE pattern = :pattern RETURNING *;
+
 -- name: valid_paths
 SELECT * FROM path_reservations WHERE expires_at > :now ORDER BY pattern, acquired_at, actor, session;
 

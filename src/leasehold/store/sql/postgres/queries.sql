@@ -111,6 +111,8 @@ old AS (
                 CASE WHEN s.lease_actor IS NULL AND CAST(:status AS TEXT) IS NULL
                      THEN 'not_held' ELSE 'released' END
             WHEN s.lease_actor IS NULL THEN 'not_held'
+            WHEN s.lease_actor = :actor AND s.lease_session = :session AND NOT (s.lease_until > s.now)
+                THEN 'expired'
             WHEN s.lease_actor = :actor AND s.lease_session = :session THEN 'released'
             WHEN s.lease_until > s.now THEN 'held_by_other'
             ELSE 'not_held'
@@ -148,9 +150,9 @@ FROM old o LEFT JOIN new n ON n.id = o.id;
 
 -- name: complete_many
 -- `done ID...` in one statement: lock (in id order) the tasks among :ids whose lease the caller
--- holds (valid, or expired with nobody having taken it over), read the server's clock after each
--- lock (`stamped`), mark them done, clear the lease, append one `completed` event each (same
--- details as SQLStore.complete_many) and record :op.
+-- validly holds (a lease past its expiry is over: see SQLStore.release), read the server's clock
+-- after each lock (`stamped`), mark the ones still valid on it done, clear the lease, append one
+-- `completed` event each (same details as SQLStore.complete_many) and record :op.
 WITH old AS MATERIALIZED (
     SELECT t.id, t.lease_until
     FROM tasks t
@@ -167,7 +169,7 @@ done AS (
     SET lease_actor = NULL, lease_session = NULL, lease_acquired_at = NULL, lease_until = NULL,
         lease_ttl = NULL, status = 'done', updated_at = s.now
     FROM stamped s
-    WHERE t.id = s.id
+    WHERE t.id = s.id AND s.lease_until > s.now
     RETURNING t.*, s.lease_until AS prev_until, s.now AS now
 ),
 logged AS (
