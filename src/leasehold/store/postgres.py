@@ -619,7 +619,9 @@ class PostgresStore(SQLStore):
 
     def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
         rows = tx.cursor.execute(
-            "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled <> 'D' AS enabled "
+            # 'O' (origin) and 'A' (always) fire in an ordinary session; 'R' (ENABLE REPLICA
+            # TRIGGER) only under session_replication_role = replica: as good as disabled.
+            "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled IN ('O', 'A') AS enabled "
             "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
             "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
         ).fetchall()

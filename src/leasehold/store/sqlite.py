@@ -374,10 +374,28 @@ class SQLiteStore(SQLStore):
             cursor.close()
 
     def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
-        rows = tx.cursor.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
-        return {row["name"]: (row["tbl_name"], True) for row in rows}
+        """SQLite cannot disable a trigger, but a trigger of the same name can be replaced by
+        one that never fires: a guard whose SQL differs from its definition counts as disabled
+        (whitespace aside)."""
+        from leasehold.store.sql_chain import guard_definitions
+
+        def norm(text: str) -> str:
+            return " ".join(text.split()).rstrip(";").rstrip()
+
+        guards = guard_definitions("sqlite")
+        rows = tx.cursor.execute(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        out = {}
+        for row in rows:
+            guard = guards.get(row["name"])
+            same = guard is None or (guard[0] == row["tbl_name"]
+                                     and norm(guard[1]) == norm(row["sql"] or ""))
+            out[row["name"]] = (row["tbl_name"], same)
+        return out
 
     def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> None:
+        if present:  # altered: replace it by its definition
+            tx.cursor.execute(f'DROP TRIGGER "{name}"')
         for statement in split_statements(ddl):
             tx.cursor.execute(statement)
 
