@@ -89,6 +89,13 @@ class PgTx(Tx):
         self.cursor.execute(sql, params)
         return self.cursor
 
+    def stream(self, name: str, **params: Any) -> Any:
+        """Rows one at a time from the server (psycopg's single-row mode), not a whole result."""
+        sql = self.queries[name]
+        if "now" not in params and "%(now)s" in sql:
+            params["now"] = self.now
+        return self.cursor.stream(sql, params)
+
 
 class PostgresStore(SQLStore):
     """The store on a PostgreSQL database.

@@ -20,7 +20,7 @@ from leasehold.store.sql_tickets import TicketsSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from contextlib import AbstractContextManager
     from typing import Any
 
@@ -113,6 +113,10 @@ class Tx:
 
     def run(self, name: str, **params: Any) -> int:
         return int(self.execute(name, params).rowcount)
+
+    def stream(self, name: str, **params: Any) -> Any:
+        """The rows of a query one at a time, without building the whole result in memory."""
+        return iter(self.execute(name, params))
 
     def event(self, kind: str, task_id: str | None, actor: str | None = None,
               session: str | None = None, fence: int | None = None, **details: Any) -> None:
@@ -355,16 +359,81 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
 
     # -- reads ---------------------------------------------------------------------------
     def list_tasks(self) -> list[Task]:
+        return list(self.iter_tasks())
+
+    def iter_tasks(self, status: str | None = None, held: bool | None = None,
+                   limit: int | None = None) -> Iterator[Task]:
+        """Tasks by priority, then age, streamed: ``status`` filters; ``held`` True keeps validly
+        held tasks, False the available ones (not done, no valid lease); at most ``limit``."""
+        lim = self._limit(-1 if limit is None else limit)
         with self._read() as tx:
-            return [Task.from_row(row) for row in tx.all("list_tasks")]
+            if held is False:
+                rows = tx.stream("list_tasks_available", limit=lim)
+            elif held is True:
+                rows = tx.stream("list_tasks_held", limit=lim)
+            elif status is not None:
+                rows = tx.stream("list_tasks_status", status=status, limit=lim)
+            else:
+                rows = tx.stream("list_tasks", limit=lim)
+            for row in rows:
+                task = Task.from_row(row)
+                if status is not None and task.status != status:
+                    continue
+                yield task
 
     def active_leases(self) -> list[Task]:
         with self._read() as tx:
             return [Task.from_row(row) for row in tx.all("active_leases")]
 
+    def who(self, limit: int | None = None) -> list[tuple[str, list[Task]]]:
+        """Valid leases grouped by holder, the most recently active holder first (the newest
+        ``updated_at`` among its leases), at most ``limit`` holders; each holder's leases by
+        acquisition time. Walks the leases by activity and stops after ``limit`` holders, then
+        reads each holder's leases through the session index."""
+        order: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        page = 1000 if limit is None else max(100, 4 * limit)
+        before_ts, before_id = float("inf"), ""
+        with self._read() as tx:
+            while limit is None or len(order) < limit:
+                rows = tx.all("active_leases_by_activity", before_ts=before_ts,
+                              before_id=before_id, limit=page)
+                for row in rows:
+                    key = (row["lease_actor"], row["lease_session"])
+                    if key not in seen and (limit is None or len(order) < limit):
+                        seen.add(key)
+                        order.append(key)
+                if len(rows) < page:
+                    break
+                before_ts, before_id = rows[-1]["updated_at"], rows[-1]["id"]
+        groups = []
+        with self._read() as tx:
+            for actor, session in order:
+                tasks = [Task.from_row(r) for r in
+                         tx.all("leases_of_holder", actor=actor, session=session)]
+                if tasks:
+                    tasks.sort(key=lambda t: (t.lease_acquired_at or 0.0, t.id))
+                    groups.append((f"{actor}:{session}", tasks))
+        return groups
+
     def leases_of(self, actor: str, session: str) -> list[Task]:
         with self._read() as tx:
             return [Task.from_row(row) for row in tx.all("leases_of_holder", actor=actor, session=session)]
+
+    def iter_events(self, task_id: str | None = None, limit: int | None = None,
+                    after: int = 0) -> Iterator[Event]:
+        """:meth:`events`, streamed: without ``limit``, every event in id order, one row at a
+        time."""
+        if limit is not None:
+            yield from self.events(task_id, limit, after)
+            return
+        with self._read() as tx:
+            if task_id is None:
+                rows = tx.stream("events_all_stream", after=after)
+            else:
+                rows = tx.stream("events_task_stream", task_id=task_id, after=after)
+            for row in rows:
+                yield Event.from_row(row)
 
     def events(self, task_id: str | None = None, limit: int | None = None,
                after: int = 0) -> list[Event]:

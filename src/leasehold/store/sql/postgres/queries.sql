@@ -4,15 +4,33 @@
 SELECT * FROM tasks WHERE id = :id FOR UPDATE;
 
 -- name: ready_candidates
-SELECT * FROM tasks
-WHERE status <> 'done' AND (lease_until IS NULL OR lease_until <= :now)
-  AND NOT EXISTS (
-      SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
-      WHERE d.task_id = tasks.id AND b.status <> 'done'
-  )
+-- The generic next path's pick (PostgreSQL's next runs next_claim instead): each index walk of
+-- the shared ready_candidates locks its rows FOR UPDATE SKIP LOCKED.
+WITH free AS (
+    SELECT t.* FROM tasks t
+    WHERE t.status <> 'done' AND t.lease_until IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+          WHERE d.task_id = t.id AND b.status <> 'done'
+      )
+    ORDER BY t.priority DESC, t.created_at, t.id
+    LIMIT :limit
+    FOR UPDATE OF t SKIP LOCKED
+),
+expired AS (
+    SELECT t.* FROM tasks t
+    WHERE t.lease_until <= :now AND t.status <> 'done'
+      AND NOT EXISTS (
+          SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+          WHERE d.task_id = t.id AND b.status <> 'done'
+      )
+    ORDER BY t.priority + 0 DESC, t.created_at, t.id
+    LIMIT :limit
+    FOR UPDATE OF t SKIP LOCKED
+)
+SELECT * FROM (SELECT * FROM free UNION ALL SELECT * FROM expired) AS ready
 ORDER BY priority DESC, created_at, id
-LIMIT :limit
-FOR UPDATE OF tasks SKIP LOCKED;
+LIMIT :limit;
 
 -- name: lock_expired_leases
 -- The sweep decides from these rows, so it locks them: a lease granted after the sweep's snapshot
@@ -30,17 +48,17 @@ SELECT pg_advisory_xact_lock(hashtext('leasehold.dependencies:' || coalesce(curr
 
 -- name: next_claim
 -- `next` in one statement. The clock is the server's, read once; candidates are the ready queue
--- (not done, no valid lease, every blocker done) locked FOR UPDATE SKIP LOCKED so concurrent
+-- (not done, no valid lease, every blocker done), found by two index walks (tasks_free: no lease;
+-- tasks_lease_until: expired leases), each locked FOR UPDATE SKIP LOCKED so concurrent
 -- workers take disjoint tasks without waiting; each grant bumps the fence and appends its
 -- `claimed` event (same details as the generic path).
 WITH clock AS MATERIALIZED (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS now
 ),
-picked AS (
-    SELECT t.id, t.lease_actor, t.lease_session, t.lease_until
+free AS (
+    SELECT t.id, t.priority, t.created_at, t.lease_actor, t.lease_session, t.lease_until
     FROM tasks t
-    WHERE t.status <> 'done'
-      AND (t.lease_until IS NULL OR t.lease_until <= (SELECT now FROM clock))
+    WHERE t.status <> 'done' AND t.lease_until IS NULL
       AND NOT EXISTS (
           SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
           WHERE d.task_id = t.id AND b.status <> 'done'
@@ -48,6 +66,23 @@ picked AS (
     ORDER BY t.priority DESC, t.created_at, t.id
     LIMIT :limit
     FOR UPDATE OF t SKIP LOCKED
+),
+expired AS (
+    SELECT t.id, t.priority, t.created_at, t.lease_actor, t.lease_session, t.lease_until
+    FROM tasks t
+    WHERE t.lease_until <= (SELECT now FROM clock) AND t.status <> 'done'
+      AND NOT EXISTS (
+          SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+          WHERE d.task_id = t.id AND b.status <> 'done'
+      )
+    ORDER BY t.priority + 0 DESC, t.created_at, t.id
+    LIMIT :limit
+    FOR UPDATE OF t SKIP LOCKED
+),
+picked AS (
+    SELECT * FROM (SELECT * FROM free UNION ALL SELECT * FROM expired) AS ready
+    ORDER BY priority DESC, created_at, id
+    LIMIT :limit
 ),
 granted AS (
     UPDATE tasks t
