@@ -36,6 +36,9 @@ class TicketTx:
         self.store = store
         self.tx = tx
         self.now: float = tx.now
+        #: Items whose reduced state this transaction's posts may have changed (the post's item
+        #: and, for a renumbering, the item it left): the feed refreshes them before commit.
+        self.touched: set[str] = set()
 
     # -- namespaces and reservations --------------------------------------------------------
     def ensure_namespace(self, prefix: str, default_format: str, actor: str | None,
@@ -112,6 +115,10 @@ class TicketTx:
         if row is None:
             return None
         post = Post.from_row(row)
+        if item is not None:
+            self.touched.add(item)
+        if post.details.get("renumbered_from"):
+            self.touched.add(str(post.details["renumbered_from"]))
         extra: dict[str, Any] = {"post": post.id, "post_kind": kind, "seat": seat, "origin": origin}
         if refs is not None:
             extra["refs"] = refs
@@ -123,6 +130,26 @@ class TicketTx:
             extra["renumbered_from"] = post.details["renumbered_from"]
         tx.event("posted", item, actor, session, None, **extra)
         return post
+
+
+    # -- the feed's per-item state (feed_items) ---------------------------------------------
+    def put_feed_item(self, item: str, row: dict[str, Any] | None) -> None:
+        """Store ``item``'s reduced state (``row``: the feed_items columns), or remove it
+        (None: no post gives the item a state)."""
+        if row is None:
+            self.tx.run("feed_item_delete", item=item)
+        else:
+            self.tx.run("feed_item_upsert", item=item, **row)
+
+    def replace_feed_items(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Replace every feed_items row (the one-time rebuild) and mark the state rebuilt."""
+        self.tx.run("feed_items_clear")
+        for item, row in rows.items():
+            self.tx.run("feed_item_upsert", item=item, **row)
+        self.tx.run("feed_state_rebuilt")
+
+    def all_posts(self) -> list[Post]:
+        return [Post.from_row(row) for row in self.tx.all("posts_all")]
 
 
 class TicketsSQL:
@@ -226,11 +253,37 @@ class TicketsSQL:
             return [Post.from_row(row) for row in tx.all("posts_all")]
 
     def feed_snapshot(self) -> tuple[list[Post], list[Task], float]:
-        """Every post, every task and the store's now, from one read (for the reducer)."""
+        """Every post, every task and the store's now, from one read (the full reduction, which
+        the incremental feed_items state must equal)."""
         with self._read() as tx:
             posts = [Post.from_row(row) for row in tx.all("posts_all")]
-            tasks = [Task.from_row(row) for row in tx.all("list_tasks")]
+            tasks = [Task.from_row(row) for row in tx.all("list_tasks", limit=self._limit(-1))]
             return posts, tasks, tx.now
+
+    def feed_rebuilt(self) -> bool:
+        """False when feed_items has yet to be built from the posts (a ledger that had posts
+        before migration 0007)."""
+        with self._read() as tx:
+            row = tx.one("feed_state")
+        return row is None or bool(row["rebuilt"])
+
+    def feed_queue_page(self, name: str, after: tuple[str, str], limit: int) -> list[dict[str, Any]]:
+        """A page of ``feed_queue_open`` / ``feed_queue_rest`` rows (feed_items with the task
+        columns) after the ``(filed_key, item)`` key ``after``."""
+        with self._read() as tx:
+            return [dict(row) for row in tx.all(name, after_key=after[0], after_item=after[1],
+                                                limit=limit)]
+
+    def feed_queue_rows(self, name: str, **params: Any) -> tuple[list[dict[str, Any]], float]:
+        """``feed_queue_claimed_done`` / ``feed_queue_item`` rows, and the store's now."""
+        with self._read() as tx:
+            now = tx.now
+            return [dict(row) for row in tx.all(name, **params)], now
+
+    def feed_drift_rows(self) -> list[tuple[str, str]]:
+        """``(item, drift JSON)`` of the items with unreconciled collisions, by item."""
+        with self._read() as tx:
+            return [(row["item"], row["drift"]) for row in tx.all("feed_drift")]
 
 
 class _TicketTransaction:

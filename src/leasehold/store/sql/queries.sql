@@ -80,7 +80,7 @@ ORDER BY lease_acquired_at, id;
 -- :before_id): walks tasks_lease_updated backwards.
 SELECT * FROM tasks
 WHERE lease_session IS NOT NULL AND lease_until > :now
-  AND (updated_at < :before_ts OR (updated_at = :before_ts AND id < :before_id))
+  AND (updated_at, id) < (:before_ts, :before_id)
 ORDER BY updated_at DESC, id DESC
 LIMIT :limit;
 
