@@ -75,7 +75,7 @@ def apply(ledger: Ledger, clock: FakeClock, op: tuple) -> None:
         clock.advance(op[1])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(operation, min_size=1, max_size=25))
 def test_stored_item_state_equals_full_reduction(ops: list) -> None:
     clock = FakeClock()

@@ -696,8 +696,14 @@ class Feed:
                      if p.ts >= low and (kind is None or p.kind == kind)]
             posts.sort(key=lambda p: (p.ts, p.id))
         else:
-            posts = self.store.posts_since(low, kind)
+            posts = self.store.posts_since(low, kind, limit)
         return posts[-limit:] if limit else posts
+
+    def iter_posts(self, *, since: float | None = None, kind: str | None = None) -> Iterator[Post]:
+        """Every post by UTC ``ts`` (then id), streamed: with ``ts >= since``, of ``kind``."""
+        if kind is not None:
+            kind = _kind(kind, KINDS)
+        return self.store.iter_posts_since(-1.0e18 if since is None else since, kind)
 
     def last(self, count: int) -> list[Post]:
         """The newest ``count`` posts in recording order (for ``tail``)."""

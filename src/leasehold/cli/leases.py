@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from leasehold.cli.common import Context, add_command, add_ttl_options
+from leasehold.cli.common import Context, add_command, add_limit_options, add_ttl_options
 from leasehold.errors import InvalidInput, NoneAvailable
 from leasehold.model import format_ts
 
@@ -300,25 +300,37 @@ def setup_show(sub: Any) -> None:
 
 # -- who --------------------------------------------------------------------------------------
 def cmd_who(ctx: Context) -> int:
-    groups = ctx.ledger.who()
-    now = ctx.ledger.now()
-    data, lines = [], []
-    for holder, tasks in groups:
+    limit = ctx.limit()
+    ledger = ctx.ledger
+    now = ledger.now()
+    groups = ledger.who(None if limit is None else limit + 1)
+
+    def as_dict(group: tuple[str, list[Task]]) -> dict[str, Any]:
+        holder, tasks = group
         actor, _, session = holder.rpartition(":")
-        data.append({"holder": holder, "actor": actor, "session": session,
-                     "tasks": [t.to_dict(now) for t in tasks]})
-        lines.append(f"{holder}  ({len(tasks)} lease{'s' if len(tasks) != 1 else ''})")
+        return {"holder": holder, "actor": actor, "session": session,
+                "tasks": [t.to_dict(now) for t in tasks]}
+
+    def as_text(group: tuple[str, list[Task]]) -> str:
+        holder, tasks = group
+        lines = [f"{holder}  ({len(tasks)} lease{'s' if len(tasks) != 1 else ''})"]
         lines.extend(f"  {t.id}  until {format_ts(t.lease_until)}  (fence {t.fence})" for t in tasks)
-    ctx.out(data, "\n".join(lines) if lines else "no active leases")
+        return "\n".join(lines)
+
+    ctx.stream(groups, as_dict, as_text, "no active leases", limit, "holders")
     return 0
 
 
 def setup_who(sub: Any) -> None:
-    add_command(
+    p = add_command(
         sub, "who", func=cmd_who, help="active leases grouped by holder",
-        description="Active leases grouped by holder, the most recently active holder first.",
-        examples="  leasehold who\n  leasehold who --json",
+        description=(
+            "Active leases grouped by holder, the most recently active holder first.\n"
+            "At most 100 holders unless --limit N or --all."
+        ),
+        examples="  leasehold who\n  leasehold who --json\n  leasehold who --all",
     )
+    add_limit_options(p, "holders")
 
 
 # -- add / reopen / list ----------------------------------------------------------------------
@@ -377,23 +389,27 @@ def cmd_list(ctx: Context) -> int:
     if args.held and args.available:
         raise InvalidInput("--held and --available exclude each other")
     held = True if args.held else False if args.available else None
+    limit = ctx.limit()
     ledger = ctx.ledger
-    tasks = ledger.tasks(status=args.status, held=held)
     now = ledger.now()
-    ctx.out([t.to_dict(now) for t in tasks],
-            "\n".join(task_line(t, now) for t in tasks) if tasks else "no tasks")
+    tasks = ledger.iter_tasks(status=args.status, held=held,
+                              limit=None if limit is None else limit + 1)
+    ctx.stream(tasks, lambda t: t.to_dict(now), lambda t: task_line(t, now), "no tasks", limit,
+               "tasks")
     return 0
 
 
 def setup_list(sub: Any) -> None:
     p = add_command(
         sub, "list", func=cmd_list, help="list tasks",
-        description="Tasks by priority, then age.",
-        examples="  leasehold list --available\n  leasehold list --status done --json",
+        description="Tasks by priority, then age. The first 100 unless --limit N or --all (streamed).",
+        examples="  leasehold list --available\n  leasehold list --status done --json\n"
+                 "  leasehold list --all > tasks.txt",
     )
     p.add_argument("--status", choices=("open", "in_progress", "done"), help="only this status")
     p.add_argument("--held", action="store_true", help="only tasks with a valid lease")
     p.add_argument("--available", action="store_true", help="only tasks free to claim")
+    add_limit_options(p, "tasks")
 
 
 # -- next -------------------------------------------------------------------------------------
@@ -425,25 +441,38 @@ def setup_next(sub: Any) -> None:
 
 
 # -- log --------------------------------------------------------------------------------------
+def event_line(e: Any) -> str:
+    details = " ".join(f"{k}={v}" for k, v in sorted(e.details.items()))
+    return (f"{format_ts(e.ts)}  #{e.id}  {e.kind:<14} {e.task_id or '-'}  "
+            f"{e.holder or '-'}  fence {e.fence if e.fence is not None else '-'}  {details}").rstrip()
+
+
 def cmd_log(ctx: Context) -> int:
-    events = ctx.ledger.events(ctx.args.id, ctx.args.limit)
-    lines = []
-    for e in events:
-        details = " ".join(f"{k}={v}" for k, v in sorted(e.details.items()))
-        lines.append(f"{format_ts(e.ts)}  #{e.id}  {e.kind:<14} {e.task_id or '-'}  "
-                     f"{e.holder or '-'}  fence {e.fence if e.fence is not None else '-'}  {details}".rstrip())
-    ctx.out([e.to_dict() for e in events], "\n".join(lines) if lines else "no events")
+    limit = ctx.limit()
+    ledger = ctx.ledger
+    if limit is None:
+        ctx.stream(ledger.iter_events(ctx.args.id), lambda e: e.to_dict(), event_line, "no events",
+                   None)
+        return 0
+    events = ledger.events(ctx.args.id, limit + 1)
+    more = len(events) > limit
+    ctx.stream(events[1:] if more else events, lambda e: e.to_dict(), event_line, "no events", None)
+    if more:
+        ctx.say(f"(only the newest {limit} events shown: --limit N for another number, --all for every one)")
     return 0
 
 
 def setup_log(sub: Any) -> None:
     p = add_command(
         sub, "log", func=cmd_log, help="the append-only event log, newest last",
-        description="Events (created, claimed, extended, released, completed, expired, force_released, ...), newest last.",
-        examples="  leasehold log 99927\n  leasehold log --limit 20 --json",
+        description=(
+            "Events (created, claimed, extended, released, completed, expired, force_released, ...),\n"
+            "newest last: the newest 100 unless --limit N, or --all (every event, streamed)."
+        ),
+        examples="  leasehold log 99927\n  leasehold log --limit 20 --json\n  leasehold log --all > events.txt",
     )
     p.add_argument("id", nargs="?", help="only this task's events")
-    p.add_argument("--limit", type=int, help="only the newest N events")
+    add_limit_options(p, "events", newest=True)
 
 
 # -- migrate / whoami -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from leasehold.model import Namespace, Post, Reservation, Task
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from contextlib import AbstractContextManager
     from typing import Any
 
@@ -231,10 +232,21 @@ class TicketsSQL:
         with self._read() as tx:
             return [Post.from_row(row) for row in tx.all("posts_for_item", item=item)]
 
-    def posts_since(self, since: float, kind: str | None) -> list[Post]:
-        """Posts with ``ts >= since`` (UTC seconds), optionally of one kind, by ts then id."""
+    def posts_since(self, since: float, kind: str | None, limit: int | None = None) -> list[Post]:
+        """Posts with ``ts >= since`` (UTC seconds), optionally of one kind, by ts then id;
+        the last ``limit`` of them (all when None)."""
         with self._read() as tx:
-            return [Post.from_row(row) for row in tx.all("posts_since", since=since, kind=kind)]
+            if limit is not None:
+                rows = tx.all("posts_since_last", since=since, kind=kind, limit=limit)
+            else:
+                rows = tx.all("posts_since", since=since, kind=kind)
+            return [Post.from_row(row) for row in rows]
+
+    def iter_posts_since(self, since: float, kind: str | None) -> Iterator[Post]:
+        """:meth:`posts_since` without a limit, streamed one post at a time."""
+        with self._read() as tx:
+            for row in tx.stream("posts_since", since=since, kind=kind):
+                yield Post.from_row(row)
 
     def posts_after(self, after: int, limit: int | None = None) -> list[Post]:
         """Posts with id > ``after`` in recording order (at most ``limit``)."""
