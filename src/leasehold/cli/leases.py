@@ -172,28 +172,9 @@ def setup_done(sub: Any) -> None:
 
 
 # -- status -----------------------------------------------------------------------------------
-def status_dict(task_id: str, task: Task | None, now: float) -> dict[str, Any]:
-    if task is None:
-        return {"id": task_id, "exists": False, "available": True, "lease_holder": None,
-                "lease_until": None, "fence": 0, "status": None}
-    data = task.to_dict(now)
-    data["exists"] = True
-    data["available"] = not task.lease_valid(now) and task.status != "done"
-    return data
-
-
-def cmd_status(ctx: Context) -> int:
-    ledger = ctx.ledger
-    task = ledger.status(ctx.args.id)
-    now = ledger.now()
-    if task is not None and task.lease_valid(now):
-        text = f"held by {task.lease_holder} until {format_ts(task.lease_until)} (fence {task.fence})"
-    elif task is not None and task.status == "done":
-        text = "done"
-    else:
-        text = "available"
-    ctx.out(status_dict(ctx.args.id, task, now), text)
-    return 0
+# status_dict, cmd_status and cmd_check live in leasehold.cli.fast, which runs them without
+# argparse when the command line has their simple shape.
+from leasehold.cli.fast import cmd_check, cmd_status, status_dict  # noqa: E402,F401
 
 
 def setup_status(sub: Any) -> None:
@@ -210,27 +191,6 @@ def setup_status(sub: Any) -> None:
 
 
 # -- check ------------------------------------------------------------------------------------
-def cmd_check(ctx: Context) -> int:
-    holder = ctx.holder(required=False)
-    verdict = ctx.ledger.check(ctx.args.id, holder)
-    enforce = os.environ.get("LEASEHOLD_ENFORCE", "1").strip().lower() not in ("0", "false", "no", "off")
-    if verdict.clear:
-        text = "VERDICT: CLEAR"
-    else:
-        text = f"VERDICT: BLOCKED — {verdict.reason}"
-    if not enforce:
-        text += " (enforcement off)"
-    data = {
-        "verdict": "CLEAR" if verdict.clear else "BLOCKED",
-        "reason": verdict.reason,
-        "enforce": enforce,
-        "holder": str(holder) if holder else None,
-        "task": verdict.task.to_dict(ctx.ledger.now()) if verdict.task else None,
-    }
-    ctx.out(data, text)
-    return 0 if verdict.clear or not enforce else 1
-
-
 def setup_check(sub: Any) -> None:
     p = add_command(
         sub, "check", func=cmd_check,
