@@ -118,10 +118,10 @@ class PathsSQL:
         """The tasks among ``ids`` with a valid lease, in one query (unknown ids are skipped)."""
         if not ids:
             return []
-        with self._read() as tx:
-            import json
+        from leasehold.store.sqlbase import json_array
 
-            return [Task.from_row(r) for r in tx.all("held_among", ids=json.dumps(list(ids)))]
+        with self._read() as tx:
+            return [Task.from_row(r) for r in tx.all("held_among", ids=json_array(ids))]
 
     def record_bypass(self, tasks: Sequence[Task], actor: str | None, session: str | None,
                       details: dict[str, Any]) -> None:
