@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-scale lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/run.py
+
+bench-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
+	$(BIN)/python -m compileall -q src
+	$(BIN)/python benchmarks/run.py scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -21,7 +21,7 @@ PARAMS = {
     "id": "T1", "actor": "a", "session": "s", "status": None, "until": 2e9, "ttl": 60.0,
     "fence": None, "limit": 5, "ids": json.dumps(["T1", "T2"]), "acquired_at": 1.0,
     "kind": "released", "force": False, "details": "{}", "after": 0, "task_id": "T1",
-    "before_ts": 1e18, "before_id": "", "after_key": "", "after_item": "",
+    "before_ts": 1e18, "before_id": "", "after_key": "", "after_item": "", "cap": 100,
 }
 
 #: Hot queries -> the indexes they must use (SQLite index names; PK lookups: "PRIMARY").
@@ -49,13 +49,14 @@ HOT = {
     "events_task": {"events_task"},
     "feed_queue_open": {"feed_items_open"},
     "feed_queue_claimed_done": {"tasks_lease_until"},
+    "feed_queue_claimed_done_items": {"feed_items_done"},
     "feed_queue_rest": {"feed_items_order"},
     "feed_drift": {"feed_items_drift"},
 }
 
 #: Index walks in order that are allowed to visit rows (bounded by LIMIT or by the rows wanted).
 WALKS = {"tasks_free", "tasks_order", "tasks_lease_updated", "feed_items_open",
-         "feed_items_order", "feed_items_drift"}
+         "feed_items_order", "feed_items_drift", "feed_items_done"}
 
 
 def _sqlite_plan(ledger: Ledger, name: str) -> list[str]:

@@ -750,7 +750,9 @@ class Feed:
         item): each entry as :meth:`queue` describes. ``state`` / ``item`` filter. Reads the
         stored per-item state (feed_items) ``page`` rows at a time and only the tasks those items
         name, so the first N entries cost O(N + log n), not O(history). A feed-done item whose
-        task is validly held again is found from the valid leases."""
+        task is validly held again is found from the smaller of the valid leases and the items
+        done in the feed (the one term that can grow: both are large only on a ledger with many
+        closed feed items and many held leases at once)."""
         self._ensure_rebuilt()
         now = self.store.now()
         if item is not None:
@@ -761,7 +763,7 @@ class Feed:
                     yield entry
             return
         if state != DONE:
-            rows, _ = self.store.feed_queue_rows("feed_queue_claimed_done", now=now)
+            rows = self.store.feed_claimed_done(now)
             extra = sorted((e for e in (queue_entry(r, now) for r in rows) if e["state"] != DONE),
                            key=_entry_key)
             opened = (e for e in self._pages("feed_queue_open", now, page) if e["state"] != DONE)

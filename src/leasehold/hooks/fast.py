@@ -50,7 +50,7 @@ def loads_object(raw: bytes) -> dict[str, Any] | None:
         return None
     try:
         value, end = _json.make_scanner(_ScanContext)(text, start)
-    except (StopIteration, ValueError, RecursionError):
+    except Exception:  # a syntax error (StopIteration, ValueError, ...): the normal path says so
         return None
     if text[end:].strip(_WHITESPACE) or not isinstance(value, dict):
         return None

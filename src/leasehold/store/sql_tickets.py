@@ -287,10 +287,22 @@ class TicketsSQL:
                                                 limit=limit)]
 
     def feed_queue_rows(self, name: str, **params: Any) -> tuple[list[dict[str, Any]], float]:
-        """``feed_queue_claimed_done`` / ``feed_queue_item`` rows, and the store's now."""
+        """``feed_queue_item`` rows (or another feed_queue query's), and the store's now."""
         with self._read() as tx:
             now = tx.now
             return [dict(row) for row in tx.all(name, **params)], now
+
+    def feed_claimed_done(self, now: float, cap: int = 2000) -> list[dict[str, Any]]:
+        """Items done in the feed whose task has a valid lease at ``now``: found from whichever
+        side is smaller, the valid leases or the items done in the feed (each counted up to
+        ``cap`` through its index)."""
+        with self._read() as tx:
+            done = int(tx.one("feed_done_capped", cap=cap)["n"])
+            if done == 0:
+                return []
+            held = int(tx.one("held_capped", cap=cap, now=now)["n"])
+            name = "feed_queue_claimed_done_items" if done < held else "feed_queue_claimed_done"
+            return [dict(row) for row in tx.all(name, now=now)]
 
     def feed_drift_rows(self) -> list[tuple[str, str]]:
         """``(item, drift JSON)`` of the items with unreconciled collisions, by item."""

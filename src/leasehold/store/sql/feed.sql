@@ -52,12 +52,26 @@ LIMIT :limit;
 
 -- name: feed_queue_claimed_done
 -- Items done in the feed whose task is validly held again (the lease overlay makes them
--- CLAIMED): found from the valid leases, through tasks_lease_until.
+-- CLAIMED), found from the valid leases (tasks_lease_until): when those are the fewer.
 SELECT fi.*, t.status AS task_status, t.lease_actor AS task_actor,
        t.lease_session AS task_session, t.lease_until AS task_until, t.fence AS task_fence,
        t.updated_at AS task_updated
-FROM tasks t JOIN feed_items fi ON fi.item = t.id
-WHERE t.lease_until > :now AND fi.state = 'DONE' AND t.status <> 'done';
+FROM tasks t CROSS JOIN feed_items fi
+WHERE t.lease_until > :now AND fi.item = t.id AND fi.state = 'DONE' AND t.status <> 'done';
+
+-- name: feed_queue_claimed_done_items
+-- The same, found from the items done in the feed (feed_items_done): when those are the fewer.
+SELECT fi.*, t.status AS task_status, t.lease_actor AS task_actor,
+       t.lease_session AS task_session, t.lease_until AS task_until, t.fence AS task_fence,
+       t.updated_at AS task_updated
+FROM feed_items fi CROSS JOIN tasks t
+WHERE fi.state = 'DONE' AND t.id = fi.item AND t.lease_until > :now AND t.status <> 'done';
+
+-- name: feed_done_capped
+SELECT count(*) AS n FROM (SELECT 1 FROM feed_items WHERE state = 'DONE' LIMIT :cap) AS x;
+
+-- name: held_capped
+SELECT count(*) AS n FROM (SELECT 1 FROM tasks WHERE lease_until > :now LIMIT :cap) AS x;
 
 -- name: feed_queue_item
 SELECT fi.*, t.status AS task_status, t.lease_actor AS task_actor,

@@ -43,6 +43,7 @@ CREATE TABLE feed_items (
 CREATE INDEX feed_items_open ON feed_items (filed_key, item) WHERE state <> 'DONE';
 CREATE INDEX feed_items_order ON feed_items (filed_key, item);
 CREATE INDEX feed_items_drift ON feed_items (item) WHERE drift_count > 0;
+CREATE INDEX feed_items_done ON feed_items (item) WHERE state = 'DONE';
 
 -- rebuilt = 0: feed_items must be rebuilt from the posts once (a ledger that had posts before
 -- this migration); the first reader does it in a write transaction.
