@@ -327,8 +327,8 @@ def startup(env: dict[str, str], rounds: int) -> dict[str, float]:
     with_env = dict(env, CLAUDE_CODE_SESSION_ID="s-start")
     cmds = {
         "python -c pass (floor)": ([sys.executable, "-c", "pass"], None, env),
-        "status T": ([LEASEHOLD, "status", "t0000001"], None, env),
-        "check T": ([LEASEHOLD, "check", "t0000001"], None, env),
+        "status T": ([LEASEHOLD, "status", "t0009999"], None, env),
+        "check T": ([LEASEHOLD, "check", "t0009999"], None, env),
         "hook pre-tool-use (Agent, allowed)": ([LEASEHOLD, "hook", "pre-tool-use"], agent, env),
         "hook post-tool-use (throttled, CLAUDE_CODE_SESSION_ID set)": ([LEASEHOLD, "hook", "post-tool-use"], post, with_env),
         "hook post-tool-use (throttled, no CLAUDE_CODE_SESSION_ID)": ([LEASEHOLD, "hook", "post-tool-use"], post, env),
