@@ -379,6 +379,11 @@ class Ledger:
         (session end); a task ``in_progress`` goes back to ``open``. Returns what was released."""
         return self.store.session_release(validate_name(session, "session"))
 
+    def release_session_count(self, session: str) -> tuple[int, int]:
+        """:meth:`release_session` returning only ``(leases, file reservations)`` released:
+        nothing is read back, so its cost is that of the set-based release itself (the
+        session-end hook). Raises :class:`InvalidInput` for a malformed session."""
+        return self.store.session_release_count(validate_name(session, "session"))
     def record_bypass(self, tasks: list[Task], by: Holder | str | None, details: dict[str, Any]) -> None:
         """Append ``bypass`` events (one per task, or one without a task) recording that the
         dispatch gate was overridden by ``by``; ``details`` (tool, prompt hash, how) go along."""

@@ -568,8 +568,8 @@ def session_end(payload: dict[str, Any]) -> int:
         sys.stderr.write("leasehold hook session-end: no session id; nothing released\n")
         return 1
     with open_ledger(load_settings(), "session-end") as ledger:
-        tasks, reservations = ledger.release_session(session)
-    sys.stderr.write(f"leasehold: released {len(tasks)} lease(s) and {len(reservations)} "
+        tasks, reservations = ledger.release_session_count(session)
+    sys.stderr.write(f"leasehold: released {tasks} lease(s) and {reservations} "
                      f"file reservation(s) of session {session}\n")
     return 0
 

@@ -167,13 +167,39 @@ class PathsSQL:
                     paths.append(PathReservation.from_row(new))
         return tasks, paths
 
+    def session_release_count(self, session: str) -> tuple[int, int]:
+        """:meth:`session_release` for a caller that needs only the numbers released
+        ``(leases, file reservations)``: the leases are not read back (the session-end hook,
+        whose time budget is short, with any number of leases)."""
+        with self._write() as tx:
+            if "release_session_leases_count" in tx.queries:
+                leases = int(tx.one("release_session_leases_count", session=session)["released"])
+            else:
+                leases = tx.run("log_session_release", session=session)
+                if leases:
+                    tx.run("clear_session_leases", session=session)
+            paths = self._release_session_paths(tx, session)
+        return leases, len(paths)
+
+    def _release_session_paths(self, tx: Tx, session: str) -> list[PathReservation]:
+        paths: list[PathReservation] = []
+        for row in tx.all("paths_of_session", session=session):
+            res = PathReservation.from_row(row)
+            if tx.one("delete_path", pattern=res.pattern, actor=res.actor, session=session) is None:
+                continue
+            extra: dict[str, Any] = {"pattern": res.pattern, "via": "session-end"}
+            if not res.valid(tx.now):
+                extra["after_expiry"] = True
+            tx.event("path_released", None, res.actor, session, res.fence, **extra)
+            paths.append(res)
+        return paths
+
     def session_release(self, session: str) -> tuple[list[Task], list[PathReservation]]:
         """Release every lease and file reservation whose holder's session is ``session``
         (a task ``in_progress`` goes back to ``open``), one event each; returns what was
         released (tasks as they were before). Set-based: the leases are found through the
         session index and cleared, with their events, by one statement per table
         (PostgreSQL: one statement in all), whatever their number."""
-        paths: list[PathReservation] = []
         with self._write() as tx:
             if "release_session_leases" in tx.queries:
                 tasks = [Task.from_row(row)
@@ -183,13 +209,5 @@ class PathsSQL:
                 if tasks:
                     tx.run("log_session_release", session=session)
                     tx.run("clear_session_leases", session=session)
-            for row in tx.all("paths_of_session", session=session):
-                res = PathReservation.from_row(row)
-                if tx.one("delete_path", pattern=res.pattern, actor=res.actor, session=session) is None:
-                    continue
-                extra: dict[str, Any] = {"pattern": res.pattern, "via": "session-end"}
-                if not res.valid(tx.now):
-                    extra["after_expiry"] = True
-                tx.event("path_released", None, res.actor, session, res.fence, **extra)
-                paths.append(res)
+            paths = self._release_session_paths(tx, session)
         return tasks, paths

@@ -171,7 +171,7 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         raise NotImplementedError
 
     def _lock_ready(self, tx: Tx, limit: int) -> list[Any]:
-        return tx.all("ready_candidates", limit=limit)
+        return tx.all("ready_candidates", limit=limit, unlimited=self._limit(-1))
 
     # -- tasks ---------------------------------------------------------------------------
     def get_task(self, task_id: str) -> Task | None:

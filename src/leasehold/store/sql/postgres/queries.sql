@@ -70,7 +70,9 @@ free AS (
 expired AS (
     SELECT t.id, t.priority, t.created_at, t.lease_actor, t.lease_session, t.lease_until
     FROM tasks t
-    WHERE t.lease_until <= (SELECT now FROM clock) AND t.status <> 'done'
+    -- statement_timestamp() (stable, so the planner can use and estimate it; a moment before
+    -- the clock above: a lease expiring in between is left alone) keeps this on the index.
+    WHERE t.lease_until <= extract(epoch FROM statement_timestamp())::float8 AND t.status <> 'done'
       AND NOT EXISTS (
           SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
           WHERE d.task_id = t.id AND b.status <> 'done'

@@ -9,6 +9,12 @@ CREATE INDEX tasks_free ON tasks (priority DESC, created_at, id)
     WHERE status <> 'done' AND lease_until IS NULL;
 DROP INDEX IF EXISTS tasks_not_done;
 
+-- Leases by expiry, covering what the ready queue's expired-lease walk sorts by: the expired
+-- leases are read from the index alone (the sweep and the valid-lease lookups use it too).
+DROP INDEX IF EXISTS tasks_lease_until;
+CREATE INDEX tasks_lease_until ON tasks (lease_until, status, priority, created_at, id)
+    WHERE lease_until IS NOT NULL;
+
 -- Listing order (list), whatever the status.
 CREATE INDEX tasks_order ON tasks (priority DESC, created_at, id);
 DROP INDEX IF EXISTS tasks_ready;
