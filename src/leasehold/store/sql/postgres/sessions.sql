@@ -14,7 +14,8 @@ SELECT 1 AS unused WHERE false;
 
 -- name: release_session_leases
 -- A session's release in one statement: lock its leases, clear them (in_progress -> open),
--- append one `released` event each (details as SQLStore.release, via=session-end). Returns the
+-- append one `released` event each (details as SQLStore.release, via=session-end, as compact
+-- JSON built by concatenation: 10,000 of them must fit in session-end's budget). Returns the
 -- leases as they were.
 WITH old AS (
     SELECT t.* FROM tasks t
@@ -34,10 +35,9 @@ cleared AS (
 logged AS (
     INSERT INTO events (ts, kind, task_id, actor, session, fence, details)
     SELECT :now, 'released', o.id, o.lease_actor, o.lease_session, o.fence,
-           (jsonb_build_object('holder', o.lease_actor || ':' || o.lease_session,
-                               'status', c.status, 'via', 'session-end')
-            || CASE WHEN o.lease_until <= :now THEN jsonb_build_object('after_expiry', true)
-                    ELSE '{}'::jsonb END)::text
+           CASE WHEN o.lease_until <= :now THEN '{"after_expiry":true,' ELSE '{' END
+           || '"holder":' || to_json(o.lease_actor || ':' || o.lease_session)::text
+           || ',"status":' || to_json(c.status)::text || ',"via":"session-end"}'
     FROM old o JOIN cleared c ON c.id = o.id
     ORDER BY o.id
 )
@@ -63,10 +63,9 @@ cleared AS (
 logged AS (
     INSERT INTO events (ts, kind, task_id, actor, session, fence, details)
     SELECT :now, 'released', o.id, o.lease_actor, o.lease_session, o.fence,
-           (jsonb_build_object('holder', o.lease_actor || ':' || o.lease_session,
-                               'status', c.status, 'via', 'session-end')
-            || CASE WHEN o.lease_until <= :now THEN jsonb_build_object('after_expiry', true)
-                    ELSE '{}'::jsonb END)::text
+           CASE WHEN o.lease_until <= :now THEN '{"after_expiry":true,' ELSE '{' END
+           || '"holder":' || to_json(o.lease_actor || ':' || o.lease_session)::text
+           || ',"status":' || to_json(c.status)::text || ',"via":"session-end"}'
     FROM old o JOIN cleared c ON c.id = o.id
     ORDER BY o.id
 )
