@@ -188,8 +188,10 @@ def run(argv: list[str]) -> int | None:
     except BaseException as exc:  # reported exactly as every other command reports it
         from leasehold.cli.common import run_command
 
+        error = exc
+
         def fail(_ctx: Any) -> int:
-            raise exc
+            raise error
 
         args.func = fail  # type: ignore[attr-defined]
         return run_command(args, False)  # type: ignore[arg-type]

@@ -3,8 +3,6 @@ list, next, log, migrate, whoami."""
 
 from __future__ import annotations
 
-import os
-
 from leasehold.cli.common import Context, add_command, add_limit_options, add_ttl_options
 from leasehold.errors import InvalidInput, NoneAvailable
 from leasehold.model import format_ts

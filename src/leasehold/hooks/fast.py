@@ -49,7 +49,7 @@ def loads_object(raw: bytes) -> dict[str, Any] | None:
     if not text.startswith("{", start):
         return None
     try:
-        value, end = _json.make_scanner(_ScanContext)(text, start)
+        value, end = _json.make_scanner(_ScanContext)(text, start)  # type: ignore[arg-type]
     except Exception:  # a syntax error (StopIteration, ValueError, ...): the normal path says so
         return None
     if text[end:].strip(_WHITESPACE) or not isinstance(value, dict):
