@@ -400,19 +400,28 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
     def who(self, limit: int | None = None) -> list[tuple[str, list[Task]]]:
         """Valid leases grouped by holder, the most recently active holder first (the newest
         ``updated_at`` among its leases), at most ``limit`` holders; each holder's leases by
-        acquisition time. Walks the leases by activity and stops after ``limit`` holders, then
-        reads each holder's leases through the session index."""
+        acquisition time. With a limit, walks the leases by activity and stops after ``limit``
+        holders, then reads each holder's leases through the session index; without one, reads
+        every valid lease once."""
+        if limit is None:  # every holder: one streamed pass over the valid leases
+            groups_all: dict[str, list[Task]] = {}
+            with self._read() as tx:
+                for row in tx.stream("active_leases"):
+                    task = Task.from_row(row)
+                    groups_all.setdefault(task.lease_holder or "?", []).append(task)
+            return sorted(groups_all.items(),
+                          key=lambda item: max(t.updated_at or 0 for t in item[1]), reverse=True)
         order: list[tuple[str, str]] = []
         seen: set[tuple[str, str]] = set()
-        page = 1000 if limit is None else max(100, 4 * limit)
+        page = max(100, 4 * limit)
         before_ts, before_id = float("inf"), ""
         with self._read() as tx:
-            while limit is None or len(order) < limit:
+            while len(order) < limit:
                 rows = tx.all("active_leases_by_activity", before_ts=before_ts,
                               before_id=before_id, limit=page)
                 for row in rows:
                     key = (row["lease_actor"], row["lease_session"])
-                    if key not in seen and (limit is None or len(order) < limit):
+                    if key not in seen and len(order) < limit:
                         seen.add(key)
                         order.append(key)
                 if len(rows) < page:
