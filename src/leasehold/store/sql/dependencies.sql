@@ -16,19 +16,16 @@ SELECT * FROM (
         LIMIT :limit
     ) AS free
     UNION ALL
-    SELECT * FROM (
-        SELECT * FROM (
-            SELECT * FROM tasks
-            WHERE lease_until <= :now AND status <> 'done'
-            ORDER BY priority + 0 DESC, created_at, id
-            LIMIT :unlimited
-        ) AS by_priority
-        WHERE NOT EXISTS (
-            SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
-            WHERE d.task_id = by_priority.id AND b.status <> 'done'
-        )
+    SELECT tasks.* FROM (
+        SELECT id FROM tasks
+        WHERE lease_until <= :now AND status <> 'done'
+          AND NOT EXISTS (
+              SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+              WHERE d.task_id = tasks.id AND b.status <> 'done'
+          )
+        ORDER BY priority + 0 DESC, created_at, id
         LIMIT :limit
-    ) AS expired
+    ) AS expired JOIN tasks ON tasks.id = expired.id
 ) AS ready
 ORDER BY priority DESC, created_at, id
 LIMIT :limit;

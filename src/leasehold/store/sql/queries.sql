@@ -95,8 +95,8 @@ ORDER BY id;
 -- and expired leases through tasks_lease_until; the first :limit of their merge. The expired
 -- arm orders by `priority + 0` (the same order) so that no planner walks the whole
 -- priority-ordered index for it instead of taking the few expired rows and sorting them; it
--- sorts them from the covering index first (LIMIT :unlimited keeps that subquery whole) and
--- checks dependencies only until :limit rows pass.
+-- picks their ids from the covering expiry index alone (a top-:limit sort, no table reads) and
+-- reads only those rows.
 SELECT * FROM (
     SELECT * FROM (
         SELECT * FROM tasks
@@ -109,19 +109,16 @@ SELECT * FROM (
         LIMIT :limit
     ) AS free
     UNION ALL
-    SELECT * FROM (
-        SELECT * FROM (
-            SELECT * FROM tasks
-            WHERE lease_until <= :now AND status <> 'done'
-            ORDER BY priority + 0 DESC, created_at, id
-            LIMIT :unlimited
-        ) AS by_priority
-        WHERE NOT EXISTS (
-            SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
-            WHERE d.task_id = by_priority.id AND b.status <> 'done'
-        )
+    SELECT tasks.* FROM (
+        SELECT id FROM tasks
+        WHERE lease_until <= :now AND status <> 'done'
+          AND NOT EXISTS (
+              SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+              WHERE d.task_id = tasks.id AND b.status <> 'done'
+          )
+        ORDER BY priority + 0 DESC, created_at, id
         LIMIT :limit
-    ) AS expired
+    ) AS expired JOIN tasks ON tasks.id = expired.id
 ) AS ready
 ORDER BY priority DESC, created_at, id
 LIMIT :limit;
