@@ -69,7 +69,7 @@ COLUMNS = ("id, title, status, priority, lease_actor, lease_session, lease_acqui
 def build_sqlite(path: str, n_tasks: int, held: int, events: int) -> None:
     from leasehold import Ledger
 
-    with Ledger.open(path) as ledger:
+    with Ledger.open(path, create=True) as ledger:
         conn = ledger.store.conn
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
@@ -88,7 +88,7 @@ def build_sqlite(path: str, n_tasks: int, held: int, events: int) -> None:
 def build_postgres(url: str, n_tasks: int, held: int, events: int) -> None:
     from leasehold import Ledger
 
-    with Ledger.open(url) as ledger:
+    with Ledger.open(url, create=True) as ledger:
         conn = ledger.store._conn()
         now = time.time()
         with conn.transaction():
@@ -471,7 +471,7 @@ def run(report) -> None:  # type: ignore[no-untyped-def]
             # The feed's reducer at 100k posts, 100 open.
             feed_url = (os.path.join(tmp, "feed.db") if store_name == "SQLite"
                         else urls["small"])
-            with Ledger.open(feed_url) as ledger:
+            with Ledger.open(feed_url, create=True) as ledger:
                 build_feed(ledger, 50_050, 100)
                 rebuild = timed(ledger.feed.queue, 1)
                 q, d = [], []

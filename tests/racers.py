@@ -7,6 +7,10 @@ the store within the same few milliseconds) and exit with its code.
 ``leasehold`` console script at the barrier.
 ``python -m tests.racers drain DB NAME``: loop next -> done through the Python API until no
 task is left; print the ids done, one per line.
+``python -m tests.racers ackloop GO_FILE READY_FILE DB NAME CYCLES TASKS PID_FILE OUT_FILE``:
+after the barrier, CYCLES times claim one of TASKS (comma-separated) as NAME:NAME-n and release
+it, each call with its own operation id; before each call write the connection's backend pid to
+PID_FILE (for the test that terminates backends); one JSON line per call to OUT_FILE.
 """
 
 from __future__ import annotations
@@ -53,7 +57,75 @@ def main(argv: list[str]) -> int:
                 for lease in leases:
                     ledger.complete(lease.task_id, holder, fence=lease.fence)
                     print(lease.task_id, flush=True)
+    if mode == "ackloop":
+        return ackloop(*argv[1:])
     return 2
+
+
+def ackloop(go: str, ready: str, db: str, name: str, cycles: str, tasks: str, pid_file: str,
+            out_file: str) -> int:
+    import json
+    import random
+
+    from leasehold import Ledger
+    from leasehold.errors import Conflict, LeaseholdError, OutcomeUnknown, StoreError
+
+    ids = tasks.split(",")
+    ledger = Ledger.open(db, busy_timeout=5)
+    out = open(out_file, "w")
+
+    def call(kind: str, task_id: str, session: str, fn) -> str:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                pid = ledger.store.backend_pid()
+                break
+            except StoreError:
+                time.sleep(0.01)
+        tmp = pid_file + ".tmp"
+        with open(tmp, "w") as fh:
+            fh.write(str(pid))
+        os.replace(tmp, pid_file)
+        before = ledger.store.lost_acks_resolved
+        op = None
+        try:
+            fn()
+            result = "ok"
+        except OutcomeUnknown as exc:
+            result, op = "76", exc.op_id
+        except StoreError:
+            result = "75"
+        except Conflict:
+            result = "conflict"
+        except LeaseholdError as exc:
+            result = f"other:{type(exc).__name__}:{exc}"
+        op = op or ledger.last_op_id
+        out.write(json.dumps({"kind": kind, "task": task_id, "actor": name, "session": session,
+                              "op": op, "result": result,
+                              "resolved": ledger.store.lost_acks_resolved > before}) + "\n")
+        out.flush()
+        return result
+
+    def settle(op: str) -> bool:
+        """Whether an operation whose outcome was unknown applied (asking until answered)."""
+        while True:
+            try:
+                return ledger.lookup_op(op) is not None
+            except StoreError:
+                time.sleep(0.05)
+
+    barrier(go, ready)
+    rng = random.Random(name)
+    for n in range(int(cycles)):
+        session = f"{name}-{n}"
+        task_id = rng.choice(ids)
+        result = call("claim", task_id, session, lambda t=task_id, s=session: ledger.claim(t, f"{name}:{s}", ttl=60))
+        held = result == "ok" or (result == "76" and settle(ledger.last_op_id))
+        while held:
+            result = call("release", task_id, session, lambda t=task_id, s=session: ledger.release(t, f"{name}:{s}"))
+            held = result == "75" or (result == "76" and not settle(ledger.last_op_id))
+    out.close()
+    ledger.close()
+    return 0
 
 
 if __name__ == "__main__":

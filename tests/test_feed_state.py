@@ -80,7 +80,7 @@ def apply(ledger: Ledger, clock: FakeClock, op: tuple) -> None:
 def test_stored_item_state_equals_full_reduction(ops: list) -> None:
     clock = FakeClock()
     with tempfile.TemporaryDirectory() as folder:
-        with Ledger.open(os.path.join(folder, "ledger.db"), clock=clock) as ledger:
+        with Ledger.open(os.path.join(folder, "ledger.db"), clock=clock, create=True) as ledger:
             for op in ops:
                 try:
                     apply(ledger, clock, op)

@@ -21,7 +21,7 @@ PARAMS = {
     "id": "T1", "actor": "a", "session": "s", "status": None, "until": 2e9, "ttl": 60.0,
     "fence": None, "limit": 5, "unlimited": -1, "ids": json.dumps(["T1", "T2"]), "acquired_at": 1.0,
     "kind": "released", "force": False, "details": "{}", "after": 0, "task_id": "T1",
-    "before_ts": 1e18, "before_id": "", "after_key": "", "after_item": "", "cap": 100,
+    "before_ts": 1e18, "before_id": "", "op": None, "after_key": "", "after_item": "", "cap": 100,
 }
 
 #: Hot queries -> the indexes they must use (SQLite index names; PK lookups: "PRIMARY").
@@ -137,7 +137,7 @@ def pg_ledger():
     pg.require_pg()
     schema = pg.create_schema()
     try:
-        with Ledger.open(pg.url_for_schema(schema)) as ledger:
+        with Ledger.open(pg.url_for_schema(schema), create=True) as ledger:
             conn = ledger.store._conn()
             # Enough rows that the planner's choice means something: 20,000 tasks, a quarter
             # held (by 50 sessions), a quarter done, some leases expired; ANALYZEd.

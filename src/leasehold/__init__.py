@@ -3,7 +3,7 @@
 Who holds what, until when, with which fencing token — one atomic, audited fact::
 
     from leasehold import Ledger
-    with Ledger.open("sqlite:///tmp/ledger.db") as ledger:
+    with Ledger.open("sqlite:///tmp/ledger.db", create=True) as ledger:
         lease = ledger.claim("99927", "john:abc123", ttl="10m")
 
 Names are imported lazily: ``import leasehold`` stays cheap on the hook fast path.
@@ -26,6 +26,7 @@ _EXPORTS = {
     "Lease": "leasehold.model",
     "Task": "leasehold.model",
     "Event": "leasehold.model",
+    "Operation": "leasehold.model",
     "LeaseholdError": "leasehold.errors",
     "InvalidInput": "leasehold.errors",
     "NotFound": "leasehold.errors",
@@ -40,9 +41,11 @@ _EXPORTS = {
     "LaneRefused": "leasehold.errors",
     "DependencyCycle": "leasehold.errors",
     "Refused": "leasehold.errors",
+    "OutcomeUnknown": "leasehold.errors",
     "StoreError": "leasehold.errors",
     "StoreBusy": "leasehold.errors",
     "StoreUnavailable": "leasehold.errors",
+    "ConfigError": "leasehold.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -159,3 +159,18 @@ class DuplicatePost(Conflict):
 
 class LaneRefused(Conflict):
     """The namespace is lane-private to another actor."""
+
+
+class OpRecorded(LeaseholdError):
+    """The operation id is already recorded: an earlier attempt with this id applied.
+
+    Raised by a store inside a call that carries the id (the call's own changes are rolled
+    back) and turned by :class:`~leasehold.ledger.Ledger` into the recorded outcome: it never
+    reaches a caller of the Ledger (if it does, it is a bug: exit 70). Attributes: ``op_id``;
+    ``record`` (the recorded operation, a dict, or None when it must be looked up).
+    """
+
+    def __init__(self, op_id: str, record: dict | None = None) -> None:  # type: ignore[type-arg]
+        self.op_id = op_id
+        self.record = record
+        super().__init__(f"operation {op_id} is already recorded")

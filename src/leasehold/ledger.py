@@ -15,6 +15,7 @@ from leasehold.errors import (
     LeaseHeld,
     NotFound,
     NotHolder,
+    OpRecorded,
     StaleFence,
     StoreError,
     TaskDone,
@@ -26,8 +27,10 @@ from leasehold.model import (
     Task,
     format_ts,
     is_task_id,
+    new_op_id,
     parse_duration,
     validate_name,
+    validate_op_id,
     validate_task_id,
     validate_ttl,
 )
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 
     from leasehold.config import Settings
     from leasehold.feed import Feed
-    from leasehold.model import Event, PathReservation
+    from leasehold.model import Event, Operation, PathReservation
     from leasehold.store.sqlbase import SQLStore
     from leasehold.tickets import Tickets
 
@@ -104,35 +107,74 @@ class Ledger:
     None means the default (10 minutes, or ``default_ttl`` in leasehold.toml).
 
     Every method may raise :class:`~leasehold.errors.StoreBusy` or
-    :class:`~leasehold.errors.StoreUnavailable` (retry later) and
+    :class:`~leasehold.errors.StoreUnavailable` (nothing applied: retry later) and
     :class:`~leasehold.errors.InvalidInput`.
+
+    Operation ids (idempotency keys): every mutating call (claim, extend, release,
+    force_release, complete, complete_many, next, sweep with auto_release, reopen, add,
+    add_blocked, depend, undepend) takes
+    ``op_id=`` (1-200 letters, digits, ``._:/#-``; a fresh random id when None) and records it
+    in the same transaction as its effect; ``last_op_id`` holds the id of the latest call. A
+    call repeated with the id of one that applied does not apply again: it returns the first
+    call's recorded outcome (an id reused for a different call is :class:`InvalidInput`). A
+    call that changed nothing (a conflict, not found) records nothing. When the connection is
+    lost after the commit was sent and the ledger cannot be asked whether it applied, the call
+    raises :class:`~leasehold.errors.OutcomeUnknown` (exit 76) carrying the id: look it up
+    with :meth:`lookup_op` or retry with the same id.
     """
 
     def __init__(self, store: SQLStore, default_ttl: float = DEFAULT_TTL) -> None:
         self.store = store
         self.default_ttl = default_ttl
+        #: The operation id of the latest mutating call (given or generated).
+        self.last_op_id: str | None = None
 
     @classmethod
-    def open(cls, url: str | None = None, *, clock: Callable[[], float] | None = None,
-             busy_timeout: float | None = None, default_ttl: float | None = None) -> Ledger:
+    def open(cls, url: str | None = None, *, create: bool = False,
+             clock: Callable[[], float] | None = None, busy_timeout: float | None = None,
+             default_ttl: float | None = None) -> Ledger:
         """Open the ledger at ``url`` (a path, ``sqlite:///path`` or ``postgresql://...``);
-        without one, resolve it like the CLI does (``LEASEHOLD_DB``, leasehold.toml, the XDG
-        default). ``clock`` (SQLite only) returns UTC seconds; ``busy_timeout`` is in seconds."""
+        without one, resolve it like the CLI does (``LEASEHOLD_DB``, leasehold.toml, the
+        per-user default). ``clock`` (SQLite only) returns UTC seconds; ``busy_timeout`` is in
+        seconds.
+
+        ``create``: make the ledger if there is none at that location (the SQLite file and its
+        folder, or the schema in an existing PostgreSQL database). It defaults to False, the
+        CLI's rule: a mistyped location raises :class:`~leasehold.errors.ConfigError` instead
+        of quietly starting an empty ledger on which every claim and every gate check succeeds
+        (two processes with two spellings of one path would both win). Pass ``create=True``
+        where the program owns the ledger's life (a test, a service's first start, an
+        installer); ``leasehold init`` does the same from the shell. The per-user default
+        location (no ``url``, nothing configured) is created on first use either way.
+
+        Raises :class:`~leasehold.errors.ConfigError` (exit 78) for a missing ledger (without
+        ``create``), a malformed URL, a file that is not a leasehold ledger (left untouched) or
+        a ledger with a newer schema; :class:`~leasehold.errors.StoreUnavailable` when the
+        store cannot be reached."""
         from leasehold.config import load_settings
 
-        return cls.from_settings(load_settings(url), clock=clock, busy_timeout=busy_timeout,
-                                 default_ttl=default_ttl)
+        return cls.from_settings(load_settings(url), create=create, clock=clock,
+                                 busy_timeout=busy_timeout, default_ttl=default_ttl)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] | None = None,
+    def from_settings(cls, settings: Settings, *, create: bool = False,
+                      clock: Callable[[], float] | None = None,
                       busy_timeout: float | None = None,
                       default_ttl: float | None = None) -> Ledger:
-        """Open the ledger resolved settings name; explicit arguments win over them."""
+        """Open the ledger resolved settings name; explicit arguments win over them. The
+        ledger is created only with ``create`` or at the per-user default location."""
+        from leasehold.errors import ConfigError
         from leasehold.store import open_store
 
         if busy_timeout is None:
             busy_timeout = settings.busy_timeout
-        store = open_store(settings.db, clock=clock, busy_timeout=busy_timeout)
+        try:
+            store = open_store(settings.db, clock=clock, busy_timeout=busy_timeout,
+                               create=create or settings.is_default)
+        except ConfigError as exc:
+            if settings.db_source in ("--db", "default") or settings.db_source in str(exc):
+                raise
+            raise ConfigError(f"{exc} [ledger from {settings.describe_source()}]") from None
         return cls(store, settings.default_ttl if default_ttl is None else default_ttl)
 
     def close(self) -> None:
@@ -162,6 +204,43 @@ class Ledger:
 
         return Feed(self.store)
 
+    # -- operation ids ---------------------------------------------------------------------
+    def lookup_op(self, op_id: str) -> Operation | None:
+        """The operation recorded under ``op_id`` (it applied), or None (no call with that id
+        applied: retrying with it is safe). Raises :class:`InvalidInput` for a malformed id."""
+        from leasehold.model import Operation
+
+        record = self.store.lookup_op(validate_op_id(op_id))
+        return Operation(record) if record is not None else None
+
+    def _apply(self, op_id: str | None, kinds: tuple[str, ...], task_id: str | None,
+               call: Callable[[str], Any]) -> tuple[Any, dict[str, Any] | None]:
+        """Run ``call(op)`` with the operation id; ``(value, None)``, or ``(None, record)`` when
+        the id is already recorded (a retry of a call that applied: its outcome is replayed).
+        A given id is looked up first, so a retry replays even when repeating it would now
+        decide otherwise."""
+        op = new_op_id() if op_id is None else validate_op_id(op_id)
+        self.last_op_id = op
+        record = None
+        if op_id is not None:
+            record = self.store.lookup_op(op)
+        if record is None:
+            try:
+                return call(op), None
+            except OpRecorded as exc:
+                record = exc.record or self.store.lookup_op(op)
+                if record is None:  # pragma: no cover - a recorded id is never removed
+                    raise
+        if record["kind"] not in kinds or (task_id is not None and record["task_id"] != task_id):
+            raise InvalidInput(
+                f"operation id {op} was already used for {record['kind']} of "
+                f"{record['task_id'] or 'several tasks'}; use a new id for a different call")
+        return None, record
+
+    @staticmethod
+    def _replayed(record: dict[str, Any]) -> list[Task]:
+        return [Task.from_row(row) for row in record["result"].get("tasks", [])]
+
     def ttl_seconds(self, ttl: TTL) -> float:
         """Normalise a TTL argument to seconds and check its range. Raises :class:`InvalidInput`."""
         if ttl is None:
@@ -176,7 +255,8 @@ class Ledger:
 
     # -- leases ----------------------------------------------------------------------------
     def claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
-              title: str | None = None, priority: int | None = None) -> Lease:
+              title: str | None = None, priority: int | None = None,
+              op_id: str | None = None) -> Lease:
         """Grant ``holder`` the lease on ``task_id`` for ``ttl``.
 
         Granted if the task is free, its lease expired (a takeover: new fence), or the same
@@ -187,8 +267,11 @@ class Ledger:
         validate_task_id(task_id)
         who = Holder.parse(holder)
         seconds = self.ttl_seconds(ttl)
-        outcome = self.store.claim(task_id, who.actor, who.session, seconds, title,
-                                   _priority(priority))
+        priority = _priority(priority)
+        outcome, record = self._apply(op_id, ("claim",), task_id, lambda op: self.store.claim(
+            task_id, who.actor, who.session, seconds, title, priority, op=op))
+        if record is not None:
+            return Lease(self._replayed(record)[0])
         if not outcome.granted:
             if outcome.task.status == "done":
                 raise TaskDone(f"Task {task_id} is done; reopen it to claim it again")
@@ -196,7 +279,7 @@ class Ledger:
         return Lease(outcome.task)
 
     def extend(self, task_id: str, holder: Holder | str, ttl: TTL = None,
-               fence: int | None = None) -> Lease:
+               fence: int | None = None, *, op_id: str | None = None) -> Lease:
         """Heartbeat: the holder pushes its valid lease's expiry to now + ``ttl`` (default: the
         lease's own TTL). The fence stays the same; pass ``fence`` to require it.
 
@@ -206,7 +289,11 @@ class Ledger:
         validate_task_id(task_id)
         who = Holder.parse(holder)
         seconds = None if ttl is None else self.ttl_seconds(ttl)
-        task, ok = self.store.extend(task_id, who.actor, who.session, seconds, fence)
+        result, record = self._apply(op_id, ("extend",), task_id, lambda op: self.store.extend(
+            task_id, who.actor, who.session, seconds, fence, op=op))
+        if record is not None:
+            return Lease(self._replayed(record)[0])
+        task, ok = result
         if ok and task is not None:
             return Lease(task)
         if task is None:
@@ -232,7 +319,8 @@ class Ledger:
             "claim it again"
         )
 
-    def release(self, task_id: str, holder: Holder | str, *, keep_status: bool = False) -> ReleaseResult:
+    def release(self, task_id: str, holder: Holder | str, *, keep_status: bool = False,
+                op_id: str | None = None) -> ReleaseResult:
         """The holder gives up its lease; status goes back to ``open`` unless ``keep_status``
         (unclaim only). Releasing a task nobody holds is not an error (``released`` False).
 
@@ -242,11 +330,14 @@ class Ledger:
         validate_task_id(task_id)
         who = Holder.parse(holder)
         status = None if keep_status else "open"
-        task, outcome = self.store.release(task_id, who.actor, who.session, status=status,
-                                           kind="released")
-        return self._release_result(task_id, task, outcome)
+        result, record = self._apply(op_id, ("released",), task_id, lambda op: self.store.release(
+            task_id, who.actor, who.session, status=status, kind="released", op=op))
+        if record is not None:
+            result = (self._replayed(record)[0], "released")
+        return self._release_result(task_id, *result)
 
-    def force_release(self, task_id: str, reason: str, by: Holder | str | None = None) -> ReleaseResult:
+    def force_release(self, task_id: str, reason: str, by: Holder | str | None = None, *,
+                      op_id: str | None = None) -> ReleaseResult:
         """Anyone clears the lease (the stuck-lease runbook), recorded as ``force_released``
         with ``reason`` and who did it. Status goes back to ``open``.
 
@@ -256,11 +347,13 @@ class Ledger:
         if not reason or not reason.strip():
             raise InvalidInput("--force needs --reason TEXT: say why the lease is cleared")
         who = Holder.parse(by) if by is not None else None
-        task, outcome = self.store.release(
+        result, record = self._apply(op_id, ("force_released",), task_id, lambda op: self.store.release(
             task_id, who.actor if who else None, who.session if who else None,
-            status="open", kind="force_released", force=True, details={"reason": reason},
-        )
-        return self._release_result(task_id, task, outcome)
+            status="open", kind="force_released", force=True, details={"reason": reason}, op=op,
+        ))
+        if record is not None:
+            result = (self._replayed(record)[0], "released")
+        return self._release_result(task_id, *result)
 
     def _release_result(self, task_id: str, task: Task | None, outcome: str) -> ReleaseResult:
         if task is None:
@@ -274,7 +367,8 @@ class Ledger:
             return ReleaseResult(False, task, f"Task {task_id} is not held{note}; nothing to release")
         return ReleaseResult(True, task, f"released {task_id} (status {task.status})")
 
-    def complete(self, task_id: str, holder: Holder | str, fence: int | None = None) -> Task:
+    def complete(self, task_id: str, holder: Holder | str, fence: int | None = None, *,
+                 op_id: str | None = None) -> Task:
         """The holder marks the task done and releases its lease.
 
         Allowed while the holder's lease is valid, or after it expired as long as nobody took
@@ -283,9 +377,12 @@ class Ledger:
         """
         validate_task_id(task_id)
         who = Holder.parse(holder)
-        task, outcome = self.store.release(task_id, who.actor, who.session, status="done",
-                                           kind="completed", fence=fence,
-                                           details={} if fence is None else {"fence_checked": fence})
+        result, record = self._apply(op_id, ("completed",), task_id, lambda op: self.store.release(
+            task_id, who.actor, who.session, status="done", kind="completed", fence=fence,
+            details={} if fence is None else {"fence_checked": fence}, op=op))
+        if record is not None:
+            return self._replayed(record)[0]
+        task, outcome = result
         if task is None:
             raise NotFound(f"Task {task_id} not found")
         if outcome == "released":
@@ -296,28 +393,38 @@ class Ledger:
             raise _held_error(task)
         raise NotHolder(f"Task {task_id} is not held by {who}; claim it before marking it done")
 
-    def complete_many(self, task_ids: Iterable[str], holder: Holder | str) -> list[Task]:
+    def complete_many(self, task_ids: Iterable[str], holder: Holder | str, *,
+                      op_id: str | None = None) -> list[Task]:
         """Mark done, in one transaction (one statement on PostgreSQL), every task among
         ``task_ids`` that ``holder`` holds, under the rules of :meth:`complete`. Returns the
         tasks completed; the others are unchanged (ask :meth:`complete` for the reason).
         Raises :class:`InvalidInput` for a malformed id."""
         ids = [validate_task_id(task_id) for task_id in task_ids]
         who = Holder.parse(holder)
-        return self.store.complete_many(ids, who.actor, who.session)
+        done, record = self._apply(op_id, ("complete_many",), None, lambda op: self.store.complete_many(
+            ids, who.actor, who.session, op=op))
+        return self._replayed(record) if record is not None else done
 
-    def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1) -> list[Lease]:
+    def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
+             op_id: str | None = None) -> list[Lease]:
         """Atomically claim up to ``count`` tasks of the ready queue (not done, no valid lease,
         every blocker done), highest priority first, then oldest. Returns the leases granted: empty when none is ready."""
         who = Holder.parse(holder)
         if count < 1:
             raise InvalidInput(f"count must be at least 1, got {count}")
         seconds = self.ttl_seconds(ttl)
-        return [Lease(task) for task in self.store.next(who.actor, who.session, seconds, count)]
+        tasks, record = self._apply(op_id, ("next",), None, lambda op: self.store.next(
+            who.actor, who.session, seconds, count, op=op))
+        return [Lease(task) for task in (self._replayed(record) if record is not None else tasks)]
 
-    def sweep(self, auto_release: bool = False) -> list[Task]:
+    def sweep(self, auto_release: bool = False, *, op_id: str | None = None) -> list[Task]:
         """Leases past expiry (as they were); with ``auto_release`` clear each (one ``expired``
         event each; ``in_progress`` goes back to ``open``)."""
-        return self.store.sweep(auto_release)
+        if not auto_release:
+            return self.store.sweep(False)
+        tasks, record = self._apply(op_id, ("sweep",), None, lambda op: self.store.sweep(
+            True, op=op))
+        return self._replayed(record) if record is not None else tasks
 
     # -- reads -----------------------------------------------------------------------------
     def status(self, task_id: str) -> Task | None:
@@ -391,13 +498,17 @@ class Ledger:
                                  details)
 
     def add(self, task_id: str, *, title: str | None = None, priority: int | None = None,
-            by: Holder | str | None = None) -> tuple[Task, bool]:
+            by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, bool]:
         """Create a task (or update the title/priority of an existing one). Returns
         ``(task, created)``. ``priority``: a 32-bit signed integer, higher first (else
         :class:`InvalidInput`)."""
         validate_task_id(task_id)
-        return self.store.add_task(task_id, title, _priority(priority),
-                                   *_by(by))
+        priority = _priority(priority)
+        result, record = self._apply(op_id, ("add",), task_id, lambda op: self.store.add_task(
+            task_id, title, priority, *_by(by), op=op))
+        if record is not None:
+            return self._replayed(record)[0], bool(record["result"].get("created"))
+        return result
 
     # -- the ready queue with dependencies -------------------------------------------------
     def _blocker_ids(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -425,7 +536,8 @@ class Ledger:
 
     def add_blocked(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
                     title: str | None = None, priority: int | None = None,
-                    by: Holder | str | None = None) -> tuple[Task, bool, list[str]]:
+                    by: Holder | str | None = None,
+                    op_id: str | None = None) -> tuple[Task, bool, list[str]]:
         """Create ``task_id`` (or update its title/priority) waiting on every task of
         ``blocked_by`` (ids, or a comma-separated string), in one transaction.
 
@@ -435,15 +547,19 @@ class Ledger:
         """
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
-        outcome, task, added = self.store.add_dependencies(
-            task_id, ids, *_by(by),
-            create=True, title=title, priority=_priority(priority))
+        priority = _priority(priority)
+        result, record = self._apply(op_id, ("depend",), task_id, lambda op: self.store.add_dependencies(
+            task_id, ids, *_by(by), create=True, title=title, priority=priority, op=op))
+        if record is not None:
+            rec = record["result"]
+            return self._replayed(record)[0], rec.get("outcome") == "created", list(rec.get("ids", []))
+        outcome, task, added = result
         self._dependency_outcome(task_id, outcome, added)
         assert task is not None
         return task, outcome == "created", added
 
     def depend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
-               by: Holder | str | None = None) -> tuple[Task, list[str]]:
+               by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, list[str]]:
         """Make the existing task ``task_id`` wait until every task of ``blocked_by`` is done.
 
         Returns ``(task, added)``. Raises :class:`NotFound` (the task or a blocker),
@@ -452,21 +568,27 @@ class Ledger:
         """
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
-        outcome, task, added = self.store.add_dependencies(
-            task_id, ids, *_by(by))
+        result, record = self._apply(op_id, ("depend",), task_id, lambda op: self.store.add_dependencies(
+            task_id, ids, *_by(by), op=op))
+        if record is not None:
+            return self._replayed(record)[0], list(record["result"].get("ids", []))
+        outcome, task, added = result
         self._dependency_outcome(task_id, outcome, added)
         assert task is not None
         return task, added
 
     def undepend(self, task_id: str, blocked_by: str | list[str] | tuple[str, ...], *,
-                 by: Holder | str | None = None) -> tuple[Task, list[str]]:
+                 by: Holder | str | None = None, op_id: str | None = None) -> tuple[Task, list[str]]:
         """Stop ``task_id`` waiting on ``blocked_by``. Returns ``(task, removed)``: removing a
         dependency that does not exist is not an error. Raises :class:`NotFound` for an
         unknown task."""
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
-        outcome, task, removed = self.store.remove_dependencies(
-            task_id, ids, *_by(by))
+        result, record = self._apply(op_id, ("undepend",), task_id, lambda op: self.store.remove_dependencies(
+            task_id, ids, *_by(by), op=op))
+        if record is not None:
+            return self._replayed(record)[0], list(record["result"].get("ids", []))
+        outcome, task, removed = result
         self._dependency_outcome(task_id, outcome, removed)
         assert task is not None
         return task, removed
@@ -487,11 +609,15 @@ class Ledger:
         """Tasks not done that wait on blockers not done: ``[(task, [(blocker, status)])]``."""
         return self.store.blocked_tasks()
 
-    def reopen(self, task_id: str, by: Holder | str | None = None) -> Task:
+    def reopen(self, task_id: str, by: Holder | str | None = None, *,
+               op_id: str | None = None) -> Task:
         """Set a task's status back to ``open`` (e.g. a done task that needs more work).
         Raises :class:`NotFound`."""
         validate_task_id(task_id)
-        task = self.store.set_status(task_id, "open", *_by(by), "reopened")
+        task, record = self._apply(op_id, ("reopened",), task_id, lambda op: self.store.set_status(
+            task_id, "open", *_by(by), "reopened", op=op))
+        if record is not None:
+            return self._replayed(record)[0]
         if task is None:
             raise NotFound(f"Task {task_id} not found")
         return task

@@ -50,6 +50,22 @@ def validate_task_id(task_id: str) -> str:
     return task_id
 
 
+def validate_op_id(op_id: str) -> str:
+    """Return ``op_id`` if valid: an operation id (idempotency key) is 1-200 characters of ASCII
+    letters, digits and ``._:/#-``, like a task id. Raises :class:`InvalidInput` otherwise."""
+    if not isinstance(op_id, str) or not op_id or len(op_id) > TASK_ID_MAX or set(op_id) - _ID_CHARS:
+        raise InvalidInput(
+            f"operation id {op_id!r} must be 1-{TASK_ID_MAX} letters, digits and '._:/#-'")
+    return op_id
+
+
+def new_op_id() -> str:
+    """A fresh operation id: 32 random hex digits (128 bits)."""
+    import os
+
+    return os.urandom(16).hex()
+
+
 def is_task_id(token: str) -> bool:
     """True when ``token`` would pass :func:`validate_task_id`."""
     return 0 < len(token) <= TASK_ID_MAX and not (set(token) - _ID_CHARS)
@@ -613,3 +629,49 @@ class Post:
 
     def __repr__(self) -> str:
         return f"Post({self.id}, {self.kind!r}, {self.item!r}, seat={self.seat!r}, flags={self.flags})"
+
+
+class Operation:
+    """A recorded operation (:meth:`leasehold.Ledger.lookup_op`): ``op_id``; ``kind`` (``claim``,
+    ``extend``, ``released``, ``force_released``, ``completed``, ``complete_many``, ``next``,
+    ``sweep``, ``reopened``, ``add``, ``depend``, ``undepend``); ``task_id`` (None for calls over several tasks);
+    ``holder`` (``actor:session`` or None); ``ts`` (UTC seconds, the store's clock, when it
+    applied); ``tasks`` (the tasks as the call left them) and ``result`` (the recorded outcome)."""
+
+    __slots__ = ("op_id", "kind", "task_id", "actor", "session", "ts", "result")
+    op_id: str
+    kind: str
+    task_id: str | None
+    actor: str | None
+    session: str | None
+    ts: float
+    result: dict[str, Any]
+
+    def __init__(self, record: Mapping[str, Any]) -> None:
+        for name in self.__slots__:
+            setattr(self, name, record[name])
+
+    @property
+    def holder(self) -> str | None:
+        return holder_text(self.actor, self.session)
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [Task.from_row(row) for row in self.result.get("tasks", [])]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON shape of an operation (see the README)."""
+        extra = {k: v for k, v in self.result.items() if k != "tasks"}
+        return {
+            "op_id": self.op_id,
+            "applied": True,
+            "kind": self.kind,
+            "task_id": self.task_id,
+            "holder": self.holder,
+            "ts": format_ts_precise(self.ts),
+            "tasks": [task.to_dict(self.ts) for task in self.tasks],
+            **extra,
+        }
+
+    def __repr__(self) -> str:
+        return f"Operation({self.op_id!r}, {self.kind!r}, task={self.task_id!r})"

@@ -125,6 +125,27 @@ def add_limit_options(parser: argparse.ArgumentParser, what: str, newest: bool =
     group.add_argument("--all", action="store_true", help=f"every {what.rstrip('s')}, streamed")
 
 
+def add_op_id_option(parser: argparse.ArgumentParser) -> None:
+    """``--op-id ID``: the operation id (idempotency key) a mutating command records."""
+    parser.add_argument(
+        "--op-id", metavar="ID", default=None,
+        help="operation id recorded with the change (1-200 letters, digits, ._:/#-; default: a "
+             "random one). Rerunning with the same id never applies twice: it reports the first "
+             "outcome. See 'leasehold op'.")
+
+
+def blockers_after(ctx: Context, task_id: str) -> list[dict[str, str]] | None:
+    """The task's blockers with their status, read after the change committed, for people only:
+    None (and a note on stderr) when they cannot be read, never a failure of the change."""
+    from leasehold.errors import StoreError
+
+    try:
+        return [{"id": b, "status": s} for b, s in ctx.ledger.blockers(task_id)]
+    except StoreError as exc:
+        ctx.say(f"(the change applied; its blockers could not be listed: {exc})")
+        return None
+
+
 class Context:
     """Per-invocation state: parsed args, settings, the ledger (opened on first use), identity."""
 
@@ -286,14 +307,24 @@ def run_command(args: argparse.Namespace, debug: bool) -> int:
 
 
 def _report(ctx: Context, exc: BaseException, kind: str, code: int, line: str | None = None) -> None:
-    message = line or str(exc)
-    message = " ".join(message.split("\n"))
+    full = str(exc)
+    message = " ".join((line or full).split("\n"))
+    # The last guard against a password from a URL in any message (stores redact their own).
+    import os
+
+    urls = [getattr(ctx.args, "db", None), os.environ.get("LEASEHOLD_DB"),
+            ctx._settings.db if ctx._settings is not None else None]
+    for url in urls:
+        if url and "://" in url:
+            from leasehold.urls import scrub
+
+            message, full = scrub(message, url), scrub(full, url)
     sys.stderr.write(message + "\n")
     if ctx.json:
         import json
 
-        error: dict[str, Any] = {"type": kind, "exit_code": code, "message": str(exc)}
-        for attr in ("task_id", "holder", "fence"):
+        error: dict[str, Any] = {"type": kind, "exit_code": code, "message": full}
+        for attr in ("task_id", "holder", "fence", "op_id"):
             if hasattr(exc, attr):
                 error[attr] = getattr(exc, attr)
         if hasattr(exc, "expires_at"):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from leasehold.cli.common import Context, add_command, add_limit_options
+from leasehold.cli.common import (
+    Context,
+    add_command,
+    add_limit_options,
+    add_op_id_option,
+    blockers_after,
+)
 from leasehold.cli.leases import task_line
 
 TYPE_CHECKING = False
@@ -17,14 +23,13 @@ def cmd_dep(ctx: Context) -> int:
     ledger = ctx.ledger
     by = ctx.holder(required=False)
     if args.action == "add":
-        task, changed = ledger.depend(args.id, args.blocked_by, by=by)
+        task, changed = ledger.depend(args.id, args.blocked_by, by=by, op_id=args.op_id)
         verb = "now waits on" if changed else "already waits on"
     else:
-        task, changed = ledger.undepend(args.id, args.blocked_by, by=by)
+        task, changed = ledger.undepend(args.id, args.blocked_by, by=by, op_id=args.op_id)
         verb = "no longer waits on" if changed else "did not wait on"
-    blockers = ledger.blockers(task.id)
     data = {"id": task.id, "action": args.action, "changed": changed,
-            "blocked_by": [{"id": b, "status": s} for b, s in blockers]}
+            "blocked_by": blockers_after(ctx, task.id)}
     shown = ", ".join(changed) if changed else args.blocked_by
     ctx.out(data, f"{task.id} {verb} {shown}")
     return 0
@@ -50,6 +55,7 @@ def setup_dep(sub: Any) -> None:
     p.add_argument("id", help="the task that waits")
     p.add_argument("--blocked-by", required=True, metavar="IDS",
                    help="comma-separated ids of the tasks it waits on")
+    add_op_id_option(p)
 
 
 def cmd_ready(ctx: Context) -> int:

@@ -3,8 +3,15 @@ list, next, log, migrate, whoami."""
 
 from __future__ import annotations
 
-from leasehold.cli.common import Context, add_command, add_limit_options, add_ttl_options
-from leasehold.errors import InvalidInput, NoneAvailable
+from leasehold.cli.common import (
+    Context,
+    add_command,
+    add_limit_options,
+    add_op_id_option,
+    add_ttl_options,
+    blockers_after,
+)
+from leasehold.errors import InvalidInput, NoneAvailable, StoreError
 from leasehold.model import format_ts
 
 TYPE_CHECKING = False
@@ -36,8 +43,10 @@ def task_line(task: Task, now: float) -> str:
 def cmd_claim(ctx: Context) -> int:
     holder = ctx.me()
     lease = ctx.ledger.claim(ctx.args.id, holder, ctx.ttl(), title=ctx.args.title,
-                             priority=ctx.args.priority)
-    ctx.out(lease.task.to_dict(ctx.ledger.now()), lease_line("claimed", lease))
+                             priority=ctx.args.priority, op_id=ctx.args.op_id)
+    # Reported from what the call returned: nothing after the commit is needed (updated_at is
+    # the instant of the grant, read under the row lock).
+    ctx.out(lease.task.to_dict(lease.task.updated_at), lease_line("claimed", lease))
     return 0
 
 
@@ -60,12 +69,14 @@ def setup_claim(sub: Any) -> None:
     add_ttl_options(p)
     p.add_argument("--title", help="title for a task the claim creates")
     p.add_argument("--priority", type=int, help="priority for a task the claim creates (higher first)")
+    add_op_id_option(p)
 
 
 # -- extend -----------------------------------------------------------------------------------
 def cmd_extend(ctx: Context) -> int:
-    lease = ctx.ledger.extend(ctx.args.id, ctx.me(), ctx.ttl(), ctx.args.fence)
-    ctx.out(lease.task.to_dict(ctx.ledger.now()), lease_line("extended", lease))
+    lease = ctx.ledger.extend(ctx.args.id, ctx.me(), ctx.ttl(), ctx.args.fence,
+                              op_id=ctx.args.op_id)
+    ctx.out(lease.task.to_dict(lease.task.updated_at), lease_line("extended", lease))
     return 0
 
 
@@ -83,6 +94,7 @@ def setup_extend(sub: Any) -> None:
     p.add_argument("id", help="task id")
     add_ttl_options(p, "the lease's own TTL")
     p.add_argument("--fence", type=int, help="require this fencing token")
+    add_op_id_option(p)
 
 
 # -- release ----------------------------------------------------------------------------------
@@ -92,12 +104,13 @@ def cmd_release(ctx: Context) -> int:
         if not args.reason:
             raise InvalidInput("--force needs --reason TEXT: say why the lease is cleared")
         by = ctx.holder(required=False)
-        result = ctx.ledger.force_release(args.id, args.reason, by)
+        result = ctx.ledger.force_release(args.id, args.reason, by, op_id=args.op_id)
     else:
         if args.reason:
             raise InvalidInput("--reason goes with --force")
-        result = ctx.ledger.release(args.id, ctx.me(), keep_status=args.keep_status)
-    data = result.task.to_dict(ctx.ledger.now()) if result.task else {}
+        result = ctx.ledger.release(args.id, ctx.me(), keep_status=args.keep_status,
+                                    op_id=args.op_id)
+    data = result.task.to_dict(result.task.updated_at) if result.task else {}
     data["released"] = result.released
     ctx.out(data, result.message)
     return 0
@@ -123,36 +136,45 @@ def setup_release(sub: Any) -> None:
     p.add_argument("--keep-status", action="store_true", help="clear the lease, keep the status")
     p.add_argument("--force", action="store_true", help="release whoever holds it (needs --reason)")
     p.add_argument("--reason", help="why a forced release is needed (recorded)")
+    add_op_id_option(p)
 
 
 # -- done -------------------------------------------------------------------------------------
 def cmd_done(ctx: Context) -> int:
     ids = ctx.args.id
     if len(ids) == 1:
-        task = ctx.ledger.complete(ids[0], ctx.me(), ctx.args.fence)
-        ctx.out(task.to_dict(ctx.ledger.now()), f"done {task.id} (fence {task.fence})")
+        task = ctx.ledger.complete(ids[0], ctx.me(), ctx.args.fence, op_id=ctx.args.op_id)
+        ctx.out(task.to_dict(task.updated_at), f"done {task.id} (fence {task.fence})")
         return 0
     if ctx.args.fence is not None:
         raise InvalidInput("--fence goes with a single task id")
     holder = ctx.me()
     ledger = ctx.ledger
-    done = {task.id: task for task in ledger.complete_many(ids, holder)}
-    now = ledger.now()
+    done = {task.id: task for task in ledger.complete_many(ids, holder, op_id=ctx.args.op_id)}
     refused = []
     for task_id in dict.fromkeys(ids):
         if task_id not in done:
-            current = ledger.status(task_id)
-            if current is None:
-                reason = f"Task {task_id} not found"
-            elif current.lease_valid(now) and current.lease_holder != str(holder):
-                reason = f"Task {task_id} held by {current.lease_holder} until {format_ts(current.lease_until)}"
-            else:
-                reason = f"Task {task_id} is not held by {holder}"
+            reason = _not_done_reason(ledger, task_id, holder)
             refused.append({"id": task_id, "reason": reason})
             ctx.say(reason)
-    ctx.out({"done": [t.to_dict(now) for t in done.values()], "refused": refused},
+    ctx.out({"done": [t.to_dict(t.updated_at) for t in done.values()], "refused": refused},
             "\n".join(f"done {t.id} (fence {t.fence})" for t in done.values()) or None)
     return 1 if refused else 0
+
+
+def _not_done_reason(ledger: Any, task_id: str, holder: Any) -> str:
+    """Why ``done`` left a task alone. Read after the commit, for people only (the outcome is
+    already known): a store error here does not turn the outcome into a failure."""
+    try:
+        current = ledger.status(task_id)
+        now = ledger.now()
+    except StoreError as exc:
+        return f"Task {task_id} is not done (its state could not be read: {exc})"
+    if current is None:
+        return f"Task {task_id} not found"
+    if current.lease_valid(now) and current.lease_holder != str(holder):
+        return f"Task {task_id} held by {current.lease_holder} until {format_ts(current.lease_until)}"
+    return f"Task {task_id} is not held by {holder}"
 
 
 def setup_done(sub: Any) -> None:
@@ -167,6 +189,7 @@ def setup_done(sub: Any) -> None:
     )
     p.add_argument("id", nargs="+", help="task id(s)")
     p.add_argument("--fence", type=int, help="require this fencing token (one id only)")
+    add_op_id_option(p)
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -206,15 +229,16 @@ def setup_check(sub: Any) -> None:
 
 # -- sweep ------------------------------------------------------------------------------------
 def cmd_sweep(ctx: Context) -> int:
-    expired = ctx.ledger.sweep(auto_release=ctx.args.auto_release)
+    expired = ctx.ledger.sweep(auto_release=ctx.args.auto_release, op_id=ctx.args.op_id)
     lines = [f"{t.id}  {t.lease_holder}  expired {format_ts(t.lease_until)}  (fence {t.fence})"
              for t in expired]
     if ctx.args.auto_release:
         lines.append(f"released {len(expired)} expired lease(s)")
     elif not expired:
         lines.append("no expired leases")
-    now = ctx.ledger.now()
-    ctx.out([t.to_dict(now) for t in expired], "\n".join(lines))
+    # Each lease was past its expiry when the sweep read it: reported as of that expiry (no
+    # round trip after the commit).
+    ctx.out([t.to_dict(t.lease_until) for t in expired], "\n".join(lines))
     return 0
 
 
@@ -229,6 +253,7 @@ def setup_sweep(sub: Any) -> None:
         examples="  leasehold sweep\n  leasehold claim-sweep --auto-release --json",
     )
     p.add_argument("--auto-release", action="store_true", help="clear the expired leases")
+    add_op_id_option(p)
 
 
 # -- show -------------------------------------------------------------------------------------
@@ -296,16 +321,17 @@ def cmd_add(ctx: Context) -> int:
     args = ctx.args
     if args.blocked_by is not None:
         task, created, _ = ctx.ledger.add_blocked(args.id, args.blocked_by, title=args.title,
-                                                  priority=args.priority, by=ctx.holder(required=False))
-        data = task.to_dict(ctx.ledger.now())
+                                                  priority=args.priority, by=ctx.holder(required=False),
+                                                  op_id=args.op_id)
+        data = task.to_dict(task.updated_at)
         data["created"] = created
-        data["blocked_by"] = [{"id": b, "status": s} for b, s in ctx.ledger.blockers(task.id)]
-        waits = ", ".join(b["id"] for b in data["blocked_by"])
-        ctx.out(data, f"{'added' if created else 'updated'} {task.id} (waits on {waits})")
+        data["blocked_by"] = blockers_after(ctx, task.id)
+        waits = ", ".join(b["id"] for b in data["blocked_by"] or [])
+        ctx.out(data, f"{'added' if created else 'updated'} {task.id} (waits on {waits or '?'})")
         return 0
     task, created = ctx.ledger.add(args.id, title=args.title, priority=args.priority,
-                                   by=ctx.holder(required=False))
-    data = task.to_dict(ctx.ledger.now())
+                                   by=ctx.holder(required=False), op_id=args.op_id)
+    data = task.to_dict(task.updated_at)
     data["created"] = created
     ctx.out(data, f"{'added' if created else 'updated'} {task.id}")
     return 0
@@ -325,11 +351,12 @@ def setup_add(sub: Any) -> None:
     p.add_argument("--priority", type=int, help="priority (higher first; default 0)")
     p.add_argument("--blocked-by", metavar="IDS",
                    help="comma-separated ids of existing tasks this one waits on (see 'dep')")
+    add_op_id_option(p)
 
 
 def cmd_reopen(ctx: Context) -> int:
-    task = ctx.ledger.reopen(ctx.args.id, by=ctx.holder(required=False))
-    ctx.out(task.to_dict(ctx.ledger.now()), f"reopened {task.id}")
+    task = ctx.ledger.reopen(ctx.args.id, by=ctx.holder(required=False), op_id=ctx.args.op_id)
+    ctx.out(task.to_dict(task.updated_at), f"reopened {task.id}")
     return 0
 
 
@@ -340,6 +367,7 @@ def setup_reopen(sub: Any) -> None:
         examples="  leasehold reopen 99927",
     )
     p.add_argument("id", help="task id")
+    add_op_id_option(p)
 
 
 def cmd_list(ctx: Context) -> int:
@@ -372,12 +400,11 @@ def setup_list(sub: Any) -> None:
 
 # -- next -------------------------------------------------------------------------------------
 def cmd_next(ctx: Context) -> int:
-    leases = ctx.ledger.next(ctx.me(), ctx.ttl(), ctx.args.count)
+    leases = ctx.ledger.next(ctx.me(), ctx.ttl(), ctx.args.count, op_id=ctx.args.op_id)
     if not leases:
         raise NoneAvailable("no task available")
     if ctx.json:
-        now = ctx.ledger.now()
-        data = [lease.task.to_dict(now) for lease in leases]
+        data = [lease.task.to_dict(lease.task.updated_at) for lease in leases]
         ctx.out(data if ctx.args.count > 1 else data[0], None)
     else:
         ctx.out(None, "\n".join(lease_line("claimed", lease) for lease in leases))
@@ -396,11 +423,12 @@ def setup_next(sub: Any) -> None:
     )
     add_ttl_options(p)
     p.add_argument("--count", type=int, default=1, help="claim up to N tasks at once (default 1)")
+    add_op_id_option(p)
 
 
 # -- log --------------------------------------------------------------------------------------
 def event_line(e: Any) -> str:
-    details = " ".join(f"{k}={v}" for k, v in sorted(e.details.items()))
+    details = " ".join(f"{k}={v}" for k, v in sorted(e.details.items()) if k != "op")
     return (f"{format_ts(e.ts)}  #{e.id}  {e.kind:<14} {e.task_id or '-'}  "
             f"{e.holder or '-'}  fence {e.fence if e.fence is not None else '-'}  {details}").rstrip()
 
@@ -454,13 +482,20 @@ def cmd_whoami(ctx: Context) -> int:
 
     actor, actor_source = resolve_actor(getattr(ctx.args, "actor", None), ctx.settings)
     session, session_source = resolve_session(getattr(ctx.args, "session", None), required=False)
+    from leasehold.urls import redact
+
+    settings = ctx.settings
     holder = f"{actor}:{session}" if session else None
+    db = redact(settings.db)
+    worktree = None
+    if settings.worktree is not None:
+        worktree = {"worktree": settings.worktree[0], "main_worktree": settings.worktree[1]}
     data = {"holder": holder, "actor": actor, "actor_source": actor_source,
             "session": session, "session_source": session_source,
-            "db": ctx.settings.db, "db_source": ctx.settings.db_source}
+            "db": db, "db_source": settings.db_source, "db_shared_worktrees": worktree}
     text = (f"{holder or actor + ':(no session)'}\n  actor   {actor}  (from {actor_source})\n"
             f"  session {session or '-'}  (from {session_source or 'nowhere: pass --session'})\n"
-            f"  db      {ctx.settings.db}  (from {ctx.settings.db_source})")
+            f"  db      {db}  (from {settings.describe_source()})")
     ctx.out(data, text)
     return 0
 
@@ -471,6 +506,38 @@ def setup_whoami(sub: Any) -> None:
         description="Print the holder identity every command uses, and where each part came from.",
         examples="  leasehold whoami\n  LEASEHOLD_SESSION=abc leasehold whoami --json",
     )
+
+
+# -- op -----------------------------------------------------------------------------------------
+def cmd_op(ctx: Context) -> int:
+    op = ctx.ledger.lookup_op(ctx.args.op_id_arg)
+    if op is None:
+        ctx.out({"op_id": ctx.args.op_id_arg, "applied": False},
+                f"operation {ctx.args.op_id_arg}: not applied (nothing recorded under this id; "
+                "retrying with --op-id is safe)")
+        return 3
+    data = op.to_dict()
+    tasks = ", ".join(f"{t.id} (status {t.status}, fence {t.fence})" for t in op.tasks) or "-"
+    by = f" by {op.holder}" if op.holder else ""
+    ctx.out(data, f"operation {op.op_id}: applied: {op.kind}{by} at {format_ts(op.ts)}; {tasks}")
+    return 0
+
+
+def setup_op(sub: Any) -> None:
+    p = add_command(
+        sub, "op", func=cmd_op, help="look an operation id up: did that call apply?",
+        description=(
+            "Every mutating command carries an operation id (--op-id, or a random one) recorded\n"
+            "with its effect. 'op' answers whether a call with that id applied: yes (exit 0,\n"
+            "with the recorded outcome) or no (exit 3: nothing applied, retrying with the same\n"
+            "--op-id is safe). Use it after exit 76 (outcome unknown), which names the id."
+        ),
+        examples=(
+            "  leasehold claim 99927 --op-id deploy-42-claim || leasehold op deploy-42-claim\n"
+            "  leasehold op deploy-42-claim --json | jq .applied"
+        ),
+    )
+    p.add_argument("op_id_arg", metavar="OP_ID", help="the operation id")
 
 
 COMMANDS = {
@@ -490,4 +557,5 @@ COMMANDS = {
     "log": setup_log,
     "migrate": setup_migrate,
     "whoami": setup_whoami,
+    "op": setup_op,
 }

@@ -3,9 +3,18 @@
 - psycopg 3, one connection per store object (a :class:`~leasehold.ledger.Ledger` reuses it for
   every call; :meth:`PostgresStore.clone` opens another for a heartbeat thread). A lost connection
   is dropped and the next call reconnects.
-- Time is the SERVER's clock, never the client's: each transaction reads
-  ``clock_timestamp()`` once and binds it as ``:now``; the hot paths (``next``, ``claim``) compute
-  it inside their single statement. Two clients with skewed clocks agree on who holds what.
+- Time is the SERVER's clock, never the client's, read AFTER the row locks a decision depends on:
+  ``lock_task`` returns ``clock_timestamp()`` read once the row is locked, and a transaction binds
+  that instant as ``:now`` for its decision and its timestamps; the single-statement paths
+  (``claim`` of a free task, ``next``, ``release``, ``done``) read it inside the statement after
+  their lock. A claim that waited behind another transaction's row lock never returns a lease
+  that is already expired. Two clients with skewed clocks agree on who holds what.
+- Lost acknowledgements: a mutating call carries an operation id recorded in the same
+  transaction as its effect. When the connection is lost after COMMIT (or the single statement)
+  was sent, the store reconnects, waits until the old backend is gone, and looks the id up:
+  recorded -> the call applied (:class:`~leasehold.errors.OpRecorded`, replayed by the Ledger);
+  absent -> it did not (``StoreUnavailable``, 75); the ledger unreachable ->
+  :class:`~leasehold.errors.OutcomeUnknown` (76) carrying the id.
 - Race-freedom by row locks: ``lock_task`` is ``SELECT ... FOR UPDATE``; ``next`` is one
   statement that picks the ready tasks ``FOR UPDATE SKIP LOCKED``, grants them and appends their
   events. Two workers never get the same task; a task whose blocker is not done is never handed
@@ -20,6 +29,11 @@
   ``schema_migrations``; concurrent first uses serialise on a transaction-scoped advisory lock.
   The ledger lives in the first schema of the connection's ``search_path``
   (``?options=-csearch_path%3Dmyschema`` in the URL picks another).
+- Nothing is created unless asked (``create=True``: ``leasehold init``): a URL without a
+  database name, an unknown database, role or URL parameter, a ``search_path`` naming no
+  existing schema, a database without a ledger and a ledger with a newer schema than this code
+  knows raise :class:`~leasehold.errors.ConfigError` (exit 78), which retrying cannot fix.
+  Messages never show the URL's password.
 """
 
 from __future__ import annotations
@@ -32,9 +46,27 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
-from leasehold.errors import InvalidInput, Refused, StoreBusy, StoreError, StoreUnavailable
+from leasehold.errors import (
+    ConfigError,
+    InvalidInput,
+    LeaseholdError,
+    OpRecorded,
+    OutcomeUnknown,
+    Refused,
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+)
 from leasehold.model import Task
-from leasehold.store.sqlbase import SQLStore, Tx, encode_details, load_queries, migration_files
+from leasehold.store.sqlbase import (
+    SQLStore,
+    Tx,
+    decode_operation,
+    encode_details,
+    load_queries,
+    migration_files,
+)
+from leasehold.urls import redact, scrub
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,6 +84,15 @@ _SERVER_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8 AS now"
 #: SQLSTATE classes / codes that mean "the store is busy: retry".
 _BUSY = (pg_errors.LockNotAvailable, pg_errors.QueryCanceled, pg_errors.SerializationFailure,
          pg_errors.DeadlockDetected)
+#: SQLSTATEs that mean "the configuration is wrong": retrying cannot help.
+_CONFIG = (pg_errors.InsufficientPrivilege, pg_errors.InvalidSchemaName, pg_errors.UndefinedTable,
+           pg_errors.InvalidCatalogName, pg_errors.InvalidAuthorizationSpecification)
+#: Connection failures (libpq reports no SQLSTATE for them) that retrying cannot fix.
+_CONFIG_CONNECT = ("does not exist", "password authentication failed", "no pg_hba.conf entry",
+                   "invalid port number", "invalid integer value", "invalid value for parameter",
+                   "invalid sslmode", "unrecognized configuration parameter",
+                   "is not permitted to log in", "permission denied", "invalid connection option",
+                   "invalid URI")
 
 
 def rewrite_placeholders(sql: str) -> str:
@@ -65,15 +106,45 @@ def rewrite_placeholders(sql: str) -> str:
     return _PLACEHOLDER.sub(sub, sql)
 
 
+#: The least time, in seconds, the store spends finding out whether an operation whose
+#: acknowledgement was lost applied (it tries for ``busy_timeout``, at least this long; beyond
+#: it: OutcomeUnknown).
+RESOLVE_MIN = 1.0
+
+
+class _Call:
+    """One guarded call: its operation id and, once a statement that may commit was sent, the
+    backend pid it was sent to (the lost-acknowledgement resolution needs both)."""
+
+    __slots__ = ("op", "pid")
+
+    def __init__(self, op: str | None) -> None:
+        self.op = op
+        self.pid: int | None = None
+
+
 class PgTx(Tx):
-    """A transaction whose ``now`` (the server's clock) is read on first use only."""
+    """A transaction whose ``now`` (the server's clock) is read after the locks: ``lock_task``
+    carries the instant read once its row is locked; otherwise ``now`` is read on first use, and
+    :meth:`after_locks` makes the next use read it again."""
 
     __slots__ = ("_now",)
 
-    def __init__(self, cursor: Any, queries: dict[str, str], now: float | None) -> None:
+    def __init__(self, cursor: Any, queries: dict[str, str], now: float | None,
+                 op: str | None = None) -> None:
         self.cursor = cursor
         self.queries = queries
         self._now = now
+        self.op = op
+
+    def one(self, name: str, **params: Any) -> Any:
+        row = self.execute(name, params).fetchone()
+        if name == "lock_task" and row is not None:
+            self._now = float(row["now"])
+        return row
+
+    def after_locks(self) -> None:
+        self._now = None
 
     @property
     def now(self) -> float:  # type: ignore[override]
@@ -100,21 +171,39 @@ class PgTx(Tx):
 class PostgresStore(SQLStore):
     """The store on a PostgreSQL database.
 
-    ``url``: a libpq URL, ``postgresql://user@host:port/dbname?options=...``. ``busy_timeout``:
-    seconds a statement waits for a row lock (``lock_timeout``) before :class:`StoreBusy`.
-    Raises :class:`StoreUnavailable` if the server cannot be reached.
+    ``url``: a libpq URL naming its database, ``postgresql://user@host:port/dbname?options=...``.
+    ``busy_timeout``: seconds a statement waits for a row lock (``lock_timeout``) before
+    :class:`StoreBusy`. ``create``: apply the schema if the database holds no ledger yet (the
+    database itself must exist). Raises :class:`StoreUnavailable` if the server cannot be
+    reached, :class:`ConfigError` for a permanent problem (see the module docstring).
     """
 
     dialect = "postgres"
 
-    def __init__(self, url: str, *, busy_timeout: float | None = None) -> None:
+    def __init__(self, url: str, *, busy_timeout: float | None = None, create: bool = False) -> None:
         self.url = url
         self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         self.queries = load_queries(self.dialect, rewrite_placeholders)
         self.conn: psycopg.Connection[Any] | None = None
         self._checked = False
+        self._create_ledger = create
+        self.created = False
         self.applied_on_open: list[str] = []
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigError(self._scrub(f"bad PostgreSQL URL: {_first_line(exc)}")) from None
+        if not info.get("dbname"):
+            raise ConfigError(
+                f"the PostgreSQL URL {redact(url)} names no database: add it "
+                "(postgresql://user@host:port/DBNAME); leasehold never uses a default database")
+        #: Calls whose acknowledgement was lost and that a lookup found applied (a counter).
+        self.lost_acks_resolved = 0
         self._connect()
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's password (messages may quote the URL)."""
+        return scrub(text, self.url)
 
     # -- connection and error translation ----------------------------------------------------
     def _where(self) -> str:
@@ -135,10 +224,15 @@ class PostgresStore(SQLStore):
             conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
                                    application_name="leasehold", **kwargs)
         except psycopg.Error as exc:
-            raise StoreUnavailable(
-                f"cannot reach the PostgreSQL ledger at {self._where()}: "
-                f"{_first_line(exc)}; retry later"
-            ) from exc
+            reason = _first_line(exc)
+            if isinstance(exc, psycopg.ProgrammingError) or any(
+                    marker in reason for marker in _CONFIG_CONNECT):
+                raise ConfigError(self._scrub(
+                    f"cannot use the PostgreSQL ledger at {self._where()}: {reason} (fix the URL "
+                    "or the server's configuration; retrying will not help)")) from exc
+            raise StoreUnavailable(self._scrub(
+                f"cannot reach the PostgreSQL ledger at {self._where()}: {reason}; retry later"
+            )) from exc
         self.conn = conn
         try:
             with self._guard():
@@ -149,20 +243,56 @@ class PostgresStore(SQLStore):
                 conn.execute("SET max_parallel_workers_per_gather = 0")
                 if not self._checked:
                     self._check_schema(conn)
-        except StoreError:
+        except LeaseholdError:
             self._drop()
             raise
         return conn
 
     def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
-        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS ok").fetchone()
-        count = 0
-        if row and row["ok"]:
-            counted = conn.execute("SELECT count(*) AS n FROM schema_migrations").fetchone()
-            count = counted["n"] if counted else 0
-        if count != len(migration_files(self.dialect)):
+        """Recognise the ledger (or create it, with ``create``); refuse anything else."""
+        row = conn.execute("SELECT current_schema() AS schema, "
+                           "to_regclass('schema_migrations') IS NOT NULL AS ok").fetchone()
+        assert row is not None
+        if row["schema"] is None:
+            shown = conn.execute("SHOW search_path").fetchone()
+            raise ConfigError(self._scrub(
+                f"the PostgreSQL ledger at {self._where()}: no schema of the search_path exists "
+                f"({shown['search_path'] if shown else '?'}); create the schema "
+                "(CREATE SCHEMA name) or fix options=-csearch_path in the URL"))
+        if not row["ok"]:
+            if not self._create_ledger:
+                raise ConfigError(self._scrub(
+                    f"no leasehold ledger in the PostgreSQL database at {self._where()} (schema "
+                    f"{row['schema']}): create it with `leasehold init --db {redact(self.url)}`"))
+            self.created = True
+            self.applied_on_open = self.migrate()
+            return
+        done = self._applied(conn)
+        if set(done) != set(self._known()):
             self.applied_on_open = self.migrate()
         self._checked = True
+
+    def _known(self) -> dict[int, str]:
+        return {version: name for version, name, _ in migration_files(self.dialect)}
+
+    def _applied(self, conn: psycopg.Connection[Any]) -> dict[int, str]:
+        """The migrations recorded in this ledger; :class:`ConfigError` if a table of that
+        name is not leasehold's, or names a migration this code does not know."""
+        try:
+            rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+        except (pg_errors.UndefinedColumn, pg_errors.DatatypeMismatch) as exc:
+            raise ConfigError(self._scrub(
+                f"the PostgreSQL database at {self._where()} is not a leasehold ledger (its "
+                f"schema_migrations table is another tool's: {_first_line(exc)}); it was left "
+                "untouched: point the URL at another database or schema")) from exc
+        done = {row["version"]: row["name"] for row in rows}
+        known = self._known()
+        newer = sorted(f"{v:04d}_{n}" for v, n in done.items() if known.get(v) != n)
+        if newer:
+            raise ConfigError(self._scrub(
+                f"the PostgreSQL ledger at {self._where()} has a newer schema than this leasehold "
+                f"knows (migration(s) {', '.join(newer)}): upgrade leasehold; nothing was changed"))
+        return done
 
     def _conn(self) -> psycopg.Connection[Any]:
         """The live connection, reconnecting if the last one was lost. An idle connection
@@ -191,51 +321,58 @@ class PostgresStore(SQLStore):
                 pass
 
     @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """Translate psycopg errors into store errors, once, here."""
+    def _guard(self, op: str | None = None) -> Iterator[_Call]:
+        """Translate psycopg errors into store errors, once, here. ``op``: the operation id of
+        a mutating call; a connection lost after the call's commit was sent (``call.pid`` set)
+        is resolved by looking it up (:meth:`_resolve`)."""
+        call = _Call(op)
         try:
-            yield
+            yield call
         except _BUSY as exc:
-            raise StoreBusy(
+            raise StoreBusy(self._scrub(
                 f"the PostgreSQL ledger at {self._where()} stayed busy ({_first_line(exc)}); "
                 "retry later"
-            ) from exc
+            )) from exc
+        except _CONFIG as exc:
+            raise ConfigError(self._scrub(
+                f"cannot use the PostgreSQL ledger at {self._where()}: {_first_line(exc)} "
+                "(fix the configuration; retrying will not help)")) from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            # Connection lost, backend terminated, server shut down or restarting. The server
-            # rolled back whatever was in flight; this connection is unusable: drop it so the
-            # next call reconnects.
+            # Connection lost, backend terminated, server shut down or restarting. This
+            # connection is unusable: drop it so the next call reconnects. Before the commit was
+            # sent, the server rolls back whatever was in flight; after, the id tells.
             self._drop()
-            raise StoreUnavailable(
+            if call.op is not None and call.pid is not None:
+                self._resolve(call, exc)
+            raise StoreUnavailable(self._scrub(
                 f"lost the PostgreSQL ledger at {self._where()} ({_first_line(exc)}); "
                 "the operation was not applied — retry later"
-            ) from exc
+            )) from exc
         except psycopg.IntegrityError as exc:
+            if call.op is not None and exc.diag.constraint_name == "operations_pkey":
+                raise OpRecorded(call.op) from exc
             raise Refused(f"the ledger refused the change: {_first_line(exc)}") from exc
         except psycopg.DataError as exc:
             # A value the column cannot hold (a number out of range, NUL in text): bad input,
             # not a store outage.
             raise InvalidInput(f"the ledger cannot hold a value given: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
-            raise StoreUnavailable(
+            raise StoreUnavailable(self._scrub(
                 f"PostgreSQL ledger at {self._where()}: {_first_line(exc)}"
-            ) from exc
+            )) from exc
 
     @contextmanager
-    def _tx(self, write: bool) -> Iterator[Tx]:
-        with self._guard():
+    def _tx(self, write: bool, op: str | None = None) -> Iterator[Tx]:
+        with self._guard(op) as call:
             conn = self._conn()
             cur = conn.cursor()
             if not write:
                 # Reads are single statements in autocommit: one round trip each.
                 yield PgTx(cur, self.queries, None)
                 return
-            cur.execute("BEGIN; " + _SERVER_NOW)
-            cur.nextset()
-            first = cur.fetchone()
-            assert first is not None
-            now = float(first["now"])
+            cur.execute("BEGIN")
             try:
-                yield PgTx(cur, self.queries, now)
+                yield PgTx(cur, self.queries, None, op)
             except BaseException:
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.UNKNOWN:
                     try:
@@ -243,10 +380,59 @@ class PostgresStore(SQLStore):
                     except psycopg.Error:
                         self._drop()
                 raise
+            call.pid = conn.info.backend_pid
             conn.execute("COMMIT")
 
-    def _write(self) -> Any:
-        return self._tx(True)
+    def _write(self, op: str | None = None) -> Any:
+        return self._tx(True, op)
+
+    def _resolve(self, call: _Call, exc: BaseException) -> None:
+        """The connection was lost after ``call``'s commit was sent: find out whether operation
+        ``call.op`` applied. Reconnect, wait until the old backend (``call.pid``) has ended
+        (a backend that still runs could yet commit), then look the id up.
+
+        Raises :class:`OpRecorded` (it applied: the record), :class:`StoreUnavailable` (it did
+        not: retrying is safe) or :class:`OutcomeUnknown` (the ledger could not be asked within
+        ``busy_timeout`` seconds, at least :data:`RESOLVE_MIN`)."""
+        import time
+
+        op, pid = call.op, call.pid
+        assert op is not None
+        deadline = time.monotonic() + max(self.busy_timeout, RESOLVE_MIN)
+        why = _first_line(exc)
+        while True:
+            record: dict[str, Any] | None = None
+            settled = False
+            try:
+                with self._guard():
+                    conn = self._conn()
+                    alive = conn.execute(
+                        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity "
+                        "WHERE pid = %s AND pid <> pg_backend_pid()) AS alive",
+                        (pid,)).fetchone()
+                    if alive is not None and not alive["alive"]:
+                        # The old backend has ended: its transaction committed or never will.
+                        row = conn.execute(self.queries["get_operation"], {"op": op}).fetchone()
+                        record = decode_operation(row) if row else None
+                        settled = True
+            except StoreError as error:
+                why = error.message
+            if settled:
+                if record is not None:
+                    self.lost_acks_resolved += 1
+                    raise OpRecorded(op, record) from exc
+                raise StoreUnavailable(
+                    f"lost the PostgreSQL ledger at {self._where()} ({_first_line(exc)}); "
+                    f"operation {op} was checked and not applied — retry later"
+                ) from exc
+            if time.monotonic() >= deadline:
+                raise OutcomeUnknown(
+                    f"lost the PostgreSQL ledger at {self._where()} after sending the commit of "
+                    f"operation {op} and could not find out whether it applied ({why}); look it "
+                    f"up with 'leasehold op {op}' or retry with --op-id {op}",
+                    op_id=op,
+                ) from exc
+            time.sleep(0.05)
 
     def _read(self) -> Any:
         return self._tx(False)
@@ -285,7 +471,7 @@ class PostgresStore(SQLStore):
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                     "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
                 )
-                done = {row["version"] for row in conn.execute("SELECT version FROM schema_migrations")}
+                done = self._applied(conn)
                 for version, name, path in migration_files(self.dialect):
                     if version in done:
                         continue
@@ -301,46 +487,62 @@ class PostgresStore(SQLStore):
         return applied
 
     # -- hot paths: one statement each ---------------------------------------------------------
-    def next(self, actor: str, session: str, ttl: float, count: int = 1) -> list[Task]:
+    def _statement(self, name: str, params: dict[str, Any], op: str | None) -> list[Any]:
+        """Run one mutating statement in autocommit (its own transaction) and fetch its rows;
+        ``op`` is recorded by the statement and resolves a lost acknowledgement."""
+        with self._guard(op) as call:
+            conn = self._conn()
+            call.pid = conn.info.backend_pid
+            return conn.execute(self.queries[name], params).fetchall()
+
+    def claim(self, task_id: str, actor: str, session: str, ttl: float,
+              title: str | None = None, priority: int | None = None, *,
+              op: str | None = None) -> Any:
+        """:meth:`SQLStore.claim`. A free task (exists, not done, no lease) is granted in ONE
+        statement (``claim_free``: lock, then the clock, grant, event, operation); any other
+        case is decided in a transaction on the instant read under the row lock."""
+        from leasehold.store.base import ClaimOutcome
+
+        rows = self._statement("claim_free", {
+            "id": task_id, "actor": actor, "session": session, "ttl": ttl, "op": op}, op)
+        if rows:
+            return ClaimOutcome(Task.from_row(rows[0]), True)
+        with self._write(op) as tx:
+            return self._claim_locked(tx, task_id, actor, session, ttl, title, priority, op)
+
+    def next(self, actor: str, session: str, ttl: float, count: int = 1, *,
+             op: str | None = None) -> list[Task]:
         """Atomically claim up to ``count`` tasks of the ready queue in ONE statement: pick them
         ``FOR UPDATE SKIP LOCKED``, grant (new fence each), append one ``claimed`` event each.
         Highest priority first, then oldest."""
-        with self._guard():
-            cur = self._conn().execute(
-                self.queries["next_claim"],
-                {"actor": actor, "session": session, "ttl": ttl, "limit": count},
-            )
-            rows = cur.fetchall()
+        rows = self._statement("next_claim", {
+            "actor": actor, "session": session, "ttl": ttl, "limit": count, "op": op}, op)
         return [Task.from_row(row) for row in rows]
-
 
     def release(self, task_id: str, actor: str | None, session: str | None, *,
                 status: str | None, kind: str, force: bool = False,
                 details: dict[str, Any] | None = None,
-                fence: int | None = None) -> tuple[Task | None, str]:
+                fence: int | None = None, op: str | None = None) -> tuple[Task | None, str]:
         """:meth:`SQLStore.release` (same outcomes and events) in ONE statement; with a
         ``fence`` to check, the generic row-locked transaction."""
         if fence is not None:
             return super().release(task_id, actor, session, status=status, kind=kind,
-                                   force=force, details=details, fence=fence)
-
-        with self._guard():
-            row = self._conn().execute(self.queries["release_one"], {
-                "id": task_id, "actor": actor, "session": session, "status": status,
-                "kind": kind, "force": force,
-                "details": encode_details(details or {}),
-            }).fetchone()
-        if row is None:
+                                   force=force, details=details, fence=fence, op=op)
+        rows = self._statement("release_one", {
+            "id": task_id, "actor": actor, "session": session, "status": status,
+            "kind": kind, "force": force, "details": encode_details(details or {}), "op": op,
+        }, op)
+        if not rows:
             return None, "not_found"
+        row = rows[0]
         return Task.from_row(row["new"] or row["old"]), row["outcome"]
 
-
-    def complete_many(self, task_ids: Sequence[str], actor: str, session: str) -> list[Task]:
+    def complete_many(self, task_ids: Sequence[str], actor: str, session: str, *,
+                      op: str | None = None) -> list[Task]:
         """:meth:`SQLStore.complete_many` (same rules and events) in ONE statement."""
-        with self._guard():
-            rows = self._conn().execute(self.queries["complete_many"], {
-                "ids": list(dict.fromkeys(task_ids)), "actor": actor, "session": session,
-            }).fetchall()
+        rows = self._statement("complete_many", {
+            "ids": list(dict.fromkeys(task_ids)), "actor": actor, "session": session, "op": op,
+        }, op)
         return [Task.from_row(row) for row in rows]
 
 

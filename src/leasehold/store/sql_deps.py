@@ -14,15 +14,21 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from contextlib import AbstractContextManager
+    from typing import Any
 
     from leasehold.store.sqlbase import Tx
+
+
+def task_row(task: Task) -> dict[str, Any]:
+    """A task as a plain dict of its columns (a recorded operation's outcome)."""
+    return {name: getattr(task, name) for name in Task.__slots__}
 
 
 class DependenciesSQL:
     """Mixin for :class:`~leasehold.store.sqlbase.SQLStore`."""
 
     if TYPE_CHECKING:
-        def _write(self) -> AbstractContextManager[Tx]: ...
+        def _write(self, op: str | None = None) -> AbstractContextManager[Tx]: ...
         def _read(self) -> AbstractContextManager[Tx]: ...
         def _create(self, tx: Tx, task_id: str, title: str | None, priority: int | None,
                     actor: str | None, session: str | None) -> bool: ...
@@ -51,7 +57,8 @@ class DependenciesSQL:
 
     def add_dependencies(self, task_id: str, blockers: Sequence[str], actor: str | None,
                          session: str | None, *, create: bool = False, title: str | None = None,
-                         priority: int | None = None) -> tuple[str, Task | None, list[str]]:
+                         priority: int | None = None,
+                         op: str | None = None) -> tuple[str, Task | None, list[str]]:
         """Make ``task_id`` wait on each of ``blockers`` (ids, no duplicates, not itself), in
         one transaction; with ``create``, create the task (or update title/priority) first.
 
@@ -60,8 +67,9 @@ class DependenciesSQL:
         ``("not_found", None, [task_id])``; ``("missing", None, unknown_blockers)``;
         ``("cycle", None, [task_id, blocker])`` when ``blocker`` already waits (directly or
         through others) on ``task_id``. Nothing is written unless the outcome is ``ok`` or ``created``.
+        ``op``: the operation id recorded when something was written.
         """
-        with self._write() as tx:
+        with self._write(op) as tx:
             tx.one("lock_dependencies")
             exists = tx.one("task_exists", id=task_id) is not None
             if not exists and not create:
@@ -79,13 +87,20 @@ class DependenciesSQL:
                              **{k: v for k, v in (("title", title), ("priority", priority))
                                 if v is not None})
             added = self._add_edges(tx, task_id, blockers, actor, session)
-            return ("created" if created else "ok"), Task.from_row(tx.one("get_task", id=task_id)), added
+            task = Task.from_row(tx.one("get_task", id=task_id))
+            outcome = "created" if created else "ok"
+            if created or added or title is not None or priority is not None:
+                tx.record_op(op, "depend", task_id, actor, session,
+                             {"tasks": [task_row(task)], "outcome": outcome, "ids": added})
+            return outcome, task, added
 
     def remove_dependencies(self, task_id: str, blockers: Sequence[str], actor: str | None,
-                            session: str | None) -> tuple[str, Task | None, list[str]]:
+                            session: str | None, *,
+                            op: str | None = None) -> tuple[str, Task | None, list[str]]:
         """Stop ``task_id`` waiting on ``blockers``. Returns ``("ok", task, removed)`` (the
-        edges that existed) or ``("not_found", None, [task_id])``."""
-        with self._write() as tx:
+        edges that existed) or ``("not_found", None, [task_id])``. ``op``: the operation id
+        recorded when an edge was removed."""
+        with self._write(op) as tx:
             tx.one("lock_dependencies")
             if tx.one("task_exists", id=task_id) is None:
                 return "not_found", None, [task_id]
@@ -95,7 +110,11 @@ class DependenciesSQL:
                     tx.event("dependency_removed", task_id, actor, session, None,
                              blocked_by=blocker)
                     removed.append(blocker)
-            return "ok", Task.from_row(tx.one("get_task", id=task_id)), removed
+            task = Task.from_row(tx.one("get_task", id=task_id))
+            if removed:
+                tx.record_op(op, "undepend", task_id, actor, session,
+                             {"tasks": [task_row(task)], "outcome": "ok", "ids": removed})
+            return "ok", task, removed
 
     def blockers_of(self, task_id: str) -> list[tuple[str, str]]:
         """``[(blocker_id, blocker_status)]`` of ``task_id``, done ones included."""

@@ -30,16 +30,21 @@ def _holder(actor: str | None, session: str | None) -> str | None:
 class TicketTx:
     """The primitives of one ticket/feed write transaction (see :meth:`TicketsSQL.ticket_tx`).
 
-    ``now`` is the transaction's instant (UTC seconds, the store's clock).
+    ``now`` is the transaction's instant (UTC seconds, the store's clock), read after the locks
+    taken so far (the namespace's row, a task's row): a reservation's period and time are never
+    decided before a lock wait.
     """
 
     def __init__(self, store: SQLStore, tx: Tx) -> None:
         self.store = store
         self.tx = tx
-        self.now: float = tx.now
         #: Items whose reduced state this transaction's posts may have changed (the post's item
         #: and, for a renumbering, the item it left): the feed refreshes them before commit.
         self.touched: set[str] = set()
+
+    @property
+    def now(self) -> float:
+        return self.tx.now
 
     # -- namespaces and reservations --------------------------------------------------------
     def ensure_namespace(self, prefix: str, default_format: str, actor: str | None,
@@ -52,7 +57,9 @@ class TicketTx:
         if created:
             tx.event("namespace_added", None, actor, session, None, prefix=prefix,
                      format=default_format, lane=None, implicit=True)
-        return Namespace.from_row(tx.one("lock_namespace", prefix=prefix)), created
+        namespace = Namespace.from_row(tx.one("lock_namespace", prefix=prefix))
+        tx.after_locks()
+        return namespace, created
 
     def last_seq(self, prefix: str, period: str) -> int:
         """The highest ``seq`` ever reserved in ``(prefix, period)`` (abandoned ones count), or 0."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 from leasehold.model import Event, Task
-from leasehold.store.sql_deps import DependenciesSQL
+from leasehold.store.sql_deps import DependenciesSQL, task_row
 from leasehold.store.sql_paths import PathsSQL
 from leasehold.store.sql_tickets import TicketsSQL
 
@@ -80,6 +80,17 @@ def migration_files(dialect: str) -> list[tuple[int, str, str]]:
 _ENCODER = None
 
 
+def decode_operation(row: Any) -> dict[str, Any]:
+    """An ``operations`` row as a dict with its ``result`` decoded."""
+    import json
+
+    record = {name: row[name] for name in ("op_id", "kind", "task_id", "actor", "session", "ts")}
+    record["ts"] = float(record["ts"])
+    result = row["result"]
+    record["result"] = json.loads(result) if isinstance(result, str) else (result or {})
+    return record
+
+
 def encode_details(details: dict[str, Any]) -> str:
     """Event details as compact JSON with sorted keys (one encoder, built on first use)."""
     global _ENCODER
@@ -103,14 +114,23 @@ def json_array(strings: Sequence[str]) -> str:
 
 
 class Tx:
-    """One open transaction: run named queries with the transaction's instant ``now`` bound."""
+    """One open transaction: run named queries with the transaction's instant ``now`` bound.
 
-    __slots__ = ("cursor", "queries", "now")
+    ``now`` is read after the transaction holds the locks its decision depends on (SQLite: the
+    database write lock taken by ``BEGIN IMMEDIATE``; PostgreSQL: see ``PgTx``), never before a
+    lock wait: a lease granted with a stale instant could be dead when it is returned.
+    """
 
-    def __init__(self, cursor: Any, queries: dict[str, str], now: float) -> None:
+    __slots__ = ("cursor", "queries", "now", "op")
+
+    def __init__(self, cursor: Any, queries: dict[str, str], now: float,
+                 op: str | None = None) -> None:
         self.cursor = cursor
         self.queries = queries
         self.now = now
+        #: The operation id of the call this transaction carries (recorded in its events'
+        #: details as ``op`` and in ``operations``), or None.
+        self.op = op
 
     def execute(self, name: str, params: dict[str, Any]) -> Any:
         params.setdefault("now", self.now)
@@ -130,9 +150,29 @@ class Tx:
         """The rows of a query one at a time, without building the whole result in memory."""
         return iter(self.execute(name, params))
 
+    def after_locks(self) -> None:
+        """Re-read the clock now that the rows just locked are held (a no-op where the whole
+        transaction's lock was taken before ``now`` was read)."""
+
+    def record_op(self, op: str | None, kind: str, task_id: str | None, actor: str | None,
+                  session: str | None, result: dict[str, Any]) -> None:
+        """Record operation ``op`` with its outcome in this transaction (nothing when None).
+        Raises :class:`~leasehold.errors.OpRecorded` when the id is already recorded: the
+        caller's transaction then rolls back and the recorded outcome is replayed."""
+        if op is None:
+            return
+        if self.run("insert_operation", op=op, kind=kind, task_id=task_id, actor=actor,
+                    session=session, result=encode_details(result)) != 1:
+            from leasehold.errors import OpRecorded
+
+            raise OpRecorded(op)
+
     def event(self, kind: str, task_id: str | None, actor: str | None = None,
               session: str | None = None, fence: int | None = None, **details: Any) -> None:
-        """Append one row to ``events`` in this transaction."""
+        """Append one row to ``events`` in this transaction (with the transaction's operation id
+        in the details as ``op``)."""
+        if self.op is not None:
+            details["op"] = self.op
         self.run(
             "insert_event", kind=kind, task_id=task_id, actor=actor, session=session,
             fence=fence, details=encode_details(details),
@@ -147,8 +187,9 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
     applied_on_open: list[str]
 
     # -- dialect hooks -------------------------------------------------------------------
-    def _write(self) -> AbstractContextManager[Tx]:
-        """A write transaction (exclusive against other writers of the same rows)."""
+    def _write(self, op: str | None = None) -> AbstractContextManager[Tx]:
+        """A write transaction (exclusive against other writers of the same rows). ``op``: the
+        operation id the transaction records, to resolve a commit whose answer was lost."""
         raise NotImplementedError
 
     def _read(self) -> AbstractContextManager[Tx]:
@@ -180,27 +221,34 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         return Task.from_row(row) if row else None
 
     def add_task(self, task_id: str, title: str | None, priority: int | None,
-                 actor: str | None, session: str | None) -> tuple[Task, bool]:
+                 actor: str | None, session: str | None, *,
+                 op: str | None = None) -> tuple[Task, bool]:
         """Create a task; if it exists, update the title/priority given. Returns (task, created)."""
-        with self._write() as tx:
+        with self._write(op) as tx:
             created = self._create(tx, task_id, title, priority, actor, session)
             if not created and (title is not None or priority is not None):
+                tx.one("lock_task", id=task_id)
                 tx.run("update_task_meta", id=task_id, title=title, priority=priority, status=None)
                 tx.event("updated", task_id, actor, session, None,
                          **{k: v for k, v in (("title", title), ("priority", priority)) if v is not None})
             task = Task.from_row(tx.one("get_task", id=task_id))
+            if created or title is not None or priority is not None:
+                tx.record_op(op, "add", task_id, actor, session,
+                             {"tasks": [task_row(task)], "created": created})
         return task, created
 
     def set_status(self, task_id: str, status: str, actor: str | None, session: str | None,
-                   kind: str) -> Task | None:
-        with self._write() as tx:
+                   kind: str, *, op: str | None = None) -> Task | None:
+        with self._write(op) as tx:
             row = tx.one("lock_task", id=task_id)
             if row is None:
                 return None
             tx.run("update_task_meta", id=task_id, title=None, priority=None, status=status)
             tx.event(kind, task_id, actor, session, row["fence"], status=status,
                      previous_status=row["status"])
-            return Task.from_row(tx.one("get_task", id=task_id))
+            task = Task.from_row(tx.one("get_task", id=task_id))
+            tx.record_op(op, kind, task_id, actor, session, {"tasks": [task_row(task)]})
+            return task
 
     def _create(self, tx: Tx, task_id: str, title: str | None, priority: int | None,
                 actor: str | None, session: str | None) -> bool:
@@ -236,38 +284,60 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         return Task.from_row(row), renewed, previous
 
     def claim(self, task_id: str, actor: str, session: str, ttl: float,
-              title: str | None = None, priority: int | None = None) -> ClaimOutcome:
+              title: str | None = None, priority: int | None = None, *,
+              op: str | None = None) -> ClaimOutcome:
         """Grant the lease if the task is free, expired, or validly held by the same holder.
 
-        Creates an unknown task first. A done task is never granted.
+        Creates an unknown task first. A done task is never granted. ``op``: the operation id
+        recorded with a grant.
         """
         from leasehold.store.base import ClaimOutcome
 
-        with self._write() as tx:
+        with self._write(op) as tx:
             row = tx.one("grant_free", id=task_id, actor=actor, session=session,
                          until=tx.now + ttl, ttl=ttl)
             if row is not None:
                 tx.event("claimed", task_id, actor, session, row["fence"],
                          expires_at=row["lease_until"], ttl=ttl)
-                return ClaimOutcome(Task.from_row(row), True)
-            created = self._create(tx, task_id, title, priority, actor, session)
-            task = Task.from_row(tx.one("lock_task", id=task_id))
-            if task.status == "done":
-                return ClaimOutcome(task, False, created=created)
-            if task.lease_valid(tx.now) and (
-                task.lease_actor != actor or task.lease_session != session
-            ):
-                return ClaimOutcome(task, False, created=created)
-            granted, renewed, previous = self._grant(tx, task, actor, session, ttl)
-            return ClaimOutcome(granted, True, renewed, previous, created)
+                outcome = ClaimOutcome(Task.from_row(row), True)
+                self._record_claim(tx, op, actor, session, outcome)
+                return outcome
+            return self._claim_locked(tx, task_id, actor, session, ttl, title, priority, op)
+
+    def _claim_locked(self, tx: Tx, task_id: str, actor: str, session: str, ttl: float,
+                      title: str | None, priority: int | None, op: str | None) -> ClaimOutcome:
+        """The claim's general case, in ``tx``: create the task if unknown, lock it, decide on
+        the instant read under the lock."""
+        from leasehold.store.base import ClaimOutcome
+
+        created = self._create(tx, task_id, title, priority, actor, session)
+        task = Task.from_row(tx.one("lock_task", id=task_id))
+        if task.status == "done":
+            return ClaimOutcome(task, False, created=created)
+        if task.lease_valid(tx.now) and (
+            task.lease_actor != actor or task.lease_session != session
+        ):
+            return ClaimOutcome(task, False, created=created)
+        granted, renewed, previous = self._grant(tx, task, actor, session, ttl)
+        outcome = ClaimOutcome(granted, True, renewed, previous, created)
+        self._record_claim(tx, op, actor, session, outcome)
+        return outcome
+
+    @staticmethod
+    def _record_claim(tx: Tx, op: str | None, actor: str, session: str,
+                      outcome: ClaimOutcome) -> None:
+        tx.record_op(op, "claim", outcome.task.id, actor, session, {
+            "tasks": [task_row(outcome.task)], "renewed": outcome.renewed,
+            "previous": outcome.previous, "created": outcome.created})
 
     def extend(self, task_id: str, actor: str, session: str, ttl: float | None,
-               fence: int | None) -> tuple[Task | None, bool]:
-        """Push a valid lease's expiry to now + ttl (default: its own TTL); same fence.
+               fence: int | None, *, op: str | None = None) -> tuple[Task | None, bool]:
+        """Push a valid lease's expiry to now + ttl (default: its own TTL); same fence. ``now``
+        is read under the task's row lock, so the expiry returned is never in the past.
 
         Returns ``(task, extended)``; ``(None, False)`` for an unknown task.
         """
-        with self._write() as tx:
+        with self._write(op) as tx:
             row = tx.one("lock_task", id=task_id)
             if row is None:
                 return None, False
@@ -281,12 +351,14 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
                 return task, False
             tx.event("extended", task_id, actor, session, new["fence"],
                      expires_at=new["lease_until"], ttl=ttl)
-            return Task.from_row(new), True
+            extended = Task.from_row(new)
+            tx.record_op(op, "extend", task_id, actor, session, {"tasks": [task_row(extended)]})
+            return extended, True
 
     def release(self, task_id: str, actor: str | None, session: str | None, *,
                 status: str | None, kind: str, force: bool = False,
                 details: dict[str, Any] | None = None,
-                fence: int | None = None) -> tuple[Task | None, str]:
+                fence: int | None = None, op: str | None = None) -> tuple[Task | None, str]:
         """Clear the lease (and set ``status`` unless None), appending a ``kind`` event.
 
         Returns ``(task, outcome)`` with outcome one of ``released``; ``not_found``;
@@ -295,22 +367,32 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         The holder may release its own lease after expiry as long as nobody took it over.
         ``force`` releases whatever lease there is (and with ``status`` set, even none).
         ``fence``: when given, a task at another fence is left alone (outcome ``stale_fence``),
-        checked under the same lock as the release.
+        checked under the same lock as the release. ``op``: the operation id recorded with a
+        release.
         """
-        with self._write() as tx:
-            return self._release(tx, task_id, actor, session, status, kind, force, details, fence)
+        with self._write(op) as tx:
+            task, outcome = self._release(tx, task_id, actor, session, status, kind, force,
+                                          details, fence)
+            if outcome == "released" and task is not None:
+                tx.record_op(op, kind, task_id, actor, session,
+                             {"tasks": [task_row(task)], "outcome": outcome})
+            return task, outcome
 
-    def complete_many(self, task_ids: Sequence[str], actor: str, session: str) -> list[Task]:
+    def complete_many(self, task_ids: Sequence[str], actor: str, session: str, *,
+                      op: str | None = None) -> list[Task]:
         """Mark done, in one transaction, each of ``task_ids`` whose lease ``actor:session``
         holds (or held until it expired, nobody having taken it over); one ``completed`` event
         each. Returns the tasks completed; the others are left unchanged."""
-        with self._write() as tx:
+        with self._write(op) as tx:
             done = []
             for task_id in dict.fromkeys(task_ids):
                 task, outcome = self._release(tx, task_id, actor, session, "done", "completed",
                                               False, None)
                 if outcome == "released" and task is not None:
                     done.append(task)
+            if done:
+                tx.record_op(op, "complete_many", None, actor, session,
+                             {"tasks": [task_row(task) for task in done]})
             return done
 
     def _release(self, tx: Tx, task_id: str, actor: str | None, session: str | None,
@@ -346,28 +428,45 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL):
         tx.event(kind, task_id, actor, session, task.fence, status=new["status"], **extra)
         return Task.from_row(new), "released"
 
-    def next(self, actor: str, session: str, ttl: float, count: int = 1) -> list[Task]:
+    def next(self, actor: str, session: str, ttl: float, count: int = 1, *,
+             op: str | None = None) -> list[Task]:
         """Atomically claim up to ``count`` ready tasks: not done, not validly held; highest
         priority first, then oldest."""
-        with self._write() as tx:
+        with self._write(op) as tx:
             rows = self._lock_ready(tx, count)
-            return [self._grant(tx, Task.from_row(row), actor, session, ttl, via="next")[0]
-                    for row in rows]
+            tx.after_locks()
+            granted = [self._grant(tx, Task.from_row(row), actor, session, ttl, via="next")[0]
+                       for row in rows]
+            if granted:
+                tx.record_op(op, "next", None, actor, session,
+                             {"tasks": [task_row(task) for task in granted]})
+            return granted
 
-    def sweep(self, auto_release: bool) -> list[Task]:
+    def sweep(self, auto_release: bool, *, op: str | None = None) -> list[Task]:
         """Leases past expiry; with ``auto_release`` clear each (status back to ``open`` if it
         was ``in_progress``), one ``expired`` event each."""
         if not auto_release:
             with self._read() as tx:
                 return [Task.from_row(row) for row in tx.all("expired_leases")]
-        with self._write() as tx:
+        with self._write(op) as tx:
             expired = [Task.from_row(row) for row in tx.all("lock_expired_leases")]
+            tx.after_locks()
             for task in expired:
                 status = "open" if task.status == "in_progress" else None
                 tx.one("clear_lease", id=task.id, status=status)
                 tx.event("expired", task.id, task.lease_actor, task.lease_session, task.fence,
                          expired_at=task.lease_until)
+            if expired:
+                tx.record_op(op, "sweep", None, None, None,
+                             {"tasks": [task_row(task) for task in expired]})
             return expired
+
+    def lookup_op(self, op: str) -> dict[str, Any] | None:
+        """The recorded operation ``op`` (``op_id``, ``kind``, ``task_id``, ``actor``,
+        ``session``, ``ts``, ``result`` decoded), or None when no call with that id applied."""
+        with self._read() as tx:
+            row = tx.one("get_operation", op=op)
+        return decode_operation(row) if row else None
 
     # -- reads ---------------------------------------------------------------------------
     def list_tasks(self) -> list[Task]:

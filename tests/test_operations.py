@@ -1,0 +1,171 @@
+"""Operation ids (idempotency keys): recorded with their effect, replayed on retry, looked up.
+
+A call repeated with the id of a call that applied never applies twice and returns the first
+outcome; a call that changed nothing records nothing; ``lookup_op`` / ``leasehold op`` answer
+whether an id applied.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from leasehold import Ledger
+from leasehold.errors import InvalidInput, LeaseHeld
+from tests.conftest import CLI, REPO
+
+
+def kinds(ledger: Ledger, task_id: str | None = None) -> list[str]:
+    return [e.kind for e in ledger.events(task_id)]
+
+
+def test_claim_retried_with_its_op_id_returns_the_first_lease_and_applies_once(ledger: Ledger) -> None:
+    first = ledger.claim("T", "a:1", ttl=60, op_id="op-claim-1")
+    assert ledger.last_op_id == "op-claim-1"
+    again = ledger.claim("T", "a:1", ttl=60, op_id="op-claim-1")
+    assert (again.fence, again.expires_at, again.acquired_at) == (first.fence, first.expires_at,
+                                                                 first.acquired_at)
+    assert kinds(ledger, "T") == ["created", "claimed"]
+    # Even after the state moved on, the retry reports the first outcome and changes nothing.
+    ledger.release("T", "a:1")
+    ledger.claim("T", "b:2", ttl=60)
+    replay = ledger.claim("T", "a:1", ttl=60, op_id="op-claim-1")
+    assert replay.fence == 1 and str(replay.holder) == "a:1"
+    assert ledger.show("T").lease_holder == "b:2"
+    assert kinds(ledger, "T") == ["created", "claimed", "released", "claimed"]
+
+
+def test_release_done_reopen_extend_next_add_sweep_replay(ledger: Ledger) -> None:
+    ledger.claim("T", "a:1", ttl=60)
+    ext = ledger.extend("T", "a:1", ttl=120, op_id="x1")
+    assert ledger.extend("T", "a:1", ttl=120, op_id="x1").expires_at == ext.expires_at
+    rel = ledger.release("T", "a:1", op_id="r1")
+    again = ledger.release("T", "a:1", op_id="r1")
+    assert rel.released and again.released and again.task.status == "open"
+    ledger.claim("T", "a:1", ttl=60)
+    done = ledger.complete("T", "a:1", op_id="d1")
+    assert ledger.complete("T", "a:1", op_id="d1").status == done.status == "done"
+    ledger.reopen("T", op_id="o1")
+    ledger.claim("T", "a:1", ttl=60)
+    ledger.complete("T", "a:1")
+    assert ledger.reopen("T", op_id="o1").status == "open"  # the first outcome, not applied again
+    assert ledger.show("T").status == "done"
+    assert kinds(ledger, "T").count("extended") == 1
+    assert kinds(ledger, "T").count("released") == 1
+    assert kinds(ledger, "T").count("reopened") == 1
+
+    ledger.add("N1", priority=5, op_id="add1")
+    task, created = ledger.add("N1", priority=5, op_id="add1")
+    assert (task.id, task.priority, created) == ("N1", 5, True)
+    got = ledger.next("w:1", ttl=60, op_id="n1")
+    assert [lease.task_id for lease in got] == ["N1"]
+    assert [(x.task_id, x.fence) for x in ledger.next("w:1", ttl=60, op_id="n1")] == [("N1", 1)]
+    assert kinds(ledger, "N1") == ["created", "claimed"]
+
+    ledger.claim("M1", "a:1", ttl=60)
+    ledger.claim("M2", "a:1", ttl=60)
+    many = ledger.complete_many(["M1", "M2"], "a:1", op_id="cm1")
+    assert [t.id for t in ledger.complete_many(["M1", "M2"], "a:1", op_id="cm1")] == [t.id for t in many]
+    assert kinds(ledger, "M1").count("completed") == 1
+
+
+def test_dependency_changes_replay(ledger: Ledger) -> None:
+    ledger.add("build")
+    task, created, added = ledger.add_blocked("deploy", "build", op_id="ab1")
+    assert (created, added) == (True, ["build"])
+    ledger.undepend("deploy", "build")
+    task, created, added = ledger.add_blocked("deploy", "build", op_id="ab1")
+    assert (task.id, created, added) == ("deploy", True, ["build"])  # the first outcome
+    assert ledger.blockers("deploy") == []                           # not applied again
+    assert ledger.depend("deploy", "build", op_id="dp1")[1] == ["build"]
+    assert ledger.depend("deploy", "build", op_id="dp1")[1] == ["build"]
+    assert ledger.undepend("deploy", "build", op_id="ud1")[1] == ["build"]
+    assert ledger.undepend("deploy", "build", op_id="ud1")[1] == ["build"]
+    assert kinds(ledger, "deploy").count("dependency_added") == 2
+    assert kinds(ledger, "deploy").count("dependency_removed") == 2
+
+
+def test_a_call_that_changed_nothing_records_nothing(ledger: Ledger) -> None:
+    ledger.claim("T", "a:1", ttl=60)
+    with pytest.raises(LeaseHeld):
+        ledger.claim("T", "b:2", ttl=60, op_id="later")
+    assert ledger.lookup_op("later") is None
+    ledger.release("T", "a:1")
+    assert ledger.claim("T", "b:2", ttl=60, op_id="later").fence == 2
+    op = ledger.lookup_op("later")
+    assert op is not None and op.kind == "claim" and op.task_id == "T" and op.holder == "b:2"
+    assert [t.fence for t in op.tasks] == [2]
+
+
+def test_an_op_id_reused_for_another_call_is_invalid_input(ledger: Ledger) -> None:
+    ledger.claim("T", "a:1", ttl=60, op_id="same")
+    with pytest.raises(InvalidInput, match="already used for claim of T"):
+        ledger.release("T", "a:1", op_id="same")
+    with pytest.raises(InvalidInput, match="already used"):
+        ledger.claim("U", "a:1", ttl=60, op_id="same")
+    with pytest.raises(InvalidInput, match="operation id"):
+        ledger.claim("T", "a:1", ttl=60, op_id="bad id with spaces")
+    assert ledger.show("T").lease_holder == "a:1"
+
+
+def test_generated_op_ids_are_recorded(ledger: Ledger) -> None:
+    ledger.claim("T", "a:1", ttl=60)
+    generated = ledger.last_op_id
+    assert generated and len(generated) == 32
+    op = ledger.lookup_op(generated)
+    assert op is not None and op.kind == "claim"
+    assert op.to_dict()["applied"] is True and op.to_dict()["tasks"][0]["fence"] == 1
+
+
+def test_cli_op_id_retry_and_op_lookup(cli: CLI) -> None:
+    first = cli("claim", "T", "--actor", "a", "--session", "1", "--op-id", "c-1", "--json")
+    assert first.returncode == 0, first.stderr
+    again = cli("claim", "T", "--actor", "a", "--session", "1", "--op-id", "c-1", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["lease_until"] == json.loads(first.stdout)["lease_until"]
+    looked = cli("op", "c-1", "--json")
+    assert looked.returncode == 0, looked.stderr
+    data = json.loads(looked.stdout)
+    assert data["applied"] is True and data["kind"] == "claim" and data["task_id"] == "T"
+    assert data["holder"] == "a:1" and data["tasks"][0]["fence"] == 1
+    text = cli("op", "c-1")
+    assert text.stdout.startswith("operation c-1: applied: claim by a:1 at ")
+    missing = cli("op", "never-used", "--json")
+    assert missing.returncode == 3
+    assert json.loads(missing.stdout) == {"op_id": "never-used", "applied": False}
+    misuse = cli("release", "T", "--actor", "a", "--session", "1", "--op-id", "c-1")
+    assert misuse.returncode == 2 and "already used for claim of T" in misuse.stderr
+    log = cli("log", "T", "--json")
+    assert [e["kind"] for e in json.loads(log.stdout)] == ["created", "claimed"]
+
+
+def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Path) -> None:
+    """Eight real processes send the same claim with the same op id at once (a client's retries
+    racing each other): one grant, and every process reports that same lease."""
+    go = tmp_path / "go"
+    procs = []
+    for i in range(8):
+        ready = tmp_path / f"ready-{i}"
+        env = dict(cli.env, LEASEHOLD_DB=cli.db, PYTHONPATH=str(REPO))
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "tests.racers", "cli", str(go), str(ready),
+             "claim", "T", "--actor", "a", "--session", "1", "--op-id", "dup-1", "--json"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ), ready))
+    deadline = time.monotonic() + 60
+    while not all(ready.exists() for _, ready in procs):
+        assert time.monotonic() < deadline, "racers never became ready"
+        assert all(p.poll() is None for p, _ in procs), "a racer died before the barrier"
+        time.sleep(0.005)
+    go.touch()
+    results = [(p.wait(timeout=60), *p.communicate()) for p, _ in procs]
+    assert [code for code, _, _ in results] == [0] * 8, [err for _, _, err in results]
+    leases = {(json.loads(out)["fence"], json.loads(out)["lease_until"]) for _, out, _ in results}
+    assert len(leases) == 1
+    with Ledger.open(cli.db) as ledger:
+        assert kinds(ledger, "T") == ["created", "claimed"]
