@@ -113,6 +113,25 @@ def test_an_op_id_reused_for_another_call_is_invalid_input(ledger: Ledger) -> No
     assert ledger.show("T").lease_holder == "a:1"
 
 
+def test_an_op_id_reused_by_another_holder_is_invalid_input(ledger: Ledger) -> None:
+    # Another holder's call with my id is a different call: it must not be handed my lease
+    # (exit 0, "claimed") as if it had been granted.
+    ledger.claim("T", "a:1", ttl=60, op_id="mine")
+    with pytest.raises(InvalidInput, match="already used for claim of T by a:1"):
+        ledger.claim("T", "b:2", ttl=60, op_id="mine")
+    ledger.add("R")
+    ledger.next("a:1", ttl=60, op_id="mine-next")
+    with pytest.raises(InvalidInput, match="already used for next"):
+        ledger.next("b:2", ttl=60, op_id="mine-next")
+    ledger.extend("T", "a:1", ttl=60, op_id="mine-extend")
+    with pytest.raises(InvalidInput, match="already used for extend"):
+        ledger.extend("T", "a:2", ttl=60, op_id="mine-extend")
+    ledger.release("T", "a:1", op_id="mine-release")
+    with pytest.raises(InvalidInput, match="already used for released"):
+        ledger.release("T", "b:2", op_id="mine-release")
+    assert ledger.show("R").lease_holder == "a:1" and ledger.show("T").lease_holder is None
+
+
 def test_generated_op_ids_are_recorded(ledger: Ledger) -> None:
     ledger.claim("T", "a:1", ttl=60)
     generated = ledger.last_op_id

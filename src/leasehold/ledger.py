@@ -189,11 +189,13 @@ class Ledger:
         return Operation(record) if record is not None else None
 
     def _apply(self, op_id: str | None, kinds: tuple[str, ...], task_id: str | None,
-               call: Callable[[str], Any]) -> tuple[Any, dict[str, Any] | None]:
+               call: Callable[[str], Any], *,
+               holder: Holder | None = None) -> tuple[Any, dict[str, Any] | None]:
         """Run ``call(op)`` with the operation id; ``(value, None)``, or ``(None, record)`` when
         the id is already recorded (a retry of a call that applied: its outcome is replayed).
         A given id is looked up first, so a retry replays even when repeating it would now
-        decide otherwise."""
+        decide otherwise. ``holder``: the lease holder making the call; an id recorded for
+        another holder (or another kind or task) is a different call: :class:`InvalidInput`."""
         op = new_op_id() if op_id is None else validate_op_id(op_id)
         self.last_op_id = op
         record = None
@@ -206,10 +208,13 @@ class Ledger:
                 record = exc.record or self.store.lookup_op(op)
                 if record is None:  # pragma: no cover - a recorded id is never removed
                     raise
-        if record["kind"] not in kinds or (task_id is not None and record["task_id"] != task_id):
+        if (record["kind"] not in kinds or (task_id is not None and record["task_id"] != task_id)
+                or (holder is not None
+                    and (record["actor"], record["session"]) != (holder.actor, holder.session))):
+            by = f" by {record['actor']}:{record['session']}" if record["actor"] else ""
             raise InvalidInput(
                 f"operation id {op} was already used for {record['kind']} of "
-                f"{record['task_id'] or 'several tasks'}; use a new id for a different call")
+                f"{record['task_id'] or 'several tasks'}{by}; use a new id for a different call")
         return None, record
 
     @staticmethod
@@ -244,7 +249,7 @@ class Ledger:
         seconds = self.ttl_seconds(ttl)
         priority = _priority(priority)
         outcome, record = self._apply(op_id, ("claim",), task_id, lambda op: self.store.claim(
-            task_id, who.actor, who.session, seconds, title, priority, op=op))
+            task_id, who.actor, who.session, seconds, title, priority, op=op), holder=who)
         if record is not None:
             return Lease(self._replayed(record)[0])
         if not outcome.granted:
@@ -265,7 +270,7 @@ class Ledger:
         who = Holder.parse(holder)
         seconds = None if ttl is None else self.ttl_seconds(ttl)
         result, record = self._apply(op_id, ("extend",), task_id, lambda op: self.store.extend(
-            task_id, who.actor, who.session, seconds, fence, op=op))
+            task_id, who.actor, who.session, seconds, fence, op=op), holder=who)
         if record is not None:
             return Lease(self._replayed(record)[0])
         task, ok = result
@@ -306,7 +311,7 @@ class Ledger:
         who = Holder.parse(holder)
         status = None if keep_status else "open"
         result, record = self._apply(op_id, ("released",), task_id, lambda op: self.store.release(
-            task_id, who.actor, who.session, status=status, kind="released", op=op))
+            task_id, who.actor, who.session, status=status, kind="released", op=op), holder=who)
         if record is not None:
             result = (self._replayed(record)[0], "released")
         return self._release_result(task_id, *result)
@@ -354,7 +359,7 @@ class Ledger:
         who = Holder.parse(holder)
         result, record = self._apply(op_id, ("completed",), task_id, lambda op: self.store.release(
             task_id, who.actor, who.session, status="done", kind="completed", fence=fence,
-            details={} if fence is None else {"fence_checked": fence}, op=op))
+            details={} if fence is None else {"fence_checked": fence}, op=op), holder=who)
         if record is not None:
             return self._replayed(record)[0]
         task, outcome = result
@@ -377,7 +382,7 @@ class Ledger:
         ids = [validate_task_id(task_id) for task_id in task_ids]
         who = Holder.parse(holder)
         done, record = self._apply(op_id, ("complete_many",), None, lambda op: self.store.complete_many(
-            ids, who.actor, who.session, op=op))
+            ids, who.actor, who.session, op=op), holder=who)
         return self._replayed(record) if record is not None else done
 
     def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
@@ -389,7 +394,7 @@ class Ledger:
             raise InvalidInput(f"count must be at least 1, got {count}")
         seconds = self.ttl_seconds(ttl)
         tasks, record = self._apply(op_id, ("next",), None, lambda op: self.store.next(
-            who.actor, who.session, seconds, count, op=op))
+            who.actor, who.session, seconds, count, op=op), holder=who)
         return [Lease(task) for task in (self._replayed(record) if record is not None else tasks)]
 
     def sweep(self, auto_release: bool = False, *, op_id: str | None = None) -> list[Task]:
