@@ -17,7 +17,7 @@ import pytest
 
 from leasehold import Ledger
 from leasehold.errors import InvalidInput, LeaseHeld
-from tests.conftest import CLI, REPO
+from tests.conftest import CLI, REPO, wait_for
 
 
 def kinds(ledger: Ledger, task_id: str | None = None) -> list[str]:
@@ -161,6 +161,24 @@ def test_cli_op_id_retry_and_op_lookup(cli: CLI) -> None:
     assert misuse.returncode == 2 and "already used for claim of T" in misuse.stderr
     log = cli("log", "T", "--json")
     assert [e["kind"] for e in json.loads(log.stdout)] == ["created", "claimed"]
+
+
+def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> None:
+    # The retry replays the first outcome (same lease, exit 0), but it must not call a lease
+    # valid whose expiry has passed by the time of the retry.
+    first = cli("claim", "T", "--actor", "a", "--session", "1", "--ttl", "1s", "--op-id", "c-1",
+                "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["lease_valid"] is True
+    until = json.loads(first.stdout)["lease_until"]
+    wait_for(lambda: not json.loads(cli("status", "T", "--json").stdout)["lease_valid"],
+             timeout=60, what="the lease to expire", step=0.2)
+    again = cli("claim", "T", "--actor", "a", "--session", "1", "--ttl", "1s", "--op-id", "c-1",
+                "--json")
+    assert again.returncode == 0, again.stderr
+    data = json.loads(again.stdout)
+    assert data["lease_until"] == until and data["fence"] == 1
+    assert data["lease_valid"] is False
 
 
 def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Path) -> None:

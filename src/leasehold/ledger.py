@@ -128,6 +128,10 @@ class Ledger:
         self.default_ttl = default_ttl
         #: The operation id of the latest mutating call (given or generated).
         self.last_op_id: str | None = None
+        #: The store's clock (UTC seconds) when the latest call's outcome was replayed from the
+        #: record of an earlier call with its operation id; None when it applied now. Judge a
+        #: replayed lease's validity at this instant, not at its grant.
+        self.replayed_at: float | None = None
 
     @classmethod
     def open(cls, url: str | None = None, *, clock: Callable[[], float] | None = None,
@@ -198,6 +202,7 @@ class Ledger:
         another holder (or another kind or task) is a different call: :class:`InvalidInput`."""
         op = new_op_id() if op_id is None else validate_op_id(op_id)
         self.last_op_id = op
+        self.replayed_at = None
         record = None
         if op_id is not None:
             record = self.store.lookup_op(op)
@@ -215,6 +220,7 @@ class Ledger:
             raise InvalidInput(
                 f"operation id {op} was already used for {record['kind']} of "
                 f"{record['task_id'] or 'several tasks'}{by}; use a new id for a different call")
+        self.replayed_at = record.get("read_at")
         return None, record
 
     @staticmethod

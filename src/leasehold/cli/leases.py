@@ -47,7 +47,8 @@ def cmd_claim(ctx: Context) -> int:
                              priority=ctx.args.priority, op_id=ctx.args.op_id)
     # Reported from what the call returned: nothing after the commit is needed (updated_at is
     # the instant of the grant, read under the row lock).
-    ctx.out(lease.task.to_dict(lease.task.updated_at), lease_line("claimed", lease))
+    ctx.out(lease.task.to_dict(ctx.ledger.replayed_at or lease.task.updated_at),
+            lease_line("claimed", lease))
     return 0
 
 
@@ -77,7 +78,8 @@ def setup_claim(sub: Any) -> None:
 def cmd_extend(ctx: Context) -> int:
     lease = ctx.ledger.extend(ctx.args.id, ctx.me(), ctx.ttl(), ctx.args.fence,
                               op_id=ctx.args.op_id)
-    ctx.out(lease.task.to_dict(lease.task.updated_at), lease_line("extended", lease))
+    ctx.out(lease.task.to_dict(ctx.ledger.replayed_at or lease.task.updated_at),
+            lease_line("extended", lease))
     return 0
 
 
@@ -429,7 +431,8 @@ def cmd_next(ctx: Context) -> int:
     if not leases:
         raise NoneAvailable("no task available")
     if ctx.json:
-        data = [lease.task.to_dict(lease.task.updated_at) for lease in leases]
+        data = [lease.task.to_dict(ctx.ledger.replayed_at or lease.task.updated_at)
+                for lease in leases]
         ctx.out(data if ctx.args.count > 1 else data[0], None)
     else:
         ctx.out(None, "\n".join(lease_line("claimed", lease) for lease in leases))
