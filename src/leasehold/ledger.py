@@ -16,6 +16,7 @@ from leasehold.errors import (
     NotFound,
     NotHolder,
     OpRecorded,
+    OutcomeUnknown,
     StaleFence,
     StoreError,
     TaskDone,
@@ -698,7 +699,9 @@ class _Hold:
                         store = self.ledger.store.clone()
                     task, ok = store.extend(self.task_id, self.holder.actor, self.holder.session,
                                             self.ttl, lease.fence)
-                except StoreError as exc:
+                except (StoreError, OutcomeUnknown) as exc:
+                    # OutcomeUnknown: an extend whose commit answer was lost; extending again
+                    # is harmless (same holder, same fence).
                     if time.monotonic() >= self._deadline:
                         self._lost(lease, f"could not extend the lease before it expired: {exc}")
                         return
