@@ -206,3 +206,41 @@ def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Pa
     assert len(leases) == 1
     with Ledger.open(cli.db) as ledger:
         assert kinds(ledger, "T") == ["created", "claimed"]
+
+
+def waiting_on_locks(pids: list[int]) -> int:
+    from tests import pg
+
+    with pg.admin() as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) "
+                            "AND cardinality(pg_blocking_pids(pid)) > 0", (pids,)).fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_concurrent_retries_of_one_release_both_report_it_released(pg_url: str) -> None:
+    """Two connections send the same release with the same op id while a third holds the row:
+    one applies it, the other finds nothing to release; both must report the first outcome
+    (released), not "not held"."""
+    from tests.test_clock_after_lock import Call, PgHolder
+
+    with Ledger.open(pg_url) as setup:
+        setup.claim("T", "a:1", ttl=600)
+    ledgers = [Ledger.open(pg_url), Ledger.open(pg_url)]
+    try:
+        pids = []
+        for led in ledgers:
+            led.now()
+            pids.append(led.store.backend_pid())
+        holder = PgHolder(pg_url, "T")
+        calls = [Call(lambda led=led: led.release("T", "a:1", op_id="rel-race")) for led in ledgers]
+        wait_for(lambda: waiting_on_locks(pids) == 2, what="both releases to wait on the row")
+        holder.finish()
+        for call in calls:
+            call.join()
+            assert call.error is None, call.error
+        assert [call.result.released for call in calls] == [True, True]
+    finally:
+        for led in ledgers:
+            led.close()
+    with Ledger.open(pg_url) as check:
+        assert kinds(check, "T").count("released") == 1
