@@ -42,7 +42,7 @@ def per_cycle_api(db: str, cycles: int) -> float:
     from leasehold import Holder, Ledger
 
     holder = Holder("bench", "s1")
-    with Ledger.open(db) as ledger:
+    with Ledger.open(db, create=True) as ledger:
         ledger.add("api-task")
         started = time.perf_counter()
         for _ in range(cycles):
@@ -89,16 +89,21 @@ def per_cycle_filelock(folder: str, cycles: int) -> float:
     return (time.perf_counter() - started) / cycles
 
 
-def spawn_times(commands: dict[str, list[str]], env: dict[str, str], n: int) -> dict[str, list[float]]:
-    """Wall time of each command, interleaved round-robin so drift hits all alike."""
+def spawn_times(commands: dict[str, list[str]], env: dict[str, str], n: int,
+                where: dict[str, tuple[str, dict[str, str]]] | None = None) -> dict[str, list[float]]:
+    """Wall time of each command, interleaved round-robin so drift hits all alike. ``where``:
+    the (working directory, environment) of some commands."""
+    where = where or {}
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(3):  # warm caches
-        for cmd in commands.values():
-            subprocess.run(cmd, env=env, capture_output=True)
+        for name, cmd in commands.items():
+            cwd, cmd_env = where.get(name, (None, env))
+            subprocess.run(cmd, env=cmd_env, cwd=cwd, capture_output=True)
     for _ in range(n):
         for name, cmd in commands.items():
+            cwd, cmd_env = where.get(name, (None, env))
             started = time.perf_counter()
-            subprocess.run(cmd, env=env, capture_output=True)
+            subprocess.run(cmd, env=cmd_env, cwd=cwd, capture_output=True)
             times[name].append(time.perf_counter() - started)
     return times
 
@@ -129,6 +134,9 @@ print(json.dumps(results))
 
 
 def contention(db: str, folder: str) -> dict:
+    from leasehold import Ledger
+
+    Ledger.open(db, create=True).close()
     env = dict(os.environ)
     procs = [subprocess.Popen([sys.executable, "-c", CONTENDER, db, str(i), folder, str(ROUNDS)],
                               stdout=subprocess.PIPE, text=True, env=env) for i in range(RACERS)]
@@ -169,6 +177,28 @@ def contention(db: str, folder: str) -> dict:
     }
 
 
+def linked_worktree_setup(folder: str) -> str | None:
+    """A git repository in ``folder`` whose committed leasehold.toml names its ledger by a
+    relative path (with the task ``spawn-task`` held), and a linked worktree of it; returns the
+    worktree (None without git)."""
+    import shutil
+
+    from leasehold import Ledger
+
+    if shutil.which("git") is None:
+        return None
+    repo = os.path.join(folder, "repo")
+    with Ledger.open(os.path.join(repo, ".leasehold", "ledger.db"), create=True) as ledger:
+        ledger.claim("spawn-task", "bench:s2", 3600)
+    with open(os.path.join(repo, "leasehold.toml"), "w") as fh:
+        fh.write('db = ".leasehold/ledger.db"\n')
+    git = ["git", "-c", "user.email=bench@example.com", "-c", "user.name=bench"]
+    for args in (["init", "-q"], ["add", "leasehold.toml"], ["commit", "-qm", "leasehold"],
+                 ["worktree", "add", "-q", os.path.join(folder, "wt")]):
+        subprocess.run(git + args, cwd=repo, check=True, capture_output=True)
+    return os.path.join(folder, "wt")
+
+
 def run(report) -> None:
     with tempfile.TemporaryDirectory(prefix="leasehold-bench-") as folder:
         db = os.path.join(folder, "ledger.db")
@@ -196,13 +226,20 @@ def run(report) -> None:
         leasehold = str(bindir / "leasehold")
         env = dict(os.environ, LEASEHOLD_DB=db, LEASEHOLD_ACTOR="bench", LEASEHOLD_SESSION="s2")
         subprocess.run([leasehold, "claim", "spawn-task"], env=env, capture_output=True, check=True)
-        times = spawn_times({
+        commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "python -c 'import argparse, sqlite3' (the parser and driver alone)":
                 [sys.executable, "-c", "import argparse, sqlite3"],
             "leasehold status ID": [leasehold, "status", "spawn-task"],
             "leasehold check ID": [leasehold, "check", "spawn-task"],
-        }, env, SPAWNS)
+        }
+        where = {}
+        worktree = linked_worktree_setup(folder)
+        if worktree is not None:  # the ledger named by leasehold.toml, found through the main worktree
+            name = "leasehold status ID (db in leasehold.toml, from a linked git worktree)"
+            commands[name] = [leasehold, "status", "spawn-task"]
+            where[name] = (worktree, {k: v for k, v in env.items() if k != "LEASEHOLD_DB"})
+        times = spawn_times(commands, env, SPAWNS, where)
         base = statistics.median(times["python -c pass"])
         rows = []
         for name, values in times.items():

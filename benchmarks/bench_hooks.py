@@ -64,7 +64,7 @@ def run(report) -> None:  # type: ignore[no-untyped-def]
         configured = work / "configured"
         configured.mkdir()
         (configured / "leasehold.toml").write_text('heartbeat_interval = "1h"\n')
-        with Ledger.open(env["LEASEHOLD_DB"]) as ledger:
+        with Ledger.open(env["LEASEHOLD_DB"], create=True) as ledger:
             for i in range(200):
                 ledger.add(f"T-{i}", title=f"task {i}")
             for i in range(50):

@@ -37,7 +37,7 @@ def api_cycle(folder: str) -> tuple[float, float]:
 
     root = os.path.join(folder, "api")
     ids = make_tree(root, MISSIONS)
-    with Ledger.open(os.path.join(folder, "api.db")) as ledger:
+    with Ledger.open(os.path.join(folder, "api.db"), create=True) as ledger:
         board = Missions(root, ledger)
         claims, dones = [], []
         for mission_id in ids:

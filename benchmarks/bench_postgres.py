@@ -174,7 +174,7 @@ def _latency(url: str, synchronous_commit: bool = True) -> tuple[list[list[objec
 
     rows: list[list[object]] = []
     n = 500
-    with Ledger.open(url) as ledger:
+    with Ledger.open(url, create=True) as ledger:
         _fill_leasehold(url)
         conn = ledger.store._conn()
         if not synchronous_commit:
@@ -265,7 +265,7 @@ def run(report) -> None:  # type: ignore[no-untyped-def]
 
         from leasehold import Ledger
 
-        with Ledger.open(url):
+        with Ledger.open(url, create=True):
             pass  # leasehold schema
 
         async def install() -> None:

@@ -40,7 +40,7 @@ def run(report) -> None:  # type: ignore[no-untyped-def]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         url = os.path.join(folder, "bench.db")
-        with Ledger.open(url) as ledger:
+        with Ledger.open(url, create=True) as ledger:
             n = 500
             began = time.perf_counter()
             for _ in range(n):

@@ -68,17 +68,27 @@ def _backend_params() -> list[str]:
     return list(BACKENDS)
 
 
+def create_ledger(url: str) -> str:
+    """Create the ledger ``url`` names (leasehold never creates one at an explicit location by
+    itself: ``leasehold init`` / ``Ledger.open(url, create=True)``); returns ``url``."""
+    from leasehold import Ledger
+
+    Ledger.open(url, create=True).close()
+    return url
+
+
 @pytest.fixture(params=_backend_params())
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL naming a fresh, empty ledger on each backend."""
+    """A URL naming a fresh, empty (created) ledger on each backend."""
     if request.param == "sqlite":
-        return str(tmp_path / "ledger.db")
+        return create_ledger(str(tmp_path / "ledger.db"))
     return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return str(tmp_path / "ledger.db")
+    """A fresh, empty (created) SQLite ledger."""
+    return create_ledger(str(tmp_path / "ledger.db"))
 
 
 @pytest.fixture

@@ -97,11 +97,17 @@ def drop_schema(schema: str) -> None:
 
 
 @pytest.fixture
-def pg_url() -> str:
-    """A URL naming a fresh, empty ledger schema on the test server."""
+def pg_schema_url() -> str:
+    """A URL naming a fresh, empty schema (no ledger in it) on the test server."""
     require_pg()
     schema = create_schema()
     try:
         yield url_for_schema(schema)
     finally:
         drop_schema(schema)
+
+
+@pytest.fixture
+def pg_url(pg_schema_url: str) -> str:
+    """A URL naming a fresh, empty (created) ledger in its own schema on the test server."""
+    return conftest.create_ledger(pg_schema_url)

@@ -141,15 +141,15 @@ def test_bad_input_is_exit_2_one_line_no_traceback(cli: CLI, args: list[str]) ->
     assert "Traceback" not in result.stderr
 
 
-def test_unopenable_store_is_exit_75(cli: CLI, tmp_path) -> None:
+def test_unopenable_store_is_a_configuration_error_not_retryable(cli: CLI, tmp_path) -> None:
     not_a_db = tmp_path / "garbage.db"
     not_a_db.write_bytes(b"this is not a database" * 100)
     result = cli("status", "t1", env={"LEASEHOLD_DB": str(not_a_db)})
-    assert result.returncode == 75 and "Traceback" not in result.stderr
+    assert result.returncode == 78 and "Traceback" not in result.stderr
     blocked_dir = tmp_path / "file-not-dir"
     blocked_dir.write_text("x")
     result = cli("claim", "t1", *JOHN, env={"LEASEHOLD_DB": str(blocked_dir / "sub" / "l.db")})
-    assert result.returncode == 75 and result.stderr.count("\n") == 1
+    assert result.returncode == 78 and result.stderr.count("\n") == 1
 
 
 def test_sqlite_busy_past_timeout_is_exit_75_never_a_fallback(sqlite_cli: CLI, sqlite_url: str) -> None:
@@ -193,6 +193,7 @@ def test_every_command_has_help_with_an_example(cli: CLI) -> None:
         assert "examples:" in result.stdout and "leasehold " in result.stdout, command
         assert "exit codes:" in result.stdout, command  # documented in every help
         assert command == "hook" or "75" in result.stdout, command  # hooks never exit 75
+        assert command == "hook" or "78" in result.stdout, command  # ... nor 78 (they deny)
     top = cli("--help", db=False)
     assert top.returncode == 0 and "exit codes:" in top.stdout
     for command in COMMAND_MODULES:
@@ -208,6 +209,13 @@ def test_leasehold_toml_sets_db_and_default_ttl(cli: CLI, tmp_path) -> None:
     from tests.conftest import LEASEHOLD
 
     env = dict(cli.env)
+    missing = subprocess.run([LEASEHOLD, "status", "t1"], capture_output=True, text=True, env=env,
+                             cwd=project / "deep" / "er")
+    assert missing.returncode == 78 and str(project / "state" / "ledger.db") in missing.stderr
+    assert not (project / "state").exists()  # never created silently
+    init = subprocess.run([LEASEHOLD, "init"], capture_output=True, text=True, env=env,
+                          cwd=project / "deep" / "er")
+    assert init.returncode == 0, init.stderr
     out = subprocess.run([LEASEHOLD, "claim", "t1", "--actor", "a", "--session", "s", "--json"],
                          capture_output=True, text=True, env=env, cwd=project / "deep" / "er")
     assert out.returncode == 0, out.stderr

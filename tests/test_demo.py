@@ -22,6 +22,10 @@ def test_demo_kills_a_worker_and_keeps_the_invariants(sqlite_cli: CLI) -> None:
 
 
 def test_demo_text_output(sqlite_cli: CLI, tmp_path) -> None:
+    missing = sqlite_cli("demo", "--db", str(tmp_path / "demo.db"), db=False)
+    assert missing.returncode == 78 and not (tmp_path / "demo.db").exists()  # never created silently
+    assert "leasehold init" in missing.stderr
+    assert sqlite_cli("init", "--db", str(tmp_path / "demo.db"), db=False).returncode == 0
     result = sqlite_cli("demo", "--workers", "2", "--tasks", "5", "--ttl", "1s",
                         "--db", str(tmp_path / "demo.db"), db=False, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -87,7 +91,7 @@ def test_a_lease_expiring_while_a_worker_looks_does_not_end_the_backlog(tmp_path
             return now
 
     clock = SteppingClock()
-    with Ledger.open(str(tmp_path / "ledger.db"), clock=clock) as ledger:
+    with Ledger.open(str(tmp_path / "ledger.db"), create=True, clock=clock) as ledger:
         lease = ledger.claim("t", "victim:1", ttl=1)
         clock.now, clock.step = lease.expires_at - 0.3, 0.6  # valid at one read, expired at the next
         assert not backlog_done(ledger)

@@ -106,17 +106,16 @@ def test_cli_next_drain_by_racing_processes(cli: CLI, tmp_path: Path) -> None:
 
 def test_first_use_waits_for_a_reader_instead_of_failing(sqlite_cli: CLI, tmp_path: Path) -> None:
     """Switching a new ledger to WAL needs an exclusive lock, and SQLite does not run the busy
-    handler for it: a process creating the ledger while another process is still writing the new
-    file must wait for the lock (up to busy_timeout), not fail with 'database is locked'."""
+    handler for it: a process creating the ledger (``leasehold init``) while another process
+    holds a lock on the new, still empty file must wait for the lock (up to busy_timeout), not
+    fail with 'database is locked'."""
     import sqlite3
 
     path = tmp_path / "fresh.db"
     reader = sqlite3.connect(path, isolation_level=None)
-    reader.execute("CREATE TABLE unrelated (x)")
     reader.execute("BEGIN IMMEDIATE")  # holds the RESERVED lock of a file not yet in WAL mode
     sqlite_cli.db = str(path)
-    proc = sqlite_cli.popen("claim", "t1", "--actor", "a", "--session", "s",
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = sqlite_cli.popen("init", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)

@@ -40,7 +40,7 @@ class LedgerMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="leasehold-hyp-")
         self.clock = FakeClock()
-        self.ledger = Ledger.open(f"{self.dir}/l.db", clock=self.clock)
+        self.ledger = Ledger.open(f"{self.dir}/l.db", create=True, clock=self.clock)
         self.model = Model()
 
     def teardown(self) -> None:

@@ -201,22 +201,52 @@ def test_cli_next_count_json(cli) -> None:
     assert none.returncode == 1 and "no task available" in none.stderr
 
 
-def test_cli_migrate(cli) -> None:
-    """On a new ledger, migrate reports every migration it applied (opening the ledger applies
-    them, and that counts), then nothing."""
+def test_cli_migrate(cli, tmp_path) -> None:
+    """migrate never creates a ledger (exit 78); init creates it and reports every migration it
+    applied; then migrate has nothing to do."""
     from leasehold.store.sqlbase import migration_files
+    from tests import pg
 
     dialect = "postgres" if cli.db.startswith("postgresql") else "sqlite"
     names = [f"{version:04d}_{name}" for version, name, _ in migration_files(dialect)]
-    first = cli("migrate", "--json")
-    assert first.returncode == 0, first.stderr
-    assert json.loads(first.stdout) == {"applied": names}
-    again = cli("migrate")
-    assert again.returncode == 0 and again.stdout == "schema up to date\n"
-    assert json.loads(cli("migrate", "--json").stdout) == {"applied": []}
+    schema = pg.create_schema() if dialect == "postgres" else None
+    cli.db = pg.url_for_schema(schema) if schema else str(tmp_path / "new" / "ledger.db")
+    try:
+        missing = cli("migrate", "--json")
+        assert missing.returncode == 78 and "leasehold init" in missing.stderr
+        assert dialect == "postgres" or not (tmp_path / "new").exists()
+        first = cli("init", "--json")
+        assert first.returncode == 0, first.stderr
+        assert json.loads(first.stdout)["applied"] == names
+        again = cli("migrate")
+        assert again.returncode == 0 and again.stdout == "schema up to date\n"
+        assert json.loads(cli("migrate", "--json").stdout) == {"applied": []}
+    finally:
+        if schema:
+            pg.drop_schema(schema)
 
 
-def test_cli_migrate_text_names_each_migration(sqlite_cli) -> None:
+def test_cli_migrate_text_names_each_migration(sqlite_cli, tmp_path) -> None:
+    """A ledger made by an earlier version (unmarked, only its first migration applied) is
+    recognised, and migrate names each migration it applies."""
+    import sqlite3
+
+    from leasehold.store.sqlbase import migration_files
+    from leasehold.store.sqlite import split_statements
+
+    files = migration_files("sqlite")
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "applied_at REAL NOT NULL)")
+    version, name, sql = files[0]
+    for statement in split_statements(open(sql, encoding="utf-8").read()):
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations VALUES (?, ?, 0)", (version, name))
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    sqlite_cli.db = str(path)
     first = sqlite_cli("migrate")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("applied 0001_core\n")
+    assert first.stdout == "".join(f"applied {v:04d}_{n}\n" for v, n, _ in files[1:])

@@ -3,7 +3,7 @@
 Who holds what, until when, with which fencing token — one atomic, audited fact::
 
     from leasehold import Ledger
-    with Ledger.open("sqlite:///tmp/ledger.db") as ledger:
+    with Ledger.open("sqlite:///tmp/ledger.db", create=True) as ledger:
         lease = ledger.claim("99927", "john:abc123", ttl="10m")
 
 Names are imported lazily: ``import leasehold`` stays cheap on the hook fast path.
@@ -45,6 +45,7 @@ _EXPORTS = {
     "StoreError": "leasehold.errors",
     "StoreBusy": "leasehold.errors",
     "StoreUnavailable": "leasehold.errors",
+    "ConfigError": "leasehold.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -4,8 +4,13 @@ who the caller is.
 Precedence, highest first:
 
 - database: ``--db`` > ``LEASEHOLD_DB`` > ``db`` in the nearest ``leasehold.toml`` (searched from
-  the working directory up; a relative path is relative to that file) >
-  ``$XDG_DATA_HOME/leasehold/ledger.db`` (default ``~/.local/share/leasehold/ledger.db``).
+  the working directory up) > ``$XDG_DATA_HOME/leasehold/ledger.db`` (default
+  ``~/.local/share/leasehold/ledger.db``). A relative path in leasehold.toml (``rel.db``,
+  ``sqlite:rel.db``) is relative to that file, never to the working directory; inside a linked
+  git worktree it is resolved in the main worktree (found through the git common directory,
+  reading ``.git`` and ``commondir`` without running git), so every worktree shares one ledger.
+  Only the per-user default ledger is created on first use; any other location must exist
+  (``leasehold init`` creates it).
 - actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
   > ``$USER``.
 - session: hook payload ``session_id`` > ``--session`` > ``LEASEHOLD_SESSION`` >
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-from leasehold.errors import InvalidInput
+from leasehold.errors import ConfigError, InvalidInput
 from leasehold.model import DEFAULT_TTL, parse_duration, validate_name, validate_ttl
 
 TYPE_CHECKING = False
@@ -66,15 +71,34 @@ class Settings:
     parsed content."""
 
     def __init__(self, db: str, db_source: str, default_ttl: float, file: str | None,
-                 values: dict[str, Any], busy_timeout: float | None = None) -> None:
+                 values: dict[str, Any], busy_timeout: float | None = None,
+                 worktree: tuple[str, str] | None = None) -> None:
         self.db = db
         self.db_source = db_source
+        #: ``(this worktree's root, the main worktree's root)`` when ``db`` is a relative path
+        #: in leasehold.toml resolved from a linked git worktree into the main one, else None.
+        self.worktree = worktree
         self.default_ttl = default_ttl
         self.file = file
         self.values = values
         #: Seconds a SQLite writer waits for the lock (``LEASEHOLD_BUSY_TIMEOUT`` >
         #: ``busy_timeout`` in leasehold.toml), or None for the store's default.
         self.busy_timeout = busy_timeout
+
+    @property
+    def is_default(self) -> bool:
+        """True when ``db`` is the per-user default location (the only one created on first
+        use)."""
+        return self.db_source == "default"
+
+    def describe_source(self) -> str:
+        """Where ``db`` came from, for people (``whoami``, error messages)."""
+        if self.worktree is not None:
+            return (f"db in {self.db_source}, resolved in the main worktree {self.worktree[1]}: "
+                    "shared by all worktrees")
+        if self.file is not None and self.db_source == self.file:
+            return f"db in {self.file}"
+        return self.db_source
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.values.get(key, default)
@@ -161,14 +185,15 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     env = os.environ if environ is None else environ
     file = find_config(cwd)
     values = read_config(file) if file else {}
+    worktree: tuple[str, str] | None = None
     if db:
         url, source = db, "--db"
     elif env.get("LEASEHOLD_DB"):
         url, source = env["LEASEHOLD_DB"], "LEASEHOLD_DB"
     elif values.get("db"):
-        url, source = str(values["db"]), file or CONFIG_NAME
-        if "://" not in url and not url.startswith("sqlite:") and file:
-            url = os.path.join(os.path.dirname(file), os.path.expanduser(url))
+        assert file is not None
+        url, worktree = resolve_config_db(str(values["db"]), file)
+        source = file
     else:
         url, source = default_db_path(env), "default"
     ttl = DEFAULT_TTL
@@ -179,7 +204,73 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
         busy = parse_duration(env["LEASEHOLD_BUSY_TIMEOUT"], "LEASEHOLD_BUSY_TIMEOUT")
     elif values.get("busy_timeout") is not None:
         busy = parse_duration(values["busy_timeout"], f"busy_timeout in {file}")
-    return Settings(url, source, ttl, file, values, busy)
+    return Settings(url, source, ttl, file, values, busy, worktree)
+
+
+def resolve_config_db(value: str, file: str) -> tuple[str, tuple[str, str] | None]:
+    """The ledger ``db = value`` in leasehold.toml ``file`` names: ``(url, worktree)``.
+
+    A PostgreSQL URL and an absolute path (``/abs``, ``~/x``, ``sqlite:///abs``) are used as
+    they are; a relative path (``rel.db``, ``sqlite:rel.db``) is relative to the folder of
+    ``file``, and when that folder is inside a linked git worktree, to the same folder of the
+    main worktree (``worktree`` is then ``(this worktree's root, the main worktree's root)``).
+    Raises :class:`ConfigError` for a malformed value.
+    """
+    from leasehold.urls import split
+
+    try:
+        kind, target = split(value)
+    except ValueError as exc:
+        raise ConfigError(f"db in {file}: {exc}") from None
+    if kind != "sqlite":
+        return value, None
+    path = os.path.expanduser(target)
+    if os.path.isabs(path):
+        return os.path.normpath(path), None
+    base = os.path.dirname(os.path.abspath(file))
+    worktree = linked_worktree(base)
+    if worktree is not None:
+        base = os.path.normpath(os.path.join(worktree[1], os.path.relpath(base, worktree[0])))
+    return os.path.normpath(os.path.join(base, path)), worktree
+
+
+def linked_worktree(start: str) -> tuple[str, str] | None:
+    """``(worktree root, main worktree root)`` when ``start`` is inside a linked git worktree,
+    else None (not in a repository, in the main worktree, in a submodule).
+
+    Read from the files git keeps (gitrepository-layout(5)), never by running git: a linked
+    worktree's ``.git`` is a file ``gitdir: PATH`` naming ``$GIT_COMMON_DIR/worktrees/NAME``,
+    which holds a ``commondir`` file (the common directory, relative to it). The main worktree
+    is the folder holding the common directory when that is named ``.git``; for a bare
+    repository (no main worktree) it is the common directory itself.
+    """
+    folder = start
+    while True:
+        dot_git = os.path.join(folder, ".git")
+        try:
+            with open(dot_git, encoding="utf-8") as fh:
+                first = fh.readline()
+        except (IsADirectoryError, PermissionError):
+            return None  # a main worktree (or an unreadable one: treat as main)
+        except (FileNotFoundError, NotADirectoryError):
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                return None
+            folder = parent
+            continue
+        except (OSError, UnicodeDecodeError):
+            return None
+        if not first.startswith("gitdir:"):
+            return None
+        gitdir = os.path.join(folder, first[len("gitdir:"):].strip())
+        try:
+            with open(os.path.join(gitdir, "commondir"), encoding="utf-8") as fh:
+                common = fh.readline().strip()
+        except (OSError, UnicodeDecodeError):
+            return None  # a submodule or a separate git dir: this checkout is the main one
+        common = os.path.normpath(os.path.join(gitdir, common))
+        main = os.path.dirname(common) if os.path.basename(common) == ".git" else common
+        return folder, main
 
 
 def git_user_name() -> str | None:

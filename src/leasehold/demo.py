@@ -5,7 +5,8 @@ worker ("the victim") is killed with SIGKILL while it holds a task; its lease ex
 another worker takes the task over with a higher fence. The invariants are then checked from
 the event log alone (:mod:`leasehold.invariants`).
 
-Run a worker by hand with ``python -m leasehold.demo worker DB INDEX TTL [--victim]``.
+Run a worker by hand with ``python -m leasehold.demo worker DB INDEX TTL [--victim]`` (DB ``-``:
+the URL in ``LEASEHOLD_DEMO_DB``).
 """
 
 from __future__ import annotations
@@ -80,13 +81,16 @@ def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | N
              progress: IO[str] | None = None) -> dict[str, Any]:
     """Run the demo; returns a summary dict with ``ok``, ``violations`` and ``report`` (text).
 
-    ``db``: a ledger without tasks (default: a temporary SQLite file). Raises
-    :class:`~leasehold.errors.InvalidInput` if it already has tasks."""
+    ``db``: an existing ledger without tasks (default: a temporary SQLite file, created here).
+    Raises :class:`~leasehold.errors.InvalidInput` if it already has tasks and
+    :class:`~leasehold.errors.ConfigError` if it does not exist (``leasehold init`` creates
+    one)."""
     import signal
 
     from leasehold.errors import InvalidInput
     from leasehold.invariants import check_invariants
     from leasehold.ledger import Ledger
+    from leasehold.urls import redact
 
     def say(text: str) -> None:
         if progress is not None:
@@ -99,11 +103,11 @@ def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | N
         db = os.path.join(tmp.name, "ledger.db")
     started = time.monotonic()
     try:
-        with Ledger.open(db) as ledger:
+        with Ledger.open(db, create=tmp is not None) as ledger:
             existing = ledger.tasks()
             if existing:
                 raise InvalidInput(
-                    f"the demo needs an empty ledger: {db} already has {len(existing)} task(s), "
+                    f"the demo needs an empty ledger: {redact(db)} already has {len(existing)} task(s), "
                     "which its workers would claim and complete; name a new ledger with --db, "
                     "or omit --db for a temporary one")
             latest = ledger.events(limit=1)
@@ -111,12 +115,13 @@ def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | N
             ids = [f"demo-{i:04d}" for i in range(1, tasks + 1)]
             for i, task_id in enumerate(ids):
                 ledger.add(task_id, title=f"demo task {i + 1}", priority=0)
-            say(f"ledger {db}: {tasks} tasks, {workers} worker processes, TTL {ttl:g}s")
+            say(f"ledger {redact(db)}: {tasks} tasks, {workers} worker processes, TTL {ttl:g}s")
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             env.pop("LEASEHOLD_DB", None)
+            env["LEASEHOLD_DEMO_DB"] = db  # not on the command line, where ps shows a password
             procs = []
             for index in range(workers):
-                cmd = [sys.executable, "-m", "leasehold.demo", "worker", db, str(index), str(ttl)]
+                cmd = [sys.executable, "-m", "leasehold.demo", "worker", "-", str(index), str(ttl)]
                 if index == 0:
                     cmd.append("--victim")
                 procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
@@ -177,6 +182,7 @@ def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | N
 
 if __name__ == "__main__":
     if len(sys.argv) >= 5 and sys.argv[1] == "worker":
-        sys.exit(worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), "--victim" in sys.argv[5:]))
+        db_arg = os.environ["LEASEHOLD_DEMO_DB"] if sys.argv[2] == "-" else sys.argv[2]
+        sys.exit(worker(db_arg, int(sys.argv[3]), float(sys.argv[4]), "--victim" in sys.argv[5:]))
     sys.stderr.write("usage: python -m leasehold.demo worker DB INDEX TTL [--victim]\n")
     sys.exit(2)

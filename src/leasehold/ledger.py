@@ -135,26 +135,51 @@ class Ledger:
         self.replayed_at: float | None = None
 
     @classmethod
-    def open(cls, url: str | None = None, *, clock: Callable[[], float] | None = None,
-             busy_timeout: float | None = None, default_ttl: float | None = None) -> Ledger:
+    def open(cls, url: str | None = None, *, create: bool = False,
+             clock: Callable[[], float] | None = None, busy_timeout: float | None = None,
+             default_ttl: float | None = None) -> Ledger:
         """Open the ledger at ``url`` (a path, ``sqlite:///path`` or ``postgresql://...``);
-        without one, resolve it like the CLI does (``LEASEHOLD_DB``, leasehold.toml, the XDG
-        default). ``clock`` (SQLite only) returns UTC seconds; ``busy_timeout`` is in seconds."""
+        without one, resolve it like the CLI does (``LEASEHOLD_DB``, leasehold.toml, the
+        per-user default). ``clock`` (SQLite only) returns UTC seconds; ``busy_timeout`` is in
+        seconds.
+
+        ``create``: make the ledger if there is none at that location (the SQLite file and its
+        folder, or the schema in an existing PostgreSQL database). It defaults to False, the
+        CLI's rule: a mistyped location raises :class:`~leasehold.errors.ConfigError` instead
+        of quietly starting an empty ledger on which every claim and every gate check succeeds
+        (two processes with two spellings of one path would both win). Pass ``create=True``
+        where the program owns the ledger's life (a test, a service's first start, an
+        installer); ``leasehold init`` does the same from the shell. The per-user default
+        location (no ``url``, nothing configured) is created on first use either way.
+
+        Raises :class:`~leasehold.errors.ConfigError` (exit 78) for a missing ledger (without
+        ``create``), a malformed URL, a file that is not a leasehold ledger (left untouched) or
+        a ledger with a newer schema; :class:`~leasehold.errors.StoreUnavailable` when the
+        store cannot be reached."""
         from leasehold.config import load_settings
 
-        return cls.from_settings(load_settings(url), clock=clock, busy_timeout=busy_timeout,
-                                 default_ttl=default_ttl)
+        return cls.from_settings(load_settings(url), create=create, clock=clock,
+                                 busy_timeout=busy_timeout, default_ttl=default_ttl)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] | None = None,
+    def from_settings(cls, settings: Settings, *, create: bool = False,
+                      clock: Callable[[], float] | None = None,
                       busy_timeout: float | None = None,
                       default_ttl: float | None = None) -> Ledger:
-        """Open the ledger resolved settings name; explicit arguments win over them."""
+        """Open the ledger resolved settings name; explicit arguments win over them. The
+        ledger is created only with ``create`` or at the per-user default location."""
+        from leasehold.errors import ConfigError
         from leasehold.store import open_store
 
         if busy_timeout is None:
             busy_timeout = settings.busy_timeout
-        store = open_store(settings.db, clock=clock, busy_timeout=busy_timeout)
+        try:
+            store = open_store(settings.db, clock=clock, busy_timeout=busy_timeout,
+                               create=create or settings.is_default)
+        except ConfigError as exc:
+            if settings.db_source in ("--db", "default") or settings.db_source in str(exc):
+                raise
+            raise ConfigError(f"{exc} [ledger from {settings.describe_source()}]") from None
         return cls(store, settings.default_ttl if default_ttl is None else default_ttl)
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ COMMAND_MODULES = {
     "next": "leasehold.cli.leases",
     "log": "leasehold.cli.leases",
     "migrate": "leasehold.cli.leases",
+    "init": "leasehold.cli.init",
     "whoami": "leasehold.cli.leases",
     "op": "leasehold.cli.leases",
     "dep": "leasehold.cli.deps",
@@ -70,7 +71,9 @@ exit codes:
   75  store busy or unavailable, nothing applied: retry later
   76  outcome unknown: look the operation id up before retrying
   77  permission denied
-  78  configuration error: fix the configuration (retrying will not help)
+  78  configuration error, retrying will not help: a missing ledger (leasehold
+      never creates one at a location you named: 'leasehold init' does), a file
+      that is not a ledger, a newer ledger schema, a bad URL, permission denied
 """
 
 

@@ -249,13 +249,23 @@ def run_command(args: argparse.Namespace, debug: bool) -> int:
 
 
 def _report(ctx: Context, exc: BaseException, kind: str, code: int, line: str | None = None) -> None:
-    message = line or str(exc)
-    message = " ".join(message.split("\n"))
+    full = str(exc)
+    message = " ".join((line or full).split("\n"))
+    # The last guard against a password from a URL in any message (stores redact their own).
+    import os
+
+    urls = [getattr(ctx.args, "db", None), os.environ.get("LEASEHOLD_DB"),
+            ctx._settings.db if ctx._settings is not None else None]
+    for url in urls:
+        if url and "://" in url:
+            from leasehold.urls import scrub
+
+            message, full = scrub(message, url), scrub(full, url)
     sys.stderr.write(message + "\n")
     if ctx.json:
         import json
 
-        error: dict[str, Any] = {"type": kind, "exit_code": code, "message": str(exc)}
+        error: dict[str, Any] = {"type": kind, "exit_code": code, "message": full}
         for attr in ("task_id", "holder", "fence", "op_id"):
             if hasattr(exc, attr):
                 error[attr] = getattr(exc, attr)

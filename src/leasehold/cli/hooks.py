@@ -46,9 +46,11 @@ def setup_hook(sub: Any) -> None:
         ),
         exit_codes=(
             "exit codes:\n"
-            "  0   ok, also when the call is denied (the deny object is on stdout)\n"
+            "  0   ok, also when the call is denied (the deny object is on stdout); the gate\n"
+            "      denies when the ledger is unreachable or misconfigured (fail closed)\n"
             "  1   a non-blocking hook error, one line on stderr: a malformed payload, or a\n"
-            "      ledger the heartbeat or session-end cannot reach (lease expiry is the backstop)\n"
+            "      ledger the heartbeat or session-end cannot reach or is misconfigured (lease\n"
+            "      expiry is the backstop)\n"
             "  2   usage: an unknown hook event\n"
         ),
     )

@@ -497,13 +497,20 @@ def cmd_whoami(ctx: Context) -> int:
 
     actor, actor_source = resolve_actor(getattr(ctx.args, "actor", None), ctx.settings)
     session, session_source = resolve_session(getattr(ctx.args, "session", None), required=False)
+    from leasehold.urls import redact
+
+    settings = ctx.settings
     holder = f"{actor}:{session}" if session else None
+    db = redact(settings.db)
+    worktree = None
+    if settings.worktree is not None:
+        worktree = {"worktree": settings.worktree[0], "main_worktree": settings.worktree[1]}
     data = {"holder": holder, "actor": actor, "actor_source": actor_source,
             "session": session, "session_source": session_source,
-            "db": ctx.settings.db, "db_source": ctx.settings.db_source}
+            "db": db, "db_source": settings.db_source, "db_shared_worktrees": worktree}
     text = (f"{holder or actor + ':(no session)'}\n  actor   {actor}  (from {actor_source})\n"
             f"  session {session or '-'}  (from {session_source or 'nowhere: pass --session'})\n"
-            f"  db      {ctx.settings.db}  (from {ctx.settings.db_source})")
+            f"  db      {db}  (from {settings.describe_source()})")
     ctx.out(data, text)
     return 0
 

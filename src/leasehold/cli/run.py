@@ -117,7 +117,8 @@ def setup_demo(sub: Any) -> None:
     p = add_command(
         sub, "demo", func=cmd_demo, help="watch a fleet of worker processes share a backlog",
         description=(
-            "On a fresh temporary SQLite ledger (or --db: one without tasks, else exit 2),\n"
+            "On a fresh temporary SQLite ledger (or --db: an existing ledger without tasks, else\n"
+            "exit 2; `leasehold init --db URL` creates one, a missing one is exit 78),\n"
             "N worker processes loop "
             "next -> work (with heartbeat) -> done. One worker is killed with\n"
             "SIGKILL while it holds a task; its lease expires and another worker takes the task over with a\n"

@@ -360,7 +360,8 @@ def pre_tool_use(payload: dict[str, Any]) -> int:
             return _gate_agent(payload, tool, tool_input, session, settings, enforce)
         return _gate_edit(payload, tool, tool_input, session, settings, enforce)
     except LeaseholdError as exc:
-        return _store_failure(payload, tool, tool_input, session, settings, enforce, str(exc))
+        return _store_failure(payload, tool, tool_input, session, settings, enforce, str(exc),
+                              permanent=exc.exit_code == 78)
 
 
 def _text_field(tool_input: dict[str, Any], key: str) -> str:
@@ -452,14 +453,24 @@ def _gate_edit(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
 
 def _store_failure(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
                    session: str | None, settings: Settings | None, enforce: bool,
-                   error: str) -> int:
+                   error: str, permanent: bool = False) -> int:
     """The ledger cannot answer: fail closed unless enforcement is off or the bypass token is
-    given (both audited to the file; the ledger cannot record them)."""
+    given (both audited to the file; the ledger cannot record them). ``permanent``: a
+    configuration error (a missing ledger, a file that is not one): the advice is to fix it,
+    not to retry."""
     prompt = _text_field(tool_input, "prompt") if tool in AGENT_TOOLS else ""
     token = DEFAULT_BYPASS_TOKEN
     if settings is not None and settings.get("bypass_token"):
         token = str(settings.get("bypass_token"))
     bypass = tool in AGENT_TOOLS and token in prompt + "\n" + _text_field(tool_input, "description")
+    if enforce and not bypass and permanent:
+        return _deny(
+            f"leasehold cannot check this call: {error}. The gate fails closed, so the call is "
+            "denied, and retrying will not help: this is a configuration error. Tell the user "
+            "to fix it as the message says (`leasehold whoami` shows which ledger is configured "
+            "and from where; `leasehold init` creates a missing one), or to switch enforcement "
+            "off with LEASEHOLD_ENFORCE=0."
+        )
     if enforce and not bypass:
         return _deny(
             f"leasehold cannot check this call: {error}. The gate fails closed, so the call is "
@@ -518,7 +529,8 @@ def session_start(payload: dict[str, Any]) -> int:
             groups = ledger.who()
             reservations = paths.active(ledger)
     except LeaseholdError as exc:
-        return _context("SessionStart", f"leasehold: the ledger cannot be reached ({exc}); the "
+        problem = ("is misconfigured" if exc.exit_code == 78 else "cannot be reached")
+        return _context("SessionStart", f"leasehold: the ledger {problem} ({exc}); the "
                         "dispatch gate will deny sub-agent dispatch and edits until it can.")
     actor = _actor(settings)
     me = f"{actor}:{session}" if actor and session else (session or "(no session)")

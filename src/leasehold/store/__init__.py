@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from leasehold.errors import InvalidInput
+from leasehold.errors import ConfigError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ def open_store(
     *,
     clock: Callable[[], float] | None = None,
     busy_timeout: float | None = None,
+    create: bool = False,
 ) -> SQLStore:
     """Open the store a URL names.
 
@@ -26,28 +27,23 @@ def open_store(
     embedded SQLite store; ``postgresql://user@host/db`` (or ``postgres://``) for PostgreSQL.
     ``clock``: a callable returning UTC seconds since the epoch (SQLite only; PostgreSQL always
     uses the database server's clock). ``busy_timeout``: seconds to wait for a lock before
-    raising :class:`~leasehold.errors.StoreBusy`.
+    raising :class:`~leasehold.errors.StoreBusy`. ``create``: make the ledger if there is none
+    (the SQLite file and folder, or the schema in an existing PostgreSQL database); otherwise a
+    missing ledger is a :class:`~leasehold.errors.ConfigError`.
 
-    Raises :class:`InvalidInput` for an unknown scheme, and the store's errors on open.
+    Raises :class:`~leasehold.errors.ConfigError` for a malformed URL or an unknown scheme, and
+    the store's errors on open.
     """
-    scheme, sep, rest = url.partition("://")
-    if sep and scheme in ("postgresql", "postgres"):
+    from leasehold.urls import split
+
+    try:
+        kind, target = split(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if kind == "postgres":
         from leasehold.store.postgres import PostgresStore
 
-        return PostgresStore(url, busy_timeout=busy_timeout)
-    if url.startswith("sqlite:"):
-        path = url[len("sqlite:"):]
-        if path.startswith("//"):
-            path = path[2:]
-        if not path:
-            raise InvalidInput(f"database URL {url!r} names no file")
-    elif sep:
-        raise InvalidInput(
-            f"database URL {url!r} has an unknown scheme {scheme!r}; "
-            "use a path, sqlite:///path or postgresql://..."
-        )
-    else:
-        path = url
+        return PostgresStore(target, busy_timeout=busy_timeout, create=create)
     from leasehold.store.sqlite import SQLiteStore
 
-    return SQLiteStore(path, clock=clock, busy_timeout=busy_timeout)
+    return SQLiteStore(target, clock=clock, busy_timeout=busy_timeout, create=create)

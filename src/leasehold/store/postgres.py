@@ -29,6 +29,11 @@
   ``schema_migrations``; concurrent first uses serialise on a transaction-scoped advisory lock.
   The ledger lives in the first schema of the connection's ``search_path``
   (``?options=-csearch_path%3Dmyschema`` in the URL picks another).
+- Nothing is created unless asked (``create=True``: ``leasehold init``): a URL without a
+  database name, an unknown database, role or URL parameter, a ``search_path`` naming no
+  existing schema, a database without a ledger and a ledger with a newer schema than this code
+  knows raise :class:`~leasehold.errors.ConfigError` (exit 78), which retrying cannot fix.
+  Messages never show the URL's password.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
 from leasehold.errors import (
+    ConfigError,
     InvalidInput,
+    LeaseholdError,
     OpRecorded,
     OutcomeUnknown,
     Refused,
@@ -59,6 +66,7 @@ from leasehold.store.sqlbase import (
     load_queries,
     migration_files,
 )
+from leasehold.urls import redact, scrub
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,6 +84,15 @@ _SERVER_NOW = "SELECT extract(epoch FROM clock_timestamp())::float8 AS now"
 #: SQLSTATE classes / codes that mean "the store is busy: retry".
 _BUSY = (pg_errors.LockNotAvailable, pg_errors.QueryCanceled, pg_errors.SerializationFailure,
          pg_errors.DeadlockDetected)
+#: SQLSTATEs that mean "the configuration is wrong": retrying cannot help.
+_CONFIG = (pg_errors.InsufficientPrivilege, pg_errors.InvalidSchemaName, pg_errors.UndefinedTable,
+           pg_errors.InvalidCatalogName, pg_errors.InvalidAuthorizationSpecification)
+#: Connection failures (libpq reports no SQLSTATE for them) that retrying cannot fix.
+_CONFIG_CONNECT = ("does not exist", "password authentication failed", "no pg_hba.conf entry",
+                   "invalid port number", "invalid integer value", "invalid value for parameter",
+                   "invalid sslmode", "unrecognized configuration parameter",
+                   "is not permitted to log in", "permission denied", "invalid connection option",
+                   "invalid URI")
 
 
 def rewrite_placeholders(sql: str) -> str:
@@ -147,23 +164,39 @@ class PgTx(Tx):
 class PostgresStore(SQLStore):
     """The store on a PostgreSQL database.
 
-    ``url``: a libpq URL, ``postgresql://user@host:port/dbname?options=...``. ``busy_timeout``:
-    seconds a statement waits for a row lock (``lock_timeout``) before :class:`StoreBusy`.
-    Raises :class:`StoreUnavailable` if the server cannot be reached.
+    ``url``: a libpq URL naming its database, ``postgresql://user@host:port/dbname?options=...``.
+    ``busy_timeout``: seconds a statement waits for a row lock (``lock_timeout``) before
+    :class:`StoreBusy`. ``create``: apply the schema if the database holds no ledger yet (the
+    database itself must exist). Raises :class:`StoreUnavailable` if the server cannot be
+    reached, :class:`ConfigError` for a permanent problem (see the module docstring).
     """
 
     dialect = "postgres"
 
-    def __init__(self, url: str, *, busy_timeout: float | None = None) -> None:
+    def __init__(self, url: str, *, busy_timeout: float | None = None, create: bool = False) -> None:
         self.url = url
         self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         self.queries = load_queries(self.dialect, rewrite_placeholders)
         self.conn: psycopg.Connection[Any] | None = None
         self._checked = False
+        self._create_ledger = create
+        self.created = False
         self.applied_on_open: list[str] = []
+        try:
+            info = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigError(self._scrub(f"bad PostgreSQL URL: {_first_line(exc)}")) from None
+        if not info.get("dbname"):
+            raise ConfigError(
+                f"the PostgreSQL URL {redact(url)} names no database: add it "
+                "(postgresql://user@host:port/DBNAME); leasehold never uses a default database")
         #: Calls whose acknowledgement was lost and that a lookup found applied (a counter).
         self.lost_acks_resolved = 0
         self._connect()
+
+    def _scrub(self, text: str) -> str:
+        """``text`` without the URL's password (messages may quote the URL)."""
+        return scrub(text, self.url)
 
     # -- connection and error translation ----------------------------------------------------
     def _where(self) -> str:
@@ -184,30 +217,71 @@ class PostgresStore(SQLStore):
             conn = psycopg.connect(self.url, autocommit=True, row_factory=dict_row,
                                    application_name="leasehold", **kwargs)
         except psycopg.Error as exc:
-            raise StoreUnavailable(
-                f"cannot reach the PostgreSQL ledger at {self._where()}: "
-                f"{_first_line(exc)}; retry later"
-            ) from exc
+            reason = _first_line(exc)
+            if isinstance(exc, psycopg.ProgrammingError) or any(
+                    marker in reason for marker in _CONFIG_CONNECT):
+                raise ConfigError(self._scrub(
+                    f"cannot use the PostgreSQL ledger at {self._where()}: {reason} (fix the URL "
+                    "or the server's configuration; retrying will not help)")) from exc
+            raise StoreUnavailable(self._scrub(
+                f"cannot reach the PostgreSQL ledger at {self._where()}: {reason}; retry later"
+            )) from exc
         self.conn = conn
         try:
             with self._guard():
                 conn.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
                 if not self._checked:
                     self._check_schema(conn)
-        except StoreError:
+        except LeaseholdError:
             self._drop()
             raise
         return conn
 
     def _check_schema(self, conn: psycopg.Connection[Any]) -> None:
-        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS ok").fetchone()
-        count = 0
-        if row and row["ok"]:
-            counted = conn.execute("SELECT count(*) AS n FROM schema_migrations").fetchone()
-            count = counted["n"] if counted else 0
-        if count != len(migration_files(self.dialect)):
+        """Recognise the ledger (or create it, with ``create``); refuse anything else."""
+        row = conn.execute("SELECT current_schema() AS schema, "
+                           "to_regclass('schema_migrations') IS NOT NULL AS ok").fetchone()
+        assert row is not None
+        if row["schema"] is None:
+            shown = conn.execute("SHOW search_path").fetchone()
+            raise ConfigError(self._scrub(
+                f"the PostgreSQL ledger at {self._where()}: no schema of the search_path exists "
+                f"({shown['search_path'] if shown else '?'}); create the schema "
+                "(CREATE SCHEMA name) or fix options=-csearch_path in the URL"))
+        if not row["ok"]:
+            if not self._create_ledger:
+                raise ConfigError(self._scrub(
+                    f"no leasehold ledger in the PostgreSQL database at {self._where()} (schema "
+                    f"{row['schema']}): create it with `leasehold init --db {redact(self.url)}`"))
+            self.created = True
+            self.applied_on_open = self.migrate()
+            return
+        done = self._applied(conn)
+        if set(done) != set(self._known()):
             self.applied_on_open = self.migrate()
         self._checked = True
+
+    def _known(self) -> dict[int, str]:
+        return {version: name for version, name, _ in migration_files(self.dialect)}
+
+    def _applied(self, conn: psycopg.Connection[Any]) -> dict[int, str]:
+        """The migrations recorded in this ledger; :class:`ConfigError` if a table of that
+        name is not leasehold's, or names a migration this code does not know."""
+        try:
+            rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+        except (pg_errors.UndefinedColumn, pg_errors.DatatypeMismatch) as exc:
+            raise ConfigError(self._scrub(
+                f"the PostgreSQL database at {self._where()} is not a leasehold ledger (its "
+                f"schema_migrations table is another tool's: {_first_line(exc)}); it was left "
+                "untouched: point the URL at another database or schema")) from exc
+        done = {row["version"]: row["name"] for row in rows}
+        known = self._known()
+        newer = sorted(f"{v:04d}_{n}" for v, n in done.items() if known.get(v) != n)
+        if newer:
+            raise ConfigError(self._scrub(
+                f"the PostgreSQL ledger at {self._where()} has a newer schema than this leasehold "
+                f"knows (migration(s) {', '.join(newer)}): upgrade leasehold; nothing was changed"))
+        return done
 
     def _conn(self) -> psycopg.Connection[Any]:
         """The live connection, reconnecting if the last one was lost. An idle connection
@@ -244,10 +318,14 @@ class PostgresStore(SQLStore):
         try:
             yield call
         except _BUSY as exc:
-            raise StoreBusy(
+            raise StoreBusy(self._scrub(
                 f"the PostgreSQL ledger at {self._where()} stayed busy ({_first_line(exc)}); "
                 "retry later"
-            ) from exc
+            )) from exc
+        except _CONFIG as exc:
+            raise ConfigError(self._scrub(
+                f"cannot use the PostgreSQL ledger at {self._where()}: {_first_line(exc)} "
+                "(fix the configuration; retrying will not help)")) from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # Connection lost, backend terminated, server shut down or restarting. This
             # connection is unusable: drop it so the next call reconnects. Before the commit was
@@ -259,15 +337,15 @@ class PostgresStore(SQLStore):
                 # A write without an operation id (tickets, path reservations, feed posts,
                 # audit events) lost after its commit was sent: nothing to look up, so whether
                 # it applied is unknown; "not applied" could be a lie.
-                raise OutcomeUnknown(
+                raise OutcomeUnknown(self._scrub(
                     f"lost the PostgreSQL ledger at {self._where()} after sending the commit "
                     f"({_first_line(exc)}) and could not find out whether it applied; check "
                     "before retrying"
-                ) from exc
-            raise StoreUnavailable(
+                )) from exc
+            raise StoreUnavailable(self._scrub(
                 f"lost the PostgreSQL ledger at {self._where()} ({_first_line(exc)}); "
                 "the operation was not applied — retry later"
-            ) from exc
+            )) from exc
         except psycopg.IntegrityError as exc:
             if call.op is not None and exc.diag.constraint_name == "operations_pkey":
                 raise OpRecorded(call.op) from exc
@@ -277,9 +355,9 @@ class PostgresStore(SQLStore):
             # not a store outage.
             raise InvalidInput(f"the ledger cannot hold a value given: {_first_line(exc)}") from exc
         except psycopg.Error as exc:
-            raise StoreUnavailable(
+            raise StoreUnavailable(self._scrub(
                 f"PostgreSQL ledger at {self._where()}: {_first_line(exc)}"
-            ) from exc
+            )) from exc
 
     @contextmanager
     def _tx(self, write: bool, op: str | None = None) -> Iterator[Tx]:
@@ -391,7 +469,7 @@ class PostgresStore(SQLStore):
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                     "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
                 )
-                done = {row["version"] for row in conn.execute("SELECT version FROM schema_migrations")}
+                done = self._applied(conn)
                 for version, name, path in migration_files(self.dialect):
                     if version in done:
                         continue

@@ -7,8 +7,14 @@
 - ``busy_timeout``: a writer waits up to this long for the lock, then the operation fails with
   :class:`~leasehold.errors.StoreBusy` (exit 75). There is no fallback path.
 - Schema: ordered migrations ``sql/sqlite/migrations/NNNN_name.sql``, each applied once and
-  recorded in ``schema_migrations``; ``PRAGMA user_version`` holds how many are applied, so a
-  connection checks the schema with one cheap read.
+  recorded in ``schema_migrations``. A ledger is marked with ``PRAGMA application_id``
+  (:data:`APPLICATION_ID`) and ``PRAGMA user_version`` holds the set of migrations applied (bit N
+  for migration N), so a connection recognises an up-to-date ledger with one cheap read.
+- Nothing is created unless asked (``create=True``: ``leasehold init``, the per-user default
+  ledger): a missing file, a directory, a file that is not SQLite, another application's database
+  and a ledger with a newer schema than this code knows are refused with
+  :class:`~leasehold.errors.ConfigError` (exit 78) and left byte-for-byte untouched. Ledgers made
+  before the mark existed are recognised by their ``schema_migrations`` table and marked.
 """
 
 from __future__ import annotations
@@ -17,16 +23,56 @@ import os
 import sqlite3
 import time
 
-from leasehold.errors import InvalidInput, LeaseholdError, Refused, StoreBusy, StoreUnavailable
+from leasehold.errors import (
+    ConfigError,
+    InvalidInput,
+    LeaseholdError,
+    Refused,
+    StoreBusy,
+    StoreUnavailable,
+)
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 #: Seconds a writer waits for the database lock before StoreBusy.
 DEFAULT_BUSY_TIMEOUT = 10.0
+#: ``PRAGMA application_id`` of a leasehold ledger ("LHLD"): how a file is recognised as one
+#: (the SQLite file format's field for this, offset 68 of the header).
+APPLICATION_ID = 0x4C484C44
+#: The columns of leasehold's schema_migrations (a table of that name alone proves nothing:
+#: Rails and other tools make one too).
+_MIGRATION_COLUMNS = {"version", "name", "applied_at"}
+_SCHEMA: dict[int, str] | None = None
+
+
+def known_migrations() -> dict[int, str]:
+    """``{version: name}`` of the migrations this code ships (cached)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = {version: name for version, name, _ in migration_files(SQLiteStore.dialect)}
+        if max(_SCHEMA, default=0) > 30:
+            raise RuntimeError("migration numbers above 30 do not fit the user_version bit set")
+    return _SCHEMA
+
+
+def schema_mask(versions: Iterable[int]) -> int:
+    """The ``user_version`` of a ledger with exactly these migrations applied: bit N set for
+    migration N (migrations are numbered 1-30; 0 is never used)."""
+    mask = 0
+    for version in versions:
+        mask |= 1 << version
+    return mask
+
+
+def _uri(path: str, create: bool) -> str:
+    """A SQLite URI filename for the absolute ``path``: ``mode=rw`` never creates the file."""
+    escaped = path.replace("%", "%25").replace("?", "%3F").replace("#", "%23")
+    return "file://" + escaped + ("?mode=rwc" if create else "?mode=rw")
+
 
 #: Single-row ``UPDATE tasks ... WHERE id = :id ... RETURNING *`` queries that this store runs
 #: as the UPDATE followed by a SELECT by primary key: through the sqlite3 module a RETURNING
@@ -63,43 +109,110 @@ class SQLiteTx(Tx):
 class SQLiteStore(SQLStore):
     """The store on one SQLite file.
 
-    ``path``: the database file (created, with its folder, on first use). ``clock``: returns UTC
-    seconds since the epoch (default ``time.time``; tests inject one). ``busy_timeout``: seconds.
-    Raises :class:`StoreUnavailable` if the file cannot be opened or is not a ledger.
+    ``path``: the database file. ``create``: make the file (and its folder) and the schema if
+    it does not exist yet; otherwise a missing file is a :class:`ConfigError`. ``clock``:
+    returns UTC seconds since the epoch (default ``time.time``; tests inject one).
+    ``busy_timeout``: seconds. Raises :class:`ConfigError` (exit 78) if the file is missing (and
+    not ``create``), a directory, unreadable, not SQLite, not a leasehold ledger, or a ledger
+    with a newer schema than this code knows; nothing is written to such a file.
     """
 
     dialect = "sqlite"
 
     def __init__(self, path: str, *, clock: Callable[[], float] | None = None,
-                 busy_timeout: float | None = None) -> None:
+                 busy_timeout: float | None = None, create: bool = False) -> None:
         self.path = os.path.abspath(os.path.expanduser(path))
         self.clock = clock or time.time
         self.busy_timeout = DEFAULT_BUSY_TIMEOUT if busy_timeout is None else busy_timeout
         self.queries = _sqlite_queries()
         self.applied_on_open: list[str] = []
-        self.conn = self._connect()
+        self.created = False
+        self.conn = self._connect(create)
 
-    def _connect(self) -> sqlite3.Connection:
-        folder = os.path.dirname(self.path)
-        try:
-            if folder and not os.path.isdir(folder):
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        if create:
+            folder = os.path.dirname(self.path)
+            try:
                 os.makedirs(folder, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(f"cannot open the SQLite ledger {self.path}: {exc}") from exc
+            except OSError as exc:
+                raise ConfigError(f"cannot create the folder {folder} of the SQLite ledger "
+                                  f"{self.path}: {exc.strerror}") from None
+        try:
+            conn = sqlite3.connect(_uri(self.path, create), uri=True, timeout=self.busy_timeout,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from exc
         conn.row_factory = sqlite3.Row
+        self.conn = conn
         try:
             with self._guard():
                 conn.execute("PRAGMA synchronous=NORMAL")
+                # Two header reads; a SELECT over the pragma functions would load the schema.
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except LeaseholdError:
+            if app_id != APPLICATION_ID or version != schema_mask(known_migrations()):
+                self.applied_on_open = self._reconcile(app_id, version, create)
+        except BaseException:
             conn.close()
             raise
-        self.conn = conn
-        if version != len(migration_files(self.dialect)):
-            self.applied_on_open = self.migrate()
         return conn
+
+    def _open_error(self, exc: sqlite3.Error) -> ConfigError | LeaseholdError:
+        """Why the file could not be opened, in one line (off the hot path)."""
+        path = self.path
+        if os.path.isdir(path):
+            return ConfigError(f"{path} is a directory, not a leasehold ledger: name the ledger "
+                               f"file (e.g. {os.path.join(path, 'ledger.db')})")
+        if not os.path.exists(path):
+            return ConfigError(
+                f"no leasehold ledger at {path}: the file does not exist (leasehold never "
+                f"creates one silently). Create it with `leasehold init --db {path}`, or point "
+                "--db / LEASEHOLD_DB / db in leasehold.toml at the existing ledger")
+        if not os.access(path, os.R_OK):
+            return ConfigError(f"cannot open the SQLite ledger {path}: permission denied")
+        return _translate(self, exc)
+
+    def _reconcile(self, app_id: int, version: int, create: bool) -> list[str]:
+        """The slow path of opening: the file is not an up-to-date ledger. Recognise it (a new
+        empty file, a ledger made by an earlier version, a ledger needing migrations) and
+        migrate, or refuse it untouched."""
+        path = self.path
+        conn = self.conn
+        known = known_migrations()
+        with self._guard():
+            if app_id not in (0, APPLICATION_ID):
+                raise ConfigError(
+                    f"{path} is not a leasehold ledger (SQLite application_id {app_id:#x} belongs "
+                    "to another application); it was left untouched")
+            tables = [row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            if app_id == 0 and not tables:
+                if not create:
+                    raise ConfigError(
+                        f"{path} is an empty file, not a leasehold ledger: create the ledger with "
+                        f"`leasehold init --db {path}`")
+                self.created = True
+                return self.migrate()
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_migrations)")}
+            if not _MIGRATION_COLUMNS <= columns:
+                shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+                raise ConfigError(
+                    f"{path} is not a leasehold ledger (a SQLite database with tables {shown}); "
+                    "it was left untouched: point --db / LEASEHOLD_DB / db in leasehold.toml at a "
+                    "ledger, or create one elsewhere with `leasehold init --db PATH`")
+            rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+        newer = sorted(f"{v:04d}_{n}" for v, n in rows if known.get(v) != n)
+        # user_version is the set of migrations (bit N for migration N) in a marked ledger, or
+        # their count in one made (or since opened) by a version before the mark: a count up to
+        # the number of migrations known is such a version's, a larger value must be a set of
+        # known migrations. schema_migrations is the record either way.
+        beyond = version > len(known) and (app_id == 0 or version & ~schema_mask(known))
+        if newer or beyond:
+            what = ("migration(s) " + ", ".join(newer)) if newer else f"user_version {version}"
+            raise ConfigError(
+                f"the ledger {path} has a newer schema than this leasehold knows ({what}): "
+                "upgrade leasehold; nothing was changed")
+        return self.migrate()
 
     def _guard(self) -> _Guard:
         """Translate sqlite3 errors into leasehold errors (see :func:`_translate`)."""
@@ -140,20 +253,34 @@ class SQLiteStore(SQLStore):
 
     def migrate(self) -> list[str]:
         """Apply pending migrations in one ``BEGIN IMMEDIATE`` transaction (so concurrent first
-        uses apply them once). Returns the names applied."""
+        uses apply them once), and mark the file as a ledger (``application_id``, and the set of
+        migrations in ``user_version``). Returns the names applied. Raises
+        :class:`ConfigError`, changing nothing, if the ledger has a migration this code does
+        not know."""
         conn = self.conn
         applied: list[str] = []
+        known = known_migrations()
         with self._guard():
             self._enable_wal()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                tables = {row[0] for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if tables and "schema_migrations" not in tables:  # written since it was checked
+                    raise ConfigError(f"{self.path} is not a leasehold ledger (another program "
+                                      "wrote tables into it); it was left untouched")
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
                     "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
                 )
-                done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-                files = migration_files(self.dialect)
-                for version, name, path in files:
+                done = {row[0]: row[1] for row in
+                        conn.execute("SELECT version, name FROM schema_migrations")}
+                newer = sorted(f"{v:04d}_{n}" for v, n in done.items() if known.get(v) != n)
+                if newer:
+                    raise ConfigError(
+                        f"the ledger {self.path} has a newer schema than this leasehold knows "
+                        f"(migration(s) {', '.join(newer)}): upgrade leasehold; nothing was changed")
+                for version, name, path in migration_files(self.dialect):
                     if version in done:
                         continue
                     with open(path, encoding="utf-8") as fh:
@@ -164,7 +291,8 @@ class SQLiteStore(SQLStore):
                         (version, name, self.clock()),
                     )
                     applied.append(f"{version:04d}_{name}")
-                conn.execute(f"PRAGMA user_version = {len(files)}")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {schema_mask(known)}")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -230,6 +358,13 @@ def _translate(store: SQLiteStore, exc: sqlite3.Error | OverflowError) -> Leaseh
     text = str(exc)
     if isinstance(exc, OverflowError):
         return InvalidInput(f"the ledger cannot hold a value given: {text}")
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return ConfigError(f"{store.path} is not a usable SQLite ledger ({text}); it was left "
+                           "untouched: point --db / LEASEHOLD_DB / db in leasehold.toml at a ledger")
+    if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return ConfigError(f"cannot use the SQLite ledger {store.path}: {text} (check the "
+                           "permissions of the file and its folder)")
     if isinstance(exc, sqlite3.IntegrityError):
         return Refused(f"the ledger refused the change: {text}")
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):

@@ -1,0 +1,324 @@
+"""``leasehold init``: set a project up explicitly, so that nothing is created by accident.
+
+leasehold never creates a ledger at a location someone named (``--db``, ``LEASEHOLD_DB``,
+``db`` in leasehold.toml): a mistyped path would otherwise start an empty ledger on which every
+claim succeeds. :func:`init_project` is the one explicit way to create one. It runs
+:data:`STEPS` in order; each returns a :class:`Step` saying what it did, and running it again
+changes nothing (``unchanged``):
+
+1. ``ledger``: create the ledger (a SQLite file and folder, or the schema in an existing
+   PostgreSQL database), or bring an existing one's schema up to date. A file that is not a
+   leasehold ledger is refused and left untouched;
+2. ``config``: inside a git repository, a leasehold.toml naming the ledger (default
+   ``db = ".leasehold/ledger.db"`` at the repository root; an existing leasehold.toml without
+   ``db`` gets the line; one naming another ledger is an error, never overwritten). It is
+   planned and checked before step 1 runs, and written after the ledger exists;
+3. ``gitignore``: the ledger's folder in the repository's ``.gitignore``.
+
+Further set-up (installing agent-runtime hooks) belongs here as more steps: a function taking
+the :class:`Plan` and returning a :class:`Step`, appended to :data:`STEPS`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from leasehold.errors import ConfigError, InvalidInput
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from leasehold.config import Settings
+
+#: The ledger ``init`` puts in a repository, relative to its root.
+DEFAULT_REPO_DB = ".leasehold/ledger.db"
+_TOML_HEADER = (
+    "# leasehold settings (see the README, \"Configuration\").\n"
+    "# db: the ledger every session in this repository shares. A relative path is relative to\n"
+    "# this file; in a linked git worktree it is resolved in the main worktree, so all worktrees\n"
+    "# share one ledger. Create it with `leasehold init`.\n"
+)
+
+
+class Step:
+    """What one step of ``init`` did: ``name``; ``action`` (``created``, ``updated``,
+    ``unchanged``, ``skipped``); ``path`` (the file it concerns, or None); ``detail`` (one line
+    for people)."""
+
+    __slots__ = ("name", "action", "path", "detail")
+
+    def __init__(self, name: str, action: str, path: str | None, detail: str) -> None:
+        self.name = name
+        self.action = action
+        self.path = path
+        self.detail = detail
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.name, "action": self.action, "path": self.path, "detail": self.detail}
+
+
+class Plan:
+    """Everything ``init`` decided before changing anything.
+
+    ``db``: the ledger URL or absolute path to create; ``repo``: the git repository's root (this
+    worktree's), or None; ``worktree``: ``(this worktree's root, the main worktree's root)`` in
+    a linked worktree; ``config``: the leasehold.toml to write or keep, or None;
+    ``config_action``: ``created`` / ``updated`` / ``unchanged`` / ``skipped``; ``config_value``:
+    the ``db`` value written (or found); ``note``: why the config step was skipped."""
+
+    def __init__(self) -> None:
+        self.db = ""
+        self.repo: str | None = None
+        self.worktree: tuple[str, str] | None = None
+        self.config: str | None = None
+        self.config_action = "skipped"
+        self.config_value: str | None = None
+        self.note = ""
+        self.created = False
+        self.applied: list[str] = []
+        self.settings: Settings | None = None
+
+
+class InitReport:
+    """The outcome of :func:`init_project`: ``plan`` and the ``steps`` in the order run."""
+
+    def __init__(self, plan: Plan, steps: list[Step]) -> None:
+        self.plan = plan
+        self.steps = steps
+
+    def to_dict(self) -> dict[str, Any]:
+        from leasehold.urls import redact
+
+        plan = self.plan
+        worktree = None
+        if plan.worktree is not None:
+            worktree = {"worktree": plan.worktree[0], "main_worktree": plan.worktree[1]}
+        return {"db": redact(plan.db), "created": plan.created, "applied": plan.applied,
+                "repository": plan.repo, "config": plan.config, "db_shared_worktrees": worktree,
+                "steps": [step.to_dict() for step in self.steps]}
+
+
+def repository_root(start: str) -> str | None:
+    """The root of the git checkout containing ``start`` (the folder holding ``.git``, a
+    directory or, in a linked worktree or submodule, a file), or None."""
+    folder = start
+    while True:
+        if os.path.exists(os.path.join(folder, ".git")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML string: a literal string when it can be one, else a basic string
+    with escapes (TOML 1.0, "String")."""
+    if "'" not in value and all(ch >= " " and ch != "\x7f" for ch in value):
+        return f"'{value}'" if "\\" in value or '"' in value else f'"{value}"'
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _inside(path: str, root: str) -> bool:
+    rel = os.path.relpath(path, root)
+    return rel != ".." and not rel.startswith(".." + os.sep)
+
+
+def plan_init(db: str | None = None, *, cwd: str | None = None,
+              environ: Mapping[str, str] | None = None) -> Plan:
+    """Decide what ``init`` will do, changing nothing. Raises :class:`InvalidInput` when
+    leasehold.toml already names another ledger than ``db``, or ``db`` carries a password that
+    would be written into leasehold.toml; :class:`ConfigError` for a malformed URL."""
+    from leasehold.config import CONFIG_NAME, load_settings, resolve_config_db
+    from leasehold.urls import passwords, redact, split
+
+    env = os.environ if environ is None else environ
+    here = os.path.abspath(cwd or os.getcwd())
+    plan = Plan()
+    settings = load_settings(db, environ=env, cwd=here)
+    plan.settings = settings
+    plan.repo = repository_root(here)
+    if plan.repo is None or (not db and env.get("LEASEHOLD_DB")):
+        plan.db = _absolute(settings.db, here)
+        plan.worktree = settings.worktree
+        if plan.repo is not None:
+            plan.note = "LEASEHOLD_DB is set: leasehold.toml left as it is"
+        else:
+            plan.note = "not inside a git repository: no leasehold.toml written"
+        return plan
+    existing = settings.file if settings.file and _inside(settings.file, plan.repo) else None
+    plan.config = existing or os.path.join(plan.repo, CONFIG_NAME)
+    folder = os.path.dirname(plan.config)
+    found = settings.values.get("db") if existing else None
+    if db:
+        try:
+            kind, target = split(db)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if kind == "sqlite":
+            path = os.path.normpath(os.path.join(here, os.path.expanduser(target)))
+            value = os.path.relpath(path, folder) if _inside(path, plan.repo) else path
+        else:
+            if passwords(db):
+                raise InvalidInput(
+                    f"refusing to write a password into {plan.config} (a file meant to be "
+                    "committed): pass the URL without it and put the password in PGPASSWORD or "
+                    f"~/.pgpass, e.g. `leasehold init --db {_without_password(db)}`")
+            value = db
+    else:
+        value = str(found) if found else os.path.relpath(os.path.join(plan.repo, DEFAULT_REPO_DB),
+                                                           folder)
+    target_db, plan.worktree = resolve_config_db(value, plan.config)
+    if found:
+        found_db, _ = resolve_config_db(str(found), plan.config)
+        if found_db != target_db:
+            raise InvalidInput(
+                f"{plan.config} already names another ledger (db = {redact(str(found))}); edit "
+                "it yourself, or run `leasehold init` without --db to create the one it names")
+        plan.config_action = "unchanged"
+        value = str(found)
+    else:
+        plan.config_action = "updated" if existing else "created"
+    plan.config_value = value
+    plan.db = target_db
+    return plan
+
+
+def _absolute(url: str, here: str) -> str:
+    from leasehold.urls import split
+
+    try:
+        kind, target = split(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if kind != "sqlite":
+        return url
+    return os.path.normpath(os.path.join(here, os.path.expanduser(target)))
+
+
+def _without_password(url: str) -> str:
+    from leasehold.urls import MASK, redact
+
+    return redact(url).replace(":" + MASK + "@", "@")
+
+
+# -- the steps ----------------------------------------------------------------------------------
+def step_ledger(plan: Plan) -> Step:
+    """Create the ledger, or bring an existing one's schema up to date."""
+    from leasehold.store import open_store
+    from leasehold.urls import redact
+
+    busy = plan.settings.busy_timeout if plan.settings is not None else None
+    store = open_store(plan.db, busy_timeout=busy, create=True)
+    try:
+        plan.created = bool(getattr(store, "created", False))
+        plan.applied = list(store.applied_on_open)
+    finally:
+        store.close()
+    shown = redact(plan.db)
+    if plan.created:
+        return Step("ledger", "created", shown, f"created the ledger {shown}")
+    if plan.applied:
+        return Step("ledger", "updated", shown,
+                    f"the ledger {shown} exists; applied {', '.join(plan.applied)}")
+    return Step("ledger", "unchanged", shown, f"the ledger {shown} exists and is up to date")
+
+
+def step_config(plan: Plan) -> Step:
+    """Write (or complete) leasehold.toml in the repository."""
+    if plan.config is None or plan.config_value is None:
+        return Step("config", "skipped", None, plan.note or "no leasehold.toml needed")
+    line = f"db = {toml_string(plan.config_value)}\n"
+    if plan.config_action == "unchanged":
+        return Step("config", "unchanged", plan.config,
+                    f"{plan.config} already names the ledger (db = {plan.config_value})")
+    if plan.config_action == "created":
+        _write_atomic(plan.config, _TOML_HEADER + line, exclusive=True)
+        return Step("config", "created", plan.config,
+                    f"wrote {plan.config} (db = {plan.config_value})")
+    with open(plan.config, encoding="utf-8") as fh:
+        text = fh.read()
+    if text and not text.endswith("\n"):
+        text += "\n"
+    _write_atomic(plan.config, text + line)
+    return Step("config", "updated", plan.config, f"added db = {plan.config_value} to {plan.config}")
+
+
+def step_gitignore(plan: Plan) -> Step:
+    """Ignore the ledger's folder (or file and its -wal/-shm companions) in the repository."""
+    import pathspec
+
+    if plan.repo is None or not os.path.isabs(plan.db):
+        return Step("gitignore", "skipped", None, "the ledger is not a file in a repository")
+    root = plan.worktree[1] if plan.worktree is not None else plan.repo
+    if not _inside(plan.db, root):
+        return Step("gitignore", "skipped", None, "the ledger is outside the repository")
+    rel = os.path.relpath(plan.db, root).replace(os.sep, "/")
+    folder = rel.rpartition("/")[0]
+    entry = f"/{folder}/" if folder else f"/{rel}*"
+    path = os.path.join(plan.repo, ".gitignore")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        text = ""
+    spec = pathspec.GitIgnoreSpec.from_lines(text.splitlines())
+    if all(spec.match_file(name) for name in (rel, rel + "-wal", rel + "-shm")):
+        return Step("gitignore", "unchanged", path, f"{path} already ignores {rel}")
+    if text and not text.endswith("\n"):
+        text += "\n"
+    _write_atomic(path, text + "# the leasehold ledger (leasehold init)\n" + entry + "\n")
+    return Step("gitignore", "updated" if text else "created", path, f"added {entry} to {path}")
+
+
+#: The steps of ``init``, in order. Agent-runtime installs are added here.
+STEPS: list[Callable[[Plan], Step]] = [step_ledger, step_config, step_gitignore]
+
+
+def init_project(db: str | None = None, *, cwd: str | None = None,
+                 environ: Mapping[str, str] | None = None) -> InitReport:
+    """Create the ledger (and, in a git repository, leasehold.toml and the .gitignore entry).
+
+    ``db``: the ledger to create (a path, ``sqlite:...`` or ``postgresql://...``; relative to
+    ``cwd``); default: what leasehold.toml names, else ``.leasehold/ledger.db`` at the
+    repository root, else (outside a repository) ``LEASEHOLD_DB`` or the per-user default.
+    Idempotent. Raises :class:`InvalidInput` (see :func:`plan_init`), :class:`ConfigError` (a
+    file that is not a ledger, a missing PostgreSQL database, a bad URL) and the store's errors;
+    nothing is written before the plan is validated, and the ledger is created before
+    leasehold.toml names it.
+    """
+    plan = plan_init(db, cwd=cwd, environ=environ)
+    return InitReport(plan, [step(plan) for step in STEPS])
+
+
+def _write_atomic(path: str, text: str, exclusive: bool = False) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename; ``exclusive``: fail
+    (:class:`ConfigError`) if ``path`` appeared meanwhile."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if exclusive:
+            os.link(tmp, path)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except FileExistsError:
+        os.unlink(tmp)
+        raise ConfigError(f"{path} appeared while leasehold init ran; run it again") from None
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None

@@ -1,0 +1,541 @@
+"""Where the ledger is, and that it is never created by accident: relative paths in
+leasehold.toml, git worktrees sharing one ledger, ``leasehold init``, files that are not
+ledgers left byte-for-byte untouched, newer schemas refused, permanent problems exit 78 (not the
+retryable 75), and passwords never printed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from leasehold import Ledger
+from leasehold.errors import ConfigError
+from tests.conftest import CLI, LEASEHOLD
+
+GIT = shutil.which("git")
+needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")
+
+
+def run(env: dict[str, str], cwd: Path, *args: str, input: str | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LEASEHOLD, *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          input=input, timeout=60)
+
+
+def git(cwd: Path, *args: str) -> str:
+    out = subprocess.run([GIT or "git", "-c", "user.email=t@example.com", "-c", "user.name=t",
+                          *args], capture_output=True, text=True, cwd=cwd, check=True)
+    return out.stdout
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the SHA-256 of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    return proc.stderr
+
+
+# -- relative paths in leasehold.toml ---------------------------------------------------------
+@pytest.mark.parametrize("form", ["rel.db", "sqlite:rel.db", "sqlite://rel.db", "./state/../rel.db"])
+def test_every_relative_form_resolves_against_the_toml_not_the_working_directory(
+        form: str, base_env: dict[str, str], tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / "sub" / "deeper").mkdir(parents=True)
+    (project / "leasehold.toml").write_text(f'db = "{form}"\n')
+    assert run(base_env, project / "sub", "init").returncode == 0
+    assert (project / "rel.db").is_file() and not (project / "sub" / "rel.db").exists()
+    first = run(base_env, project, "claim", "T", "--actor", "a", "--session", "s1")
+    assert first.returncode == 0, first.stderr
+    # the same task from a sub-folder: the same ledger, so the second session is refused
+    second = run(base_env, project / "sub" / "deeper", "claim", "T", "--actor", "b", "--session", "s2")
+    assert second.returncode == 1 and "held by a:s1" in second.stderr
+    assert not list((project / "sub").rglob("*.db"))
+
+
+def test_absolute_forms_stay_absolute(tmp_path: Path) -> None:
+    from leasehold.config import load_settings
+
+    (tmp_path / "leasehold.toml").write_text(f'db = "sqlite://{tmp_path}/abs.db"\n')
+    assert load_settings(environ={}, cwd=str(tmp_path)).db == str(tmp_path / "abs.db")
+    (tmp_path / "leasehold.toml").write_text('db = "postgresql://u@h/db"\n')
+    assert load_settings(environ={}, cwd=str(tmp_path)).db == "postgresql://u@h/db"
+    (tmp_path / "leasehold.toml").write_text('db = "mysql://u@h/db"\n')
+    with pytest.raises(ConfigError, match="unknown scheme"):
+        load_settings(environ={}, cwd=str(tmp_path))
+
+
+# -- git worktrees ----------------------------------------------------------------------------
+@needs_git
+def test_worktrees_share_the_main_worktrees_ledger(base_env: dict[str, str], tmp_path: Path) -> None:
+    main = tmp_path / "repo"
+    main.mkdir()
+    git(main, "init", "-q")
+    (main / "leasehold.toml").write_text('db = ".leasehold/ledger.db"\n')
+    (main / "pkg").mkdir()
+    (main / "pkg" / "leasehold.toml").write_text('db = "../.leasehold/ledger.db"\n')
+    init = run(base_env, main, "init")
+    assert init.returncode == 0, init.stderr
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "leasehold")
+    linked = tmp_path / "wt"
+    git(main, "worktree", "add", "-q", str(linked))
+    # no git on the PATH: the worktree is recognised from .git and commondir alone
+    env = dict(base_env, PATH=str(tmp_path / "no-bin"))
+    who = run(env, linked, "whoami", "--json", "--actor", "a")
+    assert who.returncode == 0, who.stderr
+    data = json.loads(who.stdout)
+    assert data["db"] == str(main / ".leasehold" / "ledger.db")
+    assert data["db_shared_worktrees"] == {"worktree": str(linked), "main_worktree": str(main)}
+    text = run(env, linked, "whoami", "--actor", "a").stdout
+    assert "resolved in the main worktree" in text and "shared by all worktrees" in text
+    assert run(env, main, "claim", "T", "--actor", "a", "--session", "s1").returncode == 0
+    for folder in (linked, linked / "pkg"):
+        taken = run(env, folder, "claim", "T", "--actor", "b", "--session", "s2")
+        assert taken.returncode == 1 and "held by a:s1" in taken.stderr
+    assert not (linked / ".leasehold").exists()
+    # init in the worktree finds the shared ledger in place and changes nothing
+    again = run(base_env, linked, "init", "--json")
+    assert again.returncode == 0, again.stderr
+    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["unchanged"] * 3
+
+
+def test_linked_worktree_layouts(tmp_path: Path) -> None:
+    from leasehold.config import linked_worktree
+
+    main = tmp_path / "main"
+    common = main / ".git"
+    (common / "worktrees" / "wt").mkdir(parents=True)
+    (common / "worktrees" / "wt" / "commondir").write_text("../..\n")
+    wt = tmp_path / "wt"
+    (wt / "a" / "b").mkdir(parents=True)
+    (wt / ".git").write_text(f"gitdir: {common / 'worktrees' / 'wt'}\n")
+    assert linked_worktree(str(wt / "a" / "b")) == (str(wt), str(main))
+    (wt / ".git").write_text("gitdir: ../main/.git/worktrees/wt\n")  # worktree.useRelativePaths
+    assert linked_worktree(str(wt)) == (str(wt), str(main))
+    assert linked_worktree(str(main)) is None  # the main worktree itself
+    bare = tmp_path / "repo.git"
+    (bare / "worktrees" / "x").mkdir(parents=True)
+    (bare / "worktrees" / "x" / "commondir").write_text("../..\n")
+    (wt / ".git").write_text(f"gitdir: {bare / 'worktrees' / 'x'}\n")
+    assert linked_worktree(str(wt)) == (str(wt), str(bare))  # bare: the common dir itself
+    sub = tmp_path / "submodule"
+    (sub / "gitdir").mkdir(parents=True)  # a submodule's git dir has no commondir
+    (sub / ".git").write_text("gitdir: gitdir\n")
+    assert linked_worktree(str(sub)) is None
+    assert linked_worktree(str(tmp_path / "elsewhere")) is None
+
+
+# -- never created silently ---------------------------------------------------------------------
+def test_explicit_locations_are_never_created(base_env: dict[str, str], tmp_path: Path) -> None:
+    typo = tmp_path / "typo" / "ledgr.db"
+    for how in (["--db", str(typo)], ["--db", f"sqlite://{typo}"]):
+        result = run(base_env, tmp_path, *how, "check", "X", "--actor", "a", "--session", "s")
+        assert result.returncode == 78 and "VERDICT" not in result.stdout
+        line = one_line(result)
+        assert str(typo) in line and f"leasehold init --db {typo}" in line
+    env = dict(base_env, LEASEHOLD_DB=str(typo))
+    assert run(env, tmp_path, "status", "X").returncode == 78
+    (tmp_path / "leasehold.toml").write_text('db = "state/ledgr.db"\n')
+    result = run(base_env, tmp_path, "list")
+    assert result.returncode == 78 and str(tmp_path / "leasehold.toml") in one_line(result)
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "state").exists()
+    with pytest.raises(ConfigError, match="does not exist"):
+        Ledger.open(str(typo))
+    assert not typo.parent.exists()
+    with Ledger.open(str(typo), create=True) as ledger:
+        assert ledger.status("X") is None
+    assert typo.is_file()
+
+
+def test_the_per_user_default_is_created_on_first_use(base_env: dict[str, str], tmp_path: Path) -> None:
+    default = Path(base_env["XDG_DATA_HOME"]) / "leasehold" / "ledger.db"
+    assert not default.exists()
+    assert run(base_env, tmp_path, "status", "X").stdout == "available\n"
+    assert default.is_file()
+
+
+def test_the_gate_denies_with_the_fix_when_the_ledger_is_missing(base_env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    (tmp_path / "leasehold.toml").write_text('db = ".leasehold/ledgr.db"\n')
+    payload = {"session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": "Agent",
+               "cwd": str(tmp_path), "tool_input": {"prompt": "work on 99927", "description": "x"}}
+    proc = run(base_env, tmp_path, "hook", "pre-tool-use", input=json.dumps(payload))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)["hookSpecificOutput"]
+    assert out["permissionDecision"] == "deny"
+    reason = out["permissionDecisionReason"]
+    assert str(tmp_path / ".leasehold" / "ledgr.db") in reason and "leasehold init" in reason
+    assert "retrying will not help" in reason and "LEASEHOLD_ENFORCE=0" in reason
+    assert not (tmp_path / ".leasehold").exists()
+
+
+# -- leasehold init ---------------------------------------------------------------------------
+@needs_git
+def test_init_in_a_repository_is_idempotent(base_env: dict[str, str], tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("*.pyc")  # no final newline
+    first = run(base_env, repo / "src", "init", "--json")
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert data["created"] is True and data["db"] == str(repo / ".leasehold" / "ledger.db")
+    assert [(s["step"], s["action"]) for s in data["steps"]] == [
+        ("ledger", "created"), ("config", "created"), ("gitignore", "updated")]
+    import tomllib
+
+    assert tomllib.loads((repo / "leasehold.toml").read_text()) == {"db": ".leasehold/ledger.db"}
+    assert (repo / ".gitignore").read_text().splitlines()[0] == "*.pyc"
+    ignored = subprocess.run([GIT or "git", "check-ignore", ".leasehold/ledger.db",
+                              ".leasehold/ledger.db-wal"], cwd=repo, capture_output=True, text=True)
+    assert ignored.stdout.split() == [".leasehold/ledger.db", ".leasehold/ledger.db-wal"]
+    before = snapshot(repo / ".leasehold") | {"toml": (repo / "leasehold.toml").read_text(),
+                                              "ignore": (repo / ".gitignore").read_text()}
+    again = run(base_env, repo, "init", "--json")
+    assert again.returncode == 0, again.stderr
+    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["unchanged"] * 3
+    assert before == snapshot(repo / ".leasehold") | {
+        "toml": (repo / "leasehold.toml").read_text(), "ignore": (repo / ".gitignore").read_text()}
+    assert run(base_env, repo / "src", "status", "X").stdout == "available\n"
+    # another ledger than the one leasehold.toml names: refused, nothing written
+    other = run(base_env, repo, "init", "--db", "elsewhere.db")
+    assert other.returncode == 2 and "already names another ledger" in one_line(other)
+    assert not (repo / "elsewhere.db").exists()
+
+
+@needs_git
+def test_init_completes_an_existing_toml_and_takes_db(base_env: dict[str, str], tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "leasehold.toml").write_text('# ours\ndefault_ttl = "30m"')
+    result = run(base_env, repo, "init", "--db", "var/team.db")
+    assert result.returncode == 0, result.stderr
+    import tomllib
+
+    text = (repo / "leasehold.toml").read_text()
+    assert text.startswith('# ours\ndefault_ttl = "30m"\n')
+    assert tomllib.loads(text) == {"default_ttl": "30m", "db": "var/team.db"}
+    assert (repo / "var" / "team.db").is_file()
+    assert "/var/" in (repo / ".gitignore").read_text()
+    # a password is never written into leasehold.toml (nor printed)
+    (repo / "leasehold.toml").write_text("")
+    secret = run(base_env, repo, "init", "--db", "postgresql://u:s3cr3t@127.0.0.1/x")
+    assert secret.returncode == 2 and "s3cr3t" not in secret.stderr + secret.stdout
+    assert (repo / "leasehold.toml").read_text() == ""
+
+
+def test_init_outside_a_repository_creates_only_the_ledger(base_env: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    target = tmp_path / "fleet" / "ledger.db"
+    result = run(base_env, tmp_path, "init", "--db", str(target))
+    assert result.returncode == 0 and "created the ledger" in result.stdout
+    assert target.is_file() and not (tmp_path / "leasehold.toml").exists()
+    assert "exists and is up to date" in run(base_env, tmp_path, "init", "--db", str(target)).stdout
+
+
+# -- files that are not ledgers: refused, untouched -----------------------------------------------
+def _other_app_db(path: Path, wal: bool) -> None:
+    conn = sqlite3.connect(path)
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO users (name) VALUES ('ann')")
+    conn.commit()
+    conn.close()
+
+
+def _user_version_99(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+
+
+def _rails_db(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE schema_migrations (version VARCHAR NOT NULL PRIMARY KEY)')
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda p: _other_app_db(p, wal=False), id="another-app"),
+    pytest.param(lambda p: _other_app_db(p, wal=True), id="another-app-wal"),
+    pytest.param(_user_version_99, id="user_version-99"),
+    pytest.param(_rails_db, id="rails-schema_migrations"),
+    pytest.param(lambda p: p.write_bytes(os.urandom(8192)), id="random-bytes"),
+    pytest.param(lambda p: p.write_bytes(b""), id="empty-file"),
+])
+def test_a_file_that_is_not_a_ledger_is_refused_and_left_untouched(
+        make, base_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    target = folder / "app.db"
+    make(target)
+    before = snapshot(folder)
+    env = dict(base_env, LEASEHOLD_DB=str(target))
+    commands = [["status", "T"], ["claim", "T", "--actor", "a", "--session", "s"], ["migrate"],
+                ["check", "T", "--actor", "a", "--session", "s"]]
+    if target.stat().st_size:  # init makes a ledger of an empty file, nothing else
+        commands.append(["init"])
+    for command in commands:
+        result = run(env, tmp_path, *command)
+        assert result.returncode == 78, (command, result.stderr)
+        assert str(target) in one_line(result)
+        assert snapshot(folder) == before, command
+    with pytest.raises(ConfigError):
+        Ledger.open(str(target), create=True) if target.stat().st_size else Ledger.open(str(target))
+    assert snapshot(folder) == before
+
+
+def test_an_empty_file_becomes_a_ledger_only_through_init(base_env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    target = tmp_path / "l.db"
+    target.write_bytes(b"")
+    env = dict(base_env, LEASEHOLD_DB=str(target))
+    assert "empty file" in one_line(run(env, tmp_path, "status", "T"))
+    assert run(env, tmp_path, "init").returncode == 0
+    assert run(env, tmp_path, "status", "T").stdout == "available\n"
+
+
+def _ledger(path: Path) -> None:
+    Ledger.open(str(path), create=True).close()
+
+
+@pytest.mark.parametrize("marked", [False, True], ids=["made-by-earlier", "opened-by-earlier"])
+def test_ledgers_of_earlier_versions_open_and_are_marked(marked: bool, tmp_path: Path) -> None:
+    from leasehold.store.sqlite import APPLICATION_ID, known_migrations, schema_mask
+
+    path = tmp_path / "old.db"
+    _ledger(path)
+    with Ledger.open(str(path)) as ledger:
+        ledger.claim("T", "a:s", ttl=600)
+    conn = sqlite3.connect(path)
+    # as earlier versions leave it: user_version counting the migrations, and no application_id
+    # unless the ledger was made by this version and merely opened by an earlier one
+    if not marked:
+        conn.execute("PRAGMA application_id = 0")
+    conn.execute(f"PRAGMA user_version = {len(known_migrations())}")
+    conn.commit()
+    conn.close()
+    with Ledger.open(str(path)) as ledger:
+        assert ledger.status("T").lease_holder == "a:s"
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_mask(known_migrations())
+    conn.close()
+
+
+@pytest.mark.parametrize("how", ["newer-leasehold", "unknown-version-bit", "legacy-unknown-migration",
+                                 "legacy-count-beyond"])
+def test_a_newer_schema_is_refused_without_resetting_anything(how: str, base_env: dict[str, str],
+                                                              tmp_path: Path) -> None:
+    from leasehold.store.sqlite import known_migrations
+
+    path = tmp_path / "l.db"
+    _ledger(path)
+    conn = sqlite3.connect(path)
+    if how in ("newer-leasehold", "legacy-unknown-migration"):
+        # as a later version would leave it: its migration recorded (and, marked, its bit set)
+        conn.execute("INSERT INTO schema_migrations VALUES (29, 'from_the_future', 0)")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if how == "newer-leasehold":
+            conn.execute(f"PRAGMA user_version = {version | 1 << 29}")
+        else:
+            conn.execute("PRAGMA application_id = 0")
+            conn.execute(f"PRAGMA user_version = {len(known_migrations()) + 1}")
+    elif how == "unknown-version-bit":
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute(f"PRAGMA user_version = {version | 1 << 29}")
+    else:
+        conn.execute("PRAGMA application_id = 0")
+        conn.execute(f"PRAGMA user_version = {len(known_migrations()) + 94}")
+    conn.commit()
+    conn.close()
+    before = snapshot(tmp_path)
+    for command in (["status", "T"], ["migrate"], ["init"]):
+        result = run(dict(base_env, LEASEHOLD_DB=str(path)), tmp_path, *command)
+        assert result.returncode == 78, result.stderr
+        assert "newer schema" in one_line(result) and "upgrade leasehold" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+# -- permanent conditions are 78, busy stays 75 ---------------------------------------------------
+def test_permanent_sqlite_conditions_exit_78(base_env: dict[str, str], tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    corrupt = tmp_path / "corrupt.db"
+    _ledger(corrupt)
+    with Ledger.open(str(corrupt)) as ledger:
+        for i in range(200):
+            ledger.add(f"task-{i}", title="x" * 200)
+    conn = sqlite3.connect(corrupt)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(corrupt.read_bytes())
+    data[4096 * 2:4096 * 4] = b"\xff" * (4096 * 2)  # wreck b-tree pages behind the header
+    corrupt.write_bytes(bytes(data))
+    for target, words in ((folder, "is a directory"), (corrupt, "")):
+        result = run(dict(base_env, LEASEHOLD_DB=str(target)), tmp_path, "list")
+        assert result.returncode == 78, result.stderr
+        assert words in one_line(result) and str(target) in result.stderr
+    if os.geteuid() != 0:  # root reads and writes whatever the permissions say
+        locked = tmp_path / "locked.db"
+        _ledger(locked)
+        locked.chmod(0o000)
+        try:
+            result = run(dict(base_env, LEASEHOLD_DB=str(locked)), tmp_path, "status", "T")
+            assert result.returncode == 78 and "permission denied" in one_line(result)
+        finally:
+            locked.chmod(0o600)
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+def _pg_base() -> str:
+    from tests import pg
+
+    pg.require_pg()
+    return pg.BASE_URL
+
+
+def test_postgres_configuration_errors_exit_78(base_env: dict[str, str], tmp_path: Path,
+                                               pg_schema_url: str) -> None:
+    from tests import pg
+
+    base = _pg_base()
+    server = base.rsplit("/", 1)[0]
+    cases = {
+        "no database name": server + "/",
+        "no database name, no slash": server,
+        "unknown database": server + "/leasehold_no_such_db",
+        "unknown URL parameter": base + ("&" if "?" in base else "?") + "no_such_param=1",
+        "search_path names no schema": pg.url_for_schema("lh_no_such_schema"),
+        "no ledger in the schema": pg_schema_url,
+    }
+    for what, url in cases.items():
+        result = run(dict(base_env, LEASEHOLD_DB=url), tmp_path, "status", "T")
+        assert result.returncode == 78, (what, result.stderr)
+        one_line(result)
+    # nothing was created in the empty schema; init creates the ledger there
+    schema = pg_schema_url.rsplit("%3D", 1)[-1]
+    with pg.admin() as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
+                            (schema,)).fetchone()[0] == 0
+    assert run(base_env, tmp_path, "init", "--db", pg_schema_url).returncode == 0
+    assert run(dict(base_env, LEASEHOLD_DB=pg_schema_url), tmp_path, "status", "T").returncode == 0
+
+
+def test_postgres_newer_or_foreign_schema_is_refused(base_env: dict[str, str], tmp_path: Path,
+                                                     pg_url: str) -> None:
+    from tests import pg
+
+    other = pg.create_schema()
+    try:
+        with pg.admin() as conn:
+            schema = pg_url.rsplit("%3D", 1)[-1]
+            conn.execute(f'INSERT INTO "{schema}".schema_migrations VALUES (29, \'from_the_future\', 0)')
+            conn.execute(f'CREATE TABLE "{other}".schema_migrations (version varchar PRIMARY KEY)')
+        for command in (["status", "T"], ["migrate"]):
+            newer = run(dict(base_env, LEASEHOLD_DB=pg_url), tmp_path, *command)
+            assert newer.returncode == 78 and "newer schema" in one_line(newer)
+        rails = run(base_env, tmp_path, "init", "--db", pg.url_for_schema(other))
+        assert rails.returncode == 78 and "not a leasehold ledger" in one_line(rails)
+        with pg.admin() as conn:
+            assert conn.execute("SELECT count(*) FROM information_schema.tables "
+                                "WHERE table_schema = %s", (other,)).fetchone()[0] == 1
+    finally:
+        pg.drop_schema(other)
+
+
+# -- passwords are never printed ----------------------------------------------------------------
+def test_redaction_helpers() -> None:
+    from leasehold.urls import redact, scrub
+
+    assert redact("postgresql://u:p%40ss@h:5432/db?x=1") == "postgresql://u:***@h:5432/db?x=1"
+    assert redact("postgresql://u@h/db?password=pw&sslmode=require") == \
+        "postgresql://u@h/db?password=***&sslmode=require"
+    assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact("/tmp/a:b@c.db") == "/tmp/a:b@c.db"
+    assert scrub("failed for p@ss and p%40ss", "postgresql://u:p%40ss@h/db") == "failed for *** and ***"
+    assert scrub("database x does not exist: u:x@h", "postgresql://u:x@h/db") == \
+        "database x does not exist: u:***@h"
+
+
+def test_passwords_never_printed(base_env: dict[str, str], tmp_path: Path) -> None:
+    secret = "s3cr3t-pw"
+    urls = [
+        f"postgresql://postgres:{secret}@127.0.0.1:1/test?connect_timeout=2",  # unreachable: 75
+        f"postgresql://postgres:{secret}@127.0.0.1:1/",                        # no database: 78
+        f"postgresql://postgres@127.0.0.1:1/test?password={secret}&connect_timeout=2",
+        f"postgresql://postgres:{secret}@127.0.0.1:1/test?bogus_param=1",      # bad param: 78
+        f"mysql://root:{secret}@127.0.0.1/test",                               # bad scheme: 78
+    ]
+    commands = (["whoami"], ["whoami", "--json"], ["status", "T", "--json"],
+                ["demo", "--workers", "2", "--tasks", "1"], ["init"])
+    for i, url in enumerate(urls):
+        # every command with two of the URLs, every URL with two commands, through both
+        # --db and LEASEHOLD_DB
+        for j in (i, i + 1):
+            command = commands[j % len(commands)]
+            if j % 2:
+                env, extra = dict(base_env, LEASEHOLD_DB=url), []
+            else:
+                env, extra = base_env, ["--db", url]
+            result = run(env, tmp_path, *extra, *command)
+            assert secret not in result.stdout + result.stderr, (url, command)
+            assert "Traceback" not in result.stderr
+    who = run(dict(base_env, LEASEHOLD_DB=urls[0]), tmp_path, "whoami")
+    assert "postgresql://postgres:***@127.0.0.1:1/test" in who.stdout
+
+
+def test_passwords_never_printed_by_a_real_server(base_env: dict[str, str], tmp_path: Path) -> None:
+    base = _pg_base()
+    scheme, rest = base.split("://", 1)
+    user_host = rest.split("@", 1)[-1]
+    user = rest.split("@", 1)[0].split(":")[0] if "@" in rest else "postgres"
+    server = f"{scheme}://{user}:s3cr3t-pw@{user_host.rsplit('/', 1)[0]}"
+    for url in (server + "/leasehold_no_such_db", server + "/"):
+        result = run(dict(base_env, LEASEHOLD_DB=url), tmp_path, "status", "T", "--json")
+        assert result.returncode == 78
+        assert "s3cr3t-pw" not in result.stdout + result.stderr
+
+
+def test_cli_fixture_ledgers_exist(cli: CLI) -> None:
+    """The shared fixtures create their ledgers explicitly (so the CLI finds one)."""
+    assert cli("status", "T").returncode == 0
+
+
+def test_postgres_permission_denied_exits_78(base_env: dict[str, str], tmp_path: Path,
+                                             pg_url: str) -> None:
+    import uuid
+
+    from tests import pg
+
+    role = "lh_noperm_" + uuid.uuid4().hex[:8]
+    schema = pg_url.rsplit("%3D", 1)[-1]
+    with pg.admin() as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+        conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+    try:
+        scheme, rest = pg_url.split("://", 1)
+        url = f"{scheme}://{role}@{rest.split('@', 1)[-1]}"
+        result = run(dict(base_env, LEASEHOLD_DB=url), tmp_path, "status", "T")
+        assert result.returncode == 78 and "permission denied" in one_line(result)
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
