@@ -348,6 +348,15 @@ class PostgresStore(SQLStore):
             self._drop()
             if call.op is not None and call.pid is not None:
                 self._resolve(call, exc)
+            if call.pid is not None:
+                # A write without an operation id (tickets, path reservations, feed posts,
+                # audit events) lost after its commit was sent: nothing to look up, so whether
+                # it applied is unknown; "not applied" could be a lie.
+                raise OutcomeUnknown(self._scrub(
+                    f"lost the PostgreSQL ledger at {self._where()} after sending the commit "
+                    f"({_first_line(exc)}) and could not find out whether it applied; check "
+                    "before retrying"
+                )) from exc
             raise StoreUnavailable(self._scrub(
                 f"lost the PostgreSQL ledger at {self._where()} ({_first_line(exc)}); "
                 "the operation was not applied — retry later"
