@@ -43,6 +43,8 @@ def test_the_role_runs_every_operation(pg_url: str, app_role, base_env, tmp_path
     assert granted.returncode == 0, granted.stderr
     with Ledger.open(url) as ledger:
         ledger.claim("t1", ALICE, 60)
+        ledger.share("t1", ALICE, ["s7"])
+        assert ledger.shared_among(["t1"]) == {"t1": ["s7"]}
         ledger.extend("t1", ALICE, 120)
         ledger.complete("t1", ALICE)
         ledger.reopen("t1", BOB)
@@ -86,6 +88,15 @@ FORBIDDEN = [
      "task t1 changed without its event in the same transaction"),
     ("INSERT INTO tasks (id, status, created_at, updated_at) VALUES ('x', 'done', 0, 0)",
      "task x changed without its event in the same transaction"),
+    # bearer tokens of `leasehold serve`: an admin token or an un-revoked one would escalate
+    ("INSERT INTO tokens (id, hash, actor, role, created_at) VALUES ('x', 'h', 'mallory', "
+     "'admin', 0)", "permission denied for table tokens"),
+    ("UPDATE tokens SET revoked_at = NULL", "permission denied for table tokens"),
+    ("DELETE FROM lease_shares", "permission denied for table lease_shares"),
+    ("UPDATE lease_shares SET session = 's9'", "permission denied for table lease_shares"),
+    ("INSERT INTO lease_shares (task_id, fence, session, shared_by, shared_at) "
+     "VALUES ('t1', 1, 's9', 'alice:s1', 0)",
+     "share of task t1 with s9 written without its shared event"),
     ("CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS "
      "$$ BEGIN RETURN OLD; END $$", "permission denied for schema"),
 ]
@@ -97,6 +108,7 @@ def test_the_role_cannot_rewrite_history(pg_url: str, app_role, base_env, tmp_pa
     role, url = app_role
     with Ledger.open(pg_url) as owner:
         owner.claim("t1", ALICE, 60)
+        owner.share("t1", ALICE, ["s8"])
         owner.tickets.reserve("TK", ALICE)
         owner.feed.post("info", "hello", BOB)
         owner.store.checkpoint()
@@ -115,6 +127,9 @@ def test_the_role_cannot_rewrite_history(pg_url: str, app_role, base_env, tmp_pa
                          "'{\"expires_at\": 9999999999}')")
             conn.execute("UPDATE tasks SET lease_actor = 'mallory', lease_session = 's9' WHERE id = 't1'")
     assert len(refused) == len(FORBIDDEN)
+    made = CLI(url, base_env, tmp_path)("token", "create", "--actor", "mallory", "--role", "admin")
+    assert made.returncode == 78 and "permission denied" in made.stderr, made.stderr
+    assert "Traceback" not in made.stderr
     with Ledger.open(url) as ledger:
         report = verify_ledger(ledger.store)
         text = "\n".join(str(b) for b in report.breaks)
@@ -155,3 +170,4 @@ def test_a_temporary_table_does_not_shadow_the_trigger_s_tables(pg_url: str, app
                 conn.execute(f"UPDATE \"{schema}\".tasks SET lease_actor = 'mallory', "
                              "lease_session = 's9' WHERE id = 't1'")
         assert "task t1 changed without its event" in str(caught.value)
+

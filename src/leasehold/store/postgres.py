@@ -525,8 +525,10 @@ class PostgresStore(SQLStore):
         power to rewrite history (run as the tables' owner; see README "Least privilege"):
         SELECT on every table; INSERT only on the append-only tables; on ``reservations``
         INSERT and UPDATE of the abandonment columns only; on ``tasks`` INSERT and UPDATE,
-        checked at commit by the ``tasks_explained`` trigger installed here; read-only
-        ``schema_migrations``; full DML on the other (state) tables. Returns the statements run.
+        checked at commit by the ``tasks_explained`` trigger installed here; INSERT only on
+        ``lease_shares``, each share checked at commit against its ``shared`` event
+        (``lease_shares_explained``); read-only ``schema_migrations`` and ``tokens`` (the bearer
+        tokens of ``leasehold serve``: only the owner creates or revokes them); full DML on the other (state) tables. Returns the statements run.
 
         Raises InvalidInput for an unknown role or one that owns the tables or is a superuser
         (ownership carries the power to drop triggers: it cannot be restricted)."""
@@ -549,7 +551,7 @@ class PostgresStore(SQLStore):
             path = os.path.join(SQL_DIR, "postgres", "least_privilege.ddl")
             with open(path, encoding="utf-8") as fh:
                 cur.execute(fh.read())
-            done.append("install trigger tasks_explained on tasks")
+            done.append("install triggers tasks_explained on tasks, lease_shares_explained on lease_shares")
             r, s = sql.Identifier(role), sql.Identifier(schema)
             statements = [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, r)]
             tables = [row["tablename"] for row in cur.execute(
@@ -570,8 +572,15 @@ class PostgresStore(SQLStore):
                                   "abandon_reason)")
                 elif table == "tasks":
                     privileges = "SELECT, INSERT, UPDATE"
-                elif table == "schema_migrations":
+                elif table in ("schema_migrations", "tokens"):
+                    # tokens: bearer tokens of `leasehold serve`; an INSERT (an admin token) or
+                    # clearing revoked_at would escalate on the server. Tokens are created and
+                    # revoked by the owner (`leasehold token ...` with the owner's URL).
                     privileges = "SELECT"
+                elif table == "lease_shares":
+                    # append-only; each share explained by its `shared` event at commit
+                    # (lease_shares_explained)
+                    privileges = "SELECT, INSERT"
                 else:
                     privileges = "SELECT, INSERT, UPDATE, DELETE"
                 statements.append(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(t, r))
