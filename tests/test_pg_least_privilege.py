@@ -171,3 +171,33 @@ def test_a_temporary_table_does_not_shadow_the_trigger_s_tables(pg_url: str, app
                              "lease_session = 's9' WHERE id = 't1'")
         assert "task t1 changed without its event" in str(caught.value)
 
+
+
+def test_the_role_cannot_insert_a_forged_checkpoint(pg_url: str, app_role, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint claiming ids the table does not have (upto_id = 10^12) would leave every later
+    checkpoint and anchor covering nothing: the role's checkpoints are checked against the table."""
+    import psycopg
+
+    role, url = app_role
+    with Ledger.open(pg_url) as owner:
+        owner.claim("t1", ALICE, 60)
+    assert CLI(pg_url, base_env, tmp_path)("db", "grant", role).returncode == 0
+    last = ("FROM chain_checkpoints WHERE tbl = 'events' ORDER BY id DESC LIMIT 1")
+    forged = {
+        "far upto_id": "SELECT 'events', 'checkpoint', upto_id, 1000000000000, 0, digest, hash, hash, 0 ",
+        "wrong count": "SELECT 'events', 'checkpoint', upto_id, upto_id + 1, 5, digest, hash, hash, 0 ",
+        "not after the last": "SELECT 'events', 'checkpoint', 0, 1000000000000, 0, digest, NULL, hash, 0 ",
+        "a second genesis": "SELECT 'events', 'genesis', upto_id, upto_id, 0, digest, hash, hash, 0 ",
+    }
+    with psycopg.connect(url, autocommit=True) as conn:
+        for why, select in forged.items():
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute("INSERT INTO chain_checkpoints (tbl, kind, from_id, upto_id, row_count, "
+                             "digest, prev_hash, hash, created_at) " + select + last)
+            assert "checkpoint of events" in str(caught.value), (why, str(caught.value))
+    with Ledger.open(url) as ledger:
+        ledger.claim("t2", BOB, 60)
+        heads = ledger.store.checkpoint()  # the ledger's own checkpoints pass the check
+        assert heads["events"][0] == max(e.id for e in ledger.store.events())
+        report = verify_ledger(ledger.store)
+        assert report.ok, [str(b) for b in report.breaks]
