@@ -586,3 +586,34 @@ def test_demo_run_verifies_clean(cli: CLI) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     verified = cli("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_replaced_trigger_function_is_reported_and_restored(pg_url: str, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: CREATE OR REPLACE FUNCTION events_append_only() ... RETURN OLD leaves every
+    trigger in place and enabled but lets UPDATE and DELETE through: verify compares each trigger
+    function's body with the migrations' and migrate puts it back."""
+    import psycopg
+
+    cli = CLI(pg_url, base_env, tmp_path)
+    assert cli("claim", "t1", "--actor", "alice", "--session", "s1").returncode == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger "
+                     "LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$")
+        conn.execute("CREATE OR REPLACE FUNCTION leasehold_chain_events() RETURNS trigger "
+                     "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$")
+    broken = cli("verify")
+    assert broken.returncode == 1
+    assert "events: trigger events_append_only_delete is disabled or altered" in broken.stdout, broken.stdout
+    assert "events: trigger events_chain is disabled or altered" in broken.stdout, broken.stdout
+    repaired = cli("migrate")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "restored function events_append_only() of trigger" in repaired.stdout, repaired.stdout
+    assert "restored function leasehold_chain_events() of trigger events_chain" in repaired.stdout
+    clean = cli("verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute("DELETE FROM events")
+        pinned = conn.execute("SELECT proconfig FROM pg_proc WHERE proname = 'events_append_only' "
+                              "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
+        assert pinned is not None and pinned[0].endswith(", pg_temp"), pinned

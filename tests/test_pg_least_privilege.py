@@ -201,3 +201,27 @@ def test_the_role_cannot_insert_a_forged_checkpoint(pg_url: str, app_role, base_
         assert heads["events"][0] == max(e.id for e in ledger.store.events())
         report = verify_ledger(ledger.store)
         assert report.ok, [str(b) for b in report.breaks]
+
+
+def test_a_temporary_events_table_does_not_feed_the_chain_trigger(pg_url: str, app_role, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The chain trigger reads the previous row's hash: a temporary ``events`` of the role's own
+    must not supply it (db grant pins the chain functions' search_path, pg_temp last)."""
+    import psycopg
+
+    role, url = app_role
+    with Ledger.open(pg_url) as owner:
+        owner.claim("t1", ALICE, 60)
+    assert CLI(pg_url, base_env, tmp_path)("db", "grant", role).returncode == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        real = conn.execute(f"SELECT hash FROM \"{schema}\".events WHERE task_id = 't1' "
+                            "ORDER BY id DESC LIMIT 1").fetchone()[0]
+        conn.execute("CREATE TEMP TABLE events (id bigint, task_id text, hash text)")
+        conn.execute("INSERT INTO pg_temp.events VALUES (999999, 't1', repeat('ab', 32))")
+        prev = conn.execute(f"INSERT INTO \"{schema}\".events (ts, kind, task_id, actor, session, "
+                            "details) VALUES (0, 'note', 't1', 'alice', 's1', '{}') "
+                            "RETURNING prev_hash").fetchone()[0]
+        assert prev == real
+        pinned = conn.execute("SELECT proconfig FROM pg_proc WHERE proname = 'leasehold_chain_events' "
+                              "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
+        assert pinned == [f"search_path={schema}, pg_temp"], pinned
