@@ -1,0 +1,42 @@
+"""``leasehold serve`` against careless and hostile clients: a waiter that goes away, event ids
+out of range, start-up failures. Real server processes on loopback ports."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.test_serve import _waiters, request
+
+pytest.importorskip("starlette")
+
+
+def test_a_waiter_that_disconnects_leaves_the_queue_and_is_never_granted(served) -> None:
+    """A client killed mid-wait must free its place at once: the lease goes to the next live
+    waiter, never to the dead one (who would hold it for a whole TTL)."""
+    from leasehold.remote import RemoteLedger
+
+    token = served.tokens["agent"]
+    owner = RemoteLedger(served.url, token)
+    owner.claim("gone", "bob:owner", ttl=300)
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    conn.request("POST", "/v1/tasks/gone/claim", body=json.dumps({"holder": "bob:dead", "wait": 120}).encode(),
+                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    wait_for(lambda: _waiters(served) == 1, 30, "the waiter queued")
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    wait_for(lambda: _waiters(served) == 0, 30, "the dead waiter left the queue")
+    owner.release("gone", "bob:owner")
+    task = owner.status("gone")
+    assert task.lease_actor is None, (task.lease_actor, task.lease_session)
+    owner.close()
+
+
+@pytest.mark.parametrize("last", ["-5", "99999999999999999999999999"])
+def test_event_stream_refuses_an_event_id_out_of_range(served, last: str) -> None:
+    status, answer = request(served, "GET", "/v1/events", served.tokens["reader"], headers={"Last-Event-ID": last})
+    assert status == 400 and answer["error"]["exit_code"] == 2, (status, answer)
