@@ -306,6 +306,8 @@ def _events_endpoint(service: Service) -> Callable[[Request], Any]:
                 after = int(after_text)
             except ValueError:
                 raise InvalidInput(f"Last-Event-ID / after must be an event id, got {after_text!r}") from None
+            if not 0 <= after < 2**63:
+                raise InvalidInput(f"Last-Event-ID / after must be an event id (0 or more), got {after_text!r}")
             ids = [part for part in request.query_params.get("ids", "").split(",") if part]
             kinds = [part for part in request.query_params.get("kinds", "").split(",") if part]
             principal = await _thread(service.authenticate, request)
