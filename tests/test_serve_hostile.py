@@ -46,3 +46,17 @@ def test_event_stream_refuses_an_event_id_out_of_range(served, last: str) -> Non
     answer = json.loads(response.read()) if status == 400 else None
     conn.close()
     assert status == 400 and answer["error"]["exit_code"] == 2, (status, answer)
+
+
+def test_serve_start_up_failures_exit_78_in_one_line(sqlite_cli, tmp_path) -> None:
+    """A missing or garbled TLS file, or a port in use: exit 78 (configuration), no traceback."""
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    for cert in (str(tmp_path / "missing.pem"), str(bad)):
+        run = sqlite_cli("serve", "--port", "0", "--tls-cert", cert, "--tls-key", cert)
+        assert run.returncode == 78 and "Traceback" not in run.stderr and "internal error" not in run.stderr, run.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        run = sqlite_cli("serve", "--port", str(taken.getsockname()[1]))
+    assert run.returncode == 78 and "could not start" in run.stderr, (run.returncode, run.stderr)
