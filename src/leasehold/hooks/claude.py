@@ -53,6 +53,8 @@ BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0
 #: below the timeouts the installer writes (10 s) and SessionEnd's shared 1.5 s budget, so a ledger
 #: that hangs (a PostgreSQL server that accepts and never answers waits out libpq's 10 s
 #: connect_timeout) ends in our answer, not in Claude Code's timeout, which lets the call through.
+#: ``LEASEHOLD_HOOK_DEADLINE`` (seconds, > 0) replaces the limit of every event: for a ledger that
+#: is slow but alive (a loaded host, a distant server) together with larger hook timeouts.
 DEADLINES = {"pre-tool-use": 8.0, "post-tool-use": 8.0, "session-start": 8.0, "session-end": 1.1}
 _OFF = ("0", "false", "no", "off")
 #: tool_input fields the gate reads: each must be a string when present (a wrong type is a
@@ -74,7 +76,8 @@ def _deadline_error(seconds: float) -> Exception:
 
 def _arm_deadline(event: str) -> None:
     """Raise a store error (:class:`StoreUnavailable`) in this process once the event's time
-    budget (:data:`DEADLINES`) is spent, wherever it is waiting."""
+    budget (:data:`DEADLINES`, or ``LEASEHOLD_HOOK_DEADLINE`` seconds) is spent, wherever it is
+    waiting. An override that is not a positive number is ignored."""
     import signal
 
     if not hasattr(signal, "setitimer"):
@@ -84,6 +87,12 @@ def _arm_deadline(event: str) -> None:
     except ValueError:
         busy = BUSY_TIMEOUTS[event]
     seconds = min(DEADLINES[event], max(busy, 0.0) + 2.0)
+    try:
+        override = float(os.environ.get("LEASEHOLD_HOOK_DEADLINE") or 0.0)
+    except ValueError:
+        override = 0.0
+    if 0.0 < override < float("inf"):
+        seconds = override
 
     def expire(signum: int, frame: Any) -> None:
         raise _deadline_error(seconds)
