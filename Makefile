@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean fuzz
+.PHONY: demo test bench verify fuzz lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,server]'
 	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
@@ -26,14 +26,21 @@ FUZZ_EXAMPLES ?= 30000
 fuzz: $(STAMP)
 	LEASEHOLD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LEASEHOLD_REQUIRE_PG=1 $(BIN)/python -m pytest -q -s \
 		-p no:cacheprovider tests/test_fuzz.py
+	# schemathesis against the served API's /openapi.json, 200 examples per operation
+	LEASEHOLD_API_FUZZ_EXAMPLES=200 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_api_fuzz.py
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,server,bench]'
 	$(BIN)/python -m compileall -q src
 	$(BIN)/python benchmarks/run.py
 
+# Record >= 1,000 histories (API and CLI, SQLite and PostgreSQL, with faults), check each for
+# linearizability, self-test the checker; writes benchmarks/VERIFY.md (about 30 minutes).
+verify: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m verify.run
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks verify
 	$(BIN)/mypy
 
 clean:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 #: tests/pg.py provides the ``pg_url`` fixture and adds "postgres" to BACKENDS.
-pytest_plugins = ("tests.pg",)
-pytest.register_assert_rewrite("tests.pg")
+pytest_plugins = ("tests.pg", "tests.server")
+pytest.register_assert_rewrite("tests.pg", "tests.server")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -24,7 +24,8 @@ LEASEHOLD = shutil.which("leasehold", path=str(Path(sys.executable).parent)) or 
 #: server is reachable (and fails the run when LEASEHOLD_REQUIRE_PG=1 and it is not).
 BACKENDS = ["sqlite"]
 
-_IDENTITY_VARS = ("LEASEHOLD_DB", "LEASEHOLD_ACTOR", "LEASEHOLD_SESSION", "CLAUDE_CODE_SESSION_ID",
+_IDENTITY_VARS = ("LEASEHOLD_DB", "LEASEHOLD_TOKEN", "LEASEHOLD_ACTOR", "LEASEHOLD_SESSION",
+                  "CLAUDE_CODE_SESSION_ID", "CODEX_THREAD_ID", "GEMINI_SESSION_ID",
                   "LEASEHOLD_ENFORCE", "LEASEHOLD_MISSIONS_DIR", "LEASEHOLD_BUSY_TIMEOUT")
 
 
@@ -77,12 +78,32 @@ def create_ledger(url: str) -> str:
     return url
 
 
-@pytest.fixture(params=_backend_params())
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A URL naming a fresh, empty (created) ledger on each backend."""
+#: The backends plus a ``leasehold serve`` server over each (the contract suites use these).
+REMOTE_BACKENDS = ["remote", "remote-postgres"]
+
+
+def sql_only(db: str) -> None:
+    """Skip on a ``leasehold serve`` URL: the test runs SQL against the database itself (the
+    server's own store passes it on the SQLite and PostgreSQL parameters)."""
+    if db.startswith("http"):
+        pytest.skip("raw SQL / schema of the database itself: covered by the store's own parameters")
+
+
+def make_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The ``db_url`` of ``request.param``: a path, a PostgreSQL schema, or a server's URL."""
+    if request.param.startswith("remote"):
+        from tests.server import remote_db_url
+
+        return remote_db_url(request, tmp_path)
     if request.param == "sqlite":
         return create_ledger(str(tmp_path / "ledger.db"))
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(params=_backend_params())
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL naming a fresh, empty ledger on each backend."""
+    return make_db_url(request, tmp_path)
 
 
 @pytest.fixture
@@ -136,6 +157,8 @@ class CLI:
 
 @pytest.fixture
 def cli(db_url: str, base_env: dict[str, str], tmp_path: Path) -> CLI:
+    if db_url.startswith("http"):
+        base_env = dict(base_env, LEASEHOLD_TOKEN=os.environ["LEASEHOLD_TOKEN"])
     return CLI(db_url, base_env, tmp_path)
 
 

@@ -5,8 +5,10 @@ for GO_FILE to appear, then run ``leasehold ARGS`` in-process (so the claims of 
 the store within the same few milliseconds) and exit with its code.
 ``python -m tests.racers exec GO_FILE READY_FILE ARGS...``: the same, but exec the real
 ``leasehold`` console script at the barrier.
-``python -m tests.racers drain DB NAME``: loop next -> done through the Python API until no
-task is left; print the ids done, one per line.
+``python -m tests.racers drain DB NAME GO_FILE READY_FILE HELD_FILE GO2_FILE``: at the barrier,
+take one task with ``next`` and write its id to HELD_FILE, wait for GO2_FILE (every racer holds
+its first task at once), then loop next -> done through the Python API until no task is left;
+print the ids done, one per line.
 ``python -m tests.racers ackloop GO_FILE READY_FILE DB NAME CYCLES TASKS PID_FILE OUT_FILE``:
 after the barrier, CYCLES times claim one of TASKS (comma-separated) as NAME:NAME-n and release
 it, each call with its own operation id; before each call write the connection's backend pid to
@@ -47,16 +49,26 @@ def main(argv: list[str]) -> int:
     if mode == "drain":
         from leasehold import Holder, Ledger
 
-        db, name = argv[1], argv[2]
+        db, name, go, ready, held, go2 = argv[1:7]
         holder = Holder(name, f"pid{os.getpid()}")
         with Ledger.open(db) as ledger:
+            ledger.now()  # connected before the barrier
+            barrier(go, ready)
+            first = ledger.next(holder, ttl=60)
+            with open(held + ".tmp", "w") as fh:
+                fh.write(" ".join(lease.task_id for lease in first))
+            os.replace(held + ".tmp", held)
+            barrier(go2, held + ".seen")
+            leases = first
             while True:
-                leases = ledger.next(holder, ttl=60)
+                if not leases:
+                    leases = ledger.next(holder, ttl=60)
                 if not leases:
                     return 0
                 for lease in leases:
                     ledger.complete(lease.task_id, holder, fence=lease.fence)
                     print(lease.task_id, flush=True)
+                leases = []
     if mode == "ackloop":
         return ackloop(*argv[1:])
     return 2

@@ -67,14 +67,13 @@ def test_concurrent_duplicate_actionable_posts_exactly_one_accepted(db_url, tmp_
         assert ledger.feed.drift() == []
 
 
-def test_concurrent_duplicate_posts_through_the_cli(cli):
-    procs = [cli.popen("feed", "post", "--kind", "actionable", "--item", "CMB-0036", "--subject", f"try {n}",
-                       env={"LEASEHOLD_ACTOR": f"seat{n}", "LEASEHOLD_SESSION": "s"},
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE) for n in range(6)]
-    results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
-    for p in procs:
-        p.stdout.close()
-        p.stderr.close()
+def test_concurrent_duplicate_posts_through_the_cli(cli, tmp_path):
+    from tests.test_races import start_racers
+
+    procs, _ = start_racers(cli, tmp_path, "exec", "dup-posts", lambda n: [
+        "feed", "post", "--kind", "actionable", "--item", "CMB-0036", "--subject", f"try {n}",
+        "--actor", f"seat{n}", "--session", "s"], count=6)
+    results = [(p.wait(timeout=60), p.communicate()[1]) for p in procs]
     assert sorted(code for code, _ in results) == [0, 1, 1, 1, 1, 1]
     for code, err in results:
         if code == 1:

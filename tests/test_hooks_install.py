@@ -42,8 +42,20 @@ def load(path: Path) -> dict:
 
 
 def leasehold_commands(data: dict) -> dict[str, list[str]]:
-    return {event: [h["command"] for g in groups for h in g["hooks"] if h["command"].startswith("leasehold ")]
-            for event, groups in data.get("hooks", {}).items()}
+    """leasehold's commands per event, the program's folder dropped (it is absolute)."""
+    import os
+    import shlex
+
+    out = {}
+    for event, groups in data.get("hooks", {}).items():
+        found = []
+        for h in (h for g in groups for h in g["hooks"]):
+            words = shlex.split(h["command"])
+            if os.path.basename(words[0]) == "leasehold":
+                assert os.path.isabs(words[0]) and os.access(words[0], os.X_OK), h["command"]
+                found.append(" ".join(["leasehold", *words[1:]]))
+        out[event] = found
+    return out
 
 
 @pytest.mark.parametrize("scope, rel", [("project", "proj/.claude/settings.json"),
@@ -67,7 +79,7 @@ def test_install_keeps_foreign_hooks_and_uninstall_restores_the_file(
     assert data["hooks"]["PreToolUse"][:2] == FOREIGN["hooks"]["PreToolUse"]
     assert data["hooks"]["PreToolUse"][2]["matcher"] == "^(Agent|Task|Edit|Write|MultiEdit|NotebookEdit)$"
     post = data["hooks"]["PostToolUse"][1]
-    assert post["matcher"] == "^(Bash|Edit|Write|MultiEdit|NotebookEdit)$" and post["hooks"][0]["async"] is True
+    assert post["matcher"] == "^(Bash|PowerShell|Edit|Write|MultiEdit|NotebookEdit)$" and post["hooks"][0]["async"] is True
     assert {k: v for k, v in data.items() if k != "hooks"} == {k: v for k, v in FOREIGN.items() if k != "hooks"}
     # idempotent
     again = sqlite_cli("hooks", "install", "--scope", scope, "--json")
@@ -107,7 +119,7 @@ def test_user_scope_writes_to_home(sqlite_cli: CLI, project: Path) -> None:
     assert sqlite_cli("hooks", "install", "--scope", "user").returncode == 0
     assert "PreToolUse" in load(home / ".claude" / "settings.json")["hooks"]
     shown = json.loads(sqlite_cli("hooks", "show", "--json").stdout)
-    by_scope = {s["scope"]: s for s in shown}
+    by_scope = {s["scope"]: s for s in shown if s["runtime"] == "claude"}
     assert by_scope["user"]["installed"] == ["PreToolUse", "PostToolUse", "SessionStart", "SessionEnd"]
     assert by_scope["project"]["exists"] is False and by_scope["project"]["installed"] == []
     text = sqlite_cli("hooks", "show").stdout

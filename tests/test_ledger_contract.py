@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +18,17 @@ from leasehold import (
     StaleFence,
     TaskDone,
 )
+from tests.conftest import REMOTE_BACKENDS, _backend_params, make_db_url, sql_only
 
 JOHN = Holder("john", "abc123")
 PI = Holder("pi-orch", "xyz456")
+
+
+@pytest.fixture(params=[*_backend_params(), *REMOTE_BACKENDS])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every backend, and a ``leasehold serve`` server over SQLite and over PostgreSQL."""
+    return make_db_url(request, tmp_path)
+
 
 
 def kinds(ledger: Ledger, task_id: str) -> list[str]:
@@ -213,6 +222,7 @@ def test_invalid_inputs(ledger: Ledger) -> None:
 
 
 def test_events_table_is_append_only_at_the_database_level(ledger: Ledger) -> None:
+    sql_only(ledger.client.url if hasattr(ledger, "client") else "")
     ledger.claim("t1", JOHN, ttl=60)
     before = [e.to_dict() for e in ledger.events()]
     conn = ledger.store.conn
@@ -298,6 +308,7 @@ def test_hold_completes_on_success_when_asked(ledger: Ledger) -> None:
 
 
 def test_a_constraint_violation_is_a_refusal_not_a_store_outage(ledger: Ledger) -> None:
+    sql_only(ledger.client.url if hasattr(ledger, "client") else "")
     from leasehold import Refused
 
     ledger.add("dup")

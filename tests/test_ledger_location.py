@@ -108,7 +108,7 @@ def test_worktrees_share_the_main_worktrees_ledger(base_env: dict[str, str], tmp
     # init in the worktree finds the shared ledger in place and changes nothing
     again = run(base_env, linked, "init", "--json")
     assert again.returncode == 0, again.stderr
-    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["unchanged"] * 3
+    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["unchanged"] * 4  # ledger, config, gitignore, hooks
 
 
 def test_linked_worktree_layouts(tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ def test_init_in_a_repository_is_idempotent(base_env: dict[str, str], tmp_path: 
     data = json.loads(first.stdout)
     assert data["created"] is True and data["db"] == str(repo / ".leasehold" / "ledger.db")
     assert [(s["step"], s["action"]) for s in data["steps"]] == [
-        ("ledger", "created"), ("config", "created"), ("gitignore", "updated")]
+        ("ledger", "created"), ("config", "created"), ("gitignore", "updated"), ("hooks", "created")]
     import tomllib
 
     assert tomllib.loads((repo / "leasehold.toml").read_text()) == {"db": ".leasehold/ledger.db"}
@@ -205,7 +205,7 @@ def test_init_in_a_repository_is_idempotent(base_env: dict[str, str], tmp_path: 
                                               "ignore": (repo / ".gitignore").read_text()}
     again = run(base_env, repo, "init", "--json")
     assert again.returncode == 0, again.stderr
-    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["unchanged"] * 3
+    assert [s["action"] for s in json.loads(again.stdout)["steps"]] == ["unchanged"] * 4  # ledger, config, gitignore, hooks
     assert before == snapshot(repo / ".leasehold") | {
         "toml": (repo / "leasehold.toml").read_text(), "ignore": (repo / ".gitignore").read_text()}
     assert run(base_env, repo / "src", "status", "X").stdout == "available\n"

@@ -135,13 +135,14 @@ def test_invalid_input_exits_2(cli: CLI) -> None:
     assert proc.returncode == 2 and "session" in proc.stderr
 
 
-def test_racing_processes_never_both_hold_overlapping_patterns(cli: CLI) -> None:
+def test_racing_processes_never_both_hold_overlapping_patterns(cli: CLI, tmp_path) -> None:
+    from tests.test_races import start_racers
+
     patterns = ["src/**", "src/api/**", "src/api/routes.py", "*.py", "src/api/*.py", "src", "src/*/routes.py",
                 "src/api/"]
-    procs = [cli.popen("reserve-path", pattern, "--actor", f"w{i}", "--session", f"race{i}",
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       env={"LEASEHOLD_BUSY_TIMEOUT": "30"})
-             for i, pattern in enumerate(patterns)]
+    procs, _ = start_racers(cli, tmp_path, "exec", "paths", lambda i: [
+        "reserve-path", patterns[i], "--actor", f"w{i}", "--session", f"race{i}"],
+        count=len(patterns), extra_env={"LEASEHOLD_BUSY_TIMEOUT": "30"})
     codes = [p.wait(timeout=120) for p in procs]
     for p in procs:
         p.communicate()

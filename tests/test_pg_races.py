@@ -83,14 +83,18 @@ def test_64_processes_claim_one_task_50_rounds(pg_url: str) -> None:
 
 
 def test_cli_processes_race_for_one_task(pg_url: str, base_env: dict[str, str], tmp_path) -> None:
+    """Twelve real `leasehold claim` processes exec'd together at a file barrier, 3 rounds."""
+    from tests.test_races import start_racers
+
     cli = CLI(pg_url, base_env, tmp_path)
     assert cli("migrate").returncode == 0
     for r in range(3):
-        procs = [cli.popen("claim", f"cli-race-{r}", "--actor", f"w{i}", "--session", "s",
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                 for i in range(12)]
-        codes = Counter(p.wait(timeout=60) for p in procs)
-        assert codes == {0: 1, 1: 11}, codes
+        procs, _ = start_racers(cli, tmp_path, "exec", f"cli-race-{r}",
+                                lambda i, r=r: ["claim", f"cli-race-{r}", "--actor", f"w{i}",
+                                                "--session", "s"], count=12)
+        results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
+        codes = Counter(code for code, _, _ in results)
+        assert codes == {0: 1, 1: 11}, [(code, err) for code, _, err in results]
     events = cli("log", "--json")
     import json
 
@@ -101,12 +105,18 @@ def test_cli_processes_race_for_one_task(pg_url: str, base_env: dict[str, str], 
 DRAIN_WORKER = r"""
 import os, random, sys, time
 from leasehold import Ledger
-name, stop = sys.argv[1], sys.argv[2]
+name, stop, go_fd, go2_fd = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 ledger = Ledger.open(os.environ["LEASEHOLD_DB"])
 holder = f"{name}:s"
+ledger.now()
+print("ready", flush=True)
+os.read(go_fd, 1)  # the barrier: released together
+first = ledger.next(holder, ttl=600)
+print("held " + " ".join(lease.task_id for lease in first), flush=True)
+os.read(go2_fd, 1)  # the second barrier: every worker holds its first task at once
 done = 0
 while True:
-    leases = ledger.next(holder, ttl=600, count=random.choice((1, 1, 2, 3)))
+    leases, first = first or ledger.next(holder, ttl=600, count=random.choice((1, 1, 2, 3))), []
     if not leases:
         if os.path.exists(stop):
             break
@@ -134,10 +144,20 @@ def test_32_processes_drain_2000_tasks_with_dependency_chains(pg_url: str, tmp_p
         assert len(ledger.ready()) == total // chain
     stop = tmp_path / "stop"
     env = dict(os.environ, LEASEHOLD_DB=pg_url)
-    procs = [subprocess.Popen([sys.executable, "-c", DRAIN_WORKER, f"d{i}", str(stop)],
-                              stdout=subprocess.PIPE, text=True, env=env)
+    go_read, go_write = os.pipe()
+    go2_read, go2_write = os.pipe()  # a second pipe: a fast worker must not eat a first-barrier byte
+    procs = [subprocess.Popen([sys.executable, "-c", DRAIN_WORKER, f"d{i}", str(stop), str(go_read),
+                               str(go2_read)],
+                              stdout=subprocess.PIPE, text=True, env=env, pass_fds=(go_read, go2_read))
              for i in range(workers)]
     try:
+        assert [p.stdout.readline().strip() for p in procs] == ["ready"] * workers
+        os.write(go_write, b"g" * workers)
+        first = [p.stdout.readline().split()[1:] for p in procs]
+        # 400 tasks are ready: the 32 concurrent first grants are 32 distinct tasks
+        assert all(len(held) == 1 for held in first), first
+        assert len({held[0] for held in first}) == workers, first
+        os.write(go2_write, b"g" * workers)
         with Ledger.open(pg_url) as ledger:
             deadline = time.monotonic() + 120
             while True:
@@ -150,9 +170,13 @@ def test_32_processes_drain_2000_tasks_with_dependency_chains(pg_url: str, tmp_p
                 time.sleep(0.2)
     finally:
         stop.touch()
-        counts = [int(p.communicate(timeout=60)[0].strip() or 0) for p in procs]
+        os.write(go_write, b"g" * workers)  # never leave a worker at a barrier
+        os.write(go2_write, b"g" * workers)
+        counts = [int((p.communicate(timeout=60)[0].split() or ["0"])[-1]) for p in procs]
+        for fd in (go_read, go_write, go2_read, go2_write):
+            os.close(fd)
     assert sum(counts) == total
-    assert sum(1 for c in counts if c) > 1  # the work really was shared
+    assert all(counts), counts  # every worker completed at least its first task
     with Ledger.open(pg_url) as ledger:
         events = ledger.events()
     completed = Counter(e.task_id for e in events if e.kind == "completed")

@@ -4,6 +4,7 @@ the same calls give the same outcomes, errors and events."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,14 @@ from leasehold.errors import (
     StaleFence,
     TaskDone,
 )
+from tests.conftest import REMOTE_BACKENDS, _backend_params, make_db_url, sql_only
+
+
+@pytest.fixture(params=[*_backend_params(), *REMOTE_BACKENDS])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every backend, and a ``leasehold serve`` server over SQLite and over PostgreSQL."""
+    return make_db_url(request, tmp_path)
+
 
 
 def kinds(ledger: Ledger, task_id: str | None = None) -> list[str]:
@@ -139,6 +148,7 @@ def test_who_list_and_leases_of(ledger: Ledger) -> None:
 
 
 def test_events_are_append_only(ledger: Ledger) -> None:
+    sql_only(ledger.client.url if hasattr(ledger, "client") else "")
     ledger.claim("x", "a:1", ttl=60)
     store = ledger.store
     for statement in ("UPDATE events SET kind = 'forged'", "DELETE FROM events"):
@@ -204,6 +214,7 @@ def test_cli_next_count_json(cli) -> None:
 def test_cli_migrate(cli, tmp_path) -> None:
     """migrate never creates a ledger (exit 78); init creates it and reports every migration it
     applied; then migrate has nothing to do."""
+    sql_only(cli.db)
     from leasehold.store.sqlbase import migration_files
     from tests import pg
 

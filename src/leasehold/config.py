@@ -11,10 +11,13 @@ Precedence, highest first:
   reading ``.git`` and ``commondir`` without running git), so every worktree shares one ledger.
   Only the per-user default ledger is created on first use; any other location must exist
   (``leasehold init`` creates it).
-- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > ``git config user.name``
+- actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > (an http(s) ledger) the
+  token's actor > ``git config user.name``
   > ``$USER``.
 - session: hook payload ``session_id`` > ``--session`` > ``LEASEHOLD_SESSION`` >
-  ``CLAUDE_CODE_SESSION_ID``.
+  ``CLAUDE_CODE_SESSION_ID`` > ``CODEX_THREAD_ID`` (Codex sets it for the agent's shell
+  commands; it equals the hooks' ``session_id``) > ``GEMINI_SESSION_ID`` (set for Gemini CLI
+  hooks).
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ KNOWN_KEYS = {
     "state_dir": "folder of small per-session state files",
     "stale_after": "age after which a claimed mission without a valid lease is stale",
     "missions_dir": "folder of the missions queue",
+    "reference_keywords": "extra words after which an id is a task reference (list)",
+    "reference_patterns": "extra regular expressions finding task references (list)",
+    "token_file": "file holding the token for an http(s):// ledger (mode 0600)",
 }
 
 
@@ -225,6 +231,8 @@ def resolve_config_db(value: str, file: str) -> tuple[str, tuple[str, str] | Non
     """
     from leasehold.urls import split
 
+    if value.startswith(("http://", "https://")):
+        return value, None  # a leasehold serve server
     try:
         kind, target = split(value)
     except ValueError as exc:
@@ -303,6 +311,10 @@ def resolve_actor(flag: str | None, settings: Settings | None,
         return validate_name(env["LEASEHOLD_ACTOR"], "actor"), "LEASEHOLD_ACTOR"
     if settings is not None and settings.get("actor"):
         return validate_name(str(settings.get("actor")), "actor"), f"actor in {settings.file}"
+    if settings is not None and settings.db.startswith(("http://", "https://")):
+        from leasehold.remote import token_actor
+
+        return token_actor(settings), "the token of " + settings.db
     name = git_user_name()
     if name:
         return validate_name(name.replace(":", "-"), "actor"), "git config user.name"
@@ -324,6 +336,8 @@ def resolve_session(flag: str | None, environ: Mapping[str, str] | None = None,
         (flag, "--session"),
         (env.get("LEASEHOLD_SESSION"), "LEASEHOLD_SESSION"),
         (env.get("CLAUDE_CODE_SESSION_ID"), "CLAUDE_CODE_SESSION_ID"),
+        (env.get("CODEX_THREAD_ID"), "CODEX_THREAD_ID"),
+        (env.get("GEMINI_SESSION_ID"), "GEMINI_SESSION_ID"),
     ):
         if value:
             return validate_name(value, "session"), source

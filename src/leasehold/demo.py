@@ -45,6 +45,9 @@ def worker(db: str, index: int, ttl: float, victim: bool) -> int:
     rng = random.Random(os.getpid())
     done = 0
     with Ledger.open(db) as ledger:
+        sys.stdout.write("READY\n")
+        sys.stdout.flush()
+        sys.stdin.readline()  # the start line: the demo releases the workers together
         while True:
             try:
                 leases = ledger.next(holder, ttl)
@@ -75,6 +78,15 @@ def worker(db: str, index: int, ttl: float, victim: bool) -> int:
                 sys.stderr.write(f"worker-{index}: lost {lease.task_id}: {exc}\n")
     sys.stdout.write(f"DONE {done}\n")
     return 0
+
+
+def _start(proc: subprocess.Popen[str]) -> None:
+    if proc.stdin is not None:
+        try:
+            proc.stdin.write("go\n")
+            proc.stdin.close()
+        except OSError:
+            pass  # it died: its exit status tells
 
 
 def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | None = None,
@@ -124,9 +136,18 @@ def run_demo(*, workers: int = 8, tasks: int = 40, ttl: float = 2.0, db: str | N
                 cmd = [sys.executable, "-m", "leasehold.demo", "worker", "-", str(index), str(ttl)]
                 if index == 0:
                     cmd.append("--victim")
-                procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env))
+                procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              text=True, env=env))
+            for proc in procs:  # every worker has opened the ledger
+                if proc.stdout is not None:
+                    proc.stdout.readline()
+            # The victim starts first, so it holds a task however the machine schedules the
+            # others; then the others are released together.
             victim = procs[0]
+            _start(victim)
             line = victim.stdout.readline() if victim.stdout else ""
+            for proc in procs[1:]:
+                _start(proc)
             killed_task = None
             if line.startswith(VICTIM_SIGNAL):
                 _, killed_task, fence = line.split()

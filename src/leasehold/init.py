@@ -13,10 +13,11 @@ changes nothing (``unchanged``):
    ``db = ".leasehold/ledger.db"`` at the repository root; an existing leasehold.toml without
    ``db`` gets the line; one naming another ledger is an error, never overwritten). It is
    planned and checked before step 1 runs, and written after the ledger exists;
-3. ``gitignore``: the ledger's folder in the repository's ``.gitignore``.
-
-Further set-up (installing agent-runtime hooks) belongs here as more steps: a function taking
-the :class:`Plan` and returning a :class:`Step`, appended to :data:`STEPS`.
+3. ``gitignore``: the ledger's folder in the repository's ``.gitignore``;
+4. ``hooks``: inside a git repository, the agent hooks with the absolute path of the
+   ``leasehold`` program (:func:`leasehold.hooks.setup.install_hooks`): Claude Code by default
+   (project scope), the runtimes in ``Plan.runtimes`` (``codex``, ``gemini``), and the git
+   pre-commit guard when ``Plan.git_guard``; none when ``Plan.runtimes`` is empty.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class Plan:
         self.note = ""
         self.created = False
         self.applied: list[str] = []
+        #: Agent runtimes whose hooks the ``hooks`` step installs; the git guard too when set.
+        self.runtimes: tuple[str, ...] = ("claude",)
+        self.git_guard = False
         self.settings: Settings | None = None
 
 
@@ -282,22 +286,43 @@ def step_gitignore(plan: Plan) -> Step:
 
 
 #: The steps of ``init``, in order. Agent-runtime installs are added here.
-STEPS: list[Callable[[Plan], Step]] = [step_ledger, step_config, step_gitignore]
+def step_hooks(plan: Plan) -> Step:
+    """Install the agent hooks (and the git guard) in the repository; skipped outside one or
+    when no runtime is asked for."""
+    if plan.repo is None:
+        return Step("hooks", "skipped", None, "not in a git repository: install hooks with "
+                    "`leasehold hooks install --scope user` if you want them everywhere")
+    if not plan.runtimes and not plan.git_guard:
+        return Step("hooks", "skipped", None, "no hooks asked for (--no-hooks)")
+    from leasehold.hooks.setup import install_hooks
+
+    done = install_hooks(plan.repo, runtimes=plan.runtimes, git=plan.git_guard)
+    changed = any(d.get("events") or d.get("how") not in (None, "unchanged") for d in done)
+    return Step("hooks", "created" if changed else "unchanged", done[0]["path"] if done else None,
+                "; ".join(d["message"] for d in done))
+
+
+STEPS: list[Callable[[Plan], Step]] = [step_ledger, step_config, step_gitignore, step_hooks]
 
 
 def init_project(db: str | None = None, *, cwd: str | None = None,
-                 environ: Mapping[str, str] | None = None) -> InitReport:
+                 environ: Mapping[str, str] | None = None,
+                 runtimes: tuple[str, ...] = ("claude",), git_guard: bool = False) -> InitReport:
     """Create the ledger (and, in a git repository, leasehold.toml and the .gitignore entry).
 
     ``db``: the ledger to create (a path, ``sqlite:...`` or ``postgresql://...``; relative to
     ``cwd``); default: what leasehold.toml names, else ``.leasehold/ledger.db`` at the
     repository root, else (outside a repository) ``LEASEHOLD_DB`` or the per-user default.
+    ``runtimes``: agent runtimes whose hooks to install in the repository (``claude``, ``codex``,
+    ``gemini``; empty: none); ``git_guard``: the pre-commit guard too.
     Idempotent. Raises :class:`InvalidInput` (see :func:`plan_init`), :class:`ConfigError` (a
     file that is not a ledger, a missing PostgreSQL database, a bad URL) and the store's errors;
     nothing is written before the plan is validated, and the ledger is created before
     leasehold.toml names it.
     """
     plan = plan_init(db, cwd=cwd, environ=environ)
+    plan.runtimes = tuple(runtimes)
+    plan.git_guard = git_guard
     return InitReport(plan, [step(plan) for step in STEPS])
 
 

@@ -37,7 +37,7 @@ from leasehold.model import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
     from datetime import timedelta
     from typing import Any
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from leasehold.model import Event, Operation, PathReservation
     from leasehold.store.sqlbase import SQLStore
     from leasehold.tickets import Tickets
+    from leasehold.tokens import Tokens
 
     TTL = float | int | str | timedelta | None
 
@@ -133,7 +134,8 @@ class Ledger:
     def open(cls, url: str | None = None, *, create: bool = False,
              clock: Callable[[], float] | None = None, busy_timeout: float | None = None,
              default_ttl: float | None = None) -> Ledger:
-        """Open the ledger at ``url`` (a path, ``sqlite:///path`` or ``postgresql://...``);
+        """Open the ledger at ``url`` (a path, ``sqlite:///path``, ``postgresql://...``, or
+        ``http(s)://host:port`` for a ``leasehold serve`` server, with ``LEASEHOLD_TOKEN``);
         without one, resolve it like the CLI does (``LEASEHOLD_DB``, leasehold.toml, the
         per-user default). ``clock`` (SQLite only) returns UTC seconds; ``busy_timeout`` is in
         seconds.
@@ -166,6 +168,10 @@ class Ledger:
         from leasehold.errors import ConfigError
         from leasehold.store import open_store
 
+        if settings.db.startswith(("http://", "https://")):
+            from leasehold.remote import RemoteLedger
+
+            return RemoteLedger.from_remote_settings(settings, default_ttl)
         if busy_timeout is None:
             busy_timeout = settings.busy_timeout
         try:
@@ -196,6 +202,13 @@ class Ledger:
         from leasehold.tickets import Tickets
 
         return Tickets(self.store)
+
+    @property
+    def tokens(self) -> Tokens:
+        """API tokens of ``leasehold serve`` on this ledger's store (:mod:`leasehold.tokens`)."""
+        from leasehold.tokens import Tokens
+
+        return Tokens(self.store)
 
     @property
     def feed(self) -> Feed:
@@ -435,6 +448,72 @@ class Ledger:
             True, op=op))
         return self._replayed(record) if record is not None else tasks
 
+    # -- waiting and watching ----------------------------------------------------------------
+    def wait_claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
+                   timeout: float = 30.0, title: str | None = None,
+                   priority: int | None = None) -> Lease:
+        """:meth:`claim`, waiting up to ``timeout`` seconds for another holder's lease to end.
+
+        Directly on a store this polls with backoff (5 ms doubling to 0.5 s, and at the
+        blocking lease's expiry); through ``leasehold serve`` the server queues waiters per
+        task in arrival order (FIFO) and wakes the next at once on a release. Raises
+        :class:`LeaseHeld` when the time is up, :class:`TaskDone`, :class:`InvalidInput`."""
+        import time
+
+        if not 0 < timeout <= 86400:
+            raise InvalidInput(f"the wait must be between 0 and 24h, got {timeout}")
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                return self.claim(task_id, holder, ttl, title=title, priority=priority)
+            except LeaseHeld as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                until_expiry = exc.expires_at - self.now()
+                time.sleep(max(0.001, min(delay, left, max(until_expiry, 0.001))))
+                delay = min(delay * 2, 0.5)
+
+    def wait_next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
+                  timeout: float = 30.0) -> list[Lease]:
+        """:meth:`next`, waiting up to ``timeout`` seconds for a ready task (polling with
+        backoff directly, woken at once through ``leasehold serve``). Returns ``[]`` when the
+        time is up."""
+        import time
+
+        if not 0 < timeout <= 86400:
+            raise InvalidInput(f"the wait must be between 0 and 24h, got {timeout}")
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            leases = self.next(holder, ttl, count)
+            left = deadline - time.monotonic()
+            if leases or left <= 0:
+                return leases
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, 0.5)
+
+    def watch(self, task_ids: Iterable[str] = (), kinds: Iterable[str] = (), after: int | None = None,
+              timeout: float | None = None) -> Iterator[Event]:
+        """Iterate over events as they commit (ids > ``after``; None: from now on), only those
+        of ``task_ids`` / ``kinds`` when given, for ``timeout`` seconds (None: forever).
+        Directly on a store this polls every 0.2 s; through ``leasehold serve`` it follows the
+        server's event stream."""
+        import time
+
+        ids, wanted = set(task_ids), set(kinds)
+        if after is None:
+            newest = self.store.events(None, 1)
+            after = newest[-1].id if newest else 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            for event in self.store.events(None, None, after):
+                after = event.id
+                if (not ids or event.task_id in ids) and (not wanted or event.kind in wanted):
+                    yield event
+            time.sleep(0.2)
+
     # -- reads -----------------------------------------------------------------------------
     def status(self, task_id: str) -> Task | None:
         """The task and its lease, or None if unknown. Read-only."""
@@ -495,6 +574,29 @@ class Ledger:
         """Release every lease and file reservation whose holder's session is ``session``
         (session end); a task ``in_progress`` goes back to ``open``. Returns what was released."""
         return self.store.session_release(validate_name(session, "session"))
+
+    def share(self, task_id: str, holder: Holder | str, sessions: Iterable[str]) -> Lease:
+        """Let ``sessions`` (agent teammates: each has its own session id) work under the valid
+        lease ``holder`` has on ``task_id``: the dispatch gate lets them through while every
+        other session is still denied. A share lasts as long as this grant (same fence; a new
+        grant drops it); one ``shared`` event. Raises :class:`InvalidInput` (no or malformed
+        sessions), :class:`NotFound`, :class:`LeaseHeld`, :class:`NotHolder`,
+        :class:`LeaseExpired`."""
+        validate_task_id(task_id)
+        who = Holder.parse(holder)
+        names = [validate_name(s, "session") for s in sessions]
+        if not names:
+            raise InvalidInput("name at least one session to share the lease with")
+        task, ok = self.store.share_lease(task_id, who.actor, who.session, names)
+        if task is None:
+            raise NotFound(f"Task {task_id} not found")
+        if not ok:
+            raise self._lease_error(task, who, None)
+        return Lease(task)
+
+    def shared_among(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        """Task id -> the sessions its current valid lease is shared with (one query)."""
+        return self.store.shares_among([i for i in dict.fromkeys(ids) if is_task_id(i)])
 
     def record_bypass(self, tasks: list[Task], by: Holder | str | None, details: dict[str, Any]) -> None:
         """Append ``bypass`` events (one per task, or one without a task) recording that the

@@ -28,6 +28,7 @@ COMMAND_MODULES = {
     "list": "leasehold.cli.leases",
     "next": "leasehold.cli.leases",
     "log": "leasehold.cli.leases",
+    "watch": "leasehold.cli.leases",
     "migrate": "leasehold.cli.leases",
     "init": "leasehold.cli.init",
     "whoami": "leasehold.cli.leases",
@@ -39,6 +40,9 @@ COMMAND_MODULES = {
     "demo": "leasehold.cli.run",
     "hook": "leasehold.cli.hooks",
     "hooks": "leasehold.cli.hooks",
+    "guard": "leasehold.cli.hooks",
+    "doctor": "leasehold.cli.doctor",
+    "share": "leasehold.cli.share",
     "reserve-path": "leasehold.cli.paths",
     "release-path": "leasehold.cli.paths",
     "paths": "leasehold.cli.paths",
@@ -52,6 +56,8 @@ COMMAND_MODULES = {
     "verify": "leasehold.cli.audit",
     "anchor": "leasehold.cli.audit",
     "db": "leasehold.cli.audit",
+    "token": "leasehold.cli.tokens",
+    "serve": "leasehold.cli.serve",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {
@@ -207,7 +213,11 @@ def entry() -> None:
     if len(argv) == 2 and argv[0] == "hook":
         from leasehold.hooks import EVENTS
 
-        if argv[1] in EVENTS:
+        if argv[1] in ("codex", "gemini"):
+            from leasehold.hooks import runtime_module
+
+            code = runtime_module(argv[1]).run()
+        elif argv[1] in EVENTS:
             from leasehold.hooks.claude import run
 
             code = run(argv[1])

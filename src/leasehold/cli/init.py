@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 def cmd_init(ctx: Context) -> int:
     from leasehold.init import init_project
 
-    report = init_project(getattr(ctx.args, "db", None))
+    runtimes: tuple[str, ...] = ()
+    if not ctx.args.no_hooks:
+        runtimes = tuple(dict.fromkeys(["claude", *ctx.args.runtime]))
+    report = init_project(getattr(ctx.args, "db", None), runtimes=runtimes,
+                          git_guard=ctx.args.git)
     ctx.out(report.to_dict(), "\n".join(f"{step.name}: {step.detail}" for step in report.steps))
     return 0
 
@@ -32,7 +36,7 @@ exit codes:
 
 
 def setup_init(sub: Any) -> None:
-    add_command(
+    p = add_command(
         sub, "init", func=cmd_init, help="create a ledger (and leasehold.toml in a git repository)",
         description=(
             "Create a ledger. leasehold never creates one by accident at a location you named\n"
@@ -42,7 +46,11 @@ def setup_init(sub: Any) -> None:
             "(db = \".leasehold/ledger.db\", or the --db given), or adds db to an existing one,\n"
             "and adds the ledger's folder to .gitignore. In a linked worktree the ledger is made\n"
             "in the main worktree, which every worktree shares. Running it again changes nothing.\n"
-            "A file that is not a leasehold ledger is refused and left untouched."
+            "A file that is not a leasehold ledger is refused and left untouched.\n\n"
+            "In a repository it then installs the Claude Code hooks (.claude/settings.json) with\n"
+            "the absolute path of this leasehold program; --runtime codex|gemini adds those\n"
+            "runtimes' hooks, --git the pre-commit guard, --no-hooks installs none.\n"
+            "Then `leasehold doctor` checks the set-up."
         ),
         examples=(
             "  leasehold init                      # in a repository: .leasehold/ledger.db\n"
@@ -51,6 +59,10 @@ def setup_init(sub: Any) -> None:
         ),
         exit_codes=INIT_EXIT_CODES,
     )
+    p.add_argument("--runtime", action="append", choices=("codex", "gemini"), default=[],
+                   help="also install this runtime's hooks (repeatable); Claude Code's always")
+    p.add_argument("--git", action="store_true", help="also install the git pre-commit guard")
+    p.add_argument("--no-hooks", action="store_true", help="install no agent hooks")
 
 
 COMMANDS = {"init": setup_init}

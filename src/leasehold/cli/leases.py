@@ -1,5 +1,5 @@
 """Lease commands: claim, extend, release, done, status, check, sweep, show, who, add, reopen,
-list, next, log, migrate, whoami."""
+list, next, log, watch, migrate, whoami."""
 
 from __future__ import annotations
 
@@ -42,13 +42,44 @@ def task_line(task: Task, now: float) -> str:
 
 
 # -- claim ------------------------------------------------------------------------------------
+def wait_seconds(text: str | None) -> float | None:
+    """``--wait [TIMEOUT]``: None (no wait), or seconds (a duration like --ttl; bare --wait:
+    24h)."""
+    if text is None:
+        return None
+    from leasehold.model import parse_duration
+
+    seconds = parse_duration(text, "--wait")
+    if seconds > 86400:
+        raise InvalidInput(f"--wait is at most 24h, got {text!r}")
+    return seconds
+
+
+def add_wait_option(parser: Any, what: str) -> None:
+    parser.add_argument("--wait", nargs="?", const="24h", metavar="TIMEOUT",
+                        help=f"block until {what} (FIFO among waiters through a server); "
+                             "TIMEOUT like --ttl: 30s, 2m, bare seconds (default 24h); exit 1 when it passes")
+
+
 def cmd_claim(ctx: Context) -> int:
     holder = ctx.me()
-    lease = ctx.ledger.claim(ctx.args.id, holder, ctx.ttl(), title=ctx.args.title,
-                             priority=ctx.args.priority, op_id=ctx.args.op_id)
+    wait = wait_seconds(ctx.args.wait)
+    if wait is not None:
+        lease = ctx.ledger.wait_claim(ctx.args.id, holder, ctx.ttl(), timeout=wait,
+                                      title=ctx.args.title, priority=ctx.args.priority)
+    else:
+        lease = ctx.ledger.claim(ctx.args.id, holder, ctx.ttl(), title=ctx.args.title,
+                                 priority=ctx.args.priority, op_id=ctx.args.op_id)
+    if ctx.args.share_with:
+        lease = ctx.ledger.share(ctx.args.id, holder, ctx.args.share_with)
     # Reported from what the call returned: nothing after the commit is needed (updated_at is
     # the instant of the grant, read under the row lock).
-    ctx.out(lease.task.to_dict(lease.task.updated_at), lease_line("claimed", lease))
+    data = lease.task.to_dict(lease.task.updated_at)
+    text = lease_line("claimed", lease)
+    if ctx.args.share_with:
+        data["shared_with"] = ctx.ledger.shared_among([ctx.args.id]).get(ctx.args.id, [])
+        text += "\nshared with " + ", ".join(data["shared_with"])
+    ctx.out(data, text)
     return 0
 
 
@@ -64,11 +95,17 @@ def setup_claim(sub: Any) -> None:
         examples=(
             "  leasehold claim 99927 --actor john --session abc123 --ttl-minutes 10\n"
             "  leasehold claim CMB-0036 --ttl 2h --json\n"
-            "  leasehold claim 99927 || echo \"someone else has it\""
+            "  leasehold claim 99927 || echo \"someone else has it\"\n"
+            "  leasehold claim 99927 --share-with teammate-session-1 teammate-session-2\n"
+            "  leasehold claim 99927 --wait 5m   # wait for the holder to release it"
         ),
     )
     p.add_argument("id", help="task id: 1-200 letters, digits and ._:/#-")
+    p.add_argument("--share-with", nargs="+", metavar="SESSION", default=[],
+                   help="also let these sessions (agent teammates) work under the lease: the "
+                        "dispatch gate lets them through; it lasts as long as this grant")
     add_ttl_options(p)
+    add_wait_option(p, "the lease is granted")
     p.add_argument("--title", help="title for a task the claim creates")
     p.add_argument("--priority", type=int, help="priority for a task the claim creates (higher first)")
     add_op_id_option(p)
@@ -437,7 +474,11 @@ def setup_list(sub: Any) -> None:
 
 # -- next -------------------------------------------------------------------------------------
 def cmd_next(ctx: Context) -> int:
-    leases = ctx.ledger.next(ctx.me(), ctx.ttl(), ctx.args.count, op_id=ctx.args.op_id)
+    wait = wait_seconds(ctx.args.wait)
+    if wait is not None:
+        leases = ctx.ledger.wait_next(ctx.me(), ctx.ttl(), ctx.args.count, timeout=wait)
+    else:
+        leases = ctx.ledger.next(ctx.me(), ctx.ttl(), ctx.args.count, op_id=ctx.args.op_id)
     if not leases:
         raise NoneAvailable("no task available")
     if ctx.json:
@@ -456,21 +497,50 @@ def setup_next(sub: Any) -> None:
             "oldest). Two workers never get the same task. None available: exit 1.\n"
             "--json prints the task object (a list with --count > 1)."
         ),
-        examples="  leasehold next --ttl 5m\n  leasehold next --count 10 --json",
+        examples="  leasehold next --ttl 5m\n  leasehold next --count 10 --json\n  leasehold next --wait 10m",
     )
     add_ttl_options(p)
+    add_wait_option(p, "a task is ready")
     p.add_argument("--count", type=int, default=1, help="claim up to N tasks at once (default 1)")
     add_op_id_option(p)
 
 
 # -- log --------------------------------------------------------------------------------------
+def event_line(e: Any) -> str:
+    details = " ".join(f"{k}={escape(v)}" for k, v in sorted(e.details.items()) if k != "op")
+    return (f"{format_ts(e.ts)}  #{e.id}  {e.kind:<14} {e.task_id or '-'}  "
+            f"{e.holder or '-'}  fence {e.fence if e.fence is not None else '-'}  {details}".rstrip())
+
+
+def follow(ctx: Context, ids: list[str], kinds: list[str], after: int | None,
+           timeout: float | None) -> int:
+    """Print events as they commit (one line each; --json: one JSON object per line)."""
+    import json
+    import sys
+
+    for event in ctx.ledger.watch(ids, kinds, after=after, timeout=timeout):
+        if ctx.json:
+            sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+        else:
+            sys.stdout.write(event_line(event) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
 def cmd_log(ctx: Context) -> int:
     events = ctx.ledger.events(ctx.args.id, ctx.args.limit)
-    lines = []
-    for e in events:
-        details = " ".join(f"{k}={escape(v)}" for k, v in sorted(e.details.items()) if k != "op")
-        lines.append(f"{format_ts(e.ts)}  #{e.id}  {e.kind:<14} {e.task_id or '-'}  "
-                     f"{e.holder or '-'}  fence {e.fence if e.fence is not None else '-'}  {details}".rstrip())
+    if ctx.args.follow:
+        import json
+        import sys
+
+        for e in events:
+            sys.stdout.write((json.dumps(e.to_dict(), ensure_ascii=False) if ctx.json else event_line(e)) + "\n")
+        sys.stdout.flush()
+        after = events[-1].id if events else None
+        if after is None and ctx.args.id is None:
+            after = 0
+        return follow(ctx, [ctx.args.id] if ctx.args.id else [], [], after, None)
+    lines = [event_line(e) for e in events]
     ctx.out([e.to_dict() for e in events], "\n".join(lines) if lines else "no events")
     return 0
 
@@ -483,6 +553,39 @@ def setup_log(sub: Any) -> None:
     )
     p.add_argument("id", nargs="?", help="only this task's events")
     p.add_argument("--limit", type=int, help="only the newest N events")
+    p.add_argument("-f", "--follow", action="store_true",
+                   help="then keep printing events as they commit (--json: one object per line)")
+
+
+# -- watch ------------------------------------------------------------------------------------
+def cmd_watch(ctx: Context) -> int:
+    from leasehold.model import parse_duration, validate_task_id
+
+    ids = [validate_task_id(i) for i in ctx.args.ids]
+    kinds = [k for k in (ctx.args.kinds or "").split(",") if k.strip()]
+    timeout = None if ctx.args.timeout is None else parse_duration(ctx.args.timeout, "--timeout")
+    return follow(ctx, ids, kinds, ctx.args.after, timeout)
+
+
+def setup_watch(sub: Any) -> None:
+    p = add_command(
+        sub, "watch", func=cmd_watch, help="stream events as they commit",
+        description=(
+            "Print events as they commit, from now on (or after event --after N): only those of\n"
+            "the task ids given and of --kinds when given. Through a server this follows its\n"
+            "event stream (/v1/events), resuming from the last event seen after a dropped\n"
+            "connection; on a local ledger it polls. --json prints one object per line."
+        ),
+        examples=(
+            "  leasehold watch\n"
+            "  leasehold watch 99927 deploy --kinds claimed,released,expired\n"
+            "  leasehold watch --after 1200 --json --timeout 1m"
+        ),
+    )
+    p.add_argument("ids", nargs="*", metavar="ID", help="only these tasks' events")
+    p.add_argument("--kinds", metavar="K1,K2", help="only these event kinds")
+    p.add_argument("--after", type=int, metavar="EVENT_ID", help="start after this event id (default: now)")
+    p.add_argument("--timeout", metavar="DURATION", help="stop after this long (default: never)")
 
 
 # -- migrate / whoami -------------------------------------------------------------------------
@@ -581,6 +684,7 @@ COMMANDS = {
     "list": setup_list,
     "next": setup_next,
     "log": setup_log,
+    "watch": setup_watch,
     "migrate": setup_migrate,
     "whoami": setup_whoami,
     "op": setup_op,

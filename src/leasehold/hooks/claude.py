@@ -2,9 +2,10 @@
 release at session end. Each reads one JSON payload on stdin (shapes: the Claude Code hooks
 reference; examples in the shared fixtures) and never prints a traceback.
 
-- ``pre-tool-use``: for ``Agent`` (legacy ``Task``) the gate tokenizes ``prompt`` and
-  ``description`` and asks the ledger, in one query, which tokens are task ids validly held by
-  a *different* session; for ``Edit``/``Write``/``MultiEdit``/``NotebookEdit`` it checks the
+- ``pre-tool-use``: for ``Agent`` (legacy ``Task``) the gate finds the task references in
+  ``prompt`` and ``description`` (:mod:`leasehold.hooks.refs`: the id as its own token, not a
+  word that merely equals a short id) and asks the ledger, in one query, which of them are
+  validly held by a *different* session; for ``Edit``/``Write``/``MultiEdit``/``NotebookEdit`` it checks the
   file against other sessions' exclusive file reservations. A hit is denied with exactly one
   JSON object on stdout (``hookSpecificOutput.permissionDecision = "deny"``) whose reason names
   each task or pattern, its holder ``actor:session`` and expiry, and what to do instead.
@@ -60,6 +61,17 @@ _OFF = ("0", "false", "no", "off")
 #: tool_input fields the gate reads: each must be a string when present (a wrong type is a
 #: non-blocking payload error, never silently read as empty).
 _TEXT_INPUTS = ("prompt", "description", "file_path", "notebook_path")
+#: The end of the first SessionStart line, per runtime (``leasehold_runtime`` in the payload,
+#: set by the Codex and Gemini CLI adapters).
+SESSION_NOTES = {
+    "claude": "Heartbeat and release at session end are automatic.",
+    "codex": ("Your claims are extended while you work; Codex has no session end, so they end "
+              "by expiry (their TTL after your last tool call or turn): release what you finish "
+              "(`leasehold release ID`)."),
+    "gemini": ("Your shell commands do not see this session's id: pass `--session {session}` "
+               "to leasehold claim/release/reserve-path so the hooks know the claims are yours. "
+               "Heartbeat and release at session end are automatic."),
+}
 _ID_PUNCT = "._:/#-"
 _SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_")
 
@@ -265,34 +277,38 @@ def _context(event: str, text: str) -> int:
 
 
 # -- the dispatch gate -------------------------------------------------------------------------
-def candidate_ids(text: str) -> list[str]:
-    """The tokens of ``text`` that could be task ids, in order, without duplicates: each run of
-    task-id characters (letters, digits, ``._:/#-``), the run without its surrounding
-    punctuation, and its parts between ``:``, ``/`` and ``#``. ``MC #99927`` gives ``MC``,
-    ``#99927``, ``99927``; ``task 99927:`` gives ``99927:``, ``99927``; ``CMB-0036``,
-    ``iv-sz3sf`` and mission ids stay whole."""
-    from leasehold.model import TASK_ID_PUNCTUATION, is_task_id
+def candidate_ids(text: str, settings: Settings | None = None) -> list[str]:
+    """The ids ``text`` refers to (:func:`leasehold.hooks.refs.references`: ``#99927``,
+    ``task 42``, ``MC #99927``, ``CMB-0036``, ``iv-sz3sf``, mission ids; not ``line 42`` or
+    ``owner/repo#42``), with ``reference_keywords`` / ``reference_patterns`` from leasehold.toml.
+    Raises :class:`~leasehold.errors.ConfigError` for a malformed setting."""
+    from leasehold.hooks.refs import references
 
-    allowed = TASK_ID_PUNCTUATION.union("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-    seen: dict[str, None] = {}
+    if settings is None:
+        return references(text)
+    return references(text, *reference_settings(settings))
 
-    def add(token: str) -> None:
-        if token and token not in seen and is_task_id(token):
-            seen[token] = None
 
-    run: list[str] = []
-    for ch in text + " ":
-        if ch in allowed:
-            run.append(ch)
-            continue
-        if run:
-            token = "".join(run)
-            run = []
-            add(token)
-            add(token.strip(_ID_PUNCT))
-            for part in token.replace("/", ":").replace("#", ":").split(":"):
-                add(part.strip(_ID_PUNCT))
-    return list(seen)
+def reference_settings(settings: Settings) -> tuple[list[str], list[str]]:
+    """``(reference_keywords, reference_patterns)`` from leasehold.toml, validated. Raises
+    :class:`~leasehold.errors.ConfigError`."""
+    from leasehold.errors import ConfigError
+
+    out = []
+    for key in ("reference_keywords", "reference_patterns"):
+        value = settings.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{key} in {settings.file} must be a list of non-empty strings")
+        out.append(value)
+    if out[1]:
+        import re
+
+        for pattern in out[1]:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(f"reference_patterns in {settings.file}: {pattern!r}: {exc}") from None
+    return out[0], out[1]
 
 
 def _task_line(task: Task) -> str:
@@ -402,10 +418,13 @@ def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
     text = prompt + "\n" + _text_field(tool_input, "description")
     token = str(settings.get("bypass_token") or DEFAULT_BYPASS_TOKEN)
     bypass = token in text
-    ids = candidate_ids(text)
+    ids = candidate_ids(text, settings)
     with open_ledger(settings, "pre-tool-use") as ledger:
         held = ledger.held_among(ids) if ids else []
         blocked = [t for t in held if t.lease_session != session]
+        if blocked and session:  # teammates the holder shared the lease with pass
+            shared = ledger.shared_among([t.id for t in blocked])
+            blocked = [t for t in blocked if session not in shared.get(t.id, ())]
         if not blocked and not bypass:
             return 0
         record = {"session": session, "actor": _actor(settings), "tool": tool,
@@ -581,7 +600,13 @@ def session_start(payload: dict[str, Any]) -> int:
     me = f"{actor}:{session}" if actor and session else (session or "(no session)")
     lines = [f"leasehold: you are {me}. Claim a task before working on it "
              "(`leasehold claim ID`); reserve files with `leasehold reserve-path GLOB`. "
-             "Heartbeat and release at session end are automatic."]
+             + SESSION_NOTES.get(str(payload.get("leasehold_runtime")), SESSION_NOTES["claude"])
+             .format(session=session)]
+    from leasehold.hooks import resume
+
+    released = resume.note(settings, session, payload)
+    if released:
+        lines.append(released)
     mine = [t for _, tasks in groups for t in tasks if t.lease_session == session]
     my_paths = [r for r in reservations if r.session == session]
     if mine or my_paths:
@@ -619,8 +644,13 @@ def session_end(payload: dict[str, Any]) -> int:
     if session is None:
         sys.stderr.write("leasehold hook session-end: no session id; nothing released\n")
         return 1
-    with open_ledger(load_settings(), "session-end") as ledger:
+    settings = load_settings()
+    with open_ledger(settings, "session-end") as ledger:
         tasks, reservations = ledger.release_session(session)
+    from leasehold.hooks import resume
+
+    resume.record(settings, session, payload.get("cwd") if isinstance(payload.get("cwd"), str)
+                  else None, tasks, reservations, payload.get("reason"))
     sys.stderr.write(f"leasehold: released {len(tasks)} lease(s) and {len(reservations)} "
                      f"file reservation(s) of session {session}\n")
     return 0

@@ -1,16 +1,25 @@
-"""Merge leasehold's hook entries into Claude Code settings files, and take them out again.
+"""Merge leasehold's hook entries into the hook files of Claude Code, Codex CLI and Gemini CLI,
+and take them out again. All three use one shape: ``{"hooks": {EVENT: [{"matcher": ...,
+"hooks": [{"type": "command", "command": ...}]}]}}``.
 
-Scopes (Claude Code merges the hooks of all three): ``project`` -> ``.claude/settings.json``,
+Every command is the **absolute path** of the ``leasehold`` executable (:func:`executable`)
+followed by ``hook EVENT`` (Claude Code) or ``hook codex`` / ``hook gemini``: a bare
+``leasehold`` that is not on the runtime's PATH is a non-blocking hook error, i.e. an open gate.
+
+Files: Claude Code (scopes, merged by Claude Code): ``project`` -> ``.claude/settings.json``,
 ``local`` -> ``.claude/settings.local.json`` (both under the project root: the nearest folder
 above the working directory holding ``.git``, else ``$CLAUDE_PROJECT_DIR``, else the working
-directory), ``user`` -> ``~/.claude/settings.json``.
+directory), ``user`` -> ``~/.claude/settings.json``. Codex: ``project`` ->
+``<root>/.codex/hooks.json``, ``user`` -> ``~/.codex/hooks.json`` (``$CODEX_HOME``). Gemini CLI:
+``project`` -> ``<root>/.gemini/settings.json``, ``user`` -> ``~/.gemini/settings.json``.
 
 Rules: install is idempotent and only appends (one matcher group per event, at the end of the
 event's list); it keeps every other key, never removes or reorders a hook it did not write, and
 refuses a file that is not a JSON object. Uninstall removes exactly the handlers whose command
 is leasehold's for that event, then the groups, event lists and ``hooks`` object that this left
 empty; a file install created and uninstall emptied is deleted. Our entries are recognised by
-their command (``leasehold hook EVENT``).
+their command: a program named ``leasehold`` (any folder) with the arguments ``hook EVENT``;
+an entry of an older install (a bare ``leasehold``, or another path) is updated in place.
 """
 
 from __future__ import annotations
@@ -25,30 +34,132 @@ if TYPE_CHECKING:
     from typing import Any
 
 SCOPES = ("project", "local", "user")
+RUNTIMES = ("claude", "codex", "gemini")
+#: Scopes each runtime has.
+RUNTIME_SCOPES = {"claude": SCOPES, "codex": ("project", "user"), "gemini": ("project", "user")}
 PRE_MATCHER = "^(Agent|Task|Edit|Write|MultiEdit|NotebookEdit)$"
-POST_MATCHER = "^(Bash|Edit|Write|MultiEdit|NotebookEdit)$"
+POST_MATCHER = "^(Bash|PowerShell|Edit|Write|MultiEdit|NotebookEdit)$"
+#: Codex: a matcher of letters, digits, ``_`` and ``|`` is an exact match on the tool name.
+CODEX_PRE_MATCHER = "apply_patch|spawn_agent"
+#: Gemini CLI: an unanchored JavaScript regular expression on the tool name.
+GEMINI_BEFORE_MATCHER = "^(write_file|replace|invoke_agent|delegate_to_agent)$"
 
 
-def command(event: str) -> str:
-    return f"leasehold hook {event}"
+def executable() -> str:
+    """The absolute path of the running ``leasehold`` program: the console script being run
+    (``sys.argv[0]``) when it is one, else the one installed beside this interpreter (same
+    installation), else ``leasehold`` on PATH. Raises :class:`~leasehold.errors.ConfigError` when none is found."""
+    import shutil
+    import sys
+
+    from leasehold.errors import ConfigError
+
+    candidates = []
+    if sys.argv and os.path.basename(sys.argv[0]).startswith("leasehold"):
+        candidates.append(sys.argv[0])
+    candidates.append(os.path.join(os.path.dirname(sys.executable), "leasehold"))
+    found = shutil.which("leasehold")
+    if found:
+        candidates.append(found)
+    for path in candidates:
+        path = os.path.abspath(path)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    raise ConfigError("cannot find the leasehold executable to write into the hooks; install "
+                      "leasehold (pip install) so that a 'leasehold' program exists")
 
 
-def entries() -> dict[str, dict[str, Any]]:
-    """Claude Code event name -> the matcher group leasehold installs."""
+def _quote(path: str) -> str:
+    import shlex
+
+    return shlex.quote(path)
+
+
+def command(event: str, exe: str | None = None) -> str:
+    """The hook command of ``event`` (a Claude Code event name, or ``codex`` / ``gemini``)."""
+    return f"{_quote(exe or executable())} hook {event}"
+
+
+def is_ours(cmd: Any, event: str) -> bool:
+    """True when ``cmd`` runs leasehold's ``hook EVENT`` (whatever the program's folder)."""
+    import shlex
+
+    if not isinstance(cmd, str):
+        return False
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return False
+    return (len(words) == 3 and words[1:] == ["hook", event]
+            and os.path.basename(words[0]).startswith("leasehold"))
+
+
+def program(cmd: str) -> str | None:
+    """The program a hook command runs (its first word), or None."""
+    import shlex
+
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return None
+    return words[0] if words else None
+
+
+def entries(runtime: str = "claude", exe: str | None = None) -> dict[str, dict[str, Any]]:
+    """Event name -> the matcher group leasehold installs for ``runtime``."""
+    exe = exe or executable()
+    if runtime == "codex":
+        cmd = command("codex", exe)
+        return {
+            "SessionStart": {"hooks": [{"type": "command", "command": cmd, "timeout": 10}]},
+            "PreToolUse": {"matcher": CODEX_PRE_MATCHER, "hooks": [
+                {"type": "command", "command": cmd, "timeout": 10,
+                 "statusMessage": "Checking leases"}]},
+            "PostToolUse": {"hooks": [{"type": "command", "command": cmd, "timeout": 10}]},
+            "Stop": {"hooks": [{"type": "command", "command": cmd, "timeout": 10}]},
+        }
+    if runtime == "gemini":
+        cmd = command("gemini", exe)
+
+        def hook(name: str, timeout_ms: int, text: str) -> dict[str, Any]:
+            return {"name": name, "type": "command", "command": cmd, "timeout": timeout_ms,
+                    "description": text}
+
+        return {
+            "SessionStart": {"matcher": "*", "hooks": [hook(
+                "leasehold-session-start", 10000, "Report leases held by this session")]},
+            "BeforeTool": {"matcher": GEMINI_BEFORE_MATCHER, "hooks": [hook(
+                "leasehold-before-tool", 10000,
+                "Deny edits of reserved files and sub-agents sent onto held tasks")]},
+            "AfterTool": {"matcher": "*", "hooks": [hook(
+                "leasehold-after-tool", 10000, "Heartbeat leases held by this session")]},
+            "SessionEnd": {"matcher": "*", "hooks": [hook(
+                "leasehold-session-end", 5000, "Release leases held by this session")]},
+        }
     return {
         "PreToolUse": {"matcher": PRE_MATCHER, "hooks": [
-            {"type": "command", "command": command("pre-tool-use"), "timeout": 10}]},
+            {"type": "command", "command": command("pre-tool-use", exe), "timeout": 10}]},
         "PostToolUse": {"matcher": POST_MATCHER, "hooks": [
-            {"type": "command", "command": command("post-tool-use"), "async": True, "timeout": 10}]},
+            {"type": "command", "command": command("post-tool-use", exe), "async": True, "timeout": 10}]},
         "SessionStart": {"hooks": [
-            {"type": "command", "command": command("session-start"), "timeout": 10}]},
+            {"type": "command", "command": command("session-start", exe), "timeout": 10}]},
         "SessionEnd": {"hooks": [
-            {"type": "command", "command": command("session-end"), "timeout": 2}]},
+            {"type": "command", "command": command("session-end", exe), "timeout": 2}]},
     }
 
 
-def _ours(event: str) -> str:
-    return entries()[event]["hooks"][0]["command"]
+#: The ``hook`` argument of leasehold's command for each event of each runtime.
+HOOK_ARGS = {
+    "claude": {"PreToolUse": "pre-tool-use", "PostToolUse": "post-tool-use",
+               "SessionStart": "session-start", "SessionEnd": "session-end"},
+    "codex": dict.fromkeys(("SessionStart", "PreToolUse", "PostToolUse", "Stop"), "codex"),
+    "gemini": dict.fromkeys(("SessionStart", "BeforeTool", "AfterTool", "SessionEnd"), "gemini"),
+}
+
+
+def _mine(runtime: str, event: str, handler: Any) -> bool:
+    arg = HOOK_ARGS[runtime].get(event)
+    return arg is not None and isinstance(handler, dict) and is_ours(handler.get("command"), arg)
 
 
 def project_root(cwd: str | None = None) -> str:
@@ -64,8 +175,23 @@ def project_root(cwd: str | None = None) -> str:
     return os.environ.get("CLAUDE_PROJECT_DIR") or folder
 
 
-def settings_path(scope: str, cwd: str | None = None) -> str:
-    """The settings file of ``scope``. Raises :class:`InvalidInput` for an unknown scope."""
+def settings_path(scope: str, cwd: str | None = None, runtime: str = "claude") -> str:
+    """The hook file of ``runtime`` in ``scope``. Raises :class:`InvalidInput` for an unknown
+    scope or runtime."""
+    if runtime not in RUNTIMES:
+        raise InvalidInput(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
+    if scope not in RUNTIME_SCOPES[runtime]:
+        raise InvalidInput(f"{runtime} has no {scope!r} scope; use one of "
+                           f"{', '.join(RUNTIME_SCOPES[runtime])}")
+    if runtime == "codex":
+        if scope == "user":
+            home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+            return os.path.join(home, "hooks.json")
+        return os.path.join(project_root(cwd), ".codex", "hooks.json")
+    if runtime == "gemini":
+        if scope == "user":
+            return os.path.join(os.path.expanduser("~"), ".gemini", "settings.json")
+        return os.path.join(project_root(cwd), ".gemini", "settings.json")
     if scope == "user":
         return os.path.join(os.path.expanduser("~"), ".claude", "settings.json")
     if scope == "project":
@@ -150,24 +276,35 @@ def _write(path: str, data: dict[str, Any]) -> None:
         raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}; nothing was changed") from None
 
 
-def _has(groups: list[Any], cmd: str) -> bool:
-    return any(isinstance(g, dict) and isinstance(g.get("hooks"), list)
-               and any(isinstance(h, dict) and h.get("command") == cmd for h in g["hooks"])
-               for g in groups)
+def _handlers(groups: list[Any], runtime: str, event: str) -> list[dict[str, Any]]:
+    """leasehold's handlers among ``groups`` (the objects themselves, to update in place)."""
+    return [h for g in groups if isinstance(g, dict) and isinstance(g.get("hooks"), list)
+            for h in g["hooks"] if _mine(runtime, event, h)]
 
 
-def install(scope: str, cwd: str | None = None) -> tuple[str, list[str]]:
-    """Merge the entries into the scope's settings file. Returns ``(path, events added)``
-    (empty when all were there already)."""
-    path = settings_path(scope, cwd)
+def install(scope: str, cwd: str | None = None, runtime: str = "claude",
+            exe: str | None = None) -> tuple[str, list[str]]:
+    """Merge the entries into the scope's hook file of ``runtime``; an entry of leasehold's
+    with another command (an older install: a bare ``leasehold``) gets the current one.
+    Returns ``(path, events added or updated)`` (empty when all were there already). Raises
+    :class:`InvalidInput` (a file that is not a JSON object, read-only...) or
+    :class:`~leasehold.errors.ConfigError` (no leasehold executable)."""
+    path = settings_path(scope, cwd, runtime)
     data = read_settings(path)
     if data is None:
         data = {}
     hooks = data.setdefault("hooks", {})
     added = []
-    for event, group in entries().items():
+    for event, group in entries(runtime, exe).items():
         groups = hooks.setdefault(event, [])
-        if _has(groups, _ours(event)):
+        wanted = group["hooks"][0]["command"]
+        mine = _handlers(groups, runtime, event)
+        if mine:
+            stale = [h for h in mine if h.get("command") != wanted]
+            for handler in stale:
+                handler["command"] = wanted
+            if stale:
+                added.append(event)
             continue
         groups.append(group)
         added.append(event)
@@ -176,24 +313,23 @@ def install(scope: str, cwd: str | None = None) -> tuple[str, list[str]]:
     return path, added
 
 
-def uninstall(scope: str, cwd: str | None = None) -> tuple[str, list[str]]:
-    """Remove leasehold's handlers from the scope's settings file, and what that left empty.
-    Returns ``(path, events removed)``."""
-    path = settings_path(scope, cwd)
+def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tuple[str, list[str]]:
+    """Remove leasehold's handlers from the scope's hook file of ``runtime``, and what that
+    left empty. Returns ``(path, events removed)``."""
+    path = settings_path(scope, cwd, runtime)
     data = read_settings(path)
     if data is None or not isinstance(data.get("hooks"), dict):
         return path, []
     hooks = data["hooks"]
     removed = []
-    for event in entries():
+    for event in HOOK_ARGS[runtime]:
         groups = hooks.get(event)
-        if not isinstance(groups, list) or not _has(groups, _ours(event)):
+        if not isinstance(groups, list) or not _handlers(groups, runtime, event):
             continue
         kept = []
         for group in groups:
             if isinstance(group, dict) and isinstance(group.get("hooks"), list):
-                handlers = [h for h in group["hooks"]
-                            if not (isinstance(h, dict) and h.get("command") == _ours(event))]
+                handlers = [h for h in group["hooks"] if not _mine(runtime, event, h)]
                 if len(handlers) != len(group["hooks"]):
                     if not handlers:
                         continue
@@ -215,31 +351,43 @@ def uninstall(scope: str, cwd: str | None = None) -> tuple[str, list[str]]:
     return path, removed
 
 
-def show(cwd: str | None = None) -> list[dict[str, Any]]:
-    """For each scope: its file, whether it exists, which of leasehold's events are installed
-    and how many other handlers each event has."""
+def show(cwd: str | None = None, runtimes: tuple[str, ...] = RUNTIMES) -> list[dict[str, Any]]:
+    """For each runtime and scope: its file, whether it exists, which of leasehold's events are
+    installed, how many other handlers each event has, and ``problems``: why installed hooks
+    cannot run (:func:`leasehold.hooks.health.problems`)."""
+    from leasehold.hooks import health
+
     out = []
-    for scope in SCOPES:
-        path = settings_path(scope, cwd)
-        info: dict[str, Any] = {"scope": scope, "path": path, "exists": os.path.exists(path),
-                                "installed": [], "other_handlers": {}, "error": None}
-        try:
-            data = read_settings(path) or {}
-        except InvalidInput as exc:
-            info["error"] = str(exc)
+    for runtime in runtimes:
+        for scope in RUNTIME_SCOPES[runtime]:
+            path = settings_path(scope, cwd, runtime)
+            info: dict[str, Any] = {"runtime": runtime, "scope": scope, "path": path,
+                                    "exists": os.path.exists(path), "installed": [],
+                                    "other_handlers": {}, "commands": [], "error": None,
+                                    "problems": [], "notes": []}
+            try:
+                data = read_settings(path) or {}
+            except InvalidInput as exc:
+                info["error"] = str(exc)
+                out.append(info)
+                continue
+            hooks = data.get("hooks") or {}
+            for event, groups in hooks.items():
+                others = 0
+                for group in groups:
+                    if isinstance(group, dict) and isinstance(group.get("hooks"), list):
+                        others += sum(1 for h in group["hooks"] if not _mine(runtime, event, h))
+                mine = _handlers(groups, runtime, event)
+                if mine:
+                    info["installed"].append(event)
+                    for handler in mine:
+                        if handler.get("command") not in info["commands"]:
+                            info["commands"].append(handler.get("command"))
+                if others:
+                    info["other_handlers"][event] = others
+            if info["installed"]:
+                info["problems"] = health.problems(runtime, scope, path, info["commands"], cwd)
+                if runtime == "codex":
+                    info["notes"] = [health.CODEX_TRUST_NOTE]
             out.append(info)
-            continue
-        hooks = data.get("hooks") or {}
-        for event, groups in hooks.items():
-            others = 0
-            for group in groups:
-                if isinstance(group, dict) and isinstance(group.get("hooks"), list):
-                    others += sum(1 for h in group["hooks"]
-                                  if not (isinstance(h, dict) and event in entries()
-                                          and h.get("command") == _ours(event)))
-            if event in entries() and _has(groups, _ours(event)):
-                info["installed"].append(event)
-            if others:
-                info["other_handlers"][event] = others
-        out.append(info)
     return out

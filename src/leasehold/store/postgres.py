@@ -44,6 +44,7 @@ import select
 from contextlib import contextmanager
 
 import psycopg
+import psycopg.sql
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 
@@ -72,7 +73,7 @@ from leasehold.urls import redact, scrub
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
 #: Seconds a statement waits for a row lock before StoreBusy (``lock_timeout``).
@@ -174,6 +175,7 @@ class PostgresStore(SQLStore):
     """
 
     dialect = "postgres"
+    can_listen = True
 
     def __init__(self, url: str, *, busy_timeout: float | None = None, create: bool = False) -> None:
         self.url = url
@@ -443,6 +445,41 @@ class PostgresStore(SQLStore):
 
     def clone(self) -> PostgresStore:
         return PostgresStore(self.url, busy_timeout=self.busy_timeout)
+
+    # -- notifications (waits and watches across server processes) ----------------------------
+    def notify(self, channel: str, payload: str = "") -> None:
+        """``pg_notify(channel, payload)``: wakes every connection listening on ``channel``
+        (delivered at once; the caller's change is already committed)."""
+        with self._guard():
+            self._conn().execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    def listen(self, channel: str, on_notify: Callable[[str], None], stop: Any,
+               poll: float = 0.5) -> None:
+        """Block, calling ``on_notify(payload)`` for every notification on ``channel`` on a
+        dedicated connection, until ``stop`` (a :class:`threading.Event`) is set. A lost
+        connection is reopened (``on_notify("")`` then, since notifications may have been
+        missed)."""
+        while not stop.is_set():
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                                       application_name="leasehold-listen")
+            except psycopg.Error:
+                stop.wait(1.0)
+                continue
+            try:
+                conn.execute(f"LISTEN {psycopg.sql.Identifier(channel).as_string(conn)}")
+                on_notify("")
+                while not stop.is_set():
+                    for note in conn.notifies(timeout=poll):
+                        on_notify(note.payload)
+            except psycopg.Error:
+                on_notify("")
+                stop.wait(0.2)
+            finally:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
 
     def backend_pid(self) -> int:
         """The server process id of this store's connection (for operators and tests)."""

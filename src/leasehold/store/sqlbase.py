@@ -17,7 +17,9 @@ from leasehold.model import Event, Task
 from leasehold.store.sql_chain import ChainSQL
 from leasehold.store.sql_deps import DependenciesSQL, task_row
 from leasehold.store.sql_paths import PathsSQL
+from leasehold.store.sql_shares import SharesSQL
 from leasehold.store.sql_tickets import TicketsSQL
+from leasehold.store.sql_tokens import TokensSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -164,7 +166,7 @@ class Tx:
         )
 
 
-class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL):
+class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, TokensSQL):
     """Store logic over named queries. Subclasses implement the ``_``-prefixed hooks."""
 
     dialect = "sql"
@@ -195,6 +197,21 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL):
     def migrate(self) -> list[str]:
         """Apply pending migrations; return the names applied."""
         raise NotImplementedError
+
+    def pending_migrations(self) -> list[str]:
+        """The migrations this code has that the database has not applied (read-only: a
+        readiness probe, not a migration)."""
+        with self._read() as tx:
+            done = {int(row["version"]) for row in tx.cursor.execute("SELECT version FROM schema_migrations").fetchall()}
+        return [f"{version:04d}_{name}" for version, name, _ in migration_files(self.dialect) if version not in done]
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Wake listeners of ``channel`` in other processes (PostgreSQL ``pg_notify``); a no-op
+        where the dialect has no notifications (SQLite: one server process per file)."""
+        return None
+
+    #: Whether :meth:`listen` exists (PostgreSQL LISTEN on a dedicated connection).
+    can_listen = False
 
     def _lock_ready(self, tx: Tx, limit: int) -> list[Any]:
         return tx.all("ready_candidates", limit=limit)

@@ -1,0 +1,80 @@
+"""``leasehold serve``: run the ledger as an HTTP service (needs the ``server`` extra)."""
+
+from __future__ import annotations
+
+from leasehold.cli.common import Context, add_command
+from leasehold.errors import ConfigError, InvalidInput
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def cmd_serve(ctx: Context) -> int:
+    args = ctx.args
+    if args.anonymous_loopback and args.host not in LOOPBACK and not args.host.startswith("127."):
+        raise InvalidInput(f"--anonymous-loopback binds loopback addresses only, not {args.host!r}")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InvalidInput("--tls-cert and --tls-key go together")
+    if not 0 <= args.port <= 65535:
+        raise InvalidInput(f"--port must be 0-65535, got {args.port}")
+    if args.workers < 1:
+        raise InvalidInput(f"--workers must be at least 1, got {args.workers}")
+    db = ctx.settings.db
+    if db.startswith(("http://", "https://")):
+        raise InvalidInput(f"serve needs a SQLite or PostgreSQL ledger, not another server ({db})")
+    try:
+        import uvicorn
+
+        import leasehold.server.app  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"leasehold serve needs the server extra: pip install 'leasehold[server]' ({exc})") from None
+    import os
+
+    if args.workers > 1 and not db.startswith(("postgresql://", "postgres://")):
+        raise InvalidInput("--workers > 1 needs a PostgreSQL ledger (waits are woken in-process over SQLite)")
+    os.environ["LEASEHOLD_SERVE_DB"] = db
+    os.environ["LEASEHOLD_SERVE_ANONYMOUS"] = "1" if args.anonymous_loopback else ""
+    # Open the ledger once here: a bad URL is one line and its exit code, not a worker crash.
+    from leasehold.ledger import Ledger
+
+    Ledger.from_settings(ctx.settings).close()
+    ctx.say(f"leasehold serve: {db} on {'https' if args.tls_cert else 'http'}://{args.host}:{args.port} "
+            f"({args.workers} worker{'s' if args.workers != 1 else ''})")
+    uvicorn.run("leasehold.server.asgi:app", host=args.host, port=args.port, workers=args.workers,
+                ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, log_level=args.log_level,
+                access_log=args.log_level == "debug", lifespan="on", timeout_graceful_shutdown=5)
+    return 0
+
+
+def setup_serve(sub: Any) -> None:
+    p = add_command(
+        sub, "serve", func=cmd_serve, help="run the ledger as an authenticated HTTP service",
+        description=(
+            "Serve the ledger (--db, LEASEHOLD_DB or leasehold.toml: SQLite or PostgreSQL) over\n"
+            "HTTP: the JSON API under /v1 (Bearer tokens: see 'leasehold token'), the event\n"
+            "stream /v1/events, /healthz, /readyz, /metrics and /openapi.json. Clients point\n"
+            "LEASEHOLD_DB at http(s)://HOST:PORT and set LEASEHOLD_TOKEN. Several processes\n"
+            "over one PostgreSQL are stateless peers (--workers N, or N machines behind a load\n"
+            "balancer). Needs the server extra: pip install 'leasehold[server]'."
+        ),
+        examples=(
+            "  leasehold serve --db postgresql://leasehold@db1/leasehold --host 0.0.0.0 --workers 4\n"
+            "  leasehold serve --tls-cert /etc/leasehold/cert.pem --tls-key /etc/leasehold/key.pem\n"
+            "  leasehold serve --port 7432 --anonymous-loopback   # local experiments only"
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=7432, help="port (default 7432)")
+    p.add_argument("--workers", type=int, default=1, help="server processes (default 1; >1 needs PostgreSQL)")
+    p.add_argument("--tls-cert", metavar="FILE", help="TLS certificate (PEM): serve HTTPS")
+    p.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    p.add_argument("--anonymous-loopback", action="store_true",
+                   help="accept requests without a token as admin; refuses any non-loopback --host")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
+                   help="server log level (default warning)")
+
+
+COMMANDS = {"serve": setup_serve}

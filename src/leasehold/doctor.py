@@ -1,0 +1,218 @@
+"""``leasehold doctor``: check that this working directory has a working coordination set-up,
+and say how to fix each thing that is not.
+
+Each check is ``{"name", "ok", "detail", "fix"}``; ``ok`` is True, False (a problem: exit 1) or
+None (information that needs no fix, e.g. an optional runtime not installed). The checks:
+
+- ``config``: leasehold.toml (if any) parses.
+- ``ledger``: the ledger location resolves (and from where); ``worktrees``: every worktree of the
+  repository resolves the same ledger (two ledgers: two sessions both win).
+- ``reachable``: the ledger opens without creating anything (a SQLite file that does not exist
+  is a problem, not created); ``schema``: its migrations are applied; ``clock``: for
+  PostgreSQL, the skew between this machine and the server (leases are judged by the server's
+  clock, the hooks' throttles by this one) must stay under :data:`MAX_SKEW`; a remote ledger's
+  token is checked by opening it (a rejected token is a problem).
+- ``identity``: an actor resolves; the session is information (the agent runtimes give it).
+- ``hooks``: Claude Code hooks are installed somewhere, and every installed hook of any runtime
+  can run (:mod:`leasehold.hooks.health`); ``git-guard``: whether the pre-commit guard is in.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from leasehold.config import Settings
+
+#: Seconds of clock skew against the PostgreSQL server above which doctor reports a problem.
+MAX_SKEW = 2.0
+
+
+def _check(name: str, ok: bool | None, detail: str, fix: str | None = None) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail, "fix": fix}
+
+
+def _sqlite_path(url: str) -> str | None:
+    if "://" in url and not url.startswith("sqlite:"):
+        return None
+    if url.startswith("sqlite:"):
+        url = url[len("sqlite:"):]
+        if url.startswith("//"):
+            url = url[2:]
+    return url
+
+
+def _same_ledger(url: str) -> str:
+    path = _sqlite_path(url)
+    return os.path.realpath(path) if path is not None else url
+
+
+def _worktrees(cwd: str | None) -> list[str]:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "worktree", "list", "--porcelain"], capture_output=True,
+                             text=True, cwd=cwd, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [line[len("worktree "):] for line in out.stdout.splitlines() if line.startswith("worktree ")]
+
+
+def run_checks(cwd: str | None = None, db: str | None = None) -> list[dict[str, Any]]:
+    """Every check, in order (see the module docstring)."""
+    from leasehold.config import load_settings
+    from leasehold.errors import LeaseholdError
+
+    checks: list[dict[str, Any]] = []
+    try:
+        settings = load_settings(db, cwd=cwd)
+    except LeaseholdError as exc:
+        checks.append(_check("config", False, str(exc), "fix the leasehold.toml named above"))
+        return checks
+    checks.append(_check("config", True, f"leasehold.toml: {settings.file}" if settings.file
+                         else "no leasehold.toml (defaults apply)"))
+    where = f"{settings.db} (from {settings.db_source})"
+    if settings.db_source == "default":
+        checks.append(_check("ledger", None, f"{where}: the per-user default, shared by every "
+                             "repository of this user", "for a ledger of this repository: "
+                             "leasehold init"))
+    else:
+        checks.append(_check("ledger", True, where))
+    checks.append(_worktree_check(settings, cwd, db))
+    checks += _store_checks(settings)
+    checks.append(_identity_check(settings))
+    checks += _hook_checks(cwd)
+    return checks
+
+
+def _worktree_check(settings: Settings, cwd: str | None, db: str | None) -> dict[str, Any]:
+    from leasehold.config import load_settings
+    from leasehold.errors import LeaseholdError
+
+    trees = _worktrees(cwd)
+    if len(trees) < 2:
+        return _check("worktrees", None, "one working tree" if trees else "not in a git repository")
+    mine = _same_ledger(settings.db)
+    differ = []
+    for tree in trees:
+        try:
+            other = load_settings(db, cwd=tree)
+        except LeaseholdError as exc:
+            differ.append(f"{tree}: {exc}")
+            continue
+        if _same_ledger(other.db) != mine:
+            differ.append(f"{tree} uses {other.db} (from {other.db_source})")
+    if differ:
+        return _check("worktrees", False, "worktrees resolve different ledgers: " + "; ".join(differ),
+                      "put one leasehold.toml with an absolute db (or one relative to the main "
+                      "worktree) where every worktree finds it, or set LEASEHOLD_DB; "
+                      "`leasehold init` in the main worktree does this")
+    return _check("worktrees", True, f"all {len(trees)} worktrees use {settings.db}")
+
+
+def _store_checks(settings: Settings) -> list[dict[str, Any]]:
+    from leasehold.errors import ConfigError, LeaseholdError, PermissionDenied
+    from leasehold.ledger import Ledger
+
+    path = _sqlite_path(settings.db)
+    if path is not None and not os.path.exists(path):
+        return [_check("reachable", False, f"no ledger at {path}",
+                       "create it: leasehold init (or leasehold init --db URL)")]
+    try:
+        ledger = Ledger.from_settings(settings, busy_timeout=2.0)
+    except PermissionDenied as exc:
+        return [_check("reachable", False, f"the ledger refused the credentials: {exc}",
+                       "set a valid token for the ledger server")]
+    except ConfigError as exc:
+        return [_check("reachable", False, str(exc), "fix the configuration named above")]
+    except LeaseholdError as exc:
+        return [_check("reachable", False, f"cannot open {settings.db}: {exc}",
+                       "check that the database is up and the URL right (leasehold whoami)")]
+    out = []
+    with ledger:
+        store = ledger.store
+        out.append(_check("reachable", True, f"{getattr(store, 'dialect', '?')} ledger opens"))
+        applied = list(getattr(store, "applied_on_open", []) or [])
+        out.append(_check("schema", True, "current" + (
+            f" (opening applied {', '.join(applied)})" if applied else "")))
+        if getattr(store, "dialect", "") == "postgres":
+            before = time.time()
+            server = ledger.now()
+            after = time.time()
+            skew = server - (before + after) / 2
+            if abs(skew) > MAX_SKEW:
+                out.append(_check("clock", False, f"this machine's clock is {-skew:+.1f}s off the "
+                                  "PostgreSQL server's", "synchronise the clock (NTP, e.g. "
+                                  "timedatectl set-ntp true)"))
+            else:
+                out.append(_check("clock", True, f"skew against PostgreSQL {skew:+.2f}s"))
+    return out
+
+
+def _identity_check(settings: Settings) -> dict[str, Any]:
+    from leasehold.config import resolve_actor, resolve_session
+    from leasehold.errors import InvalidInput
+
+    try:
+        actor, source = resolve_actor(None, settings)
+    except InvalidInput as exc:
+        return _check("identity", False, str(exc),
+                      "set actor in leasehold.toml, LEASEHOLD_ACTOR, or git config user.name")
+    session, ssource = resolve_session(None, required=False)
+    tail = (f"; session {session} (from {ssource})" if session else
+            "; no session here (agent hooks get theirs from the runtime; pass --session or set "
+            "LEASEHOLD_SESSION for claims made outside an agent)")
+    return _check("identity", True, f"actor {actor} (from {source}){tail}")
+
+
+def _hook_checks(cwd: str | None) -> list[dict[str, Any]]:
+    from leasehold.errors import LeaseholdError
+    from leasehold.hooks import install
+
+    out = []
+    try:
+        shown = install.show(cwd)
+    except LeaseholdError as exc:
+        return [_check("hooks", False, str(exc), "fix the settings file named above")]
+    claude = [i for i in shown if i["runtime"] == "claude" and i["installed"]]
+    if not claude:
+        out.append(_check("hooks", False, "no Claude Code hooks are installed (no gate, no "
+                          "heartbeat, no release at session end)", "leasehold hooks install"))
+    for info in shown:
+        if info.get("error"):
+            out.append(_check(f"hooks:{info['runtime']}:{info['scope']}", False, info["error"],
+                              f"fix {info['path']}"))
+        elif info["installed"]:
+            problems = info["problems"]
+            name = f"hooks:{info['runtime']}:{info['scope']}"
+            if problems:
+                out.append(_check(name, False, "; ".join(problems),
+                                  "see each problem's fix; then leasehold hooks show"))
+            else:
+                detail = f"{', '.join(info['installed'])} in {info['path']}"
+                if info["runtime"] == "codex":
+                    from leasehold.hooks.health import CODEX_TRUST_NOTE
+
+                    detail += f" ({CODEX_TRUST_NOTE})"
+                out.append(_check(name, True, detail))
+    try:
+        from leasehold.hooks import git_guard
+
+        guard = git_guard.show(cwd)
+    except LeaseholdError:
+        return out
+    if guard["problems"]:
+        out.append(_check("git-guard", False, "; ".join(guard["problems"]),
+                          "leasehold hooks install --git"))
+    else:
+        out.append(_check("git-guard", True if guard["installed"] else None,
+                          f"pre-commit guard {'installed' if guard['installed'] else 'not installed'} "
+                          f"in {guard['hooks_dir']}",
+                          None if guard["installed"] else "optional: leasehold hooks install --git"))
+    return out

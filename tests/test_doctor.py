@@ -1,0 +1,99 @@
+"""``leasehold doctor`` on real repositories: healthy after set-up, and each broken piece
+reported with its fix (exit 1)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI
+
+
+def checks(proc: subprocess.CompletedProcess[str]) -> dict[str, dict]:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["healthy"] == (proc.returncode == 0)
+    return {c["name"]: c for c in data["checks"]}
+
+
+@pytest.fixture
+def project(cli: CLI, tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True, env=cli.env)
+    (root / "README.md").write_text("x\n")
+    subprocess.run([*git, "-C", str(root), "add", "."], check=True, env=cli.env)
+    subprocess.run([*git, "-C", str(root), "commit", "-q", "-m", "init"], check=True, env=cli.env)
+    assert cli("migrate").returncode == 0  # the ledger exists
+    (root / "leasehold.toml").write_text(f"db = {json.dumps(cli.db)}\nactor = \"dev\"\n")
+    cli.cwd = root
+    return root
+
+
+def test_a_set_up_repository_is_healthy_and_each_breakage_is_reported(cli: CLI, project: Path) -> None:
+    before = checks(cli("doctor", "--json", db=False))
+    assert before["hooks"]["ok"] is False and before["hooks"]["fix"] == "leasehold hooks install"
+    assert cli("hooks", "install", db=False).returncode == 0
+    proc = cli("doctor", "--json", db=False)
+    found = checks(proc)
+    assert proc.returncode == 0, found
+    assert found["reachable"]["ok"] and found["schema"]["ok"] and found["identity"]["ok"]
+    assert "actor dev" in found["identity"]["detail"]
+    if cli.db.startswith("postgres"):
+        assert found["clock"]["ok"] is True
+    text = cli("doctor", db=False)
+    assert text.returncode == 0 and text.stdout.strip().endswith("healthy")
+    # hooks switched off
+    settings = project / ".claude" / "settings.json"
+    data = json.loads(settings.read_text())
+    settings.write_text(json.dumps(dict(data, disableAllHooks=True)))
+    proc = cli("doctor", "--json", db=False)
+    bad = checks(proc)["hooks:claude:project"]
+    assert proc.returncode == 1 and "disableAllHooks" in bad["detail"]
+    assert "fix:" in cli("doctor", db=False).stdout
+    settings.write_text(json.dumps(data))
+    # a second worktree that resolves another ledger
+    wt = project.parent / "wt"
+    subprocess.run(["git", "-C", str(project), "worktree", "add", "-q", str(wt), "-b", "side"],
+                   check=True, env=cli.env)
+    # leasehold.toml is not committed: the new worktree falls back to another ledger
+    found = checks(cli("doctor", "--json", db=False))
+    assert found["worktrees"]["ok"] is False and str(wt) in found["worktrees"]["detail"]
+    (wt / "leasehold.toml").write_text((project / "leasehold.toml").read_text())
+    assert checks(cli("doctor", "--json", db=False))["worktrees"]["ok"] is True
+    (wt / "leasehold.toml").write_text('db = "other.db"\n')
+    proc = cli("doctor", "--json", db=False)
+    found = checks(proc)
+    assert proc.returncode == 1 and found["worktrees"]["ok"] is False
+    assert str(wt) in found["worktrees"]["detail"]
+
+
+def test_a_missing_ledger_is_reported_not_created(cli: CLI, tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "ledger.db"
+    proc = cli("doctor", "--json", env={"LEASEHOLD_DB": str(missing)}, db=False)
+    found = checks(proc)
+    assert proc.returncode == 1 and found["reachable"]["ok"] is False
+    assert "leasehold init" in found["reachable"]["fix"]
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_init_then_doctor_is_a_working_set_up_in_two_commands(cli: CLI, tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True, env=cli.env)
+    cli.cwd = root
+    proc = cli("init", "--json", db=False)
+    assert proc.returncode == 0, proc.stderr
+    steps = {s["step"]: s for s in json.loads(proc.stdout)["steps"]}
+    assert steps["hooks"]["action"] == "created"
+    command = json.loads((root / ".claude" / "settings.json").read_text())[
+        "hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+    assert Path(command.split()[0]).is_absolute()
+    proc = cli("doctor", "--json", db=False)
+    assert proc.returncode == 0, proc.stdout
+    again = json.loads(cli("init", "--json", db=False).stdout)
+    assert {s["step"]: s["action"] for s in again["steps"]}["hooks"] == "unchanged"

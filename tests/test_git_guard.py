@@ -1,0 +1,200 @@
+"""The git pre-commit guard in real git repositories (including a linked worktree and
+core.hooksPath), composing with existing hooks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI
+
+pytestmark = pytest.mark.skipif(subprocess.run(["git", "--version"], capture_output=True).returncode != 0,
+                                reason="git is not installed")
+
+
+def git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+        ) -> subprocess.CompletedProcess[str]:
+    full = dict(env or os.environ)
+    full.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+                GIT_COMMITTER_EMAIL="t@example.com")
+    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=full,
+                          timeout=60)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def repo(sqlite_cli: CLI, tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main", env=sqlite_cli.env)
+    (root / "src").mkdir()
+    (root / "src" / "a.py").write_text("a = 1\n")
+    (root / "README.md").write_text("hi\n")
+    git(root, "add", ".", env=sqlite_cli.env)
+    git(root, "commit", "-q", "-m", "init", env=sqlite_cli.env)
+    sqlite_cli.cwd = root
+    return root
+
+
+def commit_env(cli: CLI, **extra: str) -> dict[str, str]:
+    env = dict(cli.env, LEASEHOLD_DB=cli.db)
+    env.update(extra)
+    return env
+
+
+def change_and_commit(cli: CLI, repo: Path, rel: str, **env: str) -> subprocess.CompletedProcess[str]:
+    path = repo / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(path.read_text() + "x\n" if path.exists() else "new\n")
+    git(repo, "add", rel, env=commit_env(cli, **env))
+    return git(repo, "commit", "-q", "-m", f"change {rel}", env=commit_env(cli, **env), check=False)
+
+
+def reserve_other(cli: CLI) -> None:
+    proc = cli("reserve-path", "src/**", "--actor", "bob", "--session", "other-session",
+               "--reason", "refactor")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_guard_refuses_commits_into_another_sessions_reservation(sqlite_cli: CLI, repo: Path) -> None:
+    proc = sqlite_cli("hooks", "install", "--git")
+    assert proc.returncode == 0 and "installed the pre-commit guard" in proc.stdout, proc.stderr
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    exe = hook.read_text().split("\n")[2].split()[0]
+    assert os.path.isabs(exe) and os.access(hook, os.X_OK)
+    reserve_other(sqlite_cli)
+    refused = change_and_commit(sqlite_cli, repo, "src/a.py", LEASEHOLD_SESSION="mine")
+    assert refused.returncode != 0
+    assert "src/a.py: reserved by bob:other-session until" in refused.stderr
+    assert "reason: refactor" in refused.stderr and "--no-verify" in refused.stderr
+    assert git(repo, "log", "--oneline", env=sqlite_cli.env).stdout.count("\n") == 1
+    # files outside the reservation commit fine (the staged src/a.py is unstaged first)
+    git(repo, "restore", "--staged", "src/a.py", env=sqlite_cli.env)
+    assert change_and_commit(sqlite_cli, repo, "README.md", LEASEHOLD_SESSION="mine").returncode == 0
+    # the holder's own session commits into its reservation
+    assert change_and_commit(sqlite_cli, repo, "src/a.py", LEASEHOLD_SESSION="other-session").returncode == 0
+    # a deletion and a rename count as touching the file
+    git(repo, "rm", "-q", "src/a.py", env=sqlite_cli.env)
+    deleted = git(repo, "commit", "-q", "-m", "rm", env=commit_env(sqlite_cli, LEASEHOLD_SESSION="mine"), check=False)
+    assert deleted.returncode != 0 and "src/a.py" in deleted.stderr
+    git(repo, "reset", "-q", "HEAD", "--", "src/a.py", env=sqlite_cli.env)
+    git(repo, "checkout", "-q", "--", "src/a.py", env=sqlite_cli.env)
+    git(repo, "mv", "src/a.py", "moved.py", env=sqlite_cli.env)
+    moved = git(repo, "commit", "-q", "-m", "mv", env=commit_env(sqlite_cli, LEASEHOLD_SESSION="mine"), check=False)
+    assert moved.returncode != 0 and "src/a.py" in moved.stderr
+    # LEASEHOLD_ENFORCE=0 lets it through and records it; --no-verify skips the hook
+    ok = git(repo, "commit", "-q", "-m", "mv", env=commit_env(sqlite_cli, LEASEHOLD_SESSION="mine",
+                                                              LEASEHOLD_ENFORCE="0"), check=False)
+    assert ok.returncode == 0 and "would have been refused" in ok.stderr
+    bypass = [e for e in json.loads(sqlite_cli("log", "--json").stdout) if e["kind"] == "bypass"]
+    assert bypass and bypass[-1]["details"]["tool"] == "git commit"
+    assert change_and_commit(sqlite_cli, repo, "moved.py", LEASEHOLD_SESSION="mine").returncode == 0
+    (repo / "src" / "b.py").write_text("b\n")
+    git(repo, "add", "src/b.py", env=sqlite_cli.env)
+    assert git(repo, "commit", "-q", "--no-verify", "-m", "nv",
+               env=commit_env(sqlite_cli, LEASEHOLD_SESSION="mine"), check=False).returncode == 0
+
+
+def test_unreachable_ledger_fails_closed(sqlite_cli: CLI, repo: Path) -> None:
+    assert sqlite_cli("hooks", "install", "--git").returncode == 0
+    down = "postgresql://nobody@127.0.0.1:1/none"  # nothing listens on port 1
+    refused = change_and_commit(sqlite_cli, repo, "README.md", LEASEHOLD_DB=down)
+    assert refused.returncode != 0 and "fail closed" in refused.stderr, refused.stderr
+    allowed = git(repo, "commit", "-q", "-m", "x",
+                  env=commit_env(sqlite_cli, LEASEHOLD_DB=down, LEASEHOLD_ENFORCE="0"), check=False)
+    assert allowed.returncode == 0 and "enforcement is off" in allowed.stderr
+
+
+def test_guard_composes_with_an_existing_shell_hook(sqlite_cli: CLI, repo: Path) -> None:
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    original = "#!/bin/sh\n# team hook\necho ran >> \"$(git rev-parse --show-toplevel)/.team-hook-ran\"\n"
+    hook.write_text(original)
+    hook.chmod(0o750)
+    proc = sqlite_cli("hooks", "install", "--git")
+    assert "existing pre-commit" in proc.stdout, proc.stdout
+    text = hook.read_text()
+    assert text.startswith("#!/bin/sh\n# >>> leasehold guard >>>") and text.endswith(original[len("#!/bin/sh\n"):])
+    assert (hook.stat().st_mode & 0o777) == 0o750
+    assert "already installed" in sqlite_cli("hooks", "install", "--git").stdout
+    reserve_other(sqlite_cli)
+    assert change_and_commit(sqlite_cli, repo, "src/a.py").returncode != 0
+    assert not (repo / ".team-hook-ran").exists()  # the guard refused before the team hook
+    git(repo, "restore", "--staged", "src/a.py", env=sqlite_cli.env)
+    assert change_and_commit(sqlite_cli, repo, "README.md").returncode == 0
+    assert (repo / ".team-hook-ran").read_text() == "ran\n"  # and the team hook still runs
+    assert sqlite_cli("hooks", "uninstall", "--git").returncode == 0
+    assert hook.read_text() == original
+
+
+def test_guard_chains_a_non_shell_hook(sqlite_cli: CLI, repo: Path) -> None:
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    original = ("#!/usr/bin/env python3\nimport pathlib, subprocess\n"
+                "top = subprocess.run(['git', 'rev-parse', '--show-toplevel'], capture_output=True, text=True).stdout.strip()\n"
+                "pathlib.Path(top, '.py-hook-ran').write_text('ran')\n")
+    hook.write_text(original)
+    hook.chmod(0o755)
+    proc = sqlite_cli("hooks", "install", "--git")
+    assert "leasehold-chained" in proc.stdout, proc.stdout
+    assert (repo / ".git" / "hooks" / "pre-commit.leasehold-chained").read_text() == original
+    assert change_and_commit(sqlite_cli, repo, "README.md").returncode == 0
+    assert (repo / ".py-hook-ran").exists()
+    assert sqlite_cli("hooks", "uninstall", "--git").returncode == 0
+    assert hook.read_text() == original
+    assert not (repo / ".git" / "hooks" / "pre-commit.leasehold-chained").exists()
+
+
+def test_guard_in_core_hooks_path_and_in_a_linked_worktree(sqlite_cli: CLI, repo: Path, tmp_path: Path) -> None:
+    git(repo, "config", "core.hooksPath", ".githooks", env=sqlite_cli.env)
+    proc = sqlite_cli("hooks", "install", "--git")
+    assert proc.returncode == 0, proc.stderr
+    assert (repo / ".githooks" / "pre-commit").exists()
+    assert not (repo / ".git" / "hooks" / "pre-commit").exists()
+    shown = json.loads(sqlite_cli("hooks", "show", "--git", "--json").stdout)
+    assert shown["installed"] and shown["problems"] == []
+    git(repo, "add", ".githooks", env=sqlite_cli.env)
+    git(repo, "commit", "-q", "-m", "hooks", env=commit_env(sqlite_cli))
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", str(worktree), "-b", "side", env=sqlite_cli.env)
+    reserve_other(sqlite_cli)
+    refused = change_and_commit(sqlite_cli, worktree, "src/a.py", LEASEHOLD_SESSION="mine")
+    assert refused.returncode != 0 and "src/a.py: reserved by bob:other-session" in refused.stderr
+    git(worktree, "restore", "--staged", "src/a.py", env=sqlite_cli.env)
+    assert change_and_commit(sqlite_cli, worktree, "README.md", LEASEHOLD_SESSION="mine").returncode == 0
+
+
+def test_guard_in_the_common_hooks_folder_covers_worktrees(sqlite_cli: CLI, repo: Path, tmp_path: Path) -> None:
+    worktree = tmp_path / "wt2"
+    git(repo, "worktree", "add", "-q", str(worktree), "-b", "side2", env=sqlite_cli.env)
+    sqlite_cli.cwd = worktree  # installing from the worktree writes the repository's hooks
+    assert sqlite_cli("hooks", "install", "--git").returncode == 0
+    assert (repo / ".git" / "hooks" / "pre-commit").exists()
+    reserve_other(sqlite_cli)
+    assert change_and_commit(sqlite_cli, worktree, "src/a.py", LEASEHOLD_SESSION="mine").returncode != 0
+    assert change_and_commit(sqlite_cli, repo, "src/a.py", LEASEHOLD_SESSION="mine").returncode != 0
+
+
+def test_install_hooks_for_init(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set-up call ``leasehold init`` uses: Claude Code by default, others on request, all
+    with the absolute path of the program; idempotent."""
+    from leasehold.errors import InvalidInput
+    from leasehold.hooks.setup import install_hooks
+
+    monkeypatch.setenv("HOME", str(repo.parent / "home"))
+    done = install_hooks(str(repo))
+    assert [d["runtime"] for d in done] == ["claude"] and done[0]["events"]
+    settings = json.loads((repo / ".claude" / "settings.json").read_text())
+    program = settings["hooks"]["PreToolUse"][0]["hooks"][0]["command"].split()[0]
+    assert os.path.isabs(program) and os.access(program, os.X_OK)
+    done = install_hooks(str(repo), runtimes=("claude", "codex", "gemini"), git=True)
+    assert [d["runtime"] for d in done] == ["claude", "codex", "gemini", "git"]
+    assert done[0]["events"] == [] and "/hooks" in done[1]["message"]
+    assert (repo / ".codex" / "hooks.json").exists() and (repo / ".gemini" / "settings.json").exists()
+    assert done[3]["how"] == "created" and (repo / ".git" / "hooks" / "pre-commit").exists()
+    with pytest.raises(InvalidInput):
+        install_hooks(str(repo), runtimes=("vim",))

@@ -1,0 +1,435 @@
+"""``leasehold serve`` end to end: a real server process on a loopback port, the CLI as real
+processes against it, raw HTTP for the auth matrix and the event stream."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLI, wait_for
+from tests.server import ServerProcess, make_token
+
+pytest.importorskip("starlette")
+
+
+def request(server, method: str, path: str, token: str | None = None, body: dict | None = None,
+            headers: dict | None = None) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    sent = dict(headers or {})
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
+    conn.request(method, path, body=json.dumps(body).encode() if body is not None else None, headers=sent)
+    response = conn.getresponse()
+    raw = response.read()
+    conn.close()
+    return response.status, (json.loads(raw) if raw and raw[:1] in b"{[" else {"raw": raw.decode()})
+
+
+def refused_events(db: str) -> list:
+    from leasehold import Ledger
+
+    with Ledger.open(db) as ledger:
+        return [e for e in ledger.events() if e.kind == "auth_refused"]
+
+
+def test_auth_matrix(served, base_env, tmp_path: Path) -> None:
+    """Each case: the documented HTTP status and code, the CLI's exit code, and an audit event."""
+    tok = served.tokens
+    claim = "/v1/tasks/t1/claim"
+    body = {"holder": "bob:s1", "ttl": 60}
+    revoked = make_token(served.db, "bob")
+    from leasehold import Ledger
+
+    with Ledger.open(served.db) as ledger:
+        ledger.tokens.revoke(ledger.tokens.list()[-1].id)
+    expired = make_token(served.db, "bob", expires=1)
+    wait_for(lambda: _expired(served.db), 30, "the 1s token to expire")
+
+    cases = [
+        ("no token", None, body, 401),
+        ("wrong token", "lh_" + "x" * 43, body, 401),
+        ("revoked", revoked, body, 401),
+        ("expired", expired, body, 401),
+        ("reader writing", tok["reader"], {"holder": "carol:s1"}, 403),
+        ("agent acting as another actor", tok["agent"], {"holder": "dave:s1"}, 403),
+    ]
+    before = len(refused_events(served.db))
+    for what, token, sent, status in cases:
+        got, answer = request(served, "POST", claim, token, sent)
+        assert got == status, (what, answer)
+        assert answer["error"]["code"] == "permission_denied" and answer["error"]["exit_code"] == 77, what
+    audited = refused_events(served.db)[before:]
+    assert [e.details["status"] for e in audited] == [c[3] for c in cases]
+    assert audited[-1].details["claimed_holder"] == "dave:s1" and audited[-1].actor == "bob"
+    assert all(tok["agent"] not in json.dumps(e.details) for e in audited)  # never the token
+
+    # The open routes need no token; the reader reads.
+    assert request(served, "GET", "/healthz")[0] == 200
+    assert request(served, "GET", "/readyz")[0] == 200
+    assert request(served, "GET", "/openapi.json")[0] == 200
+    assert request(served, "GET", "/metrics")[0] == 200
+    assert request(served, "GET", "/v1/tasks/t1/status", tok["reader"])[0] == 200
+
+    # An agent claims; only an admin force-releases, with a reason, recorded.
+    assert request(served, "POST", claim, tok["agent"], body)[0] == 200
+    status, answer = request(served, "POST", "/v1/tasks/t1/force-release", tok["agent"], {"reason": "stuck"})
+    assert status == 403 and answer["error"]["exit_code"] == 77
+    status, answer = request(served, "POST", "/v1/tasks/t1/force-release", tok["admin"], {"reason": "stuck"})
+    assert status == 200 and answer["result"]["released"] is True
+    with Ledger.open(served.db) as ledger:
+        forced = [e for e in ledger.events("t1") if e.kind == "force_released"][-1]
+    assert forced.actor == "alice" and forced.details["reason"] == "stuck"
+
+    # The same through the CLI: exit codes 77 (and 75 for a server that is not there).
+    cli = CLI(served.url, base_env, tmp_path)
+    assert cli("status", "t1").returncode == 77  # no token
+    assert cli("status", "t1", env={"LEASEHOLD_TOKEN": "lh_nope"}).returncode == 77
+    run = cli("claim", "t2", "--session", "s1", "--actor", "dave", env={"LEASEHOLD_TOKEN": tok["agent"]})
+    assert run.returncode == 77 and "acts as 'bob'" in run.stderr
+    run = cli("release", "t2", "--force", "--reason", "x", env={"LEASEHOLD_TOKEN": tok["agent"]})
+    assert run.returncode == 77
+    gone = CLI("http://127.0.0.1:9", base_env, tmp_path)
+    run = gone("status", "t1", env={"LEASEHOLD_TOKEN": tok["agent"]})
+    assert run.returncode == 75 and "Traceback" not in run.stderr
+
+
+def _expired(db: str) -> bool:
+    from leasehold import Ledger
+
+    with Ledger.open(db) as ledger:
+        now = ledger.now()
+        return any(t.state(now) == "expired" for t in ledger.tokens.list())
+
+
+def _mask(text: str) -> str:
+    text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "<ts>", text)
+    text = re.sub(r"#\d+ ", "#<id> ", text)
+    return re.sub(r"(expires_at|ttl)=[\d.]+", r"\1=<n>", text)
+
+
+def test_cli_outputs_and_exit_codes_match_a_local_ledger(served, base_env, tmp_path: Path, sqlite_url) -> None:
+    """The same commands against a local ledger and through the server: same stdout, stderr
+    and exit codes (times masked). The actor comes from the token when none is given."""
+    local_dir = tmp_path / "local"
+    local_dir.mkdir()
+    from tests.conftest import create_ledger
+
+    local = CLI(create_ledger(str(local_dir / "ledger.db")), dict(base_env, LEASEHOLD_ACTOR="bob"), tmp_path)
+    remote = CLI(served.url, dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"]), tmp_path)
+    script = [
+        ("add", "build", "--title", "Build it", "--priority", "3"),
+        ("add", "deploy", "--blocked-by", "build"),
+        ("claim", "99927", "--session", "s1", "--ttl", "60", "--json"),
+        ("claim", "99927", "--session", "s2"),
+        ("extend", "99927", "--session", "s2"),
+        ("status", "99927"), ("status", "nope", "--json"), ("show", "nope"),
+        ("check", "99927", "--session", "s1"), ("check", "99927", "--session", "s2"),
+        ("who",), ("list",), ("ready",), ("blocked",),
+        ("next", "--session", "s3", "--ttl", "60"),
+        ("done", "build", "--session", "s3"), ("done", "99927", "--session", "s2"),
+        ("release", "99927", "--session", "s1"), ("release", "99927", "--session", "s1"),
+        ("next", "--session", "s3", "--json"), ("next", "--session", "s3"),
+        ("dep", "list", "deploy"),
+        ("claim", "bad id!", "--session", "s1"),
+        ("reopen", "build"), ("sweep",),
+        ("reserve-path", "src/**", "--session", "s1"), ("paths",),
+        ("release-path", "src/**", "--session", "s1"),
+        ("done", "deploy", "99927", "--session", "s3"),
+        ("log", "99927"),
+        ("namespace", "add", "CMB"), ("namespace", "add", "CMB", "--format", "X-{seq}"),
+        ("namespace", "list"), ("reserve", "CMB", "--count", "2", "--session", "s1"),
+        ("reservation", "show", "CMB-0001"), ("reservation", "show", "CMB-0404"),
+        ("reservation", "abandon", "CMB-0002", "--reason", "dup", "--session", "s1"),
+        ("feed", "post", "--kind", "actionable", "--reserve", "CMB", "--subject", "{{ITEM_ID}}: flaky",
+         "--session", "s1"),
+        ("feed", "post", "--kind", "actionable", "--item", "CMB-0003", "--subject", "again", "--session", "s2"),
+        ("feed", "post", "--kind", "actionable", "--provisional", "CMB-0003", "--subject", "offline",
+         "--session", "s2"),
+        ("feed", "confirm", "2", "--session", "s2"), ("feed", "confirm", "2", "--session", "s2"),
+        ("feed", "amend", "1", "--subject", "CMB-0003: flaky on macOS", "--session", "s1"),
+        ("feed", "list", "--item", "CMB-0003"), ("feed", "tail", "-n", "2"),
+        ("queue",), ("drift-check",),
+    ]
+    for args in script:
+        a, b = local(*args), remote(*args)
+        assert (a.returncode, _mask(a.stdout), _mask(a.stderr)) == (b.returncode, _mask(b.stdout), _mask(b.stderr)), args
+
+
+def test_token_file_must_be_private(served, base_env, tmp_path: Path) -> None:
+    work = tmp_path / "seat"
+    work.mkdir()
+    token_file = work / "token"
+    token_file.write_text(served.tokens["agent"] + "\n")
+    token_file.chmod(0o644)
+    (work / "leasehold.toml").write_text(f'db = "{served.url}"\ntoken_file = "token"\n')
+    cli = CLI(served.url, base_env, work)
+    run = cli("status", "t1", db=False)
+    assert run.returncode == 78 and "chmod 600" in run.stderr
+    token_file.chmod(0o600)
+    run = cli("claim", "t1", "--session", "s1", db=False)
+    assert run.returncode == 0 and "as bob:s1" in run.stdout, run.stderr
+    # Token management through the server needs an admin token.
+    run = cli("token", "list", db=False)
+    assert run.returncode == 77
+    run = cli("token", "create", "--actor", "erin", "--role", "reader", "--json", db=False,
+              env={"LEASEHOLD_TOKEN": served.tokens["admin"]})
+    assert run.returncode == 0, run.stderr
+    made = json.loads(run.stdout)
+    assert made["role"] == "reader" and made["token"].startswith("lh_")
+
+
+def test_waiters_are_granted_in_arrival_order_and_woken_at_once(served) -> None:
+    """10 waiters queue on one task (each one only after the server counts the one before);
+    every release hands the lease to the next in line, promptly (well under the 1 s re-check)."""
+    from leasehold.remote import RemoteLedger
+
+    token = served.tokens["agent"]
+    owner = RemoteLedger(served.url, token)
+    owner.claim("job", "bob:owner", ttl=300)
+    order: list[int] = []
+    woke: list[float] = []
+    released_at: list[float] = []
+    lock = threading.Lock()
+
+    def waiter(i: int) -> None:
+        with RemoteLedger(served.url, token) as ledger:
+            lease = ledger.wait_claim("job", f"bob:w{i}", ttl=300, timeout=120)
+            with lock:
+                woke.append(time.monotonic())
+                order.append(i)
+            released_at.append(time.monotonic())
+            ledger.release("job", lease.holder)
+
+    threads = []
+    for i in range(10):
+        thread = threading.Thread(target=waiter, args=(i,))
+        thread.start()
+        threads.append(thread)
+        wait_for(lambda n=i + 1: _waiters(served) == n, 30, f"{i + 1} waiters queued")
+    released_at.append(time.monotonic())
+    owner.release("job", "bob:owner")
+    for thread in threads:
+        thread.join(120)
+    assert order == list(range(10))
+    delays = sorted(w - r for w, r in zip(woke, released_at[:1] + released_at[1:], strict=False))
+    assert delays[len(delays) // 2] < 0.5, delays  # the median wake-up, not a poll interval
+    owner.close()
+    timed_out = RemoteLedger(served.url, token)
+    timed_out.claim("held", "bob:a", ttl=300)
+    from leasehold.errors import LeaseHeld
+
+    with pytest.raises(LeaseHeld):
+        timed_out.wait_claim("held", "bob:b", timeout=0.3)
+    timed_out.close()
+
+
+def _waiters(server) -> int:
+    _status, answer = request(server, "GET", "/metrics")
+    found = re.search(r"^leasehold_waiters ([\d.]+)$", answer["raw"], re.M)
+    return int(float(found.group(1))) if found else -1
+
+
+def test_cli_claim_wait_and_next_wait(served, base_env, tmp_path: Path) -> None:
+    cli = CLI(served.url, dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"]), tmp_path)
+    assert cli("claim", "w1", "--session", "a").returncode == 0
+    run = cli("claim", "w1", "--session", "b", "--wait", "0.3s")
+    assert run.returncode == 1 and "held by bob:a" in run.stderr
+    waiter = cli.popen("claim", "w1", "--session", "b", "--wait", "60", stdout=-1, stderr=-1)
+    wait_for(lambda: _waiters(served) == 1, 30, "the waiter queued")
+    assert cli("release", "w1", "--session", "a").returncode == 0
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0 and "claimed w1 as bob:b" in out, err
+    nexter = cli.popen("next", "--session", "c", "--wait", "60", stdout=-1, stderr=-1)
+    wait_for(lambda: _waiters(served) == 1, 30, "next waiting")
+    assert cli("add", "fresh").returncode == 0
+    out, err = nexter.communicate(timeout=60)
+    assert nexter.returncode == 0 and "claimed fresh as bob:c" in out, err
+    run = cli("next", "--session", "c", "--wait", "0.2")
+    assert run.returncode == 1
+
+
+def test_event_stream_resumes_without_gap_or_duplicate(served) -> None:
+    """Read part of the stream, drop the connection mid-stream, write more, reconnect with
+    Last-Event-ID: every event exactly once, in order."""
+    from leasehold.remote import RemoteLedger
+
+    token = served.tokens["agent"]
+    writer = RemoteLedger(served.url, token)
+    for i in range(5):
+        writer.add(f"e{i}")
+    seen: list[int] = []
+
+    def read(last: int, count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+        conn.request("GET", "/v1/events", headers={"Authorization": f"Bearer {served.tokens['reader']}",
+                                                   "Last-Event-ID": str(last)})
+        response = conn.getresponse()
+        assert response.status == 200
+        got = 0
+        while got < count:
+            line = response.fp.readline().decode()
+            if line.startswith("id:"):
+                seen.append(int(line[3:]))
+                got += 1
+        conn.sock.close()  # mid-stream, without a goodbye
+        conn.close()
+
+    read(0, 4)
+    for i in range(5, 9):
+        writer.add(f"e{i}")
+    read(seen[-1], 1)
+    read(seen[-1], len(writer.events()) - len(seen))
+    all_ids = [e.id for e in writer.events()]
+    assert seen == all_ids
+
+    # The Python iterator follows the stream; --kinds filters; a reader may watch.
+    reader = RemoteLedger(served.url, served.tokens["reader"])
+    found = []
+
+    def follow() -> None:
+        for event in reader.watch(kinds=["claimed"], timeout=20):
+            found.append(event)
+            if len(found) == 2:
+                return
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    time.sleep(0.3)  # nothing to wait on: the iterator starts from "now" either way
+    writer.claim("e1", "bob:s", ttl=60)
+    writer.add("e-not-a-claim")
+    writer.claim("e2", "bob:s", ttl=60)
+    thread.join(30)
+    assert [(e.kind, e.task_id) for e in found] == [("claimed", "e1"), ("claimed", "e2")]
+    writer.close()
+    reader.close()
+
+
+def test_serve_refuses_anonymous_on_a_public_address_and_bad_options(sqlite_cli) -> None:
+    run = sqlite_cli("serve", "--host", "0.0.0.0", "--anonymous-loopback")
+    assert run.returncode == 2 and "loopback" in run.stderr
+    assert sqlite_cli("serve", "--tls-cert", "x.pem").returncode == 2
+    assert sqlite_cli("serve", "--workers", "2").returncode == 2  # SQLite: one process
+
+
+def test_cli_start_up_does_not_import_the_server_stack(sqlite_cli) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from leasehold.cli import main; main(['status', 'x']); "
+            "bad = [m for m in ('starlette', 'uvicorn', 'prometheus_client', 'anyio') if m in sys.modules]; "
+            "print(bad)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(sqlite_cli.env, LEASEHOLD_DB=sqlite_cli.db), timeout=60)
+    assert run.stdout.strip().endswith("[]"), run.stdout + run.stderr
+
+
+def test_two_server_processes_over_postgres_one_winner_per_round(pg_url, base_env) -> None:
+    """Two stateless server processes over one PostgreSQL: 32 claimers split across them race
+    on one task, released through a barrier — exactly one winner per round; a release through
+    one process wakes a waiter queued on the other."""
+    from multiprocessing import get_context
+
+    from leasehold import Ledger
+
+    Ledger.open(pg_url).close()
+    token = make_token(pg_url, "bob")
+    servers = [ServerProcess(pg_url, dict(base_env)) for _ in range(2)]
+    try:
+        ctx = get_context("fork")  # the parent holds no server and no connection here
+        barrier = ctx.Barrier(32)
+        results = ctx.Queue()
+        rounds = 3
+        procs = [ctx.Process(target=_racer, args=(servers[i % 2].url, token, i, rounds, barrier, results))
+                 for i in range(32)]
+        for proc in procs:
+            proc.start()
+        outcomes = [results.get(timeout=120) for _ in range(32 * rounds)]
+        for proc in procs:
+            proc.join(60)
+        for r in range(rounds):
+            winners = [o for o in outcomes if o[0] == r and o[2]]
+            assert len(winners) == 1, (r, winners)
+        from leasehold.remote import RemoteLedger
+
+        a, b = RemoteLedger(servers[0].url, token), RemoteLedger(servers[1].url, token)
+        a.claim("x", "bob:a", ttl=300)
+        woke: list[float] = []
+        thread = threading.Thread(target=lambda: (b.wait_claim("x", "bob:b", timeout=60), woke.append(time.monotonic())))
+        thread.start()
+        wait_for(lambda: _waiters(servers[1]) == 1, 30, "the waiter queued on the second server")
+        released = time.monotonic()
+        a.release("x", "bob:a")
+        thread.join(60)
+        assert woke and woke[0] - released < 0.9, woke[0] - released  # NOTIFY, not the 1 s re-check
+        a.close()
+        b.close()
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _racer(url: str, token: str, i: int, rounds: int, barrier, results) -> None:  # type: ignore[no-untyped-def]
+    os.environ["LEASEHOLD_TOKEN"] = token
+    from leasehold.errors import LeaseHeld
+    from leasehold.remote import RemoteLedger
+
+    ledger = RemoteLedger(url, token)
+    for r in range(rounds):
+        barrier.wait()
+        try:
+            ledger.claim(f"race-{r}", f"bob:racer{i}", ttl=300)
+            results.put((r, i, True))
+        except LeaseHeld:
+            results.put((r, i, False))
+    ledger.close()
+
+
+def test_hooks_through_the_server_gate_and_fail_closed(served, base_env, tmp_path: Path) -> None:
+    """The agent hooks pointed at the server: another session's lease denies the dispatch; an
+    unreachable server (or no token) denies too, never allows."""
+    from tests.test_hooks import denied, hook, payload
+
+    env = dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"], HOME=str(tmp_path / "home"))
+    cli = CLI(served.url, env, tmp_path)
+    assert cli("claim", "99927", "--session", "other-session").returncode == 0
+    reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json")))
+    assert "99927" in reason and "bob:other-session" in reason
+    gone = CLI("http://127.0.0.1:9", env, tmp_path)
+    assert "cannot check this call" in denied(hook(gone, "pre-tool-use", payload("pre_tool_use_agent.json")))
+    no_token = CLI(served.url, dict(env, LEASEHOLD_TOKEN=""), tmp_path)
+    assert "cannot check this call" in denied(hook(no_token, "pre-tool-use", payload("pre_tool_use_agent.json")))
+
+
+def test_missions_through_the_server(served, base_env, tmp_path: Path) -> None:
+    cli = CLI(served.url, dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"], LEASEHOLD_SESSION="s1"), tmp_path)
+    assert cli("missions", "init").returncode == 0
+    assert cli("missions", "new", "Fix the thing").returncode == 0
+    run = cli("missions", "claim", "--next")
+    assert run.returncode == 0 and "as bob:s1 (fence 1)" in run.stdout, run.stderr
+    mission = next((tmp_path / "missions" / "active").glob("*.md")).stem
+    assert cli("missions", "claim", mission, env={"LEASEHOLD_SESSION": "s2"}).returncode == 1
+    assert cli("missions", "done", mission).returncode == 0
+    assert (tmp_path / "missions" / "done" / f"{mission}.md").exists()
+
+
+def test_operation_ids_travel_through_the_server(served) -> None:
+    """A change sent twice with one operation id (a client resending after a lost answer) is
+    applied once and replayed; the id can be looked up through the server."""
+    from leasehold.remote import RemoteLedger
+
+    with RemoteLedger(served.url, served.tokens["agent"]) as ledger:
+        first = ledger.claim("op-1", "bob:s1", ttl=60, op_id="retry-me-1")
+        ledger.release("op-1", "bob:s1")
+        again = ledger.claim("op-1", "bob:s1", ttl=60, op_id="retry-me-1")
+        assert again.fence == first.fence == 1
+        assert [e.kind for e in ledger.events("op-1")].count("claimed") == 1
+        found = ledger.lookup_op("retry-me-1")
+        assert found is not None and found.kind == "claim" and found.holder == "bob:s1"
+        assert ledger.lookup_op("never-sent") is None
