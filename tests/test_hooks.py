@@ -492,12 +492,45 @@ def test_hung_ledger_session_end_stays_inside_the_budget(sqlite_cli: CLI, hung_s
     assert proc.returncode == 1 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert f"did not answer within {DEADLINES['session-end']:g}s" in proc.stderr, proc.stderr
-    # LEASEHOLD_HOOK_DEADLINE replaces the limit (a slow but live ledger); nonsense is ignored
+    # LEASEHOLD_HOOK_DEADLINE replaces the limit (a slow but live ledger); nonsense is ignored;
+    # 0.01 s expires while the hook is still importing.
     default = f"{DEADLINES['session-end']:g}"
-    for value, shown in (("0.3", "0.3"), ("soon", default), ("-1", default)):
+    for value, shown in (("0.3", "0.3"), ("0.01", "0.01"), ("soon", default), ("-1", default)):
         proc = hook(sqlite_cli, "session-end", payload("session_end.json"),
                     env={"LEASEHOLD_DB": hung_server, "LEASEHOLD_HOOK_DEADLINE": value})
         assert proc.returncode == 1 and f"did not answer within {shown}s" in proc.stderr, (value, proc.stderr)
+
+
+def test_a_swallowed_deadline_fires_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that catches every Exception (psycopg probing its implementations while it is
+    imported) can swallow the deadline's exception: it is raised again until disarmed, and not
+    while the first one is still being handled."""
+    import signal
+
+    from leasehold.errors import StoreUnavailable
+    from leasehold.hooks import claude
+
+    monkeypatch.setenv("LEASEHOLD_HOOK_DEADLINE", "0.05")
+    swallowed: list[BaseException] = []
+    handled = False
+    previous = signal.getsignal(signal.SIGALRM)
+    claude._arm_deadline("session-end")
+    try:
+        with pytest.raises(StoreUnavailable, match="did not answer within 0.05s"):
+            try:
+                while True:
+                    time.sleep(0.01)
+            except Exception as exc:  # the swallowing library
+                swallowed.append(exc)
+                time.sleep(0.6)  # several repeats pass while it is being handled
+                handled = True
+            stop = time.monotonic() + 60
+            while time.monotonic() < stop:
+                time.sleep(0.01)
+    finally:
+        claude._disarm_deadline()
+        signal.signal(signal.SIGALRM, previous)
+    assert handled and len(swallowed) == 1 and isinstance(swallowed[0], StoreUnavailable)
 
 
 def test_lone_utf16_surrogates_in_the_payload_are_handled(sqlite_cli: CLI, repo: Path) -> None:

@@ -107,10 +107,17 @@ def _arm_deadline(event: str) -> None:
         seconds = override
 
     def expire(signum: int, frame: Any) -> None:
-        raise _deadline_error(seconds)
+        if getattr(sys.exc_info()[1], "hook_deadline", False):
+            return  # the expiry is being handled already
+        error = _deadline_error(seconds)
+        error.hook_deadline = True  # type: ignore[attr-defined]
+        raise error
 
     signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # The timer repeats (every 0.2 s) until disarmed: an expiry that lands in code catching every
+    # Exception (psycopg probing its optional implementations while it is imported, on a slow
+    # machine) is swallowed there, and would otherwise leave the hook waiting for libpq's 10 s.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
 
 
 def _disarm_deadline() -> None:
@@ -403,6 +410,7 @@ def pre_tool_use(payload: dict[str, Any]) -> int:
             return _gate_agent(payload, tool, tool_input, session, settings, enforce)
         return _gate_edit(payload, tool, tool_input, session, settings, enforce)
     except LeaseholdError as exc:
+        _disarm_deadline()
         return _store_failure(payload, tool, tool_input, session, settings, enforce, str(exc),
                               permanent=exc.exit_code == 78)
 
@@ -466,6 +474,7 @@ def _audited_allow(ledger: Ledger, settings: Settings, record: dict[str, Any], b
     try:
         ledger.record_bypass(blocked, holder, details)
     except LeaseholdError as exc:
+        _disarm_deadline()
         # Audited once in the file already: the ledger's copy is missing, the call still goes
         # ahead (the store-failure path must not audit it a second time).
         note = (note or "leasehold: allowed by the bypass token (audited).") + (
@@ -593,6 +602,7 @@ def session_start(payload: dict[str, Any]) -> int:
             groups = ledger.who()
             reservations = paths.active(ledger)
     except LeaseholdError as exc:
+        _disarm_deadline()
         problem = ("is misconfigured" if exc.exit_code == 78 else "cannot be reached")
         return _context("SessionStart", f"leasehold: the ledger {problem} ({exc}); the "
                         "dispatch gate will deny sub-agent dispatch and edits until it can.")
@@ -682,14 +692,18 @@ def run(event: str, raw: bytes | None = None) -> int:
         _arm_deadline(event)
         return HANDLERS[event](payload)
     except PayloadError as exc:
+        _disarm_deadline()
         sys.stderr.write(f"leasehold hook {event}: {exc}\n")
         return 1
     except LeaseholdError as exc:
+        _disarm_deadline()
         sys.stderr.write(f"leasehold hook {event}: {' '.join(str(exc).splitlines())}\n")
         return 1
     except KeyboardInterrupt:
+        _disarm_deadline()
         return 130
     except Exception as exc:  # the last line of defence: never a traceback
+        _disarm_deadline()
         message = f"internal error: {type(exc).__name__}: {exc}"
         if event == "pre-tool-use" and enforcing():
             try:
