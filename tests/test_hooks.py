@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, FIXTURES, wait_for
+from tests.conftest import CLI, FIXTURES
 
 PAYLOADS = FIXTURES / "claude-code"
 SESSION = "9f1c2b7e-4d3a-4e55-9b1a-0c2d3e4f5a6b"  # session_id of the fixtures (but the legacy one)
@@ -22,8 +22,15 @@ LOCAL = Path(__file__).resolve().parent / "fixtures" / "claude-code"
 
 @pytest.fixture(autouse=True)
 def _cache_under_home(base_env: dict[str, str]) -> None:
-    """Audit logs and heartbeat state go to $HOME/.cache (the test's HOME), whatever the machine sets."""
+    """Audit logs and heartbeat state go to $HOME/.cache (the test's HOME), whatever the machine
+    sets. The hooks' wall-clock limits (8 s, session-end 1.1 s) are raised so that a loaded
+    machine cannot fail a test of what a hook does; the tests of the limits themselves pass
+    ``LEASEHOLD_HOOK_DEADLINE=""`` (the defaults), and ``benchmarks/bench_hooks.py`` times them."""
     base_env.pop("XDG_CACHE_HOME", None)
+    base_env["LEASEHOLD_HOOK_DEADLINE"] = "120"
+
+
+DEFAULT_DEADLINES = {"LEASEHOLD_HOOK_DEADLINE": ""}
 
 
 def payload(name: str, **changes: object) -> dict:
@@ -305,34 +312,40 @@ def test_edit_with_enforcement_off_is_told_and_audited(cli: CLI, repo: Path) -> 
 
 # -- heartbeat -----------------------------------------------------------------------------------
 def test_heartbeat_extends_at_once_then_only_after_the_interval(cli: CLI, tmp_path: Path) -> None:
-    interval = 3.0
+    """The first call of a session extends at once, the next ones only once the throttle file
+    says the interval has passed. The interval is an hour, so no call of the test can outlive it
+    however slow the machine; its passing is simulated by moving the due time into the past."""
+    interval = 3600.0
     (tmp_path / "leasehold.toml").write_text(f'heartbeat_interval = "{interval:g}s"\n')
     claim(cli, "99927", SESSION, "--ttl", "10m")
     claim(cli, "other-task", "other-session", "--ttl", "10m")
     assert reserve(cli, SESSION, "src/**").returncode == 0
     data = payload("post_tool_use_bash.json")
     env = {"CLAUDE_CODE_SESSION_ID": SESSION}
-    started = time.monotonic()
+    before = time.time()
     first = hook(cli, "post-tool-use", data, env=env)
+    after = time.time()
     assert first.returncode == 0 and first.stdout == "", first.stderr
     extended = events(cli, "extended")
     assert [e["task_id"] for e in extended] == ["99927"]  # first call of the session: at once
     assert [e["details"]["pattern"] for e in events(cli, "path_extended")] == ["src/**"]
+    state = Path(cli.env["HOME"]) / ".cache" / "leasehold" / "state" / f"heartbeat-{SESSION}"
+    due = float(state.read_text().split()[0])
+    assert before + interval <= due <= after + interval  # the next one is due one interval later
     # within the interval: throttled, even with the ledger unreachable (it is not opened)
     for extra in ({}, {"LEASEHOLD_DB": str(tmp_path / "missing" / "x" / "ledger.db"), "LEASEHOLD_ENFORCE": "1"}):
         proc = hook(cli, "post-tool-use", data, env=dict(env, **extra))
         assert proc.returncode == 0, proc.stderr
-    assert time.monotonic() - started < interval, "machine too slow for this interval"
     assert len(events(cli, "extended")) == 1
     # without CLAUDE_CODE_SESSION_ID the slow path throttles the same way
     assert hook(cli, "post-tool-use", data).returncode == 0
     assert len(events(cli, "extended")) == 1
-    state = Path(cli.env["HOME"]) / ".cache" / "leasehold" / "state" / f"heartbeat-{SESSION}"
-    due = float(state.read_text().split()[0])
-    wait_for(lambda: time.time() > due)
+    # the interval has passed: the next call extends again and sets the next due time
+    state.write_text(f"{time.time() - 1:.3f}\n")
     assert hook(cli, "post-tool-use", data, env=env).returncode == 0
     assert [e["task_id"] for e in events(cli, "extended")] == ["99927", "99927"]
     assert len(events(cli, "path_extended")) == 2
+    assert float(state.read_text().split()[0]) > time.time() + interval / 2
 
 
 def test_throttled_heartbeat_imports_no_database_driver(sqlite_cli: CLI, tmp_path: Path) -> None:
@@ -455,27 +468,69 @@ def hung_server():  # type: ignore[no-untyped-def]
 
 def test_hung_ledger_is_denied_before_the_hook_timeout(sqlite_cli: CLI, hung_server: str) -> None:
     """The installed PreToolUse timeout is 10 s and a hook that times out lets the call through:
-    the gate must answer (deny, fail closed) well before that."""
-    env = {"LEASEHOLD_DB": hung_server, "LEASEHOLD_BUSY_TIMEOUT": "0.5"}
-    started = time.monotonic()
-    proc = hook(sqlite_cli, "pre-tool-use", payload("pre_tool_use_agent.json"), env=env)
-    elapsed = time.monotonic() - started
-    reason = denied(proc)
-    assert "cannot check this call" in reason and "did not answer" in reason
-    assert elapsed < 8, elapsed
+    the gate must answer (deny, fail closed) well before that. The reason names the hook's own
+    deadline (busy timeout + 2 s), so the answer came from it, not from libpq's 10 s connect
+    timeout; how long the whole process takes is measured in benchmarks/bench_hooks.py."""
+    env = dict(DEFAULT_DEADLINES, LEASEHOLD_DB=hung_server, LEASEHOLD_BUSY_TIMEOUT="0.5")
+    reason = denied(hook(sqlite_cli, "pre-tool-use", payload("pre_tool_use_agent.json"), env=env))
+    assert "cannot check this call" in reason and "did not answer within 2.5s" in reason, reason
     # the bypass token still allows (audited) when the ledger hangs
     out = decision(hook(sqlite_cli, "pre-tool-use", payload("pre_tool_use_agent_bypass.json"), env=env))
     assert out is not None and "bypass token" in out["additionalContext"]
 
 
 def test_hung_ledger_session_end_stays_inside_the_budget(sqlite_cli: CLI, hung_server: str) -> None:
-    """SessionEnd hooks share a 1.5 s budget."""
-    started = time.monotonic()
-    proc = hook(sqlite_cli, "session-end", payload("session_end.json"), env={"LEASEHOLD_DB": hung_server})
-    elapsed = time.monotonic() - started
+    """SessionEnd hooks share a 1.5 s budget: against a ledger that never answers, session-end
+    gives up on its own deadline, below that budget, with one line (not libpq's 10 s connect
+    timeout, nor Claude Code's kill). The whole process's wall time is a benchmark figure
+    (benchmarks/bench_hooks.py), not asserted here."""
+    from leasehold.hooks.claude import DEADLINES
+
+    assert DEADLINES["session-end"] < 1.5
+    proc = hook(sqlite_cli, "session-end", payload("session_end.json"),
+                env=dict(DEFAULT_DEADLINES, LEASEHOLD_DB=hung_server))
     assert proc.returncode == 1 and proc.stdout == ""
-    assert len(proc.stderr.strip().splitlines()) == 1 and "did not answer" in proc.stderr, proc.stderr
-    assert elapsed < 1.5, elapsed
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"did not answer within {DEADLINES['session-end']:g}s" in proc.stderr, proc.stderr
+    # LEASEHOLD_HOOK_DEADLINE replaces the limit (a slow but live ledger); nonsense is ignored;
+    # 0.01 s expires while the hook is still importing.
+    default = f"{DEADLINES['session-end']:g}"
+    for value, shown in (("0.3", "0.3"), ("0.01", "0.01"), ("soon", default), ("-1", default)):
+        proc = hook(sqlite_cli, "session-end", payload("session_end.json"),
+                    env={"LEASEHOLD_DB": hung_server, "LEASEHOLD_HOOK_DEADLINE": value})
+        assert proc.returncode == 1 and f"did not answer within {shown}s" in proc.stderr, (value, proc.stderr)
+
+
+def test_a_swallowed_deadline_fires_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Code that catches every Exception (psycopg probing its implementations while it is
+    imported) can swallow the deadline's exception: it is raised again until disarmed, and not
+    while the first one is still being handled."""
+    import signal
+
+    from leasehold.errors import StoreUnavailable
+    from leasehold.hooks import claude
+
+    monkeypatch.setenv("LEASEHOLD_HOOK_DEADLINE", "0.05")
+    swallowed: list[BaseException] = []
+    handled = False
+    previous = signal.getsignal(signal.SIGALRM)
+    claude._arm_deadline("session-end")
+    try:
+        with pytest.raises(StoreUnavailable, match="did not answer within 0.05s"):
+            try:
+                while True:
+                    time.sleep(0.01)
+            except Exception as exc:  # the swallowing library
+                swallowed.append(exc)
+                time.sleep(0.6)  # several repeats pass while it is being handled
+                handled = True
+            stop = time.monotonic() + 60
+            while time.monotonic() < stop:
+                time.sleep(0.01)
+    finally:
+        claude._disarm_deadline()
+        signal.signal(signal.SIGALRM, previous)
+    assert handled and len(swallowed) == 1 and isinstance(swallowed[0], StoreUnavailable)
 
 
 def test_lone_utf16_surrogates_in_the_payload_are_handled(sqlite_cli: CLI, repo: Path) -> None:

@@ -270,7 +270,8 @@ def test_sweep_lists_and_auto_releases_expired(ledger: Ledger) -> None:
 
 
 def test_hold_heartbeats_past_the_ttl_and_releases(ledger: Ledger) -> None:
-    with ledger.hold("t1", JOHN, ttl=1, interval=0.2) as lease:
+    # a TTL of 15 heartbeat intervals: a loaded machine may delay a beat, not all of them
+    with ledger.hold("t1", JOHN, ttl=3, interval=0.2) as lease:
         first_until = lease.expires_at
         deadline = time.monotonic() + 10
         while ledger.now() < first_until + 0.5:
@@ -288,9 +289,11 @@ def test_hold_reports_loss_the_moment_an_extend_fails(ledger: Ledger) -> None:
     lost = threading.Event()
     with ledger.hold("t1", JOHN, ttl=2, interval=0.1, on_lost=lambda lease: lost.set()) as lease:
         ledger.force_release("t1", "taking over", by=PI)
+        assert lost.wait(30), "heartbeat never noticed the lost lease"
+        assert lease.lost and "it has no lease" in (lease.lost_reason or ""), lease.lost_reason
+        # the takeover after the loss was noticed (a takeover naming the new holder, with no
+        # heartbeat able to land in between, is tests/test_run.py's lost-lease test)
         ledger.claim("t1", PI, ttl=60)
-        assert lost.wait(10), "heartbeat never noticed the lost lease"
-        assert lease.lost and "pi-orch:xyz456" in (lease.lost_reason or "")
     assert ledger.show("t1").lease_holder == "pi-orch:xyz456"  # a lost lease is not released
 
 

@@ -54,6 +54,8 @@ BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0
 #: below the timeouts the installer writes (10 s) and SessionEnd's shared 1.5 s budget, so a ledger
 #: that hangs (a PostgreSQL server that accepts and never answers waits out libpq's 10 s
 #: connect_timeout) ends in our answer, not in Claude Code's timeout, which lets the call through.
+#: ``LEASEHOLD_HOOK_DEADLINE`` (seconds, > 0) replaces the limit of every event: for a ledger that
+#: is slow but alive (a loaded host, a distant server) together with larger hook timeouts.
 DEADLINES = {"pre-tool-use": 8.0, "post-tool-use": 8.0, "session-start": 8.0, "session-end": 1.1}
 _OFF = ("0", "false", "no", "off")
 #: tool_input fields the gate reads: each must be a string when present (a wrong type is a
@@ -86,7 +88,8 @@ def _deadline_error(seconds: float) -> Exception:
 
 def _arm_deadline(event: str) -> None:
     """Raise a store error (:class:`StoreUnavailable`) in this process once the event's time
-    budget (:data:`DEADLINES`) is spent, wherever it is waiting."""
+    budget (:data:`DEADLINES`, or ``LEASEHOLD_HOOK_DEADLINE`` seconds) is spent, wherever it is
+    waiting. An override that is not a positive number is ignored."""
     import signal
 
     if not hasattr(signal, "setitimer"):
@@ -96,12 +99,25 @@ def _arm_deadline(event: str) -> None:
     except ValueError:
         busy = BUSY_TIMEOUTS[event]
     seconds = min(DEADLINES[event], max(busy, 0.0) + 2.0)
+    try:
+        override = float(os.environ.get("LEASEHOLD_HOOK_DEADLINE") or 0.0)
+    except ValueError:
+        override = 0.0
+    if 0.0 < override < float("inf"):
+        seconds = override
 
     def expire(signum: int, frame: Any) -> None:
-        raise _deadline_error(seconds)
+        if getattr(sys.exc_info()[1], "hook_deadline", False):
+            return  # the expiry is being handled already
+        error = _deadline_error(seconds)
+        error.hook_deadline = True  # type: ignore[attr-defined]
+        raise error
 
     signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # The timer repeats (every 0.2 s) until disarmed: an expiry that lands in code catching every
+    # Exception (psycopg probing its optional implementations while it is imported, on a slow
+    # machine) is swallowed there, and would otherwise leave the hook waiting for libpq's 10 s.
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.2)
 
 
 def _disarm_deadline() -> None:
@@ -400,6 +416,7 @@ def pre_tool_use(payload: dict[str, Any]) -> int:
             return _gate_agent(payload, tool, tool_input, session, settings, enforce)
         return _gate_edit(payload, tool, tool_input, session, settings, enforce)
     except LeaseholdError as exc:
+        _disarm_deadline()
         return _store_failure(payload, tool, tool_input, session, settings, enforce, str(exc),
                               permanent=exc.exit_code in (2, 78))  # a bad leasehold.toml: 2
 
@@ -463,6 +480,7 @@ def _audited_allow(ledger: Ledger, settings: Settings, record: dict[str, Any], b
     try:
         ledger.record_bypass(blocked, holder, details)
     except LeaseholdError as exc:
+        _disarm_deadline()
         # Audited once in the file already: the ledger's copy is missing, the call still goes
         # ahead (the store-failure path must not audit it a second time).
         note = (note or "leasehold: allowed by the bypass token (audited).") + (
@@ -590,6 +608,7 @@ def session_start(payload: dict[str, Any]) -> int:
             groups = ledger.who()
             reservations = paths.active(ledger)
     except LeaseholdError as exc:
+        _disarm_deadline()
         problem = ("is misconfigured" if exc.exit_code == 78 else "cannot be reached")
         return _context("SessionStart", f"leasehold: the ledger {problem} ({exc}); the "
                         "dispatch gate will deny sub-agent dispatch and edits until it can.")
@@ -685,14 +704,18 @@ def run(event: str, raw: bytes | None = None) -> int:
         _arm_deadline(event)
         return HANDLERS[event](payload)
     except PayloadError as exc:
+        _disarm_deadline()
         sys.stderr.write(f"leasehold hook {event}: {exc}\n")
         return 1
     except LeaseholdError as exc:
+        _disarm_deadline()
         sys.stderr.write(f"leasehold hook {event}: {' '.join(str(exc).splitlines())}\n")
         return 1
     except KeyboardInterrupt:
+        _disarm_deadline()
         return 130
     except Exception as exc:  # the last line of defence: never a traceback
+        _disarm_deadline()
         message = f"internal error: {type(exc).__name__}: {exc}"
         if event == "pre-tool-use" and enforcing():
             try:
