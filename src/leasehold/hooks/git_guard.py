@@ -102,11 +102,21 @@ def _is_shell(first_line: str) -> bool:
 
 
 def _write(path: str, text: str, mode: int = 0o755) -> None:
+    """Replace ``path`` with ``text`` atomically. Hooks are read and written with
+    ``surrogateescape`` and no newline translation, so the bytes of an existing hook (CRLF, a
+    byte that is not UTF-8) are kept exactly."""
     tmp = f"{path}.leasehold-{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def install(cwd: str | None = None, exe: str | None = None) -> dict[str, Any]:
@@ -120,7 +130,7 @@ def install(cwd: str | None = None, exe: str | None = None) -> dict[str, Any]:
     path = os.path.join(folder, "pre-commit")
     chained = os.path.join(folder, CHAINED)
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text: str | None = fh.read()
     except FileNotFoundError:
         text = None
@@ -170,7 +180,7 @@ def uninstall(cwd: str | None = None) -> dict[str, Any]:
     path = os.path.join(folder, "pre-commit")
     chained = os.path.join(folder, CHAINED)
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read()
     except FileNotFoundError:
         return {"path": path, "how": "absent", "message": f"no pre-commit hook in {folder}"}
@@ -210,7 +220,7 @@ def show(cwd: str | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {"hooks_dir": folder, "path": path, "installed": False,
                             "command": None, "problems": []}
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read()
     except FileNotFoundError:
         return info
