@@ -219,3 +219,17 @@ def test_install_and_uninstall_keep_an_existing_shell_hook_byte_for_byte(
     assert sqlite_cli("hooks", "uninstall", "--git").returncode == 0
     assert hook.read_bytes() == original
     assert sorted(p.name for p in hooks.iterdir() if not p.name.endswith(".sample")) == ["pre-commit"]
+
+
+def test_a_symlinked_hook_is_chained_and_restored_as_the_link(sqlite_cli: CLI, repo: Path) -> None:
+    (repo / "tools").mkdir()
+    script = repo / "tools" / "pre-commit.sh"
+    script.write_text("#!/bin/sh\necho team\n")
+    script.chmod(0o755)
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.symlink_to("../../tools/pre-commit.sh")
+    assert sqlite_cli("hooks", "install", "--git").returncode == 0
+    assert script.read_text() == "#!/bin/sh\necho team\n"  # the link's target is not edited
+    assert not hook.is_symlink() and "leasehold guard" in hook.read_text()
+    assert sqlite_cli("hooks", "uninstall", "--git").returncode == 0
+    assert hook.is_symlink() and os.readlink(hook) == "../../tools/pre-commit.sh"

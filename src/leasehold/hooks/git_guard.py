@@ -10,8 +10,9 @@ common ``hooks`` folder of the repository (shared by all its worktrees). It neve
 - no ``pre-commit`` yet: a small ``sh`` script that runs ``leasehold guard pre-commit``;
 - a shell ``pre-commit`` (``#!/bin/sh``, ``bash``, ``dash``, ``zsh`` or no ``#!`` line): a
   marked block is inserted after its first line, the rest is kept byte for byte;
-- any other ``pre-commit`` (Python, a binary...): it is renamed ``pre-commit.leasehold-chained``
-  and a ``sh`` script runs the guard and then it, with the same arguments and stdin.
+- any other ``pre-commit`` (Python, a binary..., or a symbolic link, whose target is never
+  edited): it is renamed ``pre-commit.leasehold-chained`` and a ``sh`` script runs the guard
+  and then it, with the same arguments and stdin.
 
 ``leasehold hooks uninstall --git`` undoes exactly that. The command in the hook is the absolute
 path of the ``leasehold`` program.
@@ -147,7 +148,7 @@ def install(cwd: str | None = None, exe: str | None = None) -> dict[str, Any]:
     elif text is None:
         _write(path, _script(exe, chained=False))
         how = "created"
-    elif _is_shell(text.split("\n", 1)[0]):
+    elif _is_shell(text.split("\n", 1)[0]) and not os.path.islink(path):
         mode = os.stat(path).st_mode & 0o7777
         if text.startswith("#!"):
             first, _, body = text.partition("\n")
