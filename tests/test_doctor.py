@@ -60,9 +60,8 @@ def test_a_set_up_repository_is_healthy_and_each_breakage_is_reported(cli: CLI, 
     wt = project.parent / "wt"
     subprocess.run(["git", "-C", str(project), "worktree", "add", "-q", str(wt), "-b", "side"],
                    check=True, env=cli.env)
-    # leasehold.toml is not committed: the new worktree falls back to another ledger
-    found = checks(cli("doctor", "--json", db=False))
-    assert found["worktrees"]["ok"] is False and str(wt) in found["worktrees"]["detail"]
+    # leasehold.toml is not committed: the linked worktree uses the main worktree's file
+    assert checks(cli("doctor", "--json", db=False))["worktrees"]["ok"] is True
     (wt / "leasehold.toml").write_text((project / "leasehold.toml").read_text())
     assert checks(cli("doctor", "--json", db=False))["worktrees"]["ok"] is True
     (wt / "leasehold.toml").write_text('db = "other.db"\n')
@@ -97,3 +96,21 @@ def test_init_then_doctor_is_a_working_set_up_in_two_commands(cli: CLI, tmp_path
     assert proc.returncode == 0, proc.stdout
     again = json.loads(cli("init", "--json", db=False).stdout)
     assert {s["step"]: s["action"] for s in again["steps"]}["hooks"] == "unchanged"
+
+
+def test_a_malformed_reference_setting_is_reported(cli: CLI, project: Path) -> None:
+    """The gate denies every Agent call while reference_patterns does not compile, so doctor
+    must not call that set-up healthy."""
+    assert cli("hooks", "install", db=False).returncode == 0
+    toml = project / "leasehold.toml"
+    good = toml.read_text()
+    toml.write_text(good + "reference_patterns = ['(unclosed']\n")
+    proc = cli("doctor", "--json", db=False)
+    bad = checks(proc)["config"]
+    assert proc.returncode == 1 and bad["ok"] is False
+    assert "reference_patterns" in bad["detail"] and "(unclosed" in bad["detail"]
+    toml.write_text(good + "reference_keywords = 'proj'\n")
+    proc = cli("doctor", "--json", db=False)
+    assert proc.returncode == 1 and "reference_keywords" in checks(proc)["config"]["detail"]
+    toml.write_text(good + "reference_patterns = ['\\\\bPROJ(?P<id>\\\\d+)\\\\b']\n")
+    assert cli("doctor", db=False).returncode == 0

@@ -198,3 +198,38 @@ def test_install_hooks_for_init(repo: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert done[3]["how"] == "created" and (repo / ".git" / "hooks" / "pre-commit").exists()
     with pytest.raises(InvalidInput):
         install_hooks(str(repo), runtimes=("vim",))
+
+
+@pytest.mark.parametrize("original", [
+    b"#!/bin/sh\r\necho team\r\n",  # CRLF line ends
+    b"#!/bin/sh\nprintf 'a\\rb'\necho '\r'\n",  # a lone carriage return in the body
+    b"#!/bin/sh\necho caf\xe9\n",  # a byte that is not UTF-8
+])
+def test_install_and_uninstall_keep_an_existing_shell_hook_byte_for_byte(
+        sqlite_cli: CLI, repo: Path, original: bytes) -> None:
+    hooks = repo / ".git" / "hooks"
+    hook = hooks / "pre-commit"
+    hook.write_bytes(original)
+    hook.chmod(0o755)
+    proc = sqlite_cli("hooks", "install", "--git")
+    assert proc.returncode == 0, proc.stderr
+    text = hook.read_bytes()
+    assert b"# >>> leasehold guard >>>" in text
+    assert text.endswith(original.split(b"\n", 1)[1])  # the body after the first line, as it was
+    assert sqlite_cli("hooks", "uninstall", "--git").returncode == 0
+    assert hook.read_bytes() == original
+    assert sorted(p.name for p in hooks.iterdir() if not p.name.endswith(".sample")) == ["pre-commit"]
+
+
+def test_a_symlinked_hook_is_chained_and_restored_as_the_link(sqlite_cli: CLI, repo: Path) -> None:
+    (repo / "tools").mkdir()
+    script = repo / "tools" / "pre-commit.sh"
+    script.write_text("#!/bin/sh\necho team\n")
+    script.chmod(0o755)
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.symlink_to("../../tools/pre-commit.sh")
+    assert sqlite_cli("hooks", "install", "--git").returncode == 0
+    assert script.read_text() == "#!/bin/sh\necho team\n"  # the link's target is not edited
+    assert not hook.is_symlink() and "leasehold guard" in hook.read_text()
+    assert sqlite_cli("hooks", "uninstall", "--git").returncode == 0
+    assert hook.is_symlink() and os.readlink(hook) == "../../tools/pre-commit.sh"

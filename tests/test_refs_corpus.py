@@ -259,3 +259,21 @@ def test_configured_keywords_and_patterns() -> None:
     assert references("Do PROJ 42 now", keywords=["proj"]) == ["42"]
     assert references("see T42 and T7.", patterns=[r"\bT(?P<id>\d+)\b"]) == ["42", "7"]
     assert references("see Z-9", patterns=[r"Z-\d"]) == ["Z-9"]
+
+
+
+@pytest.mark.parametrize(("text", "held"), [
+    ("Work on **99927** next.", "99927"),  # Markdown bold: emphasis, not a multiplication
+    ("Work on *99927* next.", "99927"),
+    ("Pick up task “42” and finish it.", "42"),  # typographic quotes around the id
+    ("Pick up task ‘42’ and finish it.", "42"),
+    ("Pick up task «42» and finish it.", "42"),
+    ("Pick up task „42“ and finish it.", "42"),
+    ("Finish tasks “41”, “42” and “7”.", "42"),
+])
+def test_emphasis_and_typographic_quotes_do_not_hide_a_reference(text: str, held: str) -> None:
+    assert held in references(text), (text, references(text))
+
+
+def test_a_product_is_still_a_value() -> None:
+    assert "99927" not in references("Allocate 3*99927 bytes.")

@@ -101,6 +101,16 @@ def test_patch_files_parses_every_file_header() -> None:
     assert patch_files("") == [] and patch_files("*** Begin Patch\n*** End Patch") == []
 
 
+def test_patch_files_sees_headers_with_padding() -> None:
+    """Codex's apply_patch parser trims each hunk header line (``lines[0].trim()`` in
+    codex-rs/apply-patch/src/parser.rs), so an indented header still edits its file."""
+    from leasehold.hooks.codex import patch_files
+
+    patch = ("*** Begin Patch\n  *** Update File: src/api/routes.py\n@@\n-x\n+y\n"
+             "\t*** Delete File: src/api/old.py  \n *** Add File: src/api/new.py\n+z\n*** End Patch")
+    assert patch_files(patch) == ["src/api/routes.py", "src/api/old.py", "src/api/new.py"]
+
+
 def test_codex_apply_patch_on_a_reserved_file_is_denied(cli: CLI, repo: Path) -> None:
     reserve(cli, "other-session", "src/api/**", repo)
     data = load(CODEX, "pre_tool_use_apply_patch.json", cwd=str(repo))

@@ -75,8 +75,16 @@ def run_checks(cwd: str | None = None, db: str | None = None) -> list[dict[str, 
     except LeaseholdError as exc:
         checks.append(_check("config", False, str(exc), "fix the leasehold.toml named above"))
         return checks
-    checks.append(_check("config", True, f"leasehold.toml: {settings.file}" if settings.file
-                         else "no leasehold.toml (defaults apply)"))
+    from leasehold.hooks.claude import reference_settings
+
+    try:
+        reference_settings(settings)  # a bad one makes the gate deny every Agent call
+    except LeaseholdError as exc:
+        checks.append(_check("config", False, str(exc), "fix the setting named above in "
+                             "leasehold.toml; until then the gate denies every sub-agent call"))
+    else:
+        checks.append(_check("config", True, f"leasehold.toml: {settings.file}" if settings.file
+                             else "no leasehold.toml (defaults apply)"))
     where = f"{settings.db} (from {settings.db_source})"
     if settings.db_source == "default":
         checks.append(_check("ledger", None, f"{where}: the per-user default, shared by every "

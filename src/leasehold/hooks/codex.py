@@ -35,9 +35,11 @@ _PATCH_MARKERS = ("*** Add File: ", "*** Update File: ", "*** Delete File: ", "*
 
 def patch_files(patch: str) -> list[str]:
     """The files an ``apply_patch`` patch touches, in order, without duplicates (paths as
-    written: relative to the session's ``cwd`` or absolute)."""
+    written: relative to the session's ``cwd`` or absolute). Like Codex's own parser, a header
+    line may be padded with whitespace (``  *** Update File: x``)."""
     files: dict[str, None] = {}
     for line in patch.splitlines():
+        line = line.lstrip()
         for marker in _PATCH_MARKERS:
             if line.startswith(marker):
                 path = line[len(marker):].strip()

@@ -119,7 +119,10 @@ def pre_tool_use_fast(raw: bytes) -> int | None:
         token = str(settings.get("bypass_token") or claude.DEFAULT_BYPASS_TOKEN)
         if token in text:
             return None
-        ids = claude.candidate_ids(text)
+        try:
+            ids = claude.candidate_ids(text, settings)  # with reference_keywords / _patterns
+        except LeaseholdError:
+            return None  # a malformed reference setting: the normal path denies, naming it
         with claude.open_ledger(settings, "pre-tool-use") as ledger:
             held = ledger.held_among(ids) if ids else []
         if any(t.lease_session != session for t in held):

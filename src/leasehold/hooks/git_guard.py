@@ -10,8 +10,9 @@ common ``hooks`` folder of the repository (shared by all its worktrees). It neve
 - no ``pre-commit`` yet: a small ``sh`` script that runs ``leasehold guard pre-commit``;
 - a shell ``pre-commit`` (``#!/bin/sh``, ``bash``, ``dash``, ``zsh`` or no ``#!`` line): a
   marked block is inserted after its first line, the rest is kept byte for byte;
-- any other ``pre-commit`` (Python, a binary...): it is renamed ``pre-commit.leasehold-chained``
-  and a ``sh`` script runs the guard and then it, with the same arguments and stdin.
+- any other ``pre-commit`` (Python, a binary..., or a symbolic link, whose target is never
+  edited): it is renamed ``pre-commit.leasehold-chained`` and a ``sh`` script runs the guard
+  and then it, with the same arguments and stdin.
 
 ``leasehold hooks uninstall --git`` undoes exactly that. The command in the hook is the absolute
 path of the ``leasehold`` program.
@@ -102,11 +103,21 @@ def _is_shell(first_line: str) -> bool:
 
 
 def _write(path: str, text: str, mode: int = 0o755) -> None:
+    """Replace ``path`` with ``text`` atomically. Hooks are read and written with
+    ``surrogateescape`` and no newline translation, so the bytes of an existing hook (CRLF, a
+    byte that is not UTF-8) are kept exactly."""
     tmp = f"{path}.leasehold-{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def install(cwd: str | None = None, exe: str | None = None) -> dict[str, Any]:
@@ -120,7 +131,7 @@ def install(cwd: str | None = None, exe: str | None = None) -> dict[str, Any]:
     path = os.path.join(folder, "pre-commit")
     chained = os.path.join(folder, CHAINED)
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text: str | None = fh.read()
     except FileNotFoundError:
         text = None
@@ -137,7 +148,7 @@ def install(cwd: str | None = None, exe: str | None = None) -> dict[str, Any]:
     elif text is None:
         _write(path, _script(exe, chained=False))
         how = "created"
-    elif _is_shell(text.split("\n", 1)[0]):
+    elif _is_shell(text.split("\n", 1)[0]) and not os.path.islink(path):
         mode = os.stat(path).st_mode & 0o7777
         if text.startswith("#!"):
             first, _, body = text.partition("\n")
@@ -170,7 +181,7 @@ def uninstall(cwd: str | None = None) -> dict[str, Any]:
     path = os.path.join(folder, "pre-commit")
     chained = os.path.join(folder, CHAINED)
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read()
     except FileNotFoundError:
         return {"path": path, "how": "absent", "message": f"no pre-commit hook in {folder}"}
@@ -210,7 +221,7 @@ def show(cwd: str | None = None) -> dict[str, Any]:
     info: dict[str, Any] = {"hooks_dir": folder, "path": path, "installed": False,
                             "command": None, "problems": []}
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read()
     except FileNotFoundError:
         return info

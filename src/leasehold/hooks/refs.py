@@ -92,12 +92,14 @@ UNITS = frozenset({
 })
 #: Characters right before a number that make it a value, not a reference.
 _VALUE_BEFORE = frozenset("=$€£¥+*<>~^%@")
+#: Typographic quotes NFKC leaves in place (``task “42”``, ``task «42»``).
+_QUOTES = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb\u2039\u203a"
 #: Characters allowed between a reference word and its id (spaces, quotes, brackets, emphasis).
-_GAP_OK = frozenset(" \t`'\"([*_:#")
+_GAP_OK = frozenset(" \t`'\"([*_:#" + _QUOTES)
 #: After a filler word, its abbreviation point may stand in the gap as well (``no. 7``).
 _FILLER_GAP_OK = _GAP_OK | {"."}
 #: Characters allowed between items of a list of references.
-_LIST_GAP_OK = frozenset(" \t,&`'\"()[]*_")
+_LIST_GAP_OK = frozenset(" \t,&`'\"()[]*_" + _QUOTES)
 #: Invisible characters NFKC leaves in place (category Cf is removed as well).
 _INVISIBLE = frozenset("\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180e\u3164\uffa0")
 _DASHES = {0x2010: "-", 0x2011: "-", 0x2012: "-", 0x2013: "-", 0x2014: "-", 0x2015: "-",
@@ -269,7 +271,7 @@ def _quantity(text: str, tokens: list[tuple[str, int, int]], k: int) -> bool:
     """A lone number that reads as a value: after ``=``/``$``..., after a :data:`NOT_AFTER`
     word, before a unit or ``%``."""
     _, start, end = tokens[k]
-    if start and text[start - 1] in _VALUE_BEFORE:
+    if start and text[start - 1] in _VALUE_BEFORE and not _emphasis(text, start - 1):
         return True
     if end < len(text) and text[end] in "%":
         return True
@@ -282,6 +284,16 @@ def _quantity(text: str, tokens: list[tuple[str, int, int]], k: int) -> bool:
         if _word(nxt) in UNITS and text[end:nstart].strip(" \t") == "":
             return True
     return False
+
+
+def _emphasis(text: str, at: int) -> bool:
+    """``text[at]`` is a Markdown emphasis mark (``**99927**``, ``*99927*``), not an operator:
+    a ``*`` that does not follow a digit, a letter or ``)`` (``3*99927`` is a product)."""
+    if text[at] != "*":
+        return False
+    while at and text[at - 1] == "*":
+        at -= 1
+    return not at or not (text[at - 1].isalnum() or text[at - 1] == ")")
 
 
 def _joined(text: str, tokens: list[tuple[str, int, int]], k: int, scan: _Scan,
