@@ -655,3 +655,44 @@ def test_postgres_permission_denied_exits_78(base_env: dict[str, str], tmp_path:
         with pg.admin() as conn:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_an_empty_db_flag_on_a_hook_denies_instead_of_using_the_configured_ledger(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """``leasehold hook --db "$UNSET" pre-tool-use``: the hook must not fall through to the
+    ledger of leasehold.toml (where the task is free); the gate denies, fail closed, naming
+    the empty --db as permanent."""
+    configured = tmp_path / "configured.db"
+    Ledger.open(str(configured), create=True).close()
+    (tmp_path / "leasehold.toml").write_text('db = "configured.db"\n')
+    payload = {"session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": "Agent",
+               "cwd": str(tmp_path), "tool_input": {"prompt": "work on 99927", "description": "x"}}
+    for args in (("hook", "--db", "", "pre-tool-use"), ("--db", " ", "hook", "pre-tool-use")):
+        proc = run(base_env, tmp_path, *args, input=json.dumps(payload))
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)["hookSpecificOutput"]
+        assert out["permissionDecision"] == "deny"
+        assert "empty" in out["permissionDecisionReason"]
+        assert "retrying will not help" in out["permissionDecisionReason"]
+    proc = run(base_env, tmp_path, "hook", "--db", "", "session-start",
+               input=json.dumps(dict(payload, hook_event_name="SessionStart")))
+    assert proc.returncode == 0 and "empty" in proc.stdout and "will deny" in proc.stdout
+
+
+@needs_git
+def test_the_git_guard_takes_db_and_refuses_an_empty_one(base_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    """``leasehold guard --db URL`` checks that ledger (it used to ignore --db and check
+    leasehold.toml's); ``--db ""`` is a configuration error, and the commit is refused."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    Ledger.open(str(repo / "configured.db"), create=True).close()
+    (repo / "leasehold.toml").write_text('db = "configured.db"\n')
+    (repo / "a.txt").write_text("x")
+    git(repo, "add", "a.txt")
+    empty = run(base_env, repo, "guard", "pre-commit", "--db", "")
+    assert empty.returncode == 1 and "empty" in empty.stderr, empty.stderr
+    missing = run(base_env, repo, "guard", "pre-commit", "--db", str(tmp_path / "missing.db"))
+    assert missing.returncode == 1 and "missing.db" in missing.stderr, missing.stderr
+    assert run(base_env, repo, "guard", "pre-commit").returncode == 0

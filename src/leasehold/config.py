@@ -55,6 +55,13 @@ KNOWN_KEYS = {
 }
 
 
+#: The ``--db`` given on this process's command line to a command whose code resolves the
+#: ledger later without it (``leasehold hook --db URL EVENT``), or None. :func:`load_settings`
+#: uses it when called without ``db``, so an empty ``--db ""`` stays an error there too
+#: instead of falling through to LEASEHOLD_DB or leasehold.toml.
+command_line_db: str | None = None
+
+
 def find_config(start: str | None = None) -> str | None:
     """The nearest ``leasehold.toml`` from ``start`` (default: the working directory) upwards."""
     folder = os.path.abspath(start or os.getcwd())
@@ -197,6 +204,8 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     Raises :class:`InvalidInput` for a malformed leasehold.toml or default_ttl.
     """
     env = os.environ if environ is None else environ
+    if db is None:
+        db = command_line_db
     file = find_config(cwd)
     linked: tuple[str, str] | None = None
     if file is None:
