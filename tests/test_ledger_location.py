@@ -696,3 +696,54 @@ def test_the_git_guard_takes_db_and_refuses_an_empty_one(base_env: dict[str, str
     missing = run(base_env, repo, "guard", "pre-commit", "--db", str(tmp_path / "missing.db"))
     assert missing.returncode == 1 and "missing.db" in missing.stderr, missing.stderr
     assert run(base_env, repo, "guard", "pre-commit").returncode == 0
+
+
+@needs_git
+def test_a_separate_git_dir_shares_one_ledger_or_says_how(base_env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    """``git init --separate-git-dir=G main`` then a linked worktree: git records the main
+    checkout nowhere but in ``core.worktree``. Without it the worktree cannot be mapped to the
+    main checkout, so a relative db is exit 78 naming the fix (never a second ledger under G);
+    with it both resolve the same ledger."""
+    main, gdir, linked = tmp_path / "main", tmp_path / "G", tmp_path / "wt"
+    subprocess.run([GIT or "git", "init", "-q", f"--separate-git-dir={gdir}", str(main)],
+                   check=True, capture_output=True)
+    assert run(base_env, main, "init", "--no-hooks").returncode == 0
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "leasehold")
+    git(main, "worktree", "add", "-q", str(linked))
+    ledger = str(main / ".leasehold" / "ledger.db")
+    env = dict(base_env, PATH=str(tmp_path / "no-bin"))  # resolved without running git
+    assert json.loads(run(env, main, "whoami", "--json", "--actor", "a").stdout)["db"] == ledger
+    refused = run(env, linked, "status", "T")
+    assert refused.returncode == 78 and "core.worktree" in one_line(refused)
+    assert not (gdir / ".leasehold").exists()
+    git(main, "config", "core.worktree", str(main))
+    for folder in (main, linked):
+        who = run(env, folder, "whoami", "--json", "--actor", "a")
+        assert who.returncode == 0, who.stderr
+        assert json.loads(who.stdout)["db"] == ledger
+    assert run(env, main, "claim", "T", "--actor", "a", "--session", "s1").returncode == 0
+    taken = run(env, linked, "claim", "T", "--actor", "b", "--session", "s2")
+    assert taken.returncode == 1 and "held by a:s1" in taken.stderr
+    assert git(linked, "rev-parse", "--show-toplevel").strip() == str(linked)  # git unaffected
+
+
+def test_the_main_worktree_of_a_common_dir_not_named_dot_git(tmp_path: Path) -> None:
+    from leasehold.config import linked_worktree
+
+    common = tmp_path / "store"
+    (common / "worktrees" / "wt").mkdir(parents=True)
+    (common / "worktrees" / "wt" / "commondir").write_text("../..\n")
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    (wt / ".git").write_text(f"gitdir: {common / 'worktrees' / 'wt'}\n")
+    (common / "config").write_text("[core]\n\tbare = true\n")
+    assert linked_worktree(str(wt)) == (str(wt), str(common))  # bare: the common dir itself
+    (common / "config").write_text('[Core]\n\tBare = false\n\tworktree = "../checkout" # c\n')
+    assert linked_worktree(str(wt)) == (str(wt), str(tmp_path / "checkout"))
+    (common / "config").write_text("[core]\n\tbare = false\n[x]\n\tworktree = /no\n")
+    with pytest.raises(ConfigError, match="core.worktree"):
+        linked_worktree(str(wt))
+    (common / "config.worktree").write_text(f"[core]\n\tworktree = {tmp_path / 'm'}\n")
+    assert linked_worktree(str(wt)) == (str(wt), str(tmp_path / "m"))
