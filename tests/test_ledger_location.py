@@ -747,3 +747,64 @@ def test_the_main_worktree_of_a_common_dir_not_named_dot_git(tmp_path: Path) -> 
         linked_worktree(str(wt))
     (common / "config.worktree").write_text(f"[core]\n\tworktree = {tmp_path / 'm'}\n")
     assert linked_worktree(str(wt)) == (str(wt), str(tmp_path / "m"))
+
+
+@needs_git
+def test_init_in_a_nested_repository_joins_the_ledger_that_governs_it(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """A repository inside another (a submodule, a vendored checkout) whose leasehold.toml is
+    above it: every command there already uses that ledger, so init must not split the fleet
+    with a second ledger and a second leasehold.toml; it says which file governs, and
+    ``--separate`` asks for a ledger of its own."""
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    git(outer, "init", "-q")
+    assert run(base_env, outer, "init", "--no-hooks").returncode == 0
+    inner = outer / "vendor" / "lib"
+    inner.mkdir(parents=True)
+    git(inner, "init", "-q")
+    result = run(base_env, inner, "init", "--no-hooks", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    shared = str(outer / ".leasehold" / "ledger.db")
+    assert data["db"] == shared and data["repository"] == str(inner)
+    assert data["config"] == str(outer / "leasehold.toml")
+    steps = {s["step"]: s for s in data["steps"]}
+    assert steps["config"]["action"] == "unchanged" and "--separate" in steps["config"]["detail"]
+    assert not (inner / "leasehold.toml").exists() and not (inner / ".leasehold").exists()
+    text = run(base_env, inner, "init", "--no-hooks")
+    assert "governs" in text.stdout and str(outer / "leasehold.toml") in text.stdout
+    assert json.loads(run(base_env, inner, "whoami", "--json", "--actor", "a").stdout)["db"] == shared
+    own = run(base_env, inner, "init", "--no-hooks", "--separate", "--json")
+    assert own.returncode == 0, own.stderr
+    assert json.loads(own.stdout)["db"] == str(inner / ".leasehold" / "ledger.db")
+    assert (inner / "leasehold.toml").is_file()
+    assert json.loads(run(base_env, inner, "whoami", "--json", "--actor", "a").stdout)["db"] == \
+        str(inner / ".leasehold" / "ledger.db")
+
+
+@needs_git
+def test_init_in_a_linked_worktree_writes_the_main_worktrees_files_and_says_commit(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    main, linked = tmp_path / "main", tmp_path / "wt"
+    main.mkdir()
+    git(main, "init", "-q")
+    git(main, "commit", "-q", "--allow-empty", "-m", "start")
+    git(main, "worktree", "add", "-q", str(linked))
+    result = run(base_env, linked, "init", "--no-hooks", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"db", "created", "applied", "repository", "config",
+                         "db_shared_worktrees", "steps"}
+    assert data["db"] == str(main / ".leasehold" / "ledger.db")
+    assert data["config"] == str(main / "leasehold.toml")
+    assert data["db_shared_worktrees"] == {"worktree": str(linked), "main_worktree": str(main)}
+    assert (main / "leasehold.toml").is_file() and "/.leasehold/" in (main / ".gitignore").read_text()
+    assert not (linked / "leasehold.toml").exists() and not (linked / ".gitignore").exists()
+    again = run(base_env, linked, "init", "--no-hooks")
+    assert again.returncode == 0 and "commit" not in again.stdout  # nothing new to commit
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    git(fresh, "init", "-q")
+    text = run(base_env, fresh, "init", "--no-hooks").stdout
+    assert "commit leasehold.toml" in text and "worktrees" in text
