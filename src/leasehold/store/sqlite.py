@@ -20,8 +20,15 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
+
+try:
+    # The driver's C module itself: the sqlite3 package around it adds only date/time adapters
+    # (unused here: times are REAL seconds) and imports datetime for them, milliseconds on the
+    # start-up of every command. The classes and functions are the same objects.
+    import _sqlite3 as sqlite3
+except ImportError:  # pragma: no cover - an interpreter without the C module split out
+    import sqlite3  # type: ignore[no-redef]
 
 from leasehold.errors import (
     ConfigError,
