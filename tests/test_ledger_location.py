@@ -655,3 +655,156 @@ def test_postgres_permission_denied_exits_78(base_env: dict[str, str], tmp_path:
         with pg.admin() as conn:
             conn.execute(f'DROP OWNED BY "{role}"')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_an_empty_db_flag_on_a_hook_denies_instead_of_using_the_configured_ledger(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """``leasehold hook --db "$UNSET" pre-tool-use``: the hook must not fall through to the
+    ledger of leasehold.toml (where the task is free); the gate denies, fail closed, naming
+    the empty --db as permanent."""
+    configured = tmp_path / "configured.db"
+    Ledger.open(str(configured), create=True).close()
+    (tmp_path / "leasehold.toml").write_text('db = "configured.db"\n')
+    payload = {"session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": "Agent",
+               "cwd": str(tmp_path), "tool_input": {"prompt": "work on 99927", "description": "x"}}
+    for args in (("hook", "--db", "", "pre-tool-use"), ("--db", " ", "hook", "pre-tool-use")):
+        proc = run(base_env, tmp_path, *args, input=json.dumps(payload))
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)["hookSpecificOutput"]
+        assert out["permissionDecision"] == "deny"
+        assert "empty" in out["permissionDecisionReason"]
+        assert "retrying will not help" in out["permissionDecisionReason"]
+    proc = run(base_env, tmp_path, "hook", "--db", "", "session-start",
+               input=json.dumps(dict(payload, hook_event_name="SessionStart")))
+    assert proc.returncode == 0 and "empty" in proc.stdout and "will deny" in proc.stdout
+
+
+@needs_git
+def test_the_git_guard_takes_db_and_refuses_an_empty_one(base_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    """``leasehold guard --db URL`` checks that ledger (it used to ignore --db and check
+    leasehold.toml's); ``--db ""`` is a configuration error, and the commit is refused."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    Ledger.open(str(repo / "configured.db"), create=True).close()
+    (repo / "leasehold.toml").write_text('db = "configured.db"\n')
+    (repo / "a.txt").write_text("x")
+    git(repo, "add", "a.txt")
+    empty = run(base_env, repo, "guard", "pre-commit", "--db", "")
+    assert empty.returncode == 1 and "empty" in empty.stderr, empty.stderr
+    missing = run(base_env, repo, "guard", "pre-commit", "--db", str(tmp_path / "missing.db"))
+    assert missing.returncode == 1 and "missing.db" in missing.stderr, missing.stderr
+    assert run(base_env, repo, "guard", "pre-commit").returncode == 0
+
+
+@needs_git
+def test_a_separate_git_dir_shares_one_ledger_or_says_how(base_env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    """``git init --separate-git-dir=G main`` then a linked worktree: git records the main
+    checkout nowhere but in ``core.worktree``. Without it the worktree cannot be mapped to the
+    main checkout, so a relative db is exit 78 naming the fix (never a second ledger under G);
+    with it both resolve the same ledger."""
+    main, gdir, linked = tmp_path / "main", tmp_path / "G", tmp_path / "wt"
+    subprocess.run([GIT or "git", "init", "-q", f"--separate-git-dir={gdir}", str(main)],
+                   check=True, capture_output=True)
+    assert run(base_env, main, "init", "--no-hooks").returncode == 0
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "leasehold")
+    git(main, "worktree", "add", "-q", str(linked))
+    ledger = str(main / ".leasehold" / "ledger.db")
+    env = dict(base_env, PATH=str(tmp_path / "no-bin"))  # resolved without running git
+    assert json.loads(run(env, main, "whoami", "--json", "--actor", "a").stdout)["db"] == ledger
+    refused = run(env, linked, "status", "T")
+    assert refused.returncode == 78 and "core.worktree" in one_line(refused)
+    assert not (gdir / ".leasehold").exists()
+    git(main, "config", "core.worktree", str(main))
+    for folder in (main, linked):
+        who = run(env, folder, "whoami", "--json", "--actor", "a")
+        assert who.returncode == 0, who.stderr
+        assert json.loads(who.stdout)["db"] == ledger
+    assert run(env, main, "claim", "T", "--actor", "a", "--session", "s1").returncode == 0
+    taken = run(env, linked, "claim", "T", "--actor", "b", "--session", "s2")
+    assert taken.returncode == 1 and "held by a:s1" in taken.stderr
+    assert git(linked, "rev-parse", "--show-toplevel").strip() == str(linked)  # git unaffected
+
+
+def test_the_main_worktree_of_a_common_dir_not_named_dot_git(tmp_path: Path) -> None:
+    from leasehold.config import linked_worktree
+
+    common = tmp_path / "store"
+    (common / "worktrees" / "wt").mkdir(parents=True)
+    (common / "worktrees" / "wt" / "commondir").write_text("../..\n")
+    wt = tmp_path / "wt"
+    wt.mkdir()
+    (wt / ".git").write_text(f"gitdir: {common / 'worktrees' / 'wt'}\n")
+    (common / "config").write_text("[core]\n\tbare = true\n")
+    assert linked_worktree(str(wt)) == (str(wt), str(common))  # bare: the common dir itself
+    (common / "config").write_text('[Core]\n\tBare = false\n\tworktree = "../checkout" # c\n')
+    assert linked_worktree(str(wt)) == (str(wt), str(tmp_path / "checkout"))
+    (common / "config").write_text("[core]\n\tbare = false\n[x]\n\tworktree = /no\n")
+    with pytest.raises(ConfigError, match="core.worktree"):
+        linked_worktree(str(wt))
+    (common / "config.worktree").write_text(f"[core]\n\tworktree = {tmp_path / 'm'}\n")
+    assert linked_worktree(str(wt)) == (str(wt), str(tmp_path / "m"))
+
+
+@needs_git
+def test_init_in_a_nested_repository_joins_the_ledger_that_governs_it(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """A repository inside another (a submodule, a vendored checkout) whose leasehold.toml is
+    above it: every command there already uses that ledger, so init must not split the fleet
+    with a second ledger and a second leasehold.toml; it says which file governs, and
+    ``--separate`` asks for a ledger of its own."""
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    git(outer, "init", "-q")
+    assert run(base_env, outer, "init", "--no-hooks").returncode == 0
+    inner = outer / "vendor" / "lib"
+    inner.mkdir(parents=True)
+    git(inner, "init", "-q")
+    result = run(base_env, inner, "init", "--no-hooks", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    shared = str(outer / ".leasehold" / "ledger.db")
+    assert data["db"] == shared and data["repository"] == str(inner)
+    assert data["config"] == str(outer / "leasehold.toml")
+    steps = {s["step"]: s for s in data["steps"]}
+    assert steps["config"]["action"] == "unchanged" and "--separate" in steps["config"]["detail"]
+    assert not (inner / "leasehold.toml").exists() and not (inner / ".leasehold").exists()
+    text = run(base_env, inner, "init", "--no-hooks")
+    assert "governs" in text.stdout and str(outer / "leasehold.toml") in text.stdout
+    assert json.loads(run(base_env, inner, "whoami", "--json", "--actor", "a").stdout)["db"] == shared
+    own = run(base_env, inner, "init", "--no-hooks", "--separate", "--json")
+    assert own.returncode == 0, own.stderr
+    assert json.loads(own.stdout)["db"] == str(inner / ".leasehold" / "ledger.db")
+    assert (inner / "leasehold.toml").is_file()
+    assert json.loads(run(base_env, inner, "whoami", "--json", "--actor", "a").stdout)["db"] == \
+        str(inner / ".leasehold" / "ledger.db")
+
+
+@needs_git
+def test_init_in_a_linked_worktree_writes_the_main_worktrees_files_and_says_commit(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    main, linked = tmp_path / "main", tmp_path / "wt"
+    main.mkdir()
+    git(main, "init", "-q")
+    git(main, "commit", "-q", "--allow-empty", "-m", "start")
+    git(main, "worktree", "add", "-q", str(linked))
+    result = run(base_env, linked, "init", "--no-hooks", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"db", "created", "applied", "repository", "config",
+                         "db_shared_worktrees", "steps"}
+    assert data["db"] == str(main / ".leasehold" / "ledger.db")
+    assert data["config"] == str(main / "leasehold.toml")
+    assert data["db_shared_worktrees"] == {"worktree": str(linked), "main_worktree": str(main)}
+    assert (main / "leasehold.toml").is_file() and "/.leasehold/" in (main / ".gitignore").read_text()
+    assert not (linked / "leasehold.toml").exists() and not (linked / ".gitignore").exists()
+    again = run(base_env, linked, "init", "--no-hooks")
+    assert again.returncode == 0 and "commit" not in again.stdout  # nothing new to commit
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    git(fresh, "init", "-q")
+    text = run(base_env, fresh, "init", "--no-hooks").stdout
+    assert "commit leasehold.toml" in text and "worktrees" in text

@@ -55,6 +55,13 @@ KNOWN_KEYS = {
 }
 
 
+#: The ``--db`` given on this process's command line to a command whose code resolves the
+#: ledger later without it (``leasehold hook --db URL EVENT``), or None. :func:`load_settings`
+#: uses it when called without ``db``, so an empty ``--db ""`` stays an error there too
+#: instead of falling through to LEASEHOLD_DB or leasehold.toml.
+command_line_db: str | None = None
+
+
 def find_config(start: str | None = None) -> str | None:
     """The nearest ``leasehold.toml`` from ``start`` (default: the working directory) upwards."""
     folder = os.path.abspath(start or os.getcwd())
@@ -197,6 +204,8 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     Raises :class:`InvalidInput` for a malformed leasehold.toml or default_ttl.
     """
     env = os.environ if environ is None else environ
+    if db is None:
+        db = command_line_db
     file = find_config(cwd)
     linked: tuple[str, str] | None = None
     if file is None:
@@ -270,7 +279,12 @@ def _main_worktree_config(here: str) -> tuple[tuple[str, str] | None, str | None
     """``((worktree root, main worktree root), leasehold.toml)`` when ``here`` is in a linked
     git worktree and the main worktree has a leasehold.toml in the same folder or above (up to
     its root); else ``(None, None)``."""
-    linked = linked_worktree(here)
+    try:
+        linked = linked_worktree(here)
+    except ConfigError:
+        # the main worktree is unknown (a separate git dir without core.worktree): like the
+        # main checkout without a leasehold.toml, use the per-user default
+        return None, None
     if linked is None:
         return None, None
     mirrored = os.path.normpath(os.path.join(linked[1], os.path.relpath(here, linked[0])))
@@ -294,11 +308,15 @@ def linked_worktree(start: str) -> tuple[str, str] | None:
     """``(worktree root, main worktree root)`` when ``start`` is inside a linked git worktree,
     else None (not in a repository, in the main worktree, in a submodule).
 
-    Read from the files git keeps (gitrepository-layout(5)), never by running git: a linked
-    worktree's ``.git`` is a file ``gitdir: PATH`` naming ``$GIT_COMMON_DIR/worktrees/NAME``,
-    which holds a ``commondir`` file (the common directory, relative to it). The main worktree
-    is the folder holding the common directory when that is named ``.git``; for a bare
-    repository (no main worktree) it is the common directory itself.
+    Read from the files git keeps (gitrepository-layout(5), git-config(1)), never by running
+    git: a linked worktree's ``.git`` is a file ``gitdir: PATH`` naming
+    ``$GIT_COMMON_DIR/worktrees/NAME``, which holds a ``commondir`` file (the common directory,
+    relative to it). The main worktree is the folder holding the common directory when that is
+    named ``.git``; else ``core.worktree`` in the common directory's ``config.worktree`` or
+    ``config`` (relative to the common directory) when set; else, for a bare repository (no
+    main worktree), the common directory itself. Raises :class:`ConfigError` when the common
+    directory is a separate git dir (``git init --separate-git-dir``) of a non-bare repository
+    without ``core.worktree``: git records nowhere where its main worktree is.
     """
     folder = start
     while True:
@@ -325,8 +343,61 @@ def linked_worktree(start: str) -> tuple[str, str] | None:
         except (OSError, UnicodeDecodeError):
             return None  # a submodule or a separate git dir: this checkout is the main one
         common = os.path.normpath(os.path.join(gitdir, common))
-        main = os.path.dirname(common) if os.path.basename(common) == ".git" else common
-        return folder, main
+        if os.path.basename(common) == ".git":
+            return folder, os.path.dirname(common)
+        return folder, _main_of_common_dir(common, folder)
+
+
+def _main_of_common_dir(common: str, linked: str) -> str:
+    """The main worktree of the git common directory ``common`` that is not a ``.git`` folder
+    (see :func:`linked_worktree`), read from its ``config`` and ``config.worktree``."""
+    core: dict[str, str] = {}
+    for name in ("config", "config.worktree"):  # the main worktree's own config comes last
+        core.update(_git_core_section(os.path.join(common, name)))
+    if core.get("worktree"):
+        return os.path.normpath(os.path.join(common, os.path.expanduser(core["worktree"])))
+    if core.get("bare", "true").lower() in ("false", "no", "off", "0"):
+        raise ConfigError(
+            f"cannot find the main worktree of the linked git worktree {linked}: its repository "
+            f"keeps its git directory apart ({common}, git init --separate-git-dir) and git "
+            "records nowhere where the main checkout is, so a relative db in leasehold.toml "
+            "cannot be shared by all worktrees. Fix: run `git config core.worktree MAIN` once "
+            "in the main checkout (MAIN: its absolute path), or name the ledger with an "
+            "absolute path (db in leasehold.toml, or LEASEHOLD_DB)")
+    return common
+
+
+def _git_core_section(path: str) -> dict[str, str]:
+    """``worktree`` and ``bare`` of the ``[core]`` section of the git config file ``path``
+    (git-config(1) syntax: case-insensitive names, optional double quotes, ``#``/``;``
+    comments); empty when the file cannot be read."""
+    found: dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read(256 * 1024).splitlines()
+    except (OSError, UnicodeDecodeError):
+        return found
+    section = ""
+    for line in lines:
+        line = line.strip()
+        if line.startswith("["):
+            end = line.find("]")
+            section = line[1:end].strip().lower() if end > 0 else ""
+            line = line[end + 1:].strip() if end > 0 else ""
+        if section != "core" or not line or line[0] in "#;":
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip().lower()
+        if key not in ("worktree", "bare"):
+            continue
+        value = value.strip() if sep else "true"
+        if value.startswith('"'):
+            end = value.find('"', 1)
+            value = value[1:end] if end > 0 else value[1:]
+        else:
+            value = value.split("#", 1)[0].split(";", 1)[0].strip()
+        found[key] = value
+    return found
 
 
 def git_user_name() -> str | None:

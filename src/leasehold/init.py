@@ -10,10 +10,14 @@ changes nothing (``unchanged``):
    PostgreSQL database), or bring an existing one's schema up to date. A file that is not a
    leasehold ledger is refused and left untouched;
 2. ``config``: inside a git repository, a leasehold.toml naming the ledger (default
-   ``db = ".leasehold/ledger.db"`` at the repository root; an existing leasehold.toml without
-   ``db`` gets the line; one naming another ledger is an error, never overwritten). It is
-   planned and checked before step 1 runs, and written after the ledger exists;
-3. ``gitignore``: the ledger's folder in the repository's ``.gitignore``;
+   ``db = ".leasehold/ledger.db"`` at the repository root, the main worktree's when run in a
+   linked worktree; an existing leasehold.toml without ``db`` gets the line; one naming another
+   ledger is an error, never overwritten). A leasehold.toml above the repository that names a
+   ledger (the repository is nested in another one, e.g. a submodule) already governs it: that
+   ledger is the one created, and no second leasehold.toml is written unless
+   ``Plan.separate``. It is planned and checked before step 1 runs, and written after the
+   ledger exists;
+3. ``gitignore``: the ledger's folder in the ``.gitignore`` at ``Plan.root``;
 4. ``hooks``: inside a git repository, the agent hooks with the absolute path of the
    ``leasehold`` program (:func:`leasehold.hooks.setup.install_hooks`): Claude Code by default
    (project scope), the runtimes in ``Plan.runtimes`` (``codex``, ``gemini``), and the git
@@ -83,6 +87,11 @@ class Plan:
         self.runtimes: tuple[str, ...] = ("claude",)
         self.git_guard = False
         self.settings: Settings | None = None
+        #: Where leasehold.toml and .gitignore go: the repository's root, or the main
+        #: worktree's when ``repo`` is a linked worktree of a repository with one.
+        self.root: str | None = None
+        #: True when a leasehold.toml above the repository governs it (nested repositories).
+        self.governed = False
 
 
 class InitReport:
@@ -91,6 +100,17 @@ class InitReport:
     def __init__(self, plan: Plan, steps: list[Step]) -> None:
         self.plan = plan
         self.steps = steps
+
+    def advice(self) -> list[str]:
+        """What the user should do next, for the text output (not part of ``--json``)."""
+        lines = []
+        for step in self.steps:
+            if step.name == "config" and step.action in ("created", "updated"):
+                lines.append(
+                    f"next: commit leasehold.toml (git add {step.path} && git commit): git "
+                    "worktrees and clones made before it is committed do not see it (a linked "
+                    "worktree without one still finds the main worktree's)")
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         from leasehold.urls import redact
@@ -139,11 +159,13 @@ def _inside(path: str, root: str) -> bool:
 
 
 def plan_init(db: str | None = None, *, cwd: str | None = None,
-              environ: Mapping[str, str] | None = None) -> Plan:
-    """Decide what ``init`` will do, changing nothing. Raises :class:`InvalidInput` when
-    leasehold.toml already names another ledger than ``db``, or ``db`` carries a password that
-    would be written into leasehold.toml; :class:`ConfigError` for a malformed URL."""
-    from leasehold.config import CONFIG_NAME, load_settings, resolve_config_db
+              environ: Mapping[str, str] | None = None, separate: bool = False) -> Plan:
+    """Decide what ``init`` will do, changing nothing. ``separate``: give a repository nested
+    under a governing leasehold.toml its own ledger and leasehold.toml. Raises
+    :class:`InvalidInput` when leasehold.toml already names another ledger than ``db``, or
+    ``db`` carries a password that would be written into leasehold.toml; :class:`ConfigError`
+    for a malformed URL, or a linked worktree whose main worktree cannot be found."""
+    from leasehold.config import CONFIG_NAME, linked_worktree, load_settings, resolve_config_db
     from leasehold.urls import passwords, redact, split
 
     env = os.environ if environ is None else environ
@@ -160,9 +182,27 @@ def plan_init(db: str | None = None, *, cwd: str | None = None,
         else:
             plan.note = "not inside a git repository: no leasehold.toml written"
         return plan
-    existing = settings.file if settings.file and _inside(settings.file, plan.repo) else None
-    plan.config = existing or os.path.join(plan.repo, CONFIG_NAME)
+    linked = linked_worktree(plan.repo)
+    plan.root = plan.repo
+    if linked is not None and os.path.exists(os.path.join(linked[1], ".git")):
+        plan.root = linked[1]  # not in a bare repository's worktree: the main worktree's files
+    existing = None
+    if settings.file and (_inside(settings.file, plan.repo) or _inside(settings.file, plan.root)):
+        existing = settings.file
+    elif settings.file and not db and not separate and "db" in settings.values:
+        # a nested repository: the leasehold.toml above it governs this folder already
+        plan.governed = True
+        plan.config = settings.file
+        plan.config_action = "unchanged"
+        plan.config_value = str(settings.values["db"])
+        plan.db = _absolute(settings.db, here)
+        plan.worktree = settings.worktree
+        return plan
+    plan.config = existing or os.path.join(plan.root, CONFIG_NAME)
     folder = os.path.dirname(plan.config)
+    if plan.root != plan.repo and _inside(folder, plan.repo):
+        # a linked worktree's own leasehold.toml: its relative paths resolve in the main one
+        folder = os.path.normpath(os.path.join(plan.root, os.path.relpath(folder, plan.repo)))
     found = settings.values.get("db") if existing else None
     if db:
         try:
@@ -171,7 +211,10 @@ def plan_init(db: str | None = None, *, cwd: str | None = None,
             raise ConfigError(str(exc)) from None
         if kind == "sqlite":
             path = os.path.normpath(os.path.join(here, os.path.expanduser(target)))
-            value = os.path.relpath(path, folder) if _inside(path, plan.repo) else path
+            if _inside(path, plan.repo) and plan.root != plan.repo:
+                # from a linked worktree: the same place in the main worktree, shared by all
+                path = os.path.normpath(os.path.join(plan.root, os.path.relpath(path, plan.repo)))
+            value = os.path.relpath(path, folder) if _inside(path, plan.root) else path
         else:
             if passwords(db):
                 raise InvalidInput(
@@ -180,9 +223,12 @@ def plan_init(db: str | None = None, *, cwd: str | None = None,
                     f"~/.pgpass, e.g. `leasehold init --db {_without_password(db)}`")
             value = db
     else:
-        value = str(found) if found else os.path.relpath(os.path.join(plan.repo, DEFAULT_REPO_DB),
+        value = str(found) if found else os.path.relpath(os.path.join(plan.root, DEFAULT_REPO_DB),
                                                            folder)
     target_db, plan.worktree = resolve_config_db(value, plan.config)
+    if plan.worktree is None and linked is not None and plan.root != plan.repo \
+            and _inside(target_db, plan.root):
+        plan.worktree = linked  # written in the main worktree, shared by this one
     if found:
         found_db, _ = resolve_config_db(str(found), plan.config)
         if found_db != target_db:
@@ -243,6 +289,11 @@ def step_config(plan: Plan) -> Step:
     if plan.config is None or plan.config_value is None:
         return Step("config", "skipped", None, plan.note or "no leasehold.toml needed")
     line = f"db = {toml_string(plan.config_value)}\n"
+    if plan.governed:
+        return Step("config", "unchanged", plan.config,
+                    f"{plan.config} governs this repository (it is above it): using its ledger "
+                    f"(db = {plan.config_value}); run `leasehold init --separate` for a ledger "
+                    "of this repository's own")
     if plan.config_action == "unchanged":
         return Step("config", "unchanged", plan.config,
                     f"{plan.config} already names the ledger (db = {plan.config_value})")
@@ -265,12 +316,12 @@ def step_gitignore(plan: Plan) -> Step:
     if plan.repo is None or not os.path.isabs(plan.db):
         return Step("gitignore", "skipped", None, "the ledger is not a file in a repository")
     root = plan.worktree[1] if plan.worktree is not None else plan.repo
-    if not _inside(plan.db, root):
+    if plan.governed or not _inside(plan.db, root):
         return Step("gitignore", "skipped", None, "the ledger is outside the repository")
     rel = os.path.relpath(plan.db, root).replace(os.sep, "/")
     folder = rel.rpartition("/")[0]
     entry = f"/{folder}/" if folder else f"/{rel}*"
-    path = os.path.join(plan.repo, ".gitignore")
+    path = os.path.join(plan.root or plan.repo, ".gitignore")
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
@@ -307,20 +358,22 @@ STEPS: list[Callable[[Plan], Step]] = [step_ledger, step_config, step_gitignore,
 
 def init_project(db: str | None = None, *, cwd: str | None = None,
                  environ: Mapping[str, str] | None = None,
-                 runtimes: tuple[str, ...] = ("claude",), git_guard: bool = False) -> InitReport:
+                 runtimes: tuple[str, ...] = ("claude",), git_guard: bool = False,
+                 separate: bool = False) -> InitReport:
     """Create the ledger (and, in a git repository, leasehold.toml and the .gitignore entry).
 
     ``db``: the ledger to create (a path, ``sqlite:...`` or ``postgresql://...``; relative to
     ``cwd``); default: what leasehold.toml names, else ``.leasehold/ledger.db`` at the
     repository root, else (outside a repository) ``LEASEHOLD_DB`` or the per-user default.
     ``runtimes``: agent runtimes whose hooks to install in the repository (``claude``, ``codex``,
-    ``gemini``; empty: none); ``git_guard``: the pre-commit guard too.
+    ``gemini``; empty: none); ``git_guard``: the pre-commit guard too; ``separate``: see
+    :func:`plan_init`.
     Idempotent. Raises :class:`InvalidInput` (see :func:`plan_init`), :class:`ConfigError` (a
     file that is not a ledger, a missing PostgreSQL database, a bad URL) and the store's errors;
     nothing is written before the plan is validated, and the ledger is created before
     leasehold.toml names it.
     """
-    plan = plan_init(db, cwd=cwd, environ=environ)
+    plan = plan_init(db, cwd=cwd, environ=environ, separate=separate)
     plan.runtimes = tuple(runtimes)
     plan.git_guard = git_guard
     return InitReport(plan, [step(plan) for step in STEPS])

@@ -11,12 +11,24 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def cmd_hook(ctx: Context) -> int:
+def _pin_db(ctx: Context) -> None:
+    """Make ``--db`` the ledger of code that resolves it later on its own (the hook handlers,
+    the git guard): an empty ``--db "$UNSET"`` too, which must stay an error (exit 78, the gate
+    denies) rather than fall through to LEASEHOLD_DB or leasehold.toml."""
     import os
 
     db = getattr(ctx.args, "db", None)
-    if db:
-        os.environ["LEASEHOLD_DB"] = db
+    if db is None:
+        return
+    from leasehold import config
+
+    config.command_line_db = db
+    if db.strip():
+        os.environ["LEASEHOLD_DB"] = db  # for what the hook starts
+
+
+def cmd_hook(ctx: Context) -> int:
+    _pin_db(ctx)
     from leasehold.hooks import RUNTIMES, runtime_module
 
     if ctx.args.event in RUNTIMES:
@@ -160,6 +172,8 @@ def setup_hooks(sub: Any) -> None:
 
 def cmd_guard(ctx: Context) -> int:
     from leasehold.hooks import git_guard
+
+    _pin_db(ctx)
 
     return git_guard.check()
 

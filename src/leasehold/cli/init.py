@@ -18,8 +18,9 @@ def cmd_init(ctx: Context) -> int:
     if not ctx.args.no_hooks:
         runtimes = tuple(dict.fromkeys(["claude", *ctx.args.runtime]))
     report = init_project(getattr(ctx.args, "db", None), runtimes=runtimes,
-                          git_guard=ctx.args.git)
-    ctx.out(report.to_dict(), "\n".join(f"{step.name}: {step.detail}" for step in report.steps))
+                          git_guard=ctx.args.git, separate=ctx.args.separate)
+    ctx.out(report.to_dict(), "\n".join([f"{step.name}: {step.detail}" for step in report.steps]
+                                        + report.advice()))
     return 0
 
 
@@ -44,8 +45,12 @@ def setup_init(sub: Any) -> None:
             "ledger with exit 78. Only the per-user default ledger is created on first use.\n\n"
             "Inside a git repository, init also writes leasehold.toml at the repository root\n"
             "(db = \".leasehold/ledger.db\", or the --db given), or adds db to an existing one,\n"
-            "and adds the ledger's folder to .gitignore. In a linked worktree the ledger is made\n"
-            "in the main worktree, which every worktree shares. Running it again changes nothing.\n"
+            "and adds the ledger's folder to .gitignore; commit leasehold.toml so that new\n"
+            "worktrees and clones see it. In a linked worktree the ledger, leasehold.toml and the\n"
+            ".gitignore entry go to the main worktree, which every worktree shares. In a\n"
+            "repository nested in another (a submodule) under a leasehold.toml that names a\n"
+            "ledger, init uses that ledger and says so; --separate gives the nested repository\n"
+            "its own. Running it again changes nothing.\n"
             "A file that is not a leasehold ledger is refused and left untouched.\n\n"
             "In a repository it then installs the Claude Code hooks (.claude/settings.json) with\n"
             "the absolute path of this leasehold program; --runtime codex|gemini adds those\n"
@@ -63,6 +68,9 @@ def setup_init(sub: Any) -> None:
                    help="also install this runtime's hooks (repeatable); Claude Code's always")
     p.add_argument("--git", action="store_true", help="also install the git pre-commit guard")
     p.add_argument("--no-hooks", action="store_true", help="install no agent hooks")
+    p.add_argument("--separate", action="store_true",
+                   help="in a repository nested under another's leasehold.toml: a ledger and "
+                        "leasehold.toml of its own instead of the governing one")
 
 
 COMMANDS = {"init": setup_init}

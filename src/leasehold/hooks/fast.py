@@ -129,7 +129,8 @@ def pre_tool_use_fast(raw: bytes) -> int | None:
             return None
         return 0
     except LeaseholdError as exc:
-        return claude._store_failure(payload, tool, tool_input, session, settings, True, str(exc))
+        return claude._store_failure(payload, tool, tool_input, session, settings, True, str(exc),
+                                     permanent=exc.exit_code in (2, 78))  # as the normal path
     finally:
         if timer is not None:
             timer.setitimer(timer.ITIMER_REAL, 0)
