@@ -435,6 +435,39 @@ def test_hooks_through_the_server_gate_and_fail_closed(served, base_env, tmp_pat
     assert "cannot check this call" in denied(hook(no_token, "pre-tool-use", payload("pre_tool_use_agent.json")))
 
 
+def test_shares_and_session_end_through_the_server(served, base_env, tmp_path: Path) -> None:
+    """Through the server: a shared lease lets the named teammates through the dispatch gate
+    and no one else; the session-end hook releases that session's leases and reservations."""
+    from tests.test_hooks import SESSION, decision, denied, hook, payload
+
+    env = dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"], HOME=str(tmp_path / "home"))
+    cli = CLI(served.url, env, tmp_path)
+    proc = cli("claim", "99927", "--session", "lead", "--share-with", "mate-1", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["shared_with"] == ["mate-1"], proc.stderr
+    prompt = payload("pre_tool_use_agent.json")
+    assert decision(hook(cli, "pre-tool-use", dict(prompt, session_id="mate-1"))) is None
+    assert "bob:lead" in denied(hook(cli, "pre-tool-use", dict(prompt, session_id="stranger")))
+    proc = cli("share", "99927", "mate-2", "--session", "stranger")
+    assert proc.returncode == 1 and "held by bob:lead" in proc.stderr
+    assert cli("claim", "A-1", "--session", SESSION).returncode == 0
+    assert cli("reserve-path", "src/**", "--session", SESSION).returncode == 0
+    proc = hook(cli, "session-end", payload("session_end.json"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    held = {t["id"]: t["lease_holder"] for t in json.loads(cli("list", "--json").stdout)}
+    assert held == {"99927": "bob:lead", "A-1": None}
+    assert json.loads(cli("paths", "--json").stdout) == []
+    from leasehold.remote import RemoteLedger
+
+    assert cli("claim", "B-2", "--session", "counted").returncode == 0
+    remote = RemoteLedger(served.url, served.tokens["agent"])
+    try:
+        assert remote.shared_among(["99927", "B-2", "not an id!"]) == {"99927": ["mate-1"]}
+        assert remote.release_session_count("counted") == (1, 0)
+        assert remote.release_session_count("counted") == (0, 0)
+    finally:
+        remote.close()
+
+
 def test_missions_through_the_server(served, base_env, tmp_path: Path) -> None:
     cli = CLI(served.url, dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"], LEASEHOLD_SESSION="s1"), tmp_path)
     assert cli("missions", "init").returncode == 0
