@@ -246,6 +246,48 @@ def test_a_dropped_trigger_is_reported_and_migrate_restores_it(cli: CLI, db_url:
     assert cli("migrate").stdout.strip() == "schema up to date"
 
 
+def test_the_operations_guards_are_checked_and_restored(cli: CLI, db_url: str) -> None:
+    """operations (the idempotency keys) is append-only: a rewritten record would make a retry
+    return a forged outcome. Its triggers are checked by verify and restored by migrate."""
+    assert cli("claim", "t1", "--actor", "alice", "--session", "s1", "--op-id", "op-1").returncode == 0
+    if db_url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER operations_append_only ON operations")
+            conn.execute("ALTER TABLE operations DISABLE TRIGGER operations_no_truncate")
+        names = ("operations_append_only", "operations_no_truncate")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(db_url) as conn:
+            conn.execute("DROP TRIGGER operations_append_only_delete")
+            conn.execute("DROP TRIGGER operations_append_only_update")
+            conn.execute("CREATE TRIGGER operations_append_only_update BEFORE UPDATE ON operations "
+                         "WHEN 0 BEGIN SELECT 1; END")
+        names = ("operations_append_only_delete", "operations_append_only_update")
+    broken = cli("verify")
+    assert broken.returncode == 1
+    assert f"operations: trigger {names[0]} is missing" in broken.stdout, broken.stdout
+    assert f"operations: trigger {names[1]} is disabled or altered" in broken.stdout, broken.stdout
+    repaired = cli("migrate")
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"restored trigger {names[0]} on operations" in repaired.stdout, repaired.stdout
+    clean = cli("verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    if db_url.startswith("postgresql"):
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            for statement in ("DELETE FROM operations", "TRUNCATE operations",
+                              "UPDATE operations SET result = '{}'"):
+                with pytest.raises(psycopg.Error, match="append-only"):
+                    conn.execute(statement)
+    else:
+        with sqlite3.connect(db_url) as conn:
+            for statement in ("DELETE FROM operations", "UPDATE operations SET result = '{}'"):
+                with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                    conn.execute(statement)
+
+
 def test_a_neutered_trigger_of_the_same_name_is_reported_and_restored(sqlite_url: str, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """SQLite: a trigger replaced by one of the same name that never fires is as good as
     dropped; verify must not call it "in place", and migrate must put the real one back."""
@@ -544,3 +586,34 @@ def test_demo_run_verifies_clean(cli: CLI) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     verified = cli("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_replaced_trigger_function_is_reported_and_restored(pg_url: str, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: CREATE OR REPLACE FUNCTION events_append_only() ... RETURN OLD leaves every
+    trigger in place and enabled but lets UPDATE and DELETE through: verify compares each trigger
+    function's body with the migrations' and migrate puts it back."""
+    import psycopg
+
+    cli = CLI(pg_url, base_env, tmp_path)
+    assert cli("claim", "t1", "--actor", "alice", "--session", "s1").returncode == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger "
+                     "LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$")
+        conn.execute("CREATE OR REPLACE FUNCTION leasehold_chain_events() RETURNS trigger "
+                     "LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$")
+    broken = cli("verify")
+    assert broken.returncode == 1
+    assert "events: trigger events_append_only_delete is disabled or altered" in broken.stdout, broken.stdout
+    assert "events: trigger events_chain is disabled or altered" in broken.stdout, broken.stdout
+    repaired = cli("migrate")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "restored function events_append_only() of trigger" in repaired.stdout, repaired.stdout
+    assert "restored function leasehold_chain_events() of trigger events_chain" in repaired.stdout
+    clean = cli("verify")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute("DELETE FROM events")
+        pinned = conn.execute("SELECT proconfig FROM pg_proc WHERE proname = 'events_append_only' "
+                              "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
+        assert pinned is not None and pinned[0].endswith(", pg_temp"), pinned

@@ -299,3 +299,19 @@ def test_terminated_backends_never_make_75_a_lie(pg_url: str, tmp_path: Path, ba
     print(f"\n{len(calls)} calls, {kills} backends terminated, outcomes {dict(outcome)}, "
           f"lost acknowledgements resolved as applied: {sum(c['resolved'] for c in calls)}")
     assert kills > 0
+
+
+def test_a_write_without_operation_id_whose_commit_answer_is_lost_is_not_called_not_applied(
+        pg_url: str, proxy) -> None:
+    # A ticket reservation carries no operation id to look up: when the answer to its COMMIT is
+    # lost, "not applied, retry" (75) would be a lie if the server committed; the outcome is
+    # unknown (76).
+    with Ledger.open(proxy.url, busy_timeout=3) as ledger:
+        ledger.add("warm")
+        proxy.cut(b"COMMIT", after=True)
+        with pytest.raises(OutcomeUnknown, match="could not find out whether it applied"):
+            ledger.tickets.reserve("DOC", "a:1")
+        wait_for(proxy.fired.is_set, timeout=10, what="the proxy to cut the connection")
+    with Ledger.open(pg_url) as direct:
+        # The reservation did apply: the next one gets the following number.
+        assert direct.tickets.reserve("DOC", "b:2")[0].seq == 2

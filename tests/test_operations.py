@@ -17,7 +17,7 @@ import pytest
 
 from leasehold import Ledger
 from leasehold.errors import InvalidInput, LeaseHeld
-from tests.conftest import CLI, REPO
+from tests.conftest import CLI, REPO, wait_for
 
 
 def kinds(ledger: Ledger, task_id: str | None = None) -> list[str]:
@@ -113,6 +113,25 @@ def test_an_op_id_reused_for_another_call_is_invalid_input(ledger: Ledger) -> No
     assert ledger.show("T").lease_holder == "a:1"
 
 
+def test_an_op_id_reused_by_another_holder_is_invalid_input(ledger: Ledger) -> None:
+    # Another holder's call with my id is a different call: it must not be handed my lease
+    # (exit 0, "claimed") as if it had been granted.
+    ledger.claim("T", "a:1", ttl=60, op_id="mine")
+    with pytest.raises(InvalidInput, match="already used for claim of T by a:1"):
+        ledger.claim("T", "b:2", ttl=60, op_id="mine")
+    ledger.add("R")
+    ledger.next("a:1", ttl=60, op_id="mine-next")
+    with pytest.raises(InvalidInput, match="already used for next"):
+        ledger.next("b:2", ttl=60, op_id="mine-next")
+    ledger.extend("T", "a:1", ttl=60, op_id="mine-extend")
+    with pytest.raises(InvalidInput, match="already used for extend"):
+        ledger.extend("T", "a:2", ttl=60, op_id="mine-extend")
+    ledger.release("T", "a:1", op_id="mine-release")
+    with pytest.raises(InvalidInput, match="already used for released"):
+        ledger.release("T", "b:2", op_id="mine-release")
+    assert ledger.show("R").lease_holder == "a:1" and ledger.show("T").lease_holder is None
+
+
 def test_generated_op_ids_are_recorded(ledger: Ledger) -> None:
     ledger.claim("T", "a:1", ttl=60)
     generated = ledger.last_op_id
@@ -144,6 +163,24 @@ def test_cli_op_id_retry_and_op_lookup(cli: CLI) -> None:
     assert [e["kind"] for e in json.loads(log.stdout)] == ["created", "claimed"]
 
 
+def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> None:
+    # The retry replays the first outcome (same lease, exit 0), but it must not call a lease
+    # valid whose expiry has passed by the time of the retry.
+    first = cli("claim", "T", "--actor", "a", "--session", "1", "--ttl", "1s", "--op-id", "c-1",
+                "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["lease_valid"] is True
+    until = json.loads(first.stdout)["lease_until"]
+    wait_for(lambda: not json.loads(cli("status", "T", "--json").stdout)["lease_valid"],
+             timeout=60, what="the lease to expire", step=0.2)
+    again = cli("claim", "T", "--actor", "a", "--session", "1", "--ttl", "1s", "--op-id", "c-1",
+                "--json")
+    assert again.returncode == 0, again.stderr
+    data = json.loads(again.stdout)
+    assert data["lease_until"] == until and data["fence"] == 1
+    assert data["lease_valid"] is False
+
+
 def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Path) -> None:
     """Eight real processes send the same claim with the same op id at once (a client's retries
     racing each other): one grant, and every process reports that same lease."""
@@ -169,3 +206,41 @@ def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Pa
     assert len(leases) == 1
     with Ledger.open(cli.db) as ledger:
         assert kinds(ledger, "T") == ["created", "claimed"]
+
+
+def waiting_on_locks(pids: list[int]) -> int:
+    from tests import pg
+
+    with pg.admin() as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) "
+                            "AND cardinality(pg_blocking_pids(pid)) > 0", (pids,)).fetchone()[0]
+
+
+@pytest.mark.postgres
+def test_concurrent_retries_of_one_release_both_report_it_released(pg_url: str) -> None:
+    """Two connections send the same release with the same op id while a third holds the row:
+    one applies it, the other finds nothing to release; both must report the first outcome
+    (released), not "not held"."""
+    from tests.test_clock_after_lock import Call, PgHolder
+
+    with Ledger.open(pg_url) as setup:
+        setup.claim("T", "a:1", ttl=600)
+    ledgers = [Ledger.open(pg_url), Ledger.open(pg_url)]
+    try:
+        pids = []
+        for led in ledgers:
+            led.now()
+            pids.append(led.store.backend_pid())
+        holder = PgHolder(pg_url, "T")
+        calls = [Call(lambda led=led: led.release("T", "a:1", op_id="rel-race")) for led in ledgers]
+        wait_for(lambda: waiting_on_locks(pids) == 2, what="both releases to wait on the row")
+        holder.finish()
+        for call in calls:
+            call.join()
+            assert call.error is None, call.error
+        assert [call.result.released for call in calls] == [True, True]
+    finally:
+        for led in ledgers:
+            led.close()
+    with Ledger.open(pg_url) as check:
+        assert kinds(check, "T").count("released") == 1

@@ -43,6 +43,8 @@ def test_the_role_runs_every_operation(pg_url: str, app_role, base_env, tmp_path
     assert granted.returncode == 0, granted.stderr
     with Ledger.open(url) as ledger:
         ledger.claim("t1", ALICE, 60)
+        ledger.share("t1", ALICE, ["s7"])
+        assert ledger.shared_among(["t1"]) == {"t1": ["s7"]}
         ledger.extend("t1", ALICE, 120)
         ledger.complete("t1", ALICE)
         ledger.reopen("t1", BOB)
@@ -86,6 +88,15 @@ FORBIDDEN = [
      "task t1 changed without its event in the same transaction"),
     ("INSERT INTO tasks (id, status, created_at, updated_at) VALUES ('x', 'done', 0, 0)",
      "task x changed without its event in the same transaction"),
+    # bearer tokens of `leasehold serve`: an admin token or an un-revoked one would escalate
+    ("INSERT INTO tokens (id, hash, actor, role, created_at) VALUES ('x', 'h', 'mallory', "
+     "'admin', 0)", "permission denied for table tokens"),
+    ("UPDATE tokens SET revoked_at = NULL", "permission denied for table tokens"),
+    ("DELETE FROM lease_shares", "permission denied for table lease_shares"),
+    ("UPDATE lease_shares SET session = 's9'", "permission denied for table lease_shares"),
+    ("INSERT INTO lease_shares (task_id, fence, session, shared_by, shared_at) "
+     "VALUES ('t1', 1, 's9', 'alice:s1', 0)",
+     "share of task t1 with s9 written without its shared event"),
     ("CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS "
      "$$ BEGIN RETURN OLD; END $$", "permission denied for schema"),
 ]
@@ -97,6 +108,7 @@ def test_the_role_cannot_rewrite_history(pg_url: str, app_role, base_env, tmp_pa
     role, url = app_role
     with Ledger.open(pg_url) as owner:
         owner.claim("t1", ALICE, 60)
+        owner.share("t1", ALICE, ["s8"])
         owner.tickets.reserve("TK", ALICE)
         owner.feed.post("info", "hello", BOB)
         owner.store.checkpoint()
@@ -115,6 +127,9 @@ def test_the_role_cannot_rewrite_history(pg_url: str, app_role, base_env, tmp_pa
                          "'{\"expires_at\": 9999999999}')")
             conn.execute("UPDATE tasks SET lease_actor = 'mallory', lease_session = 's9' WHERE id = 't1'")
     assert len(refused) == len(FORBIDDEN)
+    made = CLI(url, base_env, tmp_path)("token", "create", "--actor", "mallory", "--role", "admin")
+    assert made.returncode == 78 and "permission denied" in made.stderr, made.stderr
+    assert "Traceback" not in made.stderr
     with Ledger.open(url) as ledger:
         report = verify_ledger(ledger.store)
         text = "\n".join(str(b) for b in report.breaks)
@@ -155,3 +170,58 @@ def test_a_temporary_table_does_not_shadow_the_trigger_s_tables(pg_url: str, app
                 conn.execute(f"UPDATE \"{schema}\".tasks SET lease_actor = 'mallory', "
                              "lease_session = 's9' WHERE id = 't1'")
         assert "task t1 changed without its event" in str(caught.value)
+
+
+
+def test_the_role_cannot_insert_a_forged_checkpoint(pg_url: str, app_role, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint claiming ids the table does not have (upto_id = 10^12) would leave every later
+    checkpoint and anchor covering nothing: the role's checkpoints are checked against the table."""
+    import psycopg
+
+    role, url = app_role
+    with Ledger.open(pg_url) as owner:
+        owner.claim("t1", ALICE, 60)
+    assert CLI(pg_url, base_env, tmp_path)("db", "grant", role).returncode == 0
+    last = ("FROM chain_checkpoints WHERE tbl = 'events' ORDER BY id DESC LIMIT 1")
+    forged = {
+        "far upto_id": "SELECT 'events', 'checkpoint', upto_id, 1000000000000, 0, digest, hash, hash, 0 ",
+        "wrong count": "SELECT 'events', 'checkpoint', upto_id, upto_id + 1, 5, digest, hash, hash, 0 ",
+        "not after the last": "SELECT 'events', 'checkpoint', 0, 1000000000000, 0, digest, NULL, hash, 0 ",
+        "a second genesis": "SELECT 'events', 'genesis', upto_id, upto_id, 0, digest, hash, hash, 0 ",
+    }
+    with psycopg.connect(url, autocommit=True) as conn:
+        for why, select in forged.items():
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute("INSERT INTO chain_checkpoints (tbl, kind, from_id, upto_id, row_count, "
+                             "digest, prev_hash, hash, created_at) " + select + last)
+            assert "checkpoint of events" in str(caught.value), (why, str(caught.value))
+    with Ledger.open(url) as ledger:
+        ledger.claim("t2", BOB, 60)
+        heads = ledger.store.checkpoint()  # the ledger's own checkpoints pass the check
+        assert heads["events"][0] == max(e.id for e in ledger.store.events())
+        report = verify_ledger(ledger.store)
+        assert report.ok, [str(b) for b in report.breaks]
+
+
+def test_a_temporary_events_table_does_not_feed_the_chain_trigger(pg_url: str, app_role, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The chain trigger reads the previous row's hash: a temporary ``events`` of the role's own
+    must not supply it (db grant pins the chain functions' search_path, pg_temp last)."""
+    import psycopg
+
+    role, url = app_role
+    with Ledger.open(pg_url) as owner:
+        owner.claim("t1", ALICE, 60)
+    assert CLI(pg_url, base_env, tmp_path)("db", "grant", role).returncode == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        real = conn.execute(f"SELECT hash FROM \"{schema}\".events WHERE task_id = 't1' "
+                            "ORDER BY id DESC LIMIT 1").fetchone()[0]
+        conn.execute("CREATE TEMP TABLE events (id bigint, task_id text, hash text)")
+        conn.execute("INSERT INTO pg_temp.events VALUES (999999, 't1', repeat('ab', 32))")
+        prev = conn.execute(f"INSERT INTO \"{schema}\".events (ts, kind, task_id, actor, session, "
+                            "details) VALUES (0, 'note', 't1', 'alice', 's1', '{}') "
+                            "RETURNING prev_hash").fetchone()[0]
+        assert prev == real
+        pinned = conn.execute("SELECT proconfig FROM pg_proc WHERE proname = 'leasehold_chain_events' "
+                              "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
+        assert pinned == [f"search_path={schema}, pg_temp"], pinned

@@ -16,6 +16,7 @@ from leasehold.errors import (
     NotFound,
     NotHolder,
     OpRecorded,
+    OutcomeUnknown,
     StaleFence,
     StoreError,
     TaskDone,
@@ -129,6 +130,10 @@ class Ledger:
         self.default_ttl = default_ttl
         #: The operation id of the latest mutating call (given or generated).
         self.last_op_id: str | None = None
+        #: The store's clock (UTC seconds) when the latest call's outcome was replayed from the
+        #: record of an earlier call with its operation id; None when it applied now. Judge a
+        #: replayed lease's validity at this instant, not at its grant.
+        self.replayed_at: float | None = None
 
     @classmethod
     def open(cls, url: str | None = None, *, create: bool = False,
@@ -227,27 +232,43 @@ class Ledger:
         return Operation(record) if record is not None else None
 
     def _apply(self, op_id: str | None, kinds: tuple[str, ...], task_id: str | None,
-               call: Callable[[str], Any]) -> tuple[Any, dict[str, Any] | None]:
+               call: Callable[[str], Any], *, holder: Holder | None = None,
+               unchanged: Callable[[Any], bool] | None = None,
+               ) -> tuple[Any, dict[str, Any] | None]:
         """Run ``call(op)`` with the operation id; ``(value, None)``, or ``(None, record)`` when
         the id is already recorded (a retry of a call that applied: its outcome is replayed).
         A given id is looked up first, so a retry replays even when repeating it would now
-        decide otherwise."""
+        decide otherwise. ``holder``: the lease holder making the call; an id recorded for
+        another holder (or another kind or task) is a different call: :class:`InvalidInput`.
+        ``unchanged(value)``: true when the call changed nothing (a refusal, nothing to do); with
+        a given id the id is then looked up again, since a concurrent call with the same id (a
+        retry racing the first attempt) may have applied it meanwhile: its outcome is replayed."""
         op = new_op_id() if op_id is None else validate_op_id(op_id)
         self.last_op_id = op
+        self.replayed_at = None
         record = None
         if op_id is not None:
             record = self.store.lookup_op(op)
         if record is None:
             try:
-                return call(op), None
+                value = call(op)
+                if op_id is None or unchanged is None or not unchanged(value):
+                    return value, None
+                record = self.store.lookup_op(op)
+                if record is None:
+                    return value, None
             except OpRecorded as exc:
                 record = exc.record or self.store.lookup_op(op)
                 if record is None:  # pragma: no cover - a recorded id is never removed
                     raise
-        if record["kind"] not in kinds or (task_id is not None and record["task_id"] != task_id):
+        if (record["kind"] not in kinds or (task_id is not None and record["task_id"] != task_id)
+                or (holder is not None
+                    and (record["actor"], record["session"]) != (holder.actor, holder.session))):
+            by = f" by {record['actor']}:{record['session']}" if record["actor"] else ""
             raise InvalidInput(
                 f"operation id {op} was already used for {record['kind']} of "
-                f"{record['task_id'] or 'several tasks'}; use a new id for a different call")
+                f"{record['task_id'] or 'several tasks'}{by}; use a new id for a different call")
+        self.replayed_at = record.get("read_at")
         return None, record
 
     @staticmethod
@@ -282,7 +303,8 @@ class Ledger:
         seconds = self.ttl_seconds(ttl)
         priority = _priority(priority)
         outcome, record = self._apply(op_id, ("claim",), task_id, lambda op: self.store.claim(
-            task_id, who.actor, who.session, seconds, title, priority, op=op))
+            task_id, who.actor, who.session, seconds, title, priority, op=op), holder=who,
+            unchanged=lambda outcome: not outcome.granted)
         if record is not None:
             return Lease(self._replayed(record)[0])
         if not outcome.granted:
@@ -303,7 +325,8 @@ class Ledger:
         who = Holder.parse(holder)
         seconds = None if ttl is None else self.ttl_seconds(ttl)
         result, record = self._apply(op_id, ("extend",), task_id, lambda op: self.store.extend(
-            task_id, who.actor, who.session, seconds, fence, op=op))
+            task_id, who.actor, who.session, seconds, fence, op=op), holder=who,
+            unchanged=lambda result: not result[1])
         if record is not None:
             return Lease(self._replayed(record)[0])
         task, ok = result
@@ -345,7 +368,8 @@ class Ledger:
         who = Holder.parse(holder)
         status = None if keep_status else "open"
         result, record = self._apply(op_id, ("released",), task_id, lambda op: self.store.release(
-            task_id, who.actor, who.session, status=status, kind="released", op=op))
+            task_id, who.actor, who.session, status=status, kind="released", op=op), holder=who,
+            unchanged=lambda result: result[1] != "released")
         if record is not None:
             result = (self._replayed(record)[0], "released")
         return self._release_result(task_id, *result)
@@ -364,7 +388,7 @@ class Ledger:
         result, record = self._apply(op_id, ("force_released",), task_id, lambda op: self.store.release(
             task_id, who.actor if who else None, who.session if who else None,
             status="open", kind="force_released", force=True, details={"reason": reason}, op=op,
-        ))
+        ), unchanged=lambda result: result[1] != "released")
         if record is not None:
             result = (self._replayed(record)[0], "released")
         return self._release_result(task_id, *result)
@@ -398,7 +422,8 @@ class Ledger:
         who = Holder.parse(holder)
         result, record = self._apply(op_id, ("completed",), task_id, lambda op: self.store.release(
             task_id, who.actor, who.session, status="done", kind="completed", fence=fence,
-            details={} if fence is None else {"fence_checked": fence}, op=op))
+            details={} if fence is None else {"fence_checked": fence}, op=op), holder=who,
+            unchanged=lambda result: result[1] != "released")
         if record is not None:
             return self._replayed(record)[0]
         task, outcome = result
@@ -424,7 +449,7 @@ class Ledger:
         ids = [validate_task_id(task_id) for task_id in task_ids]
         who = Holder.parse(holder)
         done, record = self._apply(op_id, ("complete_many",), None, lambda op: self.store.complete_many(
-            ids, who.actor, who.session, op=op))
+            ids, who.actor, who.session, op=op), holder=who, unchanged=lambda done: not done)
         return self._replayed(record) if record is not None else done
 
     def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
@@ -436,7 +461,8 @@ class Ledger:
             raise InvalidInput(f"count must be at least 1, got {count}")
         seconds = self.ttl_seconds(ttl)
         tasks, record = self._apply(op_id, ("next",), None, lambda op: self.store.next(
-            who.actor, who.session, seconds, count, op=op))
+            who.actor, who.session, seconds, count, op=op), holder=who,
+            unchanged=lambda tasks: not tasks)
         return [Lease(task) for task in (self._replayed(record) if record is not None else tasks)]
 
     def sweep(self, auto_release: bool = False, *, op_id: str | None = None) -> list[Task]:
@@ -849,7 +875,9 @@ class _Hold:
                         store = self.ledger.store.clone()
                     task, ok = store.extend(self.task_id, self.holder.actor, self.holder.session,
                                             self.ttl, lease.fence)
-                except StoreError as exc:
+                except (StoreError, OutcomeUnknown) as exc:
+                    # OutcomeUnknown: an extend whose commit answer was lost; extending again
+                    # is harmless (same holder, same fence).
                     if time.monotonic() >= self._deadline:
                         self._lost(lease, f"could not extend the lease before it expired: {exc}")
                         return

@@ -73,7 +73,7 @@ def cmd_claim(ctx: Context) -> int:
         lease = ctx.ledger.share(ctx.args.id, holder, ctx.args.share_with)
     # Reported from what the call returned: nothing after the commit is needed (updated_at is
     # the instant of the grant, read under the row lock).
-    data = lease.task.to_dict(lease.task.updated_at)
+    data = lease.task.to_dict(ctx.ledger.replayed_at or lease.task.updated_at)
     text = lease_line("claimed", lease)
     if ctx.args.share_with:
         data["shared_with"] = ctx.ledger.shared_among([ctx.args.id]).get(ctx.args.id, [])
@@ -114,7 +114,8 @@ def setup_claim(sub: Any) -> None:
 def cmd_extend(ctx: Context) -> int:
     lease = ctx.ledger.extend(ctx.args.id, ctx.me(), ctx.ttl(), ctx.args.fence,
                               op_id=ctx.args.op_id)
-    ctx.out(lease.task.to_dict(lease.task.updated_at), lease_line("extended", lease))
+    ctx.out(lease.task.to_dict(ctx.ledger.replayed_at or lease.task.updated_at),
+            lease_line("extended", lease))
     return 0
 
 
@@ -457,7 +458,8 @@ def cmd_next(ctx: Context) -> int:
     if not leases:
         raise NoneAvailable("no task available")
     if ctx.json:
-        data = [lease.task.to_dict(lease.task.updated_at) for lease in leases]
+        data = [lease.task.to_dict(ctx.ledger.replayed_at or lease.task.updated_at)
+                for lease in leases]
         ctx.out(data if ctx.args.count > 1 else data[0], None)
     else:
         ctx.out(None, "\n".join(lease_line("claimed", lease) for lease in leases))

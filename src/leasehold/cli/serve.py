@@ -41,11 +41,27 @@ def cmd_serve(ctx: Context) -> int:
     from leasehold.ledger import Ledger
 
     Ledger.from_settings(ctx.settings).close()
+    if args.tls_cert:
+        # Load the pair here: a missing or bad file is one line and exit 78, not a traceback.
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load --tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}") from None
     ctx.say(f"leasehold serve: {db} on {'https' if args.tls_cert else 'http'}://{args.host}:{args.port} "
             f"({args.workers} worker{'s' if args.workers != 1 else ''})")
-    uvicorn.run("leasehold.server.asgi:app", host=args.host, port=args.port, workers=args.workers,
-                ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, log_level=args.log_level,
-                access_log=args.log_level == "debug", lifespan="on", timeout_graceful_shutdown=5)
+    try:
+        uvicorn.run("leasehold.server.asgi:app", host=args.host, port=args.port, workers=args.workers,
+                    ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, log_level=args.log_level,
+                    access_log=args.log_level == "debug", lifespan="on", timeout_graceful_shutdown=5)
+    except SystemExit as exc:
+        # uvicorn exits 3 when it cannot start (e.g. the address is in use): that code is
+        # "not found" here, so say it as a configuration error (78).
+        if exc.code in (0, None):
+            return 0
+        raise ConfigError(f"leasehold serve could not start on {args.host}:{args.port} "
+                          f"(uvicorn exit {exc.code}; its error is above)") from None
     return 0
 
 

@@ -214,7 +214,11 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
                 if "task_id" in args:
                     validate_task_id(args["task_id"])
                 Holder.parse(args["holder"])
-                result = await api.WAITING[op](service, op_id=request.headers.get("leasehold-op-id"), **args)
+                waiting = api.WAITING[op](service, op_id=request.headers.get("leasehold-op-id"), **args)
+                result = await _unless_disconnected(request, waiting)
+                if result is _GONE:
+                    service.metrics.latency.labels(route=op).observe(time.perf_counter() - started)
+                    return Response(status_code=499)
                 await _thread(service.changed)
             else:
                 op_id = request.headers.get("leasehold-op-id") if writes else None
@@ -236,6 +240,34 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
 
     endpoint.__name__ = op
     return endpoint
+
+
+_GONE = object()
+
+
+async def _unless_disconnected(request: Request, waiting: Any) -> Any:
+    """Await the coroutine ``waiting`` unless the client disconnects first: then cancel it (its
+    place in the FIFO is freed at once, so a dead client is never granted a lease it cannot
+    receive, nor stalls the waiters behind it) and return ``_GONE``."""
+    task = asyncio.ensure_future(waiting)
+
+    async def gone() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except BaseException:
+        pass
+    return _GONE
 
 
 def _call(service: Service, handler: Any, principal: api.Principal, args: dict[str, Any],
@@ -274,6 +306,8 @@ def _events_endpoint(service: Service) -> Callable[[Request], Any]:
                 after = int(after_text)
             except ValueError:
                 raise InvalidInput(f"Last-Event-ID / after must be an event id, got {after_text!r}") from None
+            if not 0 <= after < 2**63:
+                raise InvalidInput(f"Last-Event-ID / after must be an event id (0 or more), got {after_text!r}")
             ids = [part for part in request.query_params.get("ids", "").split(",") if part]
             kinds = [part for part in request.query_params.get("kinds", "").split(",") if part]
             principal = await _thread(service.authenticate, request)

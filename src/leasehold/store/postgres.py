@@ -348,6 +348,15 @@ class PostgresStore(SQLStore):
             self._drop()
             if call.op is not None and call.pid is not None:
                 self._resolve(call, exc)
+            if call.pid is not None:
+                # A write without an operation id (tickets, path reservations, feed posts,
+                # audit events) lost after its commit was sent: nothing to look up, so whether
+                # it applied is unknown; "not applied" could be a lie.
+                raise OutcomeUnknown(self._scrub(
+                    f"lost the PostgreSQL ledger at {self._where()} after sending the commit "
+                    f"({_first_line(exc)}) and could not find out whether it applied; check "
+                    "before retrying"
+                )) from exc
             raise StoreUnavailable(self._scrub(
                 f"lost the PostgreSQL ledger at {self._where()} ({_first_line(exc)}); "
                 "the operation was not applied — retry later"
@@ -536,8 +545,10 @@ class PostgresStore(SQLStore):
         power to rewrite history (run as the tables' owner; see README "Least privilege"):
         SELECT on every table; INSERT only on the append-only tables; on ``reservations``
         INSERT and UPDATE of the abandonment columns only; on ``tasks`` INSERT and UPDATE,
-        checked at commit by the ``tasks_explained`` trigger installed here; read-only
-        ``schema_migrations``; full DML on the other (state) tables. Returns the statements run.
+        checked at commit by the ``tasks_explained`` trigger installed here; INSERT only on
+        ``lease_shares``, each share checked at commit against its ``shared`` event
+        (``lease_shares_explained``); read-only ``schema_migrations`` and ``tokens`` (the bearer
+        tokens of ``leasehold serve``: only the owner creates or revokes them); full DML on the other (state) tables. Returns the statements run.
 
         Raises InvalidInput for an unknown role or one that owns the tables or is a superuser
         (ownership carries the power to drop triggers: it cannot be restricted)."""
@@ -560,7 +571,7 @@ class PostgresStore(SQLStore):
             path = os.path.join(SQL_DIR, "postgres", "least_privilege.ddl")
             with open(path, encoding="utf-8") as fh:
                 cur.execute(fh.read())
-            done.append("install trigger tasks_explained on tasks")
+            done.append("install triggers tasks_explained on tasks, lease_shares_explained on lease_shares")
             r, s = sql.Identifier(role), sql.Identifier(schema)
             statements = [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, r)]
             tables = [row["tablename"] for row in cur.execute(
@@ -581,8 +592,15 @@ class PostgresStore(SQLStore):
                                   "abandon_reason)")
                 elif table == "tasks":
                     privileges = "SELECT, INSERT, UPDATE"
-                elif table == "schema_migrations":
+                elif table in ("schema_migrations", "tokens"):
+                    # tokens: bearer tokens of `leasehold serve`; an INSERT (an admin token) or
+                    # clearing revoked_at would escalate on the server. Tokens are created and
+                    # revoked by the owner (`leasehold token ...` with the owner's URL).
                     privileges = "SELECT"
+                elif table == "lease_shares":
+                    # append-only; each share explained by its `shared` event at commit
+                    # (lease_shares_explained)
+                    privileges = "SELECT, INSERT"
                 else:
                     privileges = "SELECT, INSERT, UPDATE, DELETE"
                 statements.append(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(t, r))
@@ -628,22 +646,54 @@ class PostgresStore(SQLStore):
             finally:
                 cursor.close()
 
-    def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
-        rows = tx.cursor.execute(
+    def _trigger_rows(self, tx: Tx) -> list[Any]:
+        return tx.cursor.execute(
             # 'O' (origin) and 'A' (always) fire in an ordinary session; 'R' (ENABLE REPLICA
             # TRIGGER) only under session_replication_role = replica: as good as disabled.
-            "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled IN ('O', 'A') AS enabled "
+            "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled IN ('O', 'A') AS enabled, "
+            "p.proname AS function, p.prosrc AS body "
             "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_proc p ON p.oid = t.tgfoid "
             "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
         ).fetchall()
-        return {row["name"]: (row["tbl"], bool(row["enabled"])) for row in rows}
 
-    def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> None:
-        if present:
-            table = ddl.split(" ON ", 1)[1].split()[0]
-            tx.cursor.execute(f'ALTER TABLE {table} ENABLE TRIGGER "{name}"')
-        else:
+    def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
+        """``{trigger: (table, in force)}``: a trigger counts as disabled when it does not fire
+        in an ordinary session, or when its function's body (``pg_proc.prosrc``, whitespace
+        aside) differs from the one the migrations create (``CREATE OR REPLACE FUNCTION
+        events_append_only() ... RETURN OLD`` would neuter it while the trigger stays)."""
+        functions = trigger_functions()
+        out = {}
+        for row in self._trigger_rows(tx):
+            known = functions.get(row["function"])
+            altered = known is not None and _norm(row["body"]) != _norm(known[1])
+            out[row["name"]] = (row["tbl"], bool(row["enabled"]) and not altered)
+        return out
+
+    def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> str | None:
+        """Recreate a missing trigger; re-enable a disabled one; put back its function's body
+        (from the migrations) when it was replaced, with ``search_path`` pinned to the ledger's
+        schema, ``pg_temp`` last. Returns the line to report, or None for the generic one."""
+        if not present:
             tx.cursor.execute(ddl)
+            return None
+        functions = trigger_functions()
+        restored = None
+        for row in self._trigger_rows(tx):
+            if row["name"] != name:
+                continue
+            known = functions.get(row["function"])
+            if known is not None and _norm(row["body"]) != _norm(known[1]):
+                tx.cursor.execute(known[0])
+                tx.cursor.execute(psycopg.sql.SQL(
+                    "ALTER FUNCTION {}() SET search_path = {}, pg_temp").format(
+                        psycopg.sql.Identifier(row["function"]),
+                        psycopg.sql.Identifier(tx.cursor.execute(
+                            "SELECT current_schema() AS s").fetchone()["s"])))
+                restored = f"restored function {row['function']}() of trigger {name}"
+        table = ddl.split(" ON ", 1)[1].split()[0]
+        tx.cursor.execute(f'ALTER TABLE {table} ENABLE TRIGGER "{name}"')
+        return restored
 
     # -- hot paths: one statement each ---------------------------------------------------------
     def _statement(self, name: str, params: dict[str, Any], op: str | None) -> list[Any]:
@@ -703,6 +753,29 @@ class PostgresStore(SQLStore):
             "ids": list(dict.fromkeys(task_ids)), "actor": actor, "session": session, "op": op,
         }, op)
         return [Task.from_row(row) for row in rows]
+
+
+_FUNCTION = re.compile(r"CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION\s+(\w+)\s*\(\s*\)\s+RETURNS\s+"
+                       r"trigger\b.*?\bAS\s+\$\$(.*?)\$\$\s*;", re.S | re.I)
+_FUNCTIONS: dict[str, tuple[str, str]] = {}
+
+
+def trigger_functions() -> dict[str, tuple[str, str]]:
+    """``{function: (CREATE OR REPLACE statement, body)}`` of every trigger function the
+    PostgreSQL migrations create, the latest definition of each (read once)."""
+    if not _FUNCTIONS:
+        for _version, _name, path in migration_files("postgres"):
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+            for match in _FUNCTION.finditer(text):
+                statement = re.sub(r"^CREATE\s+(?:OR\s+REPLACE\s+)?FUNCTION", "CREATE OR REPLACE FUNCTION",
+                                   match.group(0), flags=re.I)
+                _FUNCTIONS[match.group(1)] = (statement, match.group(2))
+    return _FUNCTIONS
+
+
+def _norm(body: str) -> str:
+    return " ".join(body.split())
 
 
 def _first_line(exc: BaseException) -> str:

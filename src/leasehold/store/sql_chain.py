@@ -146,7 +146,9 @@ class ChainSQL:
         """``{trigger name: (table, enabled)}`` of the ledger's triggers."""
         raise NotImplementedError
 
-    def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> None:
+    def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> str | None:
+        """Recreate trigger ``name`` (``present`` False) or put it back in force; returns the
+        line to report, or None for the generic one."""
         raise NotImplementedError
 
     # -- SQL for one table -----------------------------------------------------------------
@@ -224,9 +226,9 @@ class ChainSQL:
                 state = have.get(name)
                 if state is not None and state[1]:
                     continue
-                self._restore_guard(tx, name, ddl, state is not None)
-                repaired.append(f"{'re-enabled' if state is not None else 'restored'} trigger "
-                                f"{name} on {table}")
+                line = self._restore_guard(tx, name, ddl, state is not None)
+                repaired.append(line or f"{'re-enabled' if state is not None else 'restored'} "
+                                f"trigger {name} on {table}")
         return repaired
 
 

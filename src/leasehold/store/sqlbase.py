@@ -484,10 +484,15 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
 
     def lookup_op(self, op: str) -> dict[str, Any] | None:
         """The recorded operation ``op`` (``op_id``, ``kind``, ``task_id``, ``actor``,
-        ``session``, ``ts``, ``result`` decoded), or None when no call with that id applied."""
+        ``session``, ``ts``, ``result`` decoded, and ``read_at``: the store's clock at the
+        lookup, UTC seconds), or None when no call with that id applied."""
         with self._read() as tx:
             row = tx.one("get_operation", op=op)
-        return decode_operation(row) if row else None
+            if not row:
+                return None
+            record = decode_operation(row)
+            record["read_at"] = float(tx.now)
+        return record
 
     # -- reads ---------------------------------------------------------------------------
     def list_tasks(self) -> list[Task]:
