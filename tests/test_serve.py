@@ -3,6 +3,7 @@ processes against it, raw HTTP for the auth matrix and the event stream."""
 
 from __future__ import annotations
 
+import difflib
 import http.client
 import json
 import os
@@ -128,6 +129,9 @@ def test_cli_outputs_and_exit_codes_match_a_local_ledger(served, base_env, tmp_p
         ("add", "deploy", "--blocked-by", "build"),
         ("claim", "99927", "--session", "s1", "--ttl", "60", "--json"),
         ("claim", "99927", "--session", "s2"),
+        ("share", "99927", "mate-1", "mate-2", "--session", "s1"), ("share", "99927", "mate-3", "--session", "s2"),
+        ("share", "nope", "mate-1", "--session", "s1"),
+        ("claim", "shared", "--session", "s4", "--share-with", "mate-4", "--json"),
         ("extend", "99927", "--session", "s2"),
         ("status", "99927"), ("status", "nope", "--json"), ("show", "nope"),
         ("check", "99927", "--session", "s1"), ("check", "99927", "--session", "s2"),
@@ -156,10 +160,34 @@ def test_cli_outputs_and_exit_codes_match_a_local_ledger(served, base_env, tmp_p
         ("feed", "amend", "1", "--subject", "CMB-0003: flaky on macOS", "--session", "s1"),
         ("feed", "list", "--item", "CMB-0003"), ("feed", "tail", "-n", "2"),
         ("queue",), ("drift-check",),
+        ("who", "--limit", "1"), ("who", "--all", "--json"), ("list", "--all"), ("list", "--limit", "1"),
+        ("list", "--held", "--limit", "1", "--json"), ("log", "CMB-0001", "--all"), ("log", "99927", "--limit", "2"),
+        ("ready", "--limit", "1"),
+        ("queue", "--limit", "1"), ("queue", "--all", "--json"), ("queue", "--state", "DONE", "--limit", "1"),
+        ("feed", "list", "--all"), ("feed", "list", "--limit", "1"),
+        ("reserve-path", "docs/**", "--session", "s1"),
+        ("release-path", "docs/**", "--force", "--reason", "crashed"), ("paths",),
     ]
     for args in script:
         a, b = local(*args), remote(*args)
-        assert (a.returncode, _mask(a.stdout), _mask(a.stderr)) == (b.returncode, _mask(b.stdout), _mask(b.stderr)), args
+        diff = "\n".join(difflib.unified_diff(_mask(a.stdout + a.stderr).splitlines(),
+                                              _mask(b.stdout + b.stderr).splitlines(), "local", "remote", lineterm=""))
+        assert (a.returncode, _mask(a.stdout), _mask(a.stderr)) == (b.returncode, _mask(b.stdout), _mask(b.stderr)), (args, diff)
+    # The whole log differs from the local ledger's (the server records the token's actor and
+    # its token events): through the server it equals the served database's own, read locally.
+    served_db = CLI(sqlite_url, dict(base_env, LEASEHOLD_ACTOR="bob"), tmp_path)
+    for args in [("log", "--all"), ("log", "--all", "--json"), ("log", "--limit", "3")]:
+        a, b = served_db(*args), remote(*args)
+        assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr), args
+    from leasehold import Ledger
+    from leasehold.remote import RemoteLedger
+
+    paged = RemoteLedger(served.url, served.tokens["agent"])
+    paged.EVENT_PAGE = 4  # many pages: the walk neither skips nor repeats an event
+    with Ledger.open(sqlite_url) as direct:
+        assert [e.id for e in paged.iter_events()] == [e.id for e in direct.iter_events()]
+        assert [e.id for e in paged.iter_events("99927", after=3)] == [e.id for e in direct.iter_events("99927", after=3)]
+    paged.close()
 
 
 def test_token_file_must_be_private(served, base_env, tmp_path: Path) -> None:
@@ -405,6 +433,39 @@ def test_hooks_through_the_server_gate_and_fail_closed(served, base_env, tmp_pat
     assert "cannot check this call" in denied(hook(gone, "pre-tool-use", payload("pre_tool_use_agent.json")))
     no_token = CLI(served.url, dict(env, LEASEHOLD_TOKEN=""), tmp_path)
     assert "cannot check this call" in denied(hook(no_token, "pre-tool-use", payload("pre_tool_use_agent.json")))
+
+
+def test_shares_and_session_end_through_the_server(served, base_env, tmp_path: Path) -> None:
+    """Through the server: a shared lease lets the named teammates through the dispatch gate
+    and no one else; the session-end hook releases that session's leases and reservations."""
+    from tests.test_hooks import SESSION, decision, denied, hook, payload
+
+    env = dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"], HOME=str(tmp_path / "home"))
+    cli = CLI(served.url, env, tmp_path)
+    proc = cli("claim", "99927", "--session", "lead", "--share-with", "mate-1", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["shared_with"] == ["mate-1"], proc.stderr
+    prompt = payload("pre_tool_use_agent.json")
+    assert decision(hook(cli, "pre-tool-use", dict(prompt, session_id="mate-1"))) is None
+    assert "bob:lead" in denied(hook(cli, "pre-tool-use", dict(prompt, session_id="stranger")))
+    proc = cli("share", "99927", "mate-2", "--session", "stranger")
+    assert proc.returncode == 1 and "held by bob:lead" in proc.stderr
+    assert cli("claim", "A-1", "--session", SESSION).returncode == 0
+    assert cli("reserve-path", "src/**", "--session", SESSION).returncode == 0
+    proc = hook(cli, "session-end", payload("session_end.json"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    held = {t["id"]: t["lease_holder"] for t in json.loads(cli("list", "--json").stdout)}
+    assert held == {"99927": "bob:lead", "A-1": None}
+    assert json.loads(cli("paths", "--json").stdout) == []
+    from leasehold.remote import RemoteLedger
+
+    assert cli("claim", "B-2", "--session", "counted").returncode == 0
+    remote = RemoteLedger(served.url, served.tokens["agent"])
+    try:
+        assert remote.shared_among(["99927", "B-2", "not an id!"]) == {"99927": ["mate-1"]}
+        assert remote.release_session_count("counted") == (1, 0)
+        assert remote.release_session_count("counted") == (0, 0)
+    finally:
+        remote.close()
 
 
 def test_missions_through_the_server(served, base_env, tmp_path: Path) -> None:

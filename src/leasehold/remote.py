@@ -96,6 +96,17 @@ class RemoteStore:
     def migrate(self) -> list[str]:
         return []
 
+    def restore_guards(self) -> list[str]:
+        """Nothing: the append-only guards are repaired where the database is (``leasehold
+        migrate`` on the server's ledger)."""
+        return []
+
+    def checkpoint(self) -> dict[str, tuple[int, str]]:
+        """Refused (:class:`InvalidInput`): an anchor is taken where the database is, so that
+        it vouches for the stored hash chains rather than for what a server answers."""
+        raise InvalidInput("'leasehold anchor' reads the database's hash chains: run it against the "
+                           "server's database (LEASEHOLD_DB=<its URL>), not through the server")
+
     def extend(self, task_id: str, actor: str, session: str, ttl: float | None,
                fence: int | None) -> tuple[Task | None, bool]:
         try:
@@ -126,6 +137,12 @@ class RemoteStore:
     def sweep_paths(self, auto_release: bool) -> list[PathReservation]:
         return [path_in(r) for r in self.client.call("sweep_paths", auto_release=auto_release)]
 
+    def force_release_paths(self, patterns: list[str], actor: str | None, session: str | None,
+                            reason: str) -> list[tuple[str, list[PathReservation]]]:
+        by = None if actor is None else f"{actor}:{session}"
+        found = self.client.call("force_release_paths", patterns=list(patterns), reason=reason, by=by)
+        return [(pattern, [path_in(r) for r in gone]) for pattern, gone in found]
+
     def valid_paths(self) -> list[PathReservation]:
         return [path_in(r) for r in self.client.call("active_paths")]
 
@@ -144,6 +161,9 @@ def _by(by: Holder | str | None) -> str | None:
 class RemoteLedger(Ledger):
     """:class:`Ledger` over a ``leasehold serve`` URL. Open it with :meth:`Ledger.open` (or
     ``RemoteLedger(url, token)``). Raises :class:`PermissionDenied` without a token."""
+
+    #: Events per ``events_page`` request when :meth:`iter_events` walks the whole log.
+    EVENT_PAGE = 1000
 
     def __init__(self, url: str, token: str | None, default_ttl: float | None = None) -> None:
         from leasehold.model import DEFAULT_TTL
@@ -277,8 +297,10 @@ class RemoteLedger(Ledger):
         data = self._call("check", task_id=task_id, holder=_by(holder))
         return Verdict(data["clear"], task_in(data["task"]), data["reason"])
 
-    def who(self) -> list[tuple[str, list[Task]]]:
-        return [(holder, [task_in(t) for t in tasks]) for holder, tasks in self._call("who")]
+    def who(self, limit: int | None = None) -> list[tuple[str, list[Task]]]:
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return [(holder, [task_in(t) for t in tasks]) for holder, tasks in self._call("who", limit=limit)]
 
     def leases_of(self, holder: Holder | str) -> list[Lease]:
         return [_lease(t) for t in self._call("leases_of", holder=str(Holder.parse(holder)))]
@@ -298,6 +320,26 @@ class RemoteLedger(Ledger):
     def release_session(self, session: str) -> tuple[list[Task], list[PathReservation]]:
         data = self._call("release_session", session=validate_name(session, "session"))
         return [task_in(t) for t in data["tasks"]], [path_in(r) for r in data["paths"]]
+
+    def release_session_count(self, session: str) -> tuple[int, int]:
+        leases, reservations = self._call("release_session_count", session=validate_name(session, "session"))
+        return int(leases), int(reservations)
+
+    def share(self, task_id: str, holder: Holder | str, sessions: Iterable[str]) -> Lease:
+        validate_task_id(task_id)
+        who = Holder.parse(holder)
+        names = [validate_name(s, "session") for s in sessions]
+        if not names:
+            raise InvalidInput("name at least one session to share the lease with")
+        return _lease(self._call("share", task_id=task_id, holder=str(who), sessions=names))
+
+    def shared_among(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        from leasehold.model import is_task_id
+
+        wanted = [i for i in dict.fromkeys(ids) if is_task_id(i)]
+        if not wanted:
+            return {}
+        return {str(k): list(v) for k, v in self._call("shared_among", ids=wanted).items()}
 
     def record_bypass(self, tasks: list[Task], by: Holder | str | None, details: dict[str, Any]) -> None:
         self._call("record_bypass", task_ids=[t.id for t in tasks], by=_by(by), details=details)
@@ -343,12 +385,39 @@ class RemoteLedger(Ledger):
     def blocked(self) -> list[tuple[Task, list[tuple[str, str]]]]:
         return [(task_in(t), [(b, s) for b, s in pairs]) for t, pairs in self._call("blocked")]
 
-    def reopen(self, task_id: str, by: Holder | str | None = None, op_id: str | None = None) -> Task:
+    def reopen(self, task_id: str, by: Holder | str | None = None, *, op_id: str | None = None) -> Task:
         validate_task_id(task_id)
         return task_in(self._call("reopen", task_id=task_id, by=_by(by), op_id=op_id))
 
-    def tasks(self, *, status: str | None = None, held: bool | None = None) -> list[Task]:
-        return [task_in(t) for t in self._call("tasks", status=status, held=held)]
+    def tasks(self, *, status: str | None = None, held: bool | None = None,
+              limit: int | None = None) -> list[Task]:
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return [task_in(t) for t in self._call("tasks", status=status, held=held, limit=limit)]
+
+    def iter_tasks(self, *, status: str | None = None, held: bool | None = None,
+                   limit: int | None = None) -> Iterator[Task]:
+        """:meth:`tasks` (one request: the server sends up to ``limit`` tasks, all when None)."""
+        return iter(self.tasks(status=status, held=held, limit=limit))
+
+    def iter_events(self, task_id: str | None = None, limit: int | None = None,
+                    after: int = 0) -> Iterator[Event]:
+        """:meth:`events`; without ``limit`` every event with id > ``after``, fetched a page
+        (``events_page``, 1000 events) at a time, so the whole log is never in one answer."""
+        if task_id is not None:
+            validate_task_id(task_id)
+        if limit is not None:
+            return iter(self.events(task_id, limit, after))
+        return self._event_pages(task_id, after)
+
+    def _event_pages(self, task_id: str | None, after: int) -> Iterator[Event]:
+        while True:
+            page = [event_in(e) for e in self._call("events_page", task_id=task_id, after=after or None,
+                                                    page=self.EVENT_PAGE)]
+            yield from page
+            if not page:
+                return
+            after = page[-1].id
 
     def events(self, task_id: str | None = None, limit: int | None = None,
                after: int = 0) -> list[Event]:
@@ -495,8 +564,26 @@ class RemoteFeed:
         posts = self.last(1)
         return posts[-1].id if posts else 0
 
-    def queue(self) -> list[dict[str, Any]]:
-        return self.client.call("feed_queue")  # type: ignore[no-any-return]
+    def iter_posts(self, *, since: float | None = None, kind: str | None = None) -> Iterator[Any]:
+        """:meth:`posts` without a limit (one request)."""
+        return iter(self.posts(since=since, kind=kind))
+
+    def queue(self, limit: int | None = None, state: str | None = None,
+              item: str | None = None) -> list[dict[str, Any]]:
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return self.client.call("feed_queue", limit=limit, state=state,  # type: ignore[no-any-return]
+                                item=item)
+
+    def iter_queue(self, state: str | None = None, item: str | None = None,
+                   page: int = 200) -> Iterator[dict[str, Any]]:
+        """:meth:`queue` in its order: the first ``page`` entries in one request, the rest (only
+        if the caller reads past them) in a second one."""
+        first = self.queue(max(1, page), state, item)
+        yield from first
+        if len(first) < max(1, page):
+            return
+        yield from self.queue(None, state, item)[len(first):]
 
     def drift(self) -> list[dict[str, Any]]:
         return self.client.call("feed_drift")  # type: ignore[no-any-return]

@@ -48,7 +48,7 @@ OPS = {
     "status": ("GET", T + "/status", "reader", {}),
     "show": ("GET", T, "reader", {}),
     "check": ("GET", T + "/check", "reader", {"holder": "string?"}),
-    "who": ("GET", "/v1/who", "reader", {}),
+    "who": ("GET", "/v1/who", "reader", {"limit": "integer?"}),
     "leases_of": ("GET", "/v1/leases", "reader", {"holder": "string"}),
     "held_among": ("POST", "/v1/held", "reader", {"ids": "array"}),
     "add": ("POST", T, "agent", {"title": "string?", "priority": "integer?", "by": "string?"}),
@@ -60,10 +60,14 @@ OPS = {
     "ready": ("GET", "/v1/ready", "reader", {"limit": "integer?"}),
     "blocked": ("GET", "/v1/blocked", "reader", {}),
     "reopen": ("POST", T + "/reopen", "agent", {"by": "string?"}),
-    "tasks": ("GET", "/v1/tasks", "reader", {"status": "string?", "held": "boolean?"}),
+    "tasks": ("GET", "/v1/tasks", "reader", {"status": "string?", "held": "boolean?", "limit": "integer?"}),
     "events": ("GET", "/v1/log", "reader", {"task_id": "string?", "limit": "integer?", "after": "integer?"}),
+    "events_page": ("GET", "/v1/log/page", "reader", {"task_id": "string?", "after": "integer?", "page": "integer?"}),
     "heartbeat_session": ("POST", "/v1/sessions/{session}/heartbeat", "agent", {}),
     "release_session": ("POST", "/v1/sessions/{session}/release", "agent", {}),
+    "release_session_count": ("POST", "/v1/sessions/{session}/release-count", "agent", {}),
+    "share": ("POST", T + "/share", "agent", {"holder": "string", "sessions": "array"}),
+    "shared_among": ("POST", "/v1/shared", "reader", {"ids": "array"}),
     "record_bypass": ("POST", "/v1/bypass", "agent",
                       {"task_ids": "array", "by": "string?", "details": "object"}),
     "reserve_paths": ("POST", "/v1/paths/reserve", "agent",
@@ -72,6 +76,8 @@ OPS = {
     "release_paths": ("POST", "/v1/paths/release", "agent", {"patterns": "array", "holder": "string"}),
     "active_paths": ("GET", "/v1/paths", "reader", {}),
     "sweep_paths": ("POST", "/v1/paths/sweep", "agent", {"auto_release": "boolean?"}),
+    "force_release_paths": ("POST", "/v1/paths/force-release", "agent",
+                            {"patterns": "array", "reason": "string", "by": "string?"}),
     "exclusive_paths_not_of_session": ("GET", "/v1/paths/exclusive", "reader", {"session": "string"}),
     "token_create": ("POST", "/v1/tokens", "admin",
                      {"actor": "string", "role": "string?", "expires": "number?"}),
@@ -101,7 +107,7 @@ OPS = {
                    {"since": "number?", "item": "string?", "kind": "string?", "limit": "integer?"}),
     "feed_last": ("GET", "/v1/feed/last", "reader", {"count": "integer"}),
     "feed_after": ("GET", "/v1/feed/after", "reader", {"post_id": "integer", "limit": "integer?"}),
-    "feed_queue": ("GET", "/v1/queue", "reader", {}),
+    "feed_queue": ("GET", "/v1/queue", "reader", {"limit": "integer?", "state": "string?", "item": "string?"}),
     "feed_drift": ("GET", "/v1/drift", "reader", {}),
 }
 
@@ -111,7 +117,7 @@ OP_ID_OPS = frozenset({"claim", "extend", "release", "force_release", "complete"
                        "next", "sweep", "add", "add_blocked", "depend", "undepend", "reopen"})
 
 #: Operations that change nothing: safe to retry after a lost connection.
-READS = frozenset(name for name, (method, *_rest) in OPS.items() if method == "GET") | {"held_among"}
+READS = frozenset(name for name, (method, *_rest) in OPS.items() if method == "GET") | {"held_among", "shared_among"}
 
 
 def path_params(path: str) -> list[str]:

@@ -177,8 +177,8 @@ def check(c: Call, task_id: str, holder: str | None = None) -> Any:
     return {"clear": verdict.clear, "task": T(verdict.task), "reason": verdict.reason}
 
 
-def who(c: Call) -> Any:
-    return [[holder, [T(t) for t in tasks]] for holder, tasks in c.ledger.who()]
+def who(c: Call, limit: int | None = None) -> Any:
+    return [[holder, [T(t) for t in tasks]] for holder, tasks in c.ledger.who(limit)]
 
 
 def leases_of(c: Call, holder: str) -> Any:
@@ -228,14 +228,35 @@ def reopen(c: Call, task_id: str, by: str | None = None) -> Any:
     return T(c.ledger.reopen(task_id, by=c.by(by), op_id=c.op_id))
 
 
-def tasks(c: Call, status: str | None = None, held: bool | None = None) -> Any:
+def tasks(c: Call, status: str | None = None, held: bool | None = None, limit: int | None = None) -> Any:
     if status is not None and status not in ("open", "in_progress", "done"):
         raise InvalidInput(f"status must be open, in_progress or done, got {status!r}")
-    return [T(t) for t in c.ledger.tasks(status=status, held=held)]
+    return [T(t) for t in c.ledger.tasks(status=status, held=held, limit=limit)]
 
 
 def events(c: Call, task_id: str | None = None, limit: int | None = None, after: int | None = None) -> Any:
     return [wire.event_out(e) for e in c.ledger.events(task_id, limit, after or 0)]
+
+
+#: The most events one ``events_page`` answer carries.
+EVENTS_PAGE_MAX = 1000
+
+
+def events_page(c: Call, task_id: str | None = None, after: int | None = None, page: int | None = None) -> Any:
+    """The oldest ``page`` events (at most :data:`EVENTS_PAGE_MAX`) with id > ``after``, oldest
+    first: the remote ``iter_events`` walks the whole log with it, a page at a time."""
+    import itertools
+
+    size = EVENTS_PAGE_MAX if page is None else page
+    if not 1 <= size <= EVENTS_PAGE_MAX:
+        raise InvalidInput(f"page must be between 1 and {EVENTS_PAGE_MAX}, got {size}")
+    stream = c.ledger.iter_events(task_id, None, after or 0)
+    try:
+        return [wire.event_out(e) for e in itertools.islice(stream, size)]
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 def heartbeat_session(c: Call, session: str) -> Any:
@@ -248,6 +269,19 @@ def release_session(c: Call, session: str) -> Any:
     c.own_session(session)
     leases, reservations = c.ledger.release_session(session)
     return {"tasks": [T(t) for t in leases], "paths": [wire.path_out(r) for r in reservations]}
+
+
+def release_session_count(c: Call, session: str) -> Any:
+    c.own_session(session)
+    return list(c.ledger.release_session_count(session))
+
+
+def share(c: Call, task_id: str, holder: str, sessions: list[str]) -> Any:
+    return _lease(c.ledger.share(task_id, holder, [str(s) for s in sessions]))
+
+
+def shared_among(c: Call, ids: list[str]) -> Any:
+    return c.ledger.shared_among([str(i) for i in ids])
 
 
 def record_bypass(c: Call, task_ids: list[str], details: dict[str, Any], by: str | None = None) -> Any:
@@ -280,6 +314,13 @@ def sweep_paths(c: Call, auto_release: bool = False) -> Any:
     from leasehold import paths
 
     return [wire.path_out(r) for r in paths.sweep(c.ledger, auto_release)]
+
+
+def force_release_paths(c: Call, patterns: list[str], reason: str, by: str | None = None) -> Any:
+    from leasehold import paths
+
+    cleared = paths.force_release(c.ledger, [str(p) for p in patterns], reason, c.by(by))
+    return [[pattern, [wire.path_out(r) for r in found]] for pattern, found in cleared]
 
 
 def exclusive_paths_not_of_session(c: Call, session: str) -> Any:
@@ -390,8 +431,8 @@ def feed_after(c: Call, post_id: int, limit: int | None = None) -> Any:
     return [S(p) for p in c.ledger.feed.after(post_id, limit)]
 
 
-def feed_queue(c: Call) -> Any:
-    return c.ledger.feed.queue()
+def feed_queue(c: Call, limit: int | None = None, state: str | None = None, item: str | None = None) -> Any:
+    return c.ledger.feed.queue(limit, state, item)
 
 
 def feed_drift(c: Call) -> Any:
