@@ -377,32 +377,6 @@ def test_a_file_that_is_not_a_ledger_is_refused_and_left_untouched(
     assert snapshot(folder) == before
 
 
-def test_another_apps_pending_wal_is_not_checkpointed(base_env: dict[str, str],
-                                                       tmp_path: Path) -> None:
-    """Another application's WAL-mode database whose -wal still holds its last commits (it
-    crashed, or it is not running): opening it read-write and closing it as the last connection
-    would checkpoint the -wal into the database file and delete it."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    target = folder / "app.db"
-    subprocess.run([str(Path(LEASEHOLD).parent / "python"), "-c", f"""if 1:
-        import os, sqlite3
-        conn = sqlite3.connect({str(target)!r})
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA wal_autocheckpoint=0")
-        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
-        conn.commit()
-        conn.execute("INSERT INTO users DEFAULT VALUES")
-        conn.commit()
-        os._exit(0)  # no close: the -wal stays as a crash leaves it
-        """], check=True, timeout=60)
-    kept = {name: (folder / name).read_bytes() for name in ("app.db", "app.db-wal")}
-    for command in (["status", "T"], ["migrate"], ["init"]):
-        result = run(dict(base_env, LEASEHOLD_DB=str(target)), tmp_path, *command)
-        assert result.returncode == 78 and str(target) in one_line(result), command
-        assert {name: (folder / name).read_bytes() for name in kept} == kept, command
-
-
 def test_an_empty_file_becomes_a_ledger_only_through_init(base_env: dict[str, str],
                                                           tmp_path: Path) -> None:
     target = tmp_path / "l.db"

@@ -156,7 +156,6 @@ class SQLiteStore(SQLStore):
             except OSError as exc:
                 raise ConfigError(f"cannot create the folder {folder} of the SQLite ledger "
                                   f"{self.path}: {exc.strerror}") from None
-        self._probe(create)
         try:
             conn = sqlite3.connect(_uri(self.path, create), uri=True, timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
@@ -192,49 +191,10 @@ class SQLiteStore(SQLStore):
             return ConfigError(f"cannot open the SQLite ledger {path}: permission denied")
         return _translate(self, exc)
 
-    def _probe(self, create: bool) -> None:
-        """Refuse a file that is not a ledger through a read-only connection, before the
-        read-write one opens, when it has a -wal file: closing a read-write connection to
-        another application's WAL-mode database would checkpoint its -wal into the file and
-        delete it. The cheap test first: a marked ledger's header (bytes 68-71,
-        ``application_id``) says so."""
-        try:
-            with open(self.path, "rb") as fh:
-                header = fh.read(100)
-        except OSError:
-            return  # missing, a directory, unreadable: the read-write open reports it
-        if not header or header[68:72] == APPLICATION_ID.to_bytes(4, "big"):
-            return
-        if not os.path.exists(self.path + "-wal"):
-            # no pending -wal: the read-write connection leaves the file as it found it (and
-            # removes the -wal/-shm it makes on close); a read-only one could not remove them
-            return
-        try:
-            conn = sqlite3.connect(_uri(self.path, False).replace("?mode=rw", "?mode=ro"),
-                                   uri=True, timeout=self.busy_timeout, isolation_level=None)
-        except sqlite3.Error:
-            return
-        rw_conn = getattr(self, "conn", None)
-        self.conn = conn
-        try:
-            with self._guard():
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-            self._recognise(app_id, version, create)
-        finally:
-            self.conn = rw_conn  # type: ignore[assignment]
-            conn.close()
-
     def _reconcile(self, app_id: int, version: int, create: bool) -> list[str]:
         """The slow path of opening: the file is not an up-to-date ledger. Recognise it (a new
         empty file, a ledger made by an earlier version, a ledger needing migrations) and
         migrate, or refuse it untouched."""
-        self._recognise(app_id, version, create)
-        return self.migrate()
-
-    def _recognise(self, app_id: int, version: int, create: bool) -> None:
-        """Raise :class:`ConfigError` unless the file is a ledger (of this or an earlier
-        version) or an empty file to be created; reads only."""
         path = self.path
         conn = self.conn
         known = known_migrations()
@@ -251,7 +211,7 @@ class SQLiteStore(SQLStore):
                         f"{path} is an empty file, not a leasehold ledger: create the ledger with "
                         f"`leasehold init --db {path}`")
                 self.created = True
-                return
+                return self.migrate()
             columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_migrations)")}
             if not _MIGRATION_COLUMNS <= columns:
                 shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
@@ -280,6 +240,7 @@ class SQLiteStore(SQLStore):
             raise ConfigError(
                 f"the ledger {path} has a newer schema than this leasehold knows ({what}): "
                 "upgrade leasehold; nothing was changed")
+        return self.migrate()
 
     def _guard(self) -> _Guard:
         """Translate sqlite3 errors into leasehold errors (see :func:`_translate`)."""
