@@ -327,6 +327,13 @@ class SQLiteStore(SQLStore):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            # Put the mark into the main file's header at once (it lives in the -wal until a
+            # checkpoint): another process then recognises the ledger by the cheap header test
+            # instead of examining it as a possibly foreign WAL database. PASSIVE: never waits.
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                pass
         return applied
 
 
