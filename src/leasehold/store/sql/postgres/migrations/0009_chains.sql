@@ -63,6 +63,9 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('leasehold.chain:' || TG_TABLE_SCHEMA
         || '.events:' || coalesce('T' || NEW.task_id, 'N'), 0));
+    -- The id is drawn again under the chain lock: one drawn before it (the column default)
+    -- could order two rows of one chain against the order the lock gave them.
+    NEW.id := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.events', 'id'));
     IF NEW.task_id IS NULL THEN
         SELECT e.hash INTO prev FROM events e WHERE e.task_id IS NULL ORDER BY e.id DESC LIMIT 1;
     ELSE
@@ -92,6 +95,9 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('leasehold.chain:' || TG_TABLE_SCHEMA
         || '.feed_posts:' || coalesce('T' || NEW.item, 'N'), 0));
+    -- The id is drawn again under the chain lock: one drawn before it (the column default)
+    -- could order two rows of one chain against the order the lock gave them.
+    NEW.id := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.feed_posts', 'id'));
     IF NEW.item IS NULL THEN
         SELECT p.hash INTO prev FROM feed_posts p WHERE p.item IS NULL ORDER BY p.id DESC LIMIT 1;
     ELSE
