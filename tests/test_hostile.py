@@ -461,3 +461,18 @@ def test_a_title_cannot_close_the_quotes_it_is_shown_in() -> None:
             run = len(body[:i]) - len(body[:i].rstrip("\\"))
             assert run % 2 == 1, (shown, i)
     assert "\\\\" in body  # the title's own backslash is shown doubled
+
+
+@pytest.mark.parametrize("plant", ["fifo", "dir"])
+def test_a_fifo_or_folder_at_the_audit_path_refuses_the_bypass_without_hanging(sqlite_cli: CLI, tmp_path: Path, plant: str) -> None:
+    cli = sqlite_cli
+    audit = tmp_path / "audit"
+    audit.mkdir(mode=0o700)
+    _settings(tmp_path, audit_dir=str(audit))
+    day = time.strftime("%Y%m%d", time.gmtime())
+    target = audit / f"bypass-audit-{day}.log"
+    os.mkfifo(target) if plant == "fifo" else target.mkdir()
+    claim(cli, "99927", "other-session")
+    # opening a FIFO for writing with no reader blocks forever: the hook must not
+    reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent_bypass.json")))
+    assert "could not be audited" in reason
