@@ -476,3 +476,21 @@ def test_a_fifo_or_folder_at_the_audit_path_refuses_the_bypass_without_hanging(s
     # opening a FIFO for writing with no reader blocks forever: the hook must not
     reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent_bypass.json")))
     assert "could not be audited" in reason
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770])
+def test_a_settings_cache_planted_in_a_shared_folder_is_not_believed(sqlite_cli: CLI, tmp_path: Path, mode: int) -> None:
+    """Another user who can write the cache folder must not choose our settings."""
+    import marshal
+
+    cli = sqlite_cli
+    toml = tmp_path / "leasehold.toml"
+    toml.write_text('actor = "alice"\n')
+    cache = Path(cli.env["HOME"]) / ".cache" / "leasehold" / "config"
+    cache.mkdir(parents=True)
+    cache.chmod(mode)
+    where = os.path.abspath(toml)
+    planted = cache / (where.replace(os.sep, "%") + ".marshal")
+    planted.write_bytes(marshal.dumps((where, toml.read_bytes(), {"actor": "mallory"})))
+    out = cli("whoami", "--session", "s").stdout
+    assert "alice" in out and "mallory" not in out
