@@ -494,3 +494,16 @@ def test_a_settings_cache_planted_in_a_shared_folder_is_not_believed(sqlite_cli:
     planted.write_bytes(marshal.dumps((where, toml.read_bytes(), {"actor": "mallory"})))
     out = cli("whoami", "--session", "s").stdout
     assert "alice" in out and "mallory" not in out
+
+
+def test_a_heartbeat_throttle_file_planted_in_a_shared_folder_does_not_stop_heartbeats(sqlite_cli: CLI) -> None:
+    """The fast path must not believe a throttle file ("not due until 9e18") in a folder
+    other users can write: that would silence this session's heartbeats until its lease dies."""
+    cli = sqlite_cli
+    state = Path(cli.env["HOME"]) / ".cache" / "leasehold" / "state"
+    state.mkdir(parents=True)
+    state.chmod(0o777)
+    (state / f"heartbeat-{SESSION}").write_text("9e18\n")
+    beat = hook(cli, "post-tool-use", payload("post_tool_use_bash.json"),
+                env={"CLAUDE_CODE_SESSION_ID": SESSION})
+    assert beat.returncode == 1 and "writable by other users" in beat.stderr
