@@ -507,3 +507,11 @@ def test_a_heartbeat_throttle_file_planted_in_a_shared_folder_does_not_stop_hear
     beat = hook(cli, "post-tool-use", payload("post_tool_use_bash.json"),
                 env={"CLAUDE_CODE_SESSION_ID": SESSION})
     assert beat.returncode == 1 and "writable by other users" in beat.stderr
+
+
+def test_usage_errors_do_not_echo_control_characters_raw(sqlite_cli: CLI) -> None:
+    """argparse's "unrecognized arguments" repeats the arguments as given."""
+    proc = sqlite_cli("list", "--bogus", "x\x1b]0;owned\x07\x1b[2J\ry\u202e")
+    assert proc.returncode == 2
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr and "\u202e" not in proc.stderr
+    assert "\\x1b]0;owned" in proc.stderr and proc.stderr.count("\n") == 1
