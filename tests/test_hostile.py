@@ -515,3 +515,18 @@ def test_usage_errors_do_not_echo_control_characters_raw(sqlite_cli: CLI) -> Non
     assert proc.returncode == 2
     assert "\x1b" not in proc.stderr and "\r" not in proc.stderr and "\u202e" not in proc.stderr
     assert "\\x1b]0;owned" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_dot_dot_after_a_symlink_is_resolved_by_the_file_system_not_by_spelling(tmp_path: Path) -> None:
+    """``alias/../routes.py`` with ``alias -> src/api/v1`` is ``src/api/routes.py`` to the
+    kernel; collapsing ``..`` first (``routes.py``) would let the edit past a reservation."""
+    from leasehold.paths import gate_paths
+
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "src" / "api" / "v1").mkdir(parents=True)
+    (repo / "src" / "api" / "routes.py").write_text("x = 1\n")
+    (repo / "alias").symlink_to(repo / "src" / "api" / "v1")
+    assert os.path.samefile(repo / "alias" / ".." / "routes.py", repo / "src" / "api" / "routes.py")
+    assert "src/api/routes.py" in gate_paths(str(repo / "alias" / ".." / "routes.py"), str(repo))
+    assert "src/api/routes.py" in gate_paths("alias/../routes.py", str(repo))
