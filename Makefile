@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench verify fuzz lint clean
+.PHONY: demo test bench bench-scale verify fuzz lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: $(STAMP)
 # linearizability, self-test the checker; writes benchmarks/VERIFY.md (about 30 minutes).
 verify: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m verify.run
+
+bench-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
+	$(BIN)/python -m compileall -q src
+	$(BIN)/python benchmarks/run.py scale
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks verify

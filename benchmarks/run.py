@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Benchmarks that run only when named (``make bench-scale``): they take long.
+SEPARATE = {"scale"}
 
 
 class Report:
@@ -41,7 +43,7 @@ def main(argv: list[str]) -> int:
     started = time.time()
     for path in modules:
         name = path.stem[len("bench_"):]
-        if only and name not in only:
+        if (only and name not in only) or (not only and name in SEPARATE):
             continue
         spec = importlib.util.spec_from_file_location(path.stem, path)
         assert spec and spec.loader
@@ -58,7 +60,14 @@ def main(argv: list[str]) -> int:
     body = "".join(f"\n## {title}\n\n{text}" for title, text in report.sections)
     out = HERE / "RESULTS.md"
     if only and out.exists():
-        print(f"\n(partial run: {out} left as it was)")
+        # A partial run replaces its own sections in RESULTS.md (same titles) and adds new ones.
+        text = out.read_text(encoding="utf-8")
+        head, *parts = text.split("\n## ")
+        sections = {part.split("\n", 1)[0]: part for part in parts}
+        for title, body_text in report.sections:
+            sections[title] = f"{title}\n\n{body_text}"
+        out.write_text(head + "".join("\n## " + part for part in sections.values()), encoding="utf-8")
+        print(f"\nupdated {len(report.sections)} section(s) of {out}")
     else:
         out.write_text(header + body, encoding="utf-8")
         print(f"\nwrote {out}")

@@ -76,6 +76,33 @@ def test_absolute_forms_stay_absolute(tmp_path: Path) -> None:
         load_settings(environ={}, cwd=str(tmp_path))
 
 
+@pytest.mark.parametrize("value", ['""', '"   "', "5", "true"])
+def test_an_empty_or_non_string_db_in_the_toml_is_an_error_not_the_per_user_ledger(
+        value: str, base_env: dict[str, str], tmp_path: Path) -> None:
+    """``db = ""`` (say, a template whose variable was empty) names no ledger: falling back to
+    the per-user default would quietly coordinate through another ledger (and the gate would
+    allow a task held in the repository's)."""
+    from leasehold.config import load_settings
+
+    (tmp_path / "leasehold.toml").write_text(f"db = {value}\n")
+    with pytest.raises(ConfigError, match="leasehold.toml"):
+        load_settings(environ={}, cwd=str(tmp_path))
+    result = run(base_env, tmp_path, "status", "X")
+    assert result.returncode == 78 and "leasehold.toml" in one_line(result)
+    assert not (Path(base_env["XDG_DATA_HOME"]) / "leasehold").exists()
+
+
+def test_an_empty_explicit_db_is_an_error_not_the_configured_ledger(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """``--db "$UNSET"`` and ``Ledger.open("")`` name no ledger; they must not fall through to
+    LEASEHOLD_DB, leasehold.toml or the per-user default."""
+    result = run(base_env, tmp_path, "--db", "", "status", "X")
+    assert result.returncode == 78 and "empty" in one_line(result)
+    with pytest.raises(ConfigError, match="empty"):
+        Ledger.open("")
+    assert not (Path(base_env["XDG_DATA_HOME"]) / "leasehold").exists()
+
+
 # -- git worktrees ----------------------------------------------------------------------------
 @needs_git
 def test_worktrees_share_the_main_worktrees_ledger(base_env: dict[str, str], tmp_path: Path) -> None:
@@ -137,6 +164,31 @@ def test_linked_worktree_layouts(tmp_path: Path) -> None:
     assert linked_worktree(str(tmp_path / "elsewhere")) is None
 
 
+def test_a_linked_worktree_without_leasehold_toml_uses_the_main_worktrees(tmp_path: Path) -> None:
+    """`leasehold init`, then `git worktree add` before leasehold.toml is committed (or with
+    leasehold.toml kept out of git): the worktree has no leasehold.toml of its own. It must
+    still use the main worktree's ledger, not the per-user default (two sessions would both be
+    granted one task with fence 1)."""
+    from leasehold.config import load_settings
+
+    main = tmp_path / "main"
+    (main / ".git" / "worktrees" / "wt").mkdir(parents=True)
+    (main / ".git" / "worktrees" / "wt" / "commondir").write_text("../..\n")
+    (main / "leasehold.toml").write_text('db = ".leasehold/ledger.db"\n')
+    wt = tmp_path / "wt"
+    (wt / "src" / "pkg").mkdir(parents=True)
+    (wt / ".git").write_text(f"gitdir: {main / '.git' / 'worktrees' / 'wt'}\n")
+    for folder in (wt, wt / "src" / "pkg"):
+        settings = load_settings(environ={}, cwd=str(folder))
+        assert settings.db == str(main / ".leasehold" / "ledger.db")
+        assert settings.file == str(main / "leasehold.toml")
+        assert settings.worktree == (str(wt), str(main))
+        assert "shared by all worktrees" in settings.describe_source()
+    # the worktree's own leasehold.toml, when it has one, still comes first
+    (wt / "leasehold.toml").write_text('db = "/abs/elsewhere.db"\n')
+    assert load_settings(environ={}, cwd=str(wt)).db == "/abs/elsewhere.db"
+
+
 # -- never created silently ---------------------------------------------------------------------
 def test_explicit_locations_are_never_created(base_env: dict[str, str], tmp_path: Path) -> None:
     typo = tmp_path / "typo" / "ledgr.db"
@@ -179,6 +231,19 @@ def test_the_gate_denies_with_the_fix_when_the_ledger_is_missing(base_env: dict[
     assert str(tmp_path / ".leasehold" / "ledgr.db") in reason and "leasehold init" in reason
     assert "retrying will not help" in reason and "LEASEHOLD_ENFORCE=0" in reason
     assert not (tmp_path / ".leasehold").exists()
+
+
+def test_the_gate_calls_a_malformed_leasehold_toml_permanent(base_env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    """A typo in leasehold.toml will not go away by retrying: the denial must not say so."""
+    (tmp_path / "leasehold.toml").write_text('db = ".leasehold/ledger.db"\ndb_typo = 1\n')
+    payload = {"session_id": "s1", "hook_event_name": "PreToolUse", "tool_name": "Agent",
+               "cwd": str(tmp_path), "tool_input": {"prompt": "work on 99927", "description": "x"}}
+    proc = run(base_env, tmp_path, "hook", "pre-tool-use", input=json.dumps(payload))
+    out = json.loads(proc.stdout)["hookSpecificOutput"]
+    assert out["permissionDecision"] == "deny"
+    reason = out["permissionDecisionReason"]
+    assert "db_typo" in reason and "retrying will not help" in reason and "Retry" not in reason
 
 
 # -- leasehold init ---------------------------------------------------------------------------
@@ -272,7 +337,17 @@ def _rails_db(path: Path) -> None:
     conn.close()
 
 
+def _same_named_migrations_table(path: Path) -> None:
+    """Another tool's bookkeeping table with leasehold's very columns, still empty."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                 "applied_at REAL NOT NULL)")
+    conn.commit()
+    conn.close()
+
+
 @pytest.mark.parametrize("make", [
+    pytest.param(_same_named_migrations_table, id="empty-schema_migrations-same-columns"),
     pytest.param(lambda p: _other_app_db(p, wal=False), id="another-app"),
     pytest.param(lambda p: _other_app_db(p, wal=True), id="another-app-wal"),
     pytest.param(_user_version_99, id="user_version-99"),
@@ -300,6 +375,32 @@ def test_a_file_that_is_not_a_ledger_is_refused_and_left_untouched(
     with pytest.raises(ConfigError):
         Ledger.open(str(target), create=True) if target.stat().st_size else Ledger.open(str(target))
     assert snapshot(folder) == before
+
+
+def test_another_apps_pending_wal_is_not_checkpointed(base_env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    """Another application's WAL-mode database whose -wal still holds its last commits (it
+    crashed, or it is not running): opening it read-write and closing it as the last connection
+    would checkpoint the -wal into the database file and delete it."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    target = folder / "app.db"
+    subprocess.run([str(Path(LEASEHOLD).parent / "python"), "-c", f"""if 1:
+        import os, sqlite3
+        conn = sqlite3.connect({str(target)!r})
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        conn.commit()
+        conn.execute("INSERT INTO users DEFAULT VALUES")
+        conn.commit()
+        os._exit(0)  # no close: the -wal stays as a crash leaves it
+        """], check=True, timeout=60)
+    kept = {name: (folder / name).read_bytes() for name in ("app.db", "app.db-wal")}
+    for command in (["status", "T"], ["migrate"], ["init"]):
+        result = run(dict(base_env, LEASEHOLD_DB=str(target)), tmp_path, *command)
+        assert result.returncode == 78 and str(target) in one_line(result), command
+        assert {name: (folder / name).read_bytes() for name in kept} == kept, command
 
 
 def test_an_empty_file_becomes_a_ledger_only_through_init(base_env: dict[str, str],
@@ -500,6 +601,21 @@ def test_passwords_never_printed(base_env: dict[str, str], tmp_path: Path) -> No
             assert "Traceback" not in result.stderr
     who = run(dict(base_env, LEASEHOLD_DB=urls[0]), tmp_path, "whoami")
     assert "postgresql://postgres:***@127.0.0.1:1/test" in who.stdout
+
+
+@pytest.mark.parametrize("password", ["ab/cdQ7zz91", "p@sQ7zz91", "Q7zz91#x", "Q7zz91?x"])
+def test_a_password_with_unencoded_reserved_characters_is_never_printed(
+        password: str, base_env: dict[str, str], tmp_path: Path) -> None:
+    """Generated passwords hold ``/ @ # ?``; people paste them into URLs without
+    percent-encoding. The URL is then malformed, but the password must still not be shown."""
+    from leasehold.urls import redact, scrub
+
+    url = f"postgresql://root:{password}@127.0.0.1:1/test?connect_timeout=2"
+    assert redact(url) == "postgresql://root:***@127.0.0.1:1/test?connect_timeout=2"
+    assert "Q7zz91" not in scrub(f"failed to resolve host '{password[2:]}@127.0.0.1'", url)
+    for args in (["--db", url, "whoami"], ["--db", url, "status", "T", "--json"]):
+        result = run(base_env, tmp_path, *args)
+        assert "Q7zz91" not in result.stdout + result.stderr, args
 
 
 def test_passwords_never_printed_by_a_real_server(base_env: dict[str, str], tmp_path: Path) -> None:

@@ -190,6 +190,23 @@ def test_abandon_a_reservation_in_place(history: Ledger, db_url: str) -> None:
     assert text.startswith("reservations #1: TK-") and "is abandoned but its events never abandon it" in text
 
 
+def test_delete_a_namespace_after_the_last_checkpoint(history: Ledger, db_url: str) -> None:
+    """A namespace is a chain of one row: after the last checkpoint no chain and no checkpoint
+    sees its deletion (and on SQLite its rowid is reused), but its reservations still name it.
+    (On PostgreSQL a foreign key, which disabling the user triggers leaves on, refuses it.)"""
+    history.tickets.reserve("ZZ", ALICE)
+    if db_url.startswith("postgresql"):
+        import psycopg
+
+        with pytest.raises(psycopg.errors.ForeignKeyViolation), owner_sql(db_url) as sql:
+            sql("DELETE FROM namespaces WHERE prefix = 'ZZ'")
+        return
+    with owner_sql(db_url) as sql:
+        sql("DELETE FROM namespaces WHERE prefix = 'ZZ'")
+    text = first(verify_ledger(history.store))
+    assert text.startswith("reservations #") and "namespace ZZ is missing" in text
+
+
 def test_insert_a_forged_event_without_a_hash(history: Ledger, db_url: str) -> None:
     with owner_sql(db_url) as sql:  # chain trigger off on PostgreSQL
         sql("INSERT INTO events (ts, kind, task_id, actor, session, details) "
@@ -227,6 +244,47 @@ def test_a_dropped_trigger_is_reported_and_migrate_restores_it(cli: CLI, db_url:
     clean = cli("verify")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert cli("migrate").stdout.strip() == "schema up to date"
+
+
+def test_a_neutered_trigger_of_the_same_name_is_reported_and_restored(sqlite_url: str, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite: a trigger replaced by one of the same name that never fires is as good as
+    dropped; verify must not call it "in place", and migrate must put the real one back."""
+    import sqlite3
+
+    cli = CLI(sqlite_url, base_env, tmp_path)
+    assert cli("claim", "t1", "--actor", "alice", "--session", "s1").returncode == 0
+    with sqlite3.connect(sqlite_url) as conn:
+        conn.execute("DROP TRIGGER events_append_only_update")
+        conn.execute("CREATE TRIGGER events_append_only_update BEFORE UPDATE ON events WHEN 0 "
+                     "BEGIN SELECT 1; END")
+    broken = cli("verify")
+    assert broken.returncode == 1
+    assert broken.stdout.startswith("BROKEN: events: trigger events_append_only_update is "
+                                    "disabled or altered"), broken.stdout
+    repaired = cli("migrate")
+    assert repaired.returncode == 0, repaired.stderr
+    assert cli("verify").returncode == 0
+    with sqlite3.connect(sqlite_url) as conn, pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE events SET actor = 'mallory'")
+
+
+def test_a_replica_only_trigger_is_reported_and_re_enabled(pg_url: str, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: ENABLE REPLICA TRIGGER leaves it enabled in the catalogue but it never fires
+    in an ordinary session: as good as disabled."""
+    import psycopg
+
+    cli = CLI(pg_url, base_env, tmp_path)
+    assert cli("claim", "t1", "--actor", "alice", "--session", "s1").returncode == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events ENABLE REPLICA TRIGGER events_append_only_delete")
+    broken = cli("verify")
+    assert broken.returncode == 1
+    assert broken.stdout.startswith("BROKEN: events: trigger events_append_only_delete is "
+                                    "disabled"), broken.stdout
+    assert cli("migrate").returncode == 0
+    assert cli("verify").returncode == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn, pytest.raises(psycopg.Error, match="append-only"):
+        conn.execute("DELETE FROM events")
 
 
 def test_truncated_tail_past_an_anchor(history: Ledger, db_url: str) -> None:
@@ -309,6 +367,28 @@ def _retake_events_checkpoints(ledger: Ledger, db_url: str) -> None:
         sql("INSERT INTO chain_checkpoints (tbl, kind, from_id, upto_id, row_count, digest, "
             f"prev_hash, hash, created_at) VALUES ('events', 'checkpoint', 0, {digest.last_id}, "
             f"{digest.count}, '{digest.hexdigest()}', '{g}', '{c}', 0)")
+
+
+def test_malformed_hashes_are_reported_not_raised(history: Ledger, db_url: str) -> None:
+    """A hash column holding something that is not hex (a checkpoint the least-privilege role
+    may INSERT on PostgreSQL, or an owner's edit) is a break verify reports; anchor still runs."""
+    with owner_sql(db_url) as sql:
+        sql("INSERT INTO chain_checkpoints (tbl, kind, from_id, upto_id, row_count, digest, "
+            "prev_hash, hash, created_at) VALUES ('feed_posts', 'checkpoint', 999, 1000, 0, "
+            "'junk', 'junk', 'junk', 0)")
+        sql(f"UPDATE events SET prev_hash = 'zz' WHERE id = {event_id(history, 't5', 'claimed')}")
+    text = everything(verify_ledger(history.store))
+    assert "checkpoint of feed_posts does not chain to the previous checkpoint" in text
+    assert "prev_hash does not match the previous row of its chain" in text
+    history.store.checkpoint()
+    assert not verify_ledger(history.store).ok
+
+
+def test_an_anchor_naming_a_table_twice_is_refused() -> None:
+    """Otherwise the last entry wins: a wrong head before a right one would pass unchecked."""
+    zero, good = "0" * 64, "c" * 64
+    with pytest.raises(ValueError, match="events.*twice"):
+        parse_anchor(f"leasehold-anchor/1 events=1:{zero} events=0:{good}")
 
 
 def test_verify_and_anchor_cli(cli: CLI) -> None:

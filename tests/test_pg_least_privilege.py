@@ -129,3 +129,29 @@ def test_grant_refuses_an_owner_and_sqlite(pg_url: str, cli: CLI, base_env, tmp_
     if not cli.db.startswith("postgresql"):
         lite = cli("db", "grant", "someone")
         assert lite.returncode == 2 and "PostgreSQL" in lite.stderr
+
+
+def test_a_temporary_table_does_not_shadow_the_trigger_s_tables(pg_url: str, app_role, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """pg_temp comes first in the search_path for tables: a temporary ``tasks`` (or ``events``)
+    of the role's own must not answer the ``tasks_explained`` trigger's queries."""
+    import psycopg
+
+    role, url = app_role
+    with Ledger.open(pg_url) as owner:
+        owner.claim("t1", ALICE, 60)
+    assert CLI(pg_url, base_env, tmp_path)("db", "grant", role).returncode == 0
+    with psycopg.connect(url, autocommit=True) as conn:
+        schema = conn.execute("SELECT current_schema()").fetchone()[0]
+        conn.execute(f'CREATE TEMP TABLE tasks (LIKE "{schema}".tasks)')
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(f"UPDATE \"{schema}\".tasks SET lease_actor = 'mallory' WHERE id = 't1'")
+        assert "task t1 changed without its event" in str(caught.value)
+        conn.execute("DROP TABLE pg_temp.tasks")
+        conn.execute("CREATE TEMP TABLE events (id bigint, task_id text, kind text, actor text, "
+                     "session text, fence bigint)")
+        with pytest.raises(psycopg.Error) as caught:
+            with conn.transaction():
+                conn.execute("INSERT INTO pg_temp.events VALUES (1, 't1', 'claimed', 'mallory', 's9', 1)")
+                conn.execute(f"UPDATE \"{schema}\".tasks SET lease_actor = 'mallory', "
+                             "lease_session = 's9' WHERE id = 't1'")
+        assert "task t1 changed without its event" in str(caught.value)

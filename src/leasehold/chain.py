@@ -83,6 +83,21 @@ def _sha256(data: bytes = b"") -> Any:
     return hashlib.sha256(data)
 
 
+def _bytes32(hex_hash: str | None) -> bytes:
+    """The 32 bytes of a stored hex hash (32 zero bytes for None). A value that is not 64 hex
+    digits (an edited or forged row) maps to the SHA-256 of its text, so verification reports a
+    mismatch instead of failing, and a chain built after it still has a well-formed link."""
+    if not hex_hash:
+        return ZERO
+    try:
+        data = bytes.fromhex(hex_hash)
+    except (ValueError, TypeError):
+        data = b""
+    if len(data) == 32:
+        return data
+    return _sha256(b"leasehold-malformed\0" + str(hex_hash).encode("utf-8", "replace")).digest()
+
+
 def encode_row(table: str, row: Mapping[str, Any]) -> bytes:
     """The canonical bytes of ``row`` (a mapping column -> value) of ``table``.
 
@@ -105,7 +120,7 @@ def encode_row(table: str, row: Mapping[str, Any]) -> bytes:
 
 def row_hash(table: str, prev_hash: str | None, row: Mapping[str, Any]) -> str:
     """The hex SHA-256 of ``row`` chained after ``prev_hash`` (hex, or None for a first row)."""
-    prev = bytes.fromhex(prev_hash) if prev_hash else ZERO
+    prev = _bytes32(prev_hash)
     digest = _sha256(_ROW_PREFIX + table.encode() + b"\0" + prev + encode_row(table, row))
     return digest.hexdigest()
 
@@ -126,7 +141,7 @@ class RangeDigest:
         self.last_id = 0
 
     def add(self, row_id: int, hex_hash: str) -> None:
-        self._h.update(_INT.pack(row_id) + bytes.fromhex(hex_hash))
+        self._h.update(_INT.pack(row_id) + _bytes32(hex_hash))
         self.count += 1
         self.last_id = row_id
 
@@ -137,9 +152,9 @@ class RangeDigest:
 def checkpoint_hash(table: str, prev_hash: str | None, from_id: int, upto_id: int, count: int,
                     digest: str, kind: str) -> str:
     """The hex hash of a checkpoint (see the module docstring)."""
-    prev = bytes.fromhex(prev_hash) if prev_hash else ZERO
+    prev = _bytes32(prev_hash)
     data = (b"leasehold-checkpoint-v1\0" + table.encode() + b"\0" + prev + _INT.pack(from_id)
-            + _INT.pack(upto_id) + _INT.pack(count) + bytes.fromhex(digest) + kind.encode())
+            + _INT.pack(upto_id) + _INT.pack(count) + _bytes32(digest) + kind.encode())
     return _sha256(data).hexdigest()
 
 
@@ -172,6 +187,8 @@ def parse_anchor(line: str) -> dict[str, tuple[int, str]]:
             raise ValueError(f"{word!r}: UPTO must be an integer and HASH hex") from None
         if number < 0 or len(digest) != 64:
             raise ValueError(f"{word!r}: UPTO must be >= 0 and HASH 64 hex digits")
+        if table in heads:
+            raise ValueError(f"{table} is named twice")
         heads[table] = (number, digest.lower())
     if not heads:
         raise ValueError("the anchor names no table")

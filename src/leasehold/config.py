@@ -8,7 +8,8 @@ Precedence, highest first:
   ``~/.local/share/leasehold/ledger.db``). A relative path in leasehold.toml (``rel.db``,
   ``sqlite:rel.db``) is relative to that file, never to the working directory; inside a linked
   git worktree it is resolved in the main worktree (found through the git common directory,
-  reading ``.git`` and ``commondir`` without running git), so every worktree shares one ledger.
+  reading ``.git`` and ``commondir`` without running git), so every worktree shares one ledger;
+  a linked worktree without a leasehold.toml of its own uses the main worktree's.
   Only the per-user default ledger is created on first use; any other location must exist
   (``leasehold init`` creates it).
 - actor: ``--actor`` > ``LEASEHOLD_ACTOR`` > ``actor`` in leasehold.toml > (an http(s) ledger) the
@@ -200,16 +201,27 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     """
     env = os.environ if environ is None else environ
     file = find_config(cwd)
+    linked: tuple[str, str] | None = None
+    if file is None:
+        # a linked worktree without a leasehold.toml of its own (made before the main
+        # worktree's was committed, or the file is not in git): use the main worktree's
+        linked, file = _main_worktree_config(os.path.abspath(cwd or os.getcwd()))
     values = read_config(file) if file else {}
     worktree: tuple[str, str] | None = None
-    if db:
+    if db is not None:
+        if not db.strip():  # `--db "$UNSET"`: never fall through to another ledger
+            raise ConfigError("the ledger named (--db, or the url given to Ledger.open) is empty: "
+                              "name it (a path, sqlite:///abs/path or postgresql://...), or "
+                              "leave it out to use LEASEHOLD_DB, leasehold.toml or the default")
         url, source = db, "--db"
     elif env.get("LEASEHOLD_DB"):
         url, source = env["LEASEHOLD_DB"], "LEASEHOLD_DB"
-    elif values.get("db"):
+    elif "db" in values:
         assert file is not None
-        url, worktree = resolve_config_db(str(values["db"]), file)
+        url, worktree = resolve_config_db(values["db"], file)
         source = file
+        if linked is not None and _is_relative_sqlite(values["db"]):
+            worktree = linked
     else:
         url, source = default_db_path(env), "default"
     ttl = DEFAULT_TTL
@@ -223,17 +235,22 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     return Settings(url, source, ttl, file, values, busy, worktree)
 
 
-def resolve_config_db(value: str, file: str) -> tuple[str, tuple[str, str] | None]:
+def resolve_config_db(value: Any, file: str) -> tuple[str, tuple[str, str] | None]:
     """The ledger ``db = value`` in leasehold.toml ``file`` names: ``(url, worktree)``.
 
     A PostgreSQL URL and an absolute path (``/abs``, ``~/x``, ``sqlite:///abs``) are used as
     they are; a relative path (``rel.db``, ``sqlite:rel.db``) is relative to the folder of
     ``file``, and when that folder is inside a linked git worktree, to the same folder of the
     main worktree (``worktree`` is then ``(this worktree's root, the main worktree's root)``).
-    Raises :class:`ConfigError` for a malformed value.
+    Raises :class:`ConfigError` for a malformed value (an empty string or not a string
+    included: it names no ledger, and falling back to the per-user one would split the fleet).
     """
     from leasehold.urls import split
 
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"db in {file} names no ledger ({value!r}): give a path, "
+                          "sqlite:///abs/path or postgresql://..., or remove the line to use "
+                          "the per-user default")
     if value.startswith(("http://", "https://")):
         return value, None  # a leasehold serve server
     try:
@@ -250,6 +267,30 @@ def resolve_config_db(value: str, file: str) -> tuple[str, tuple[str, str] | Non
     if worktree is not None:
         base = os.path.normpath(os.path.join(worktree[1], os.path.relpath(base, worktree[0])))
     return os.path.normpath(os.path.join(base, path)), worktree
+
+
+def _main_worktree_config(here: str) -> tuple[tuple[str, str] | None, str | None]:
+    """``((worktree root, main worktree root), leasehold.toml)`` when ``here`` is in a linked
+    git worktree and the main worktree has a leasehold.toml in the same folder or above (up to
+    its root); else ``(None, None)``."""
+    linked = linked_worktree(here)
+    if linked is None:
+        return None, None
+    mirrored = os.path.normpath(os.path.join(linked[1], os.path.relpath(here, linked[0])))
+    found = find_config(mirrored)
+    if found is None:
+        return None, None
+    rel = os.path.relpath(found, linked[1])
+    if rel.startswith(".." + os.sep):
+        return None, None
+    return linked, found
+
+
+def _is_relative_sqlite(value: Any) -> bool:
+    from leasehold.urls import split
+
+    kind, target = split(value)
+    return kind == "sqlite" and not os.path.isabs(os.path.expanduser(target))
 
 
 def linked_worktree(start: str) -> tuple[str, str] | None:

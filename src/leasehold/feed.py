@@ -14,13 +14,16 @@ still ``CONFIRM-PENDING``. Items are reduced from their threads in UTC timestamp
 
 from __future__ import annotations
 
+import heapq
+import itertools
+
 from leasehold.errors import DuplicatePost, InvalidInput, NotFound
 from leasehold.model import Holder, format_ts, parse_duration, parse_ts, validate_task_id
 from leasehold.tickets import reserve_in, validate_prefix
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
     from leasehold.model import Post, Task
@@ -436,6 +439,7 @@ class Feed:
                                  item=item, subject=subject, body=body, flags=flags,
                                  proof_kind=proof_kind, proof=proof, details=details)
             assert post is not None
+            self._refresh(w)
             return post
 
     def _root(self, w: TicketTx, post_id: int) -> Post:
@@ -530,6 +534,7 @@ class Feed:
                                  body=body if body is not None else "", refs=root.id,
                                  details=details)
             assert post is not None
+            self._refresh(w)
             return post
 
     def confirm(self, post_id: int, holder: Holder | str, prefix: str | None = None) -> ConfirmResult:
@@ -605,6 +610,7 @@ class Feed:
                 moved = ", ".join(f"#{r['post']} -> {r['to']}" for r in renumbered)
                 message = (f"{item} collided: #{winner.root.id} by {winner.root.seat} wins; "
                            f"renumbered {moved}")
+            self._refresh(w)
             return ConfirmResult(item, root, winner.root, confirmed, renumbered, False, message)
 
     # -- import -----------------------------------------------------------------------------
@@ -686,6 +692,7 @@ class Feed:
                 if actionable:
                     w.open_task(rec["item"], rec["subject"], who.actor, who.session)
                 posts.append(post)
+            self._refresh(w)
         return ImportResult(posts, skipped)
 
     def import_file(self, path: str, by: Holder | str) -> ImportResult:
@@ -724,8 +731,14 @@ class Feed:
                      if p.ts >= low and (kind is None or p.kind == kind)]
             posts.sort(key=lambda p: (p.ts, p.id))
         else:
-            posts = self.store.posts_since(low, kind)
+            posts = self.store.posts_since(low, kind, limit)
         return posts[-limit:] if limit else posts
+
+    def iter_posts(self, *, since: float | None = None, kind: str | None = None) -> Iterator[Post]:
+        """Every post by UTC ``ts`` (then id), streamed: with ``ts >= since``, of ``kind``."""
+        if kind is not None:
+            kind = _kind(kind, KINDS)
+        return self.store.iter_posts_since(-1.0e18 if since is None else since, kind)
 
     def last(self, count: int) -> list[Post]:
         """The newest ``count`` posts in recording order (for ``tail``)."""
@@ -742,16 +755,92 @@ class Feed:
         return posts[-1].id if posts else 0
 
     # -- the reducer and the drift check ------------------------------------------------------
-    def queue(self) -> list[dict[str, Any]]:
-        """The live reducer: every item's current state from the feed and the leases.
+    def _refresh(self, w: TicketTx) -> None:
+        """Recompute, inside the posting transaction, the reduced state of every item its posts
+        touched (from that item's posts alone: :meth:`TicketTx.posts_for_item`)."""
+        for item in sorted(w.touched):
+            st = reduce_items(w.posts_for_item(item)).get(item)
+            w.put_feed_item(item, item_row(st) if st is not None else None)
+        w.touched.clear()
+
+    def _ensure_rebuilt(self) -> None:
+        """Build feed_items from every post once, on a ledger that had posts before the table
+        existed (migration 0007). Idempotent; the only O(history) step, and it runs once."""
+        if self.store.feed_rebuilt():
+            return
+        with self.store.ticket_tx() as w:
+            row = w.tx.one("feed_state")
+            if row is not None and row["rebuilt"]:
+                return
+            rows = {}
+            for item, st in reduce_items(w.all_posts()).items():
+                data = item_row(st)
+                if data is not None:
+                    rows[item] = data
+            w.replace_feed_items(rows)
+
+    def iter_queue(self, state: str | None = None, item: str | None = None,
+                   page: int = 200) -> Iterator[dict[str, Any]]:
+        """The live reducer, streamed in its order (open items first, then by filing time and
+        item): each entry as :meth:`queue` describes. ``state`` / ``item`` filter. Reads the
+        stored per-item state (feed_items) ``page`` rows at a time and only the tasks those items
+        name, so the first N entries cost O(N + log n), not O(history). A feed-done item whose
+        task is validly held again is found from the smaller of the valid leases and the items
+        done in the feed (the one term that can grow: both are large only on a ledger with many
+        closed feed items and many held leases at once)."""
+        self._ensure_rebuilt()
+        now = self.store.now()
+        if item is not None:
+            rows, _ = self.store.feed_queue_rows("feed_queue_item", item=item, now=now)
+            for row in rows:
+                entry = queue_entry(row, now)
+                if state is None or entry["state"] == state:
+                    yield entry
+            return
+        if state != DONE:
+            rows = self.store.feed_claimed_done(now)
+            extra = sorted((e for e in (queue_entry(r, now) for r in rows) if e["state"] != DONE),
+                           key=_entry_key)
+            opened = (e for e in self._pages("feed_queue_open", now, page) if e["state"] != DONE)
+            for entry in heapq.merge(opened, extra, key=_entry_key):
+                if state is None or entry["state"] == state:
+                    yield entry
+        if state is None or state == DONE:
+            for entry in self._pages("feed_queue_rest", now, page):
+                if entry["state"] == DONE:
+                    yield entry
+
+    def _pages(self, name: str, now: float, page: int) -> Iterator[dict[str, Any]]:
+        after = ("", "")
+        while True:
+            rows = self.store.feed_queue_page(name, after, page)
+            for row in rows:
+                yield queue_entry(row, now)
+            if len(rows) < page:
+                return
+            after = (rows[-1]["filed_key"], rows[-1]["item"])
+
+    def queue(self, limit: int | None = None, state: str | None = None,
+              item: str | None = None) -> list[dict[str, Any]]:
+        """The live reducer: every item's current state from the feed and the leases (the first
+        ``limit`` entries; all when None).
 
         Each entry: ``item``, ``state`` (``CONFIRM-PENDING``, ``AWAITING_CLAIM``, ``CLAIMED``,
         ``RELEASED``, ``DONE``), ``owner`` (the lease holder, or the seat of the last ``claimed``
         post), ``claimed_until`` (lease expiry, ISO UTC), ``fence``, ``subject``, ``post`` and
         ``seat`` (the post holding the number), ``filed_at``, ``last_activity``, ``warmth``
         (``hot`` < 15 min, ``warm`` < 2 h, ``cold``), ``drift`` (ids of colliding posts not yet
-        reconciled). Open items first, then by filing time.
+        reconciled). Open items first, then by filing time. Raises :class:`InvalidInput` for
+        a ``limit`` below 1.
         """
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        entries = self.iter_queue(state, item, page=200 if limit is None else min(limit + 1, 1000))
+        return list(entries if limit is None else itertools.islice(entries, limit))
+
+    def queue_by_reduction(self) -> list[dict[str, Any]]:
+        """:meth:`queue` computed the slow way, by reducing every post (O(history)): the
+        reference the stored per-item state must equal (tests), and a check for operators."""
         from leasehold.model import format_ts_precise
 
         posts, tasks, now = self.store.feed_snapshot()
@@ -797,19 +886,96 @@ class Feed:
         order) and that no amendment has renumbered away. Posts accepted on release/repair
         evidence (or automatically, after the earlier post was closed) are legitimate re-posts,
         not drift. Each entry: ``item``, ``post``, ``seat``, ``ts``, ``pending``,
-        ``collides_with`` ``{post, seat, ts}``."""
-        from leasehold.model import format_ts_precise
+        ``collides_with`` ``{post, seat, ts}``. Reads only the items with collisions."""
+        import json
 
+        self._ensure_rebuilt()
+        out: list[dict[str, Any]] = []
+        for _, drift in self.store.feed_drift_rows():
+            out.extend(json.loads(drift))
+        return out
+
+    def drift_by_reduction(self) -> list[dict[str, Any]]:
+        """:meth:`drift` computed by reducing every post (O(history)): the reference."""
         out = []
         for item, st in sorted(reduce_items(self.store.all_posts()).items()):
-            for thread, earlier in st.collisions:
-                out.append({
-                    "item": item,
-                    "post": thread.root.id,
-                    "seat": thread.root.seat,
-                    "ts": format_ts_precise(thread.position),
-                    "pending": thread.pending,
-                    "collides_with": {"post": earlier.root.id, "seat": earlier.root.seat,
-                                      "ts": format_ts_precise(earlier.position)},
-                })
+            out.extend(drift_entries(item, st))
         return out
+
+
+def drift_entries(item: str, st: ItemState) -> list[dict[str, Any]]:
+    """The drift-check entries of one reduced item (its unreconciled collisions)."""
+    from leasehold.model import format_ts_precise
+
+    return [{
+        "item": item,
+        "post": thread.root.id,
+        "seat": thread.root.seat,
+        "ts": format_ts_precise(thread.position),
+        "pending": thread.pending,
+        "collides_with": {"post": earlier.root.id, "seat": earlier.root.seat,
+                          "ts": format_ts_precise(earlier.position)},
+    } for thread, earlier in st.collisions]
+
+
+def item_row(st: ItemState) -> dict[str, Any] | None:
+    """The feed_items columns of a reduced item (None when no post gives it a state: only
+    info posts name it)."""
+    import json
+
+    from leasehold.model import format_ts_precise
+
+    if st.state is None:
+        return None
+    opener = st.opener
+    lead = opener or st.threads[0]
+    drift = drift_entries(st.item, st)
+    return {
+        "state": st.state, "owner": st.owner,
+        "pending": 1 if opener is not None and opener.pending else 0,
+        "subject": lead.subject, "post": lead.root.id, "seat": lead.root.seat,
+        "filed_at": lead.position, "filed_key": format_ts_precise(lead.position),
+        "last_activity": st.last_activity, "drift_count": len(drift),
+        "drift": json.dumps(drift, sort_keys=True, separators=(",", ":")),
+    }
+
+
+def queue_entry(row: dict[str, Any], now: float) -> dict[str, Any]:
+    """A reducer entry from a feed_items row with its task's columns (``task_*``; None when
+    the item names no task), with the lease overlay at ``now`` (the task done: DONE; validly
+    held: CLAIMED by the lease holder)."""
+    import json
+
+    from leasehold.model import format_ts_precise, holder_text
+
+    state, owner, until, fence = row["state"], row["owner"], None, None
+    last = row["last_activity"]
+    if row["task_status"] is not None:
+        fence = row["task_fence"]
+        updated = row["task_updated"]
+        if updated is not None:
+            last = max(last or updated, updated)
+        if row["task_status"] == "done":
+            state = DONE
+        elif row["task_until"] is not None and now < row["task_until"]:
+            state, owner, until = CLAIMED, holder_text(row["task_actor"], row["task_session"]), row["task_until"]
+    if state == AWAITING and row["pending"]:
+        state = CONFIRM_PENDING
+    return {
+        "item": row["item"],
+        "state": state,
+        "owner": owner,
+        "claimed_until": format_ts_precise(until),
+        "fence": fence,
+        "subject": row["subject"],
+        "post": row["post"],
+        "seat": row["seat"],
+        "filed_at": row["filed_key"],
+        "last_activity": format_ts_precise(last),
+        "warmth": warmth(last, now),
+        "drift": [d["post"] for d in json.loads(row["drift"])],
+    }
+
+
+def _entry_key(entry: dict[str, Any]) -> tuple[str, str]:
+    return (entry["filed_at"], entry["item"])

@@ -543,13 +543,12 @@ class Ledger:
             return Verdict(True, task, None)
         return Verdict(False, task, f"held by {task.lease_holder} until {format_ts(task.lease_until)}")
 
-    def who(self) -> list[tuple[str, list[Task]]]:
-        """Valid leases grouped by holder, the most recently active holder first."""
-        groups: dict[str, list[Task]] = {}
-        for task in self.store.active_leases():
-            groups.setdefault(task.lease_holder or "?", []).append(task)
-        return sorted(groups.items(),
-                      key=lambda item: max(t.updated_at or 0 for t in item[1]), reverse=True)
+    def who(self, limit: int | None = None) -> list[tuple[str, list[Task]]]:
+        """Valid leases grouped by holder, the most recently active holder first; at most
+        ``limit`` holders (all when None)."""
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return self.store.who(limit)
 
     def leases_of(self, holder: Holder | str) -> list[Lease]:
         """The valid leases ``holder`` has now."""
@@ -597,6 +596,12 @@ class Ledger:
     def shared_among(self, ids: Iterable[str]) -> dict[str, list[str]]:
         """Task id -> the sessions its current valid lease is shared with (one query)."""
         return self.store.shares_among([i for i in dict.fromkeys(ids) if is_task_id(i)])
+
+    def release_session_count(self, session: str) -> tuple[int, int]:
+        """:meth:`release_session` returning only ``(leases, file reservations)`` released:
+        nothing is read back, so its cost is that of the set-based release itself (the
+        session-end hook). Raises :class:`InvalidInput` for a malformed session."""
+        return self.store.session_release_count(validate_name(session, "session"))
 
     def record_bypass(self, tasks: list[Task], by: Holder | str | None, details: dict[str, Any]) -> None:
         """Append ``bypass`` events (one per task, or one without a task) recording that the
@@ -729,20 +734,41 @@ class Ledger:
             raise NotFound(f"Task {task_id} not found")
         return task
 
-    def tasks(self, *, status: str | None = None, held: bool | None = None) -> list[Task]:
+    def tasks(self, *, status: str | None = None, held: bool | None = None,
+              limit: int | None = None) -> list[Task]:
         """Tasks by priority then age; ``status`` filters; ``held`` True keeps validly held
-        tasks, False the available ones (not done, no valid lease)."""
-        now = self.store.now()
-        result = []
-        for task in self.store.list_tasks():
+        tasks, False the available ones (not done, no valid lease); at most ``limit``."""
+        return list(self.iter_tasks(status=status, held=held, limit=limit))
+
+    def iter_tasks(self, *, status: str | None = None, held: bool | None = None,
+                   limit: int | None = None) -> Iterator[Task]:
+        """:meth:`tasks`, streamed from the store one at a time (flat memory for any size)."""
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        if held is None:
+            return self.store.iter_tasks(status=status, limit=limit)
+        return self._filtered(self.store.iter_tasks(held=held, limit=None if status else limit),
+                              status, limit)
+
+    @staticmethod
+    def _filtered(tasks: Iterator[Task], status: str | None, limit: int | None) -> Iterator[Task]:
+        count = 0
+        for task in tasks:
             if status is not None and task.status != status:
                 continue
-            if held is True and not task.lease_valid(now):
-                continue
-            if held is False and (task.lease_valid(now) or task.status == "done"):
-                continue
-            result.append(task)
-        return result
+            yield task
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+    def iter_events(self, task_id: str | None = None, limit: int | None = None,
+                    after: int = 0) -> Iterator[Event]:
+        """:meth:`events`, streamed (without ``limit``: every event, one row at a time)."""
+        if task_id is not None:
+            validate_task_id(task_id)
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        return self.store.iter_events(task_id, limit, after)
 
     def events(self, task_id: str | None = None, limit: int | None = None,
                after: int = 0) -> list[Event]:

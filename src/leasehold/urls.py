@@ -12,23 +12,22 @@ MASK = "***"
 
 
 def _userinfo_password(url: str) -> tuple[int, int] | None:
-    """``(start, end)`` of the password in ``scheme://user:password@host...``, or None."""
+    """``(start, end)`` of the password in ``scheme://user:password@host...``, or None.
+
+    The password runs from the first ``:`` of the user info to the *last* ``@`` of the URL:
+    a password pasted without percent-encoding may hold ``@ / ? #`` (RFC 3986 forbids them
+    there, but generated passwords have them), and showing too little beats showing it."""
     scheme_end = url.find("://")
     if scheme_end < 0:
         return None
     start = scheme_end + 3
-    end = len(url)
-    for stop in "/?#":
-        found = url.find(stop, start)
-        if found >= 0:
-            end = min(end, found)
-    at = url.rfind("@", start, end)
-    if at < 0:
+    first_at = url.find("@", start)
+    if first_at < 0:
         return None
-    colon = url.find(":", start, at)
+    colon = url.find(":", start, first_at)
     if colon < 0:
         return None
-    return colon + 1, at
+    return colon + 1, url.rfind("@")
 
 
 def passwords(url: str) -> list[str]:
@@ -83,7 +82,19 @@ def scrub(text: str, url: str | None) -> str:
         text = text.replace(f":{secret}@", f":{MASK}@").replace(f"password={secret}", f"password={MASK}")
         if len(secret) >= 4:  # anywhere; a shorter one would mangle ordinary words
             text = text.replace(secret, MASK)
+    # a password with unencoded "@", "/", "?", "#" or ":" makes libpq misparse the URL, and its
+    # messages then quote the pieces (a "host" that is the password's tail)
+    for secret in secrets:
+        for piece in sorted(_pieces(secret), key=len, reverse=True):
+            text = text.replace(piece, MASK)
     return text
+
+
+def _pieces(secret: str) -> set[str]:
+    """The parts (4 characters or more) of ``secret`` between URL delimiters."""
+    for stop in "@/?#:":
+        secret = secret.replace(stop, " ")
+    return {piece for piece in secret.split() if len(piece) >= 4}
 
 
 def split(url: str) -> tuple[str, str]:

@@ -12,7 +12,9 @@ Checks, in this order (the first break found is the one reported first):
 4. every task row agrees with its last events: holder, fence, lease expiry and status; a task
    row without any event is a task whose history was deleted; a reservation is abandoned
    exactly when an ``abandoned`` event of its ticket exists (the abandonment columns are the one
-   part of a chained row that may change, so they are checked against the chained events);
+   part of a chained row that may change, so they are checked against the chained events); every
+   reservation's namespace row exists (a namespace is a chain of one row: only its
+   reservations see it deleted after the last checkpoint);
 5. checkpoints: each covers the id range after the previous one; its row count and digest
    recompute from the rows (so a row deleted from, or slipped into, a covered range is found even
    where the chains cannot see it: the tail of a chain, or a whole chain). On SQLite, where ids
@@ -128,6 +130,9 @@ def verify_ledger(store: Any, anchor: Mapping[str, tuple[int, str]] | None = Non
         for row in reader.reservations_disagreeing():
             report.add("reservations", row["id"], f"{row['ticket_id']} is {row['status']} but "
                        f"its events {'never abandon' if row['status'] == 'abandoned' else 'abandon'} it")
+        for row in reader.reservations_without_namespace():
+            report.add("reservations", row["id"], f"namespace {row['prefix']} is missing: its "
+                                                  "row was deleted")
         for table in CHAINED:
             _check_checkpoints(reader, table, report, None if anchor is None else anchor.get(table))
         report.anchor_checked = anchor is not None
@@ -141,7 +146,8 @@ def _check_triggers(reader: AuditReader, report: Report) -> None:
         if state is None:
             report.add(table, None, f"trigger {name} is missing (run 'leasehold migrate' to restore it)")
         elif not state[1]:
-            report.add(table, None, f"trigger {name} is disabled (run 'leasehold migrate' to re-enable it)")
+            report.add(table, None, f"trigger {name} is disabled or altered (run 'leasehold migrate' to "
+                                    "restore it)")
 
 
 def _check_chains(reader: AuditReader, table: str, genesis_upto: int, report: Report) -> None:

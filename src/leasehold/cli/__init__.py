@@ -66,6 +66,8 @@ ALIASES = {
     "claim-status": "status",
     "claim-sweep": "sweep",
 }
+#: Commands leasehold.cli.fast runs without argparse when their command line is simple.
+_FAST = ("status", "claim-status", "check")
 #: Global options that take a value (to find the command word in argv).
 _VALUE_OPTIONS = {"--db", "--actor", "--session"}
 
@@ -210,6 +212,7 @@ def entry() -> None:
     more than starting Python). Any other form takes the argparse path to the same runner.
     """
     argv = sys.argv[1:]
+    code: int | None = None
     if len(argv) == 2 and argv[0] == "hook":
         from leasehold.hooks import EVENTS
 
@@ -221,9 +224,12 @@ def entry() -> None:
             from leasehold.hooks.claude import run
 
             code = run(argv[1])
-        else:
-            code = main()
-    else:
+    elif any(a in _FAST for a in argv):
+        # status / check in their simple shape skip argparse (leasehold.cli.fast).
+        from leasehold.cli.fast import run as run_fast
+
+        code = run_fast(argv)
+    if code is None:
         code = main()
     try:
         sys.stdout.flush()

@@ -115,6 +115,19 @@ def add_ttl_options(parser: argparse.ArgumentParser, default_text: str = "10m, o
     group.add_argument("--ttl-minutes", metavar="N", help="lease TTL in minutes")
 
 
+#: Rows a listing command prints unless given --limit N or --all.
+DEFAULT_LIMIT = 100
+
+
+def add_limit_options(parser: argparse.ArgumentParser, what: str, newest: bool = False) -> None:
+    """``--limit N`` (default :data:`DEFAULT_LIMIT`) and ``--all`` for a listing command."""
+    group = parser.add_mutually_exclusive_group()
+    which = "newest " if newest else "first "
+    group.add_argument("--limit", type=int, metavar="N",
+                       help=f"only the {which}N {what} (default {DEFAULT_LIMIT})")
+    group.add_argument("--all", action="store_true", help=f"every {what.rstrip('s')}, streamed")
+
+
 def add_op_id_option(parser: argparse.ArgumentParser) -> None:
     """``--op-id ID``: the operation id (idempotency key) a mutating command records."""
     parser.add_argument(
@@ -214,6 +227,51 @@ class Context:
 
             text = for_terminal(text)  # control characters escaped, line breaks kept
             sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
+
+    def limit(self) -> int | None:
+        """The row limit of a listing command: None with --all, else --limit (default
+        :data:`DEFAULT_LIMIT`). Raises InvalidInput below 1."""
+        if getattr(self.args, "all", False):
+            return None
+        limit = getattr(self.args, "limit", None)
+        if limit is None:
+            return DEFAULT_LIMIT
+        if limit < 1:
+            raise InvalidInput(f"--limit must be at least 1, got {limit}")
+        return limit
+
+    def stream(self, items: Any, to_dict: Callable[[Any], Any], to_line: Callable[[Any], str],
+               empty: str, limit: int | None, what: str = "rows") -> int:
+        """Print ``items`` (an iterable yielding up to ``limit`` + 1 of them) as they come:
+        only the format asked for (JSON: the same array ``json.dumps(..., indent=2)`` gives),
+        never the whole list in memory. When more than ``limit`` exist, says so on stderr.
+        Returns how many were printed."""
+        write = sys.stdout.write
+        count = 0
+        more = False
+        if self.json:
+            import json
+
+            for item in items:
+                if limit is not None and count >= limit:
+                    more = True
+                    break
+                text = json.dumps(to_dict(item), indent=2, ensure_ascii=False).replace("\n", "\n  ")
+                write(("[\n  " if count == 0 else ",\n  ") + text)
+                count += 1
+            write("[]\n" if count == 0 else "\n]\n")
+        else:
+            for item in items:
+                if limit is not None and count >= limit:
+                    more = True
+                    break
+                write(to_line(item) + "\n")
+                count += 1
+            if count == 0:
+                write(empty + "\n")
+        if more:
+            self.say(f"(only {limit} {what} shown: --limit N for another number, --all for every one)")
+        return count
 
     @staticmethod
     def say(message: str) -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from leasehold.cli.common import Context, add_command, add_op_id_option, blockers_after
+from leasehold.cli.common import (
+    Context,
+    add_command,
+    add_limit_options,
+    add_op_id_option,
+    blockers_after,
+)
 from leasehold.cli.leases import task_line
 
 TYPE_CHECKING = False
@@ -54,10 +60,11 @@ def setup_dep(sub: Any) -> None:
 
 def cmd_ready(ctx: Context) -> int:
     ledger = ctx.ledger
-    tasks = ledger.ready(ctx.args.limit)
+    limit = ctx.limit()
+    tasks = ledger.ready(None if limit is None else limit + 1)
     now = ledger.now()
-    ctx.out([t.to_dict(now) for t in tasks],
-            "\n".join(task_line(t, now) for t in tasks) if tasks else "no task ready")
+    ctx.stream(tasks, lambda t: t.to_dict(now), lambda t: task_line(t, now), "no task ready", limit,
+               "tasks")
     return 0
 
 
@@ -66,11 +73,12 @@ def setup_ready(sub: Any) -> None:
         sub, "ready", func=cmd_ready, help="the ready queue: what 'next' would hand out",
         description=(
             "Tasks that are not done, not validly held, and whose blockers are all done, by\n"
-            "priority (higher first) then age. 'next' claims from exactly this set. Read-only."
+            "priority (higher first) then age. 'next' claims from exactly this set. Read-only.\n"
+            "The first 100 unless --limit N or --all."
         ),
         examples="  leasehold ready\n  leasehold ready --limit 5 --json",
     )
-    p.add_argument("--limit", type=int, help="at most N tasks")
+    add_limit_options(p, "tasks")
 
 
 def blocked_dict(task: Task, waits: list[tuple[str, str]], now: float) -> dict[str, Any]:

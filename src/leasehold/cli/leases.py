@@ -3,11 +3,10 @@ list, next, log, watch, migrate, whoami."""
 
 from __future__ import annotations
 
-import os
-
 from leasehold.cli.common import (
     Context,
     add_command,
+    add_limit_options,
     add_op_id_option,
     add_ttl_options,
     blockers_after,
@@ -232,28 +231,9 @@ def setup_done(sub: Any) -> None:
 
 
 # -- status -----------------------------------------------------------------------------------
-def status_dict(task_id: str, task: Task | None, now: float) -> dict[str, Any]:
-    if task is None:
-        return {"id": task_id, "exists": False, "available": True, "lease_holder": None,
-                "lease_until": None, "fence": 0, "status": None}
-    data = task.to_dict(now)
-    data["exists"] = True
-    data["available"] = not task.lease_valid(now) and task.status != "done"
-    return data
-
-
-def cmd_status(ctx: Context) -> int:
-    ledger = ctx.ledger
-    task = ledger.status(ctx.args.id)
-    now = ledger.now()
-    if task is not None and task.lease_valid(now):
-        text = f"held by {task.lease_holder} until {format_ts(task.lease_until)} (fence {task.fence})"
-    elif task is not None and task.status == "done":
-        text = "done"
-    else:
-        text = "available"
-    ctx.out(status_dict(ctx.args.id, task, now), text)
-    return 0
+# status_dict, cmd_status and cmd_check live in leasehold.cli.fast, which runs them without
+# argparse when the command line has their simple shape.
+from leasehold.cli.fast import cmd_check, cmd_status, status_dict  # noqa: E402,F401
 
 
 def setup_status(sub: Any) -> None:
@@ -270,27 +250,6 @@ def setup_status(sub: Any) -> None:
 
 
 # -- check ------------------------------------------------------------------------------------
-def cmd_check(ctx: Context) -> int:
-    holder = ctx.holder(required=False)
-    verdict = ctx.ledger.check(ctx.args.id, holder)
-    enforce = os.environ.get("LEASEHOLD_ENFORCE", "1").strip().lower() not in ("0", "false", "no", "off")
-    if verdict.clear:
-        text = "VERDICT: CLEAR"
-    else:
-        text = f"VERDICT: BLOCKED — {verdict.reason}"
-    if not enforce:
-        text += " (enforcement off)"
-    data = {
-        "verdict": "CLEAR" if verdict.clear else "BLOCKED",
-        "reason": verdict.reason,
-        "enforce": enforce,
-        "holder": str(holder) if holder else None,
-        "task": verdict.task.to_dict(ctx.ledger.now()) if verdict.task else None,
-    }
-    ctx.out(data, text)
-    return 0 if verdict.clear or not enforce else 1
-
-
 def setup_check(sub: Any) -> None:
     p = add_command(
         sub, "check", func=cmd_check,
@@ -373,25 +332,37 @@ def setup_show(sub: Any) -> None:
 
 # -- who --------------------------------------------------------------------------------------
 def cmd_who(ctx: Context) -> int:
-    groups = ctx.ledger.who()
-    now = ctx.ledger.now()
-    data, lines = [], []
-    for holder, tasks in groups:
+    limit = ctx.limit()
+    ledger = ctx.ledger
+    now = ledger.now()
+    groups = ledger.who(None if limit is None else limit + 1)
+
+    def as_dict(group: tuple[str, list[Task]]) -> dict[str, Any]:
+        holder, tasks = group
         actor, _, session = holder.rpartition(":")
-        data.append({"holder": holder, "actor": actor, "session": session,
-                     "tasks": [t.to_dict(now) for t in tasks]})
-        lines.append(f"{holder}  ({len(tasks)} lease{'s' if len(tasks) != 1 else ''})")
+        return {"holder": holder, "actor": actor, "session": session,
+                "tasks": [t.to_dict(now) for t in tasks]}
+
+    def as_text(group: tuple[str, list[Task]]) -> str:
+        holder, tasks = group
+        lines = [f"{holder}  ({len(tasks)} lease{'s' if len(tasks) != 1 else ''})"]
         lines.extend(f"  {t.id}  until {format_ts(t.lease_until)}  (fence {t.fence})" for t in tasks)
-    ctx.out(data, "\n".join(lines) if lines else "no active leases")
+        return "\n".join(lines)
+
+    ctx.stream(groups, as_dict, as_text, "no active leases", limit, "holders")
     return 0
 
 
 def setup_who(sub: Any) -> None:
-    add_command(
+    p = add_command(
         sub, "who", func=cmd_who, help="active leases grouped by holder",
-        description="Active leases grouped by holder, the most recently active holder first.",
-        examples="  leasehold who\n  leasehold who --json",
+        description=(
+            "Active leases grouped by holder, the most recently active holder first.\n"
+            "At most 100 holders unless --limit N or --all."
+        ),
+        examples="  leasehold who\n  leasehold who --json\n  leasehold who --all",
     )
+    add_limit_options(p, "holders")
 
 
 # -- add / reopen / list ----------------------------------------------------------------------
@@ -453,23 +424,27 @@ def cmd_list(ctx: Context) -> int:
     if args.held and args.available:
         raise InvalidInput("--held and --available exclude each other")
     held = True if args.held else False if args.available else None
+    limit = ctx.limit()
     ledger = ctx.ledger
-    tasks = ledger.tasks(status=args.status, held=held)
     now = ledger.now()
-    ctx.out([t.to_dict(now) for t in tasks],
-            "\n".join(task_line(t, now) for t in tasks) if tasks else "no tasks")
+    tasks = ledger.iter_tasks(status=args.status, held=held,
+                              limit=None if limit is None else limit + 1)
+    ctx.stream(tasks, lambda t: t.to_dict(now), lambda t: task_line(t, now), "no tasks", limit,
+               "tasks")
     return 0
 
 
 def setup_list(sub: Any) -> None:
     p = add_command(
         sub, "list", func=cmd_list, help="list tasks",
-        description="Tasks by priority, then age.",
-        examples="  leasehold list --available\n  leasehold list --status done --json",
+        description="Tasks by priority, then age. The first 100 unless --limit N or --all (streamed).",
+        examples="  leasehold list --available\n  leasehold list --status done --json\n"
+                 "  leasehold list --all > tasks.txt",
     )
     p.add_argument("--status", choices=("open", "in_progress", "done"), help="only this status")
     p.add_argument("--held", action="store_true", help="only tasks with a valid lease")
     p.add_argument("--available", action="store_true", help="only tasks free to claim")
+    add_limit_options(p, "tasks")
 
 
 # -- next -------------------------------------------------------------------------------------
@@ -528,11 +503,13 @@ def follow(ctx: Context, ids: list[str], kinds: list[str], after: int | None,
 
 
 def cmd_log(ctx: Context) -> int:
-    events = ctx.ledger.events(ctx.args.id, ctx.args.limit)
+    limit = ctx.limit()
+    ledger = ctx.ledger
     if ctx.args.follow:
         import json
         import sys
 
+        events = ledger.events(ctx.args.id, limit)
         for e in events:
             sys.stdout.write((json.dumps(e.to_dict(), ensure_ascii=False) if ctx.json else event_line(e)) + "\n")
         sys.stdout.flush()
@@ -540,19 +517,29 @@ def cmd_log(ctx: Context) -> int:
         if after is None and ctx.args.id is None:
             after = 0
         return follow(ctx, [ctx.args.id] if ctx.args.id else [], [], after, None)
-    lines = [event_line(e) for e in events]
-    ctx.out([e.to_dict() for e in events], "\n".join(lines) if lines else "no events")
+    if limit is None:
+        ctx.stream(ledger.iter_events(ctx.args.id), lambda e: e.to_dict(), event_line, "no events",
+                   None)
+        return 0
+    events = ledger.events(ctx.args.id, limit + 1)
+    more = len(events) > limit
+    ctx.stream(events[1:] if more else events, lambda e: e.to_dict(), event_line, "no events", None)
+    if more:
+        ctx.say(f"(only the newest {limit} events shown: --limit N for another number, --all for every one)")
     return 0
 
 
 def setup_log(sub: Any) -> None:
     p = add_command(
         sub, "log", func=cmd_log, help="the append-only event log, newest last",
-        description="Events (created, claimed, extended, released, completed, expired, force_released, ...), newest last.",
-        examples="  leasehold log 99927\n  leasehold log --limit 20 --json",
+        description=(
+            "Events (created, claimed, extended, released, completed, expired, force_released, ...),\n"
+            "newest last: the newest 100 unless --limit N, or --all (every event, streamed)."
+        ),
+        examples="  leasehold log 99927\n  leasehold log --limit 20 --json\n  leasehold log --all > events.txt",
     )
     p.add_argument("id", nargs="?", help="only this task's events")
-    p.add_argument("--limit", type=int, help="only the newest N events")
+    add_limit_options(p, "events", newest=True)
     p.add_argument("-f", "--follow", action="store_true",
                    help="then keep printing events as they commit (--json: one object per line)")
 

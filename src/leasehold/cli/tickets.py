@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from leasehold.cli.common import Context, LeaseholdParser, add_command
+from leasehold.cli.common import Context, LeaseholdParser, add_command, add_limit_options
 from leasehold.errors import InvalidInput
 from leasehold.model import format_ts
 from leasehold.untrusted import escape
@@ -206,8 +206,19 @@ def cmd_feed_list(ctx: Context) -> int:
     args = ctx.args
     ledger = ctx.ledger
     since = parse_since(args.since, ledger.now()) if args.since else None
-    posts = ledger.feed.posts(since=since, item=args.item, kind=args.kind, limit=args.limit)
-    ctx.out([p.to_dict() for p in posts], "\n".join(post_line(p) for p in posts) if posts else "no posts")
+    limit = ctx.limit()
+    if limit is None and args.item is None:
+        posts: Any = ledger.feed.iter_posts(since=since, kind=args.kind)
+        more = False
+    else:
+        posts = ledger.feed.posts(since=since, item=args.item, kind=args.kind,
+                                  limit=None if limit is None else limit + 1)
+        more = limit is not None and len(posts) > limit
+        if more:
+            posts = posts[1:]
+    ctx.stream(posts, lambda p: p.to_dict(), post_line, "no posts", None)
+    if more:
+        ctx.say(f"(only the last {limit} posts shown: --limit N for another number, --all for every one)")
     return 0
 
 
@@ -370,7 +381,7 @@ def setup_feed(sub: Any) -> None:
     ls.add_argument("--since", metavar="TS", help="ISO 8601 UTC time, or a duration back from now (2h)")
     ls.add_argument("--item", metavar="ID", help="posts about this item (with its amendments)")
     ls.add_argument("--kind", type=str.lower, choices=KINDS, metavar="KIND", help="only this kind")
-    ls.add_argument("--limit", type=int, help="only the last N")
+    add_limit_options(ls, "posts", newest=True)
 
     t = add_command(
         actions, "tail", func=cmd_feed_tail, help="the newest posts; -f follows new ones",
@@ -423,21 +434,20 @@ def setup_feed(sub: Any) -> None:
 
 
 # -- queue / drift-check ----------------------------------------------------------------------
+def queue_line(e: dict[str, Any]) -> str:
+    owner = escape(e["owner"] or "-")
+    if e["claimed_until"]:
+        owner += f" until {e['claimed_until'][:19]}Z"
+    drift = f"  DRIFT {','.join('#' + str(d) for d in e['drift'])}" if e["drift"] else ""
+    return f"{e['item']:<16} {e['state']:<15} {e['warmth']:<5} {owner:<28} {escape(e['subject'])}{drift}"
+
+
 def cmd_queue(ctx: Context) -> int:
     args = ctx.args
-    entries = ctx.ledger.feed.queue()
-    if args.state:
-        entries = [e for e in entries if e["state"] == args.state]
-    if args.item:
-        entries = [e for e in entries if e["item"] == args.item]
-    lines = []
-    for e in entries:
-        owner = escape(e["owner"] or "-")
-        if e["claimed_until"]:
-            owner += f" until {e['claimed_until'][:19]}Z"
-        drift = f"  DRIFT {','.join('#' + str(d) for d in e['drift'])}" if e["drift"] else ""
-        lines.append(f"{e['item']:<16} {e['state']:<15} {e['warmth']:<5} {owner:<28} {escape(e['subject'])}{drift}")
-    ctx.out(entries, "\n".join(lines) if lines else "the queue is empty")
+    limit = ctx.limit()
+    entries = ctx.ledger.feed.iter_queue(args.state, args.item,
+                                         page=1000 if limit is None else min(limit + 1, 1000))
+    ctx.stream(entries, lambda e: e, queue_line, "the queue is empty", limit, "items")
     return 0
 
 
@@ -449,12 +459,14 @@ def setup_queue(sub: Any) -> None:
         description=(
             "Every item reduced from the feed and the leases: CONFIRM-PENDING, AWAITING_CLAIM,\n"
             "CLAIMED (by whom, until when), RELEASED, DONE; owner; last activity; warmth (hot <\n"
-            "15 min, warm < 2 h, cold). Check it before filing or claiming."
+            "15 min, warm < 2 h, cold). Check it before filing or claiming. Open items first;\n"
+            "the first 100 unless --limit N or --all."
         ),
         examples="  leasehold queue\n  leasehold queue --state AWAITING_CLAIM --json",
     )
     p.add_argument("--state", choices=STATES, help="only items in this state")
     p.add_argument("--item", metavar="ID", help="only this item")
+    add_limit_options(p, "items")
 
 
 def cmd_drift_check(ctx: Context) -> int:

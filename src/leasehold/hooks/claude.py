@@ -158,16 +158,22 @@ def _fast_state_dir() -> str | None:
 
 
 def throttled_fast(raw: bytes) -> bool:
-    """True when this session's next heartbeat is not due yet, decided without parsing JSON,
+    """True when this session's next heartbeat is not due yet, decided without the json module,
     reading settings or opening the ledger: the session comes from ``CLAUDE_CODE_SESSION_ID``
-    and must appear as the payload's ``session_id`` value. Any doubt answers False (the slow
-    path then decides properly)."""
+    when it appears as the payload's ``session_id`` value, else from the payload parsed by
+    :func:`leasehold.hooks.fast.payload_session_fast`. Any doubt answers False (the slow path
+    then decides properly)."""
     session = os.environ.get("CLAUDE_CODE_SESSION_ID")
-    if not session or '"' in session or "\\" in session:
-        return False
-    quoted = ('"' + session + '"').encode("utf-8")
-    if b'"session_id":' + quoted not in raw and b'"session_id": ' + quoted not in raw:
-        return False
+    quoted = ('"' + (session or "") + '"').encode("utf-8")
+    if (not session or '"' in session or "\\" in session
+            or (b'"session_id":' + quoted not in raw and b'"session_id": ' + quoted not in raw)):
+        # No session in the environment, or the payload names another one: find it as the
+        # normal path does, from the payload parsed without the json module.
+        from leasehold.hooks.fast import payload_session_fast
+
+        session = payload_session_fast(raw)
+        if session is None:
+            return False
     folder = _fast_state_dir()
     if folder is None:
         return False
@@ -398,7 +404,7 @@ def pre_tool_use(payload: dict[str, Any]) -> int:
         return _gate_edit(payload, tool, tool_input, session, settings, enforce)
     except LeaseholdError as exc:
         return _store_failure(payload, tool, tool_input, session, settings, enforce, str(exc),
-                              permanent=exc.exit_code == 78)
+                              permanent=exc.exit_code in (2, 78))  # a bad leasehold.toml: 2
 
 
 def _text_field(tool_input: dict[str, Any], key: str) -> str:
@@ -669,6 +675,12 @@ def run(event: str, raw: bytes | None = None) -> int:
             return 1
     if event == "post-tool-use" and throttled_fast(raw):
         return 0
+    if event == "pre-tool-use":
+        from leasehold.hooks.fast import pre_tool_use_fast
+
+        code = pre_tool_use_fast(raw)
+        if code is not None:
+            return code
     from leasehold.errors import LeaseholdError
 
     try:

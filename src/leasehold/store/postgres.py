@@ -163,6 +163,13 @@ class PgTx(Tx):
         self.cursor.execute(sql, params)
         return self.cursor
 
+    def stream(self, name: str, **params: Any) -> Any:
+        """Rows one at a time from the server (psycopg's single-row mode), not a whole result."""
+        sql = self.queries[name]
+        if "now" not in params and "%(now)s" in sql:
+            params["now"] = self.now
+        return self.cursor.stream(sql, params)
+
 
 class PostgresStore(SQLStore):
     """The store on a PostgreSQL database.
@@ -234,6 +241,10 @@ class PostgresStore(SQLStore):
         try:
             with self._guard():
                 conn.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
+                # Every statement here reads a handful of rows through an index: a parallel
+                # worker's start-up (~10 ms) would cost more than the query (on a big table the
+                # planner offers one for the ready queue's expired-lease walk).
+                conn.execute("SET max_parallel_workers_per_gather = 0")
                 if not self._checked:
                     self._check_schema(conn)
         except LeaseholdError:
@@ -619,7 +630,9 @@ class PostgresStore(SQLStore):
 
     def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
         rows = tx.cursor.execute(
-            "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled <> 'D' AS enabled "
+            # 'O' (origin) and 'A' (always) fire in an ordinary session; 'R' (ENABLE REPLICA
+            # TRIGGER) only under session_replication_role = replica: as good as disabled.
+            "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled IN ('O', 'A') AS enabled "
             "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
             "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
         ).fetchall()

@@ -304,6 +304,14 @@ class AuditReader:
             "WHERE (r.status = 'abandoned') <> EXISTS (SELECT 1 FROM events e "
             "WHERE e.task_id = r.ticket_id AND e.kind = 'abandoned') ORDER BY r.id")
 
+    def reservations_without_namespace(self) -> Iterator[Any]:
+        """The first reservation of each namespace prefix that has no ``namespaces`` row (every
+        reservation defines its namespace first, and namespace rows are never deleted)."""
+        return self._stream(
+            "SELECT MIN(r.id) AS id, r.prefix FROM reservations r WHERE NOT EXISTS "
+            "(SELECT 1 FROM namespaces n WHERE n.prefix = r.prefix) GROUP BY r.prefix "
+            "ORDER BY MIN(r.id)")
+
     def sequence_top(self, table: str) -> int | None:
         """The highest id ever drawn for ``table`` when ids are dense (SQLite: AUTOINCREMENT
         never reuses an id and a rolled-back insert draws none, so every id up to it exists

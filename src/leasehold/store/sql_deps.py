@@ -124,7 +124,8 @@ class DependenciesSQL:
     def ready_tasks(self, limit: int | None) -> list[Task]:
         """The ready queue, highest priority first, then oldest (at most ``limit``)."""
         with self._read() as tx:
-            rows = tx.all("ready_tasks", limit=self._limit(-1 if limit is None else limit))
+            rows = tx.all("ready_tasks", limit=self._limit(-1 if limit is None else limit),
+                          unlimited=self._limit(-1))
         return [Task.from_row(row) for row in rows]
 
     def blocked_tasks(self) -> list[tuple[Task, list[tuple[str, str]]]]:

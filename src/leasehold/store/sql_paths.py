@@ -149,10 +149,10 @@ class PathsSQL:
         """The tasks among ``ids`` with a valid lease, in one query (unknown ids are skipped)."""
         if not ids:
             return []
-        with self._read() as tx:
-            import json
+        from leasehold.store.sqlbase import json_array
 
-            return [Task.from_row(r) for r in tx.all("held_among", ids=json.dumps(list(ids)))]
+        with self._read() as tx:
+            return [Task.from_row(r) for r in tx.all("held_among", ids=json_array(ids))]
 
     def record_bypass(self, tasks: Sequence[Task], actor: str | None, session: str | None,
                       details: dict[str, Any]) -> None:
@@ -168,26 +168,29 @@ class PathsSQL:
     # -- everything one session holds -------------------------------------------------------
     def session_heartbeat(self, session: str) -> tuple[list[Task], list[PathReservation]]:
         """Extend every valid lease and file reservation whose holder's session is
-        ``session`` by its own TTL (same fence), one event each; returns what was extended."""
+        ``session`` by its own TTL (same fence), one event each; returns what was extended.
+        The leases are found through the session index and extended by one statement."""
         tasks: list[Task] = []
         paths: list[PathReservation] = []
         with self._write() as tx:
-            for row in tx.all("leases_of_session", session=session):
-                task = Task.from_row(row)
-                if not task.lease_valid(tx.now):
-                    continue
-                new = tx.one("extend_lease", id=task.id, actor=task.lease_actor, session=session,
-                             until=tx.now + task.lease_ttl, ttl=task.lease_ttl, fence=task.fence)
-                if new is not None:
-                    tx.event("extended", task.id, task.lease_actor, session, new["fence"],
-                             expires_at=new["lease_until"], ttl=task.lease_ttl, via="heartbeat")
-                    tasks.append(Task.from_row(new))
+            now = tx.now
+            rows = tx.all("valid_leases_of_session", session=session)
+            if rows:
+                tx.run("extend_session_leases", session=session)
+                for row in rows:
+                    new = dict(row)
+                    new["lease_until"] = now + row["lease_ttl"]
+                    new["updated_at"] = now
+                    task = Task.from_row(new)
+                    tasks.append(task)
+                    tx.event("extended", task.id, task.lease_actor, session, task.fence,
+                             expires_at=task.lease_until, ttl=task.lease_ttl, via="heartbeat")
             for row in tx.all("paths_of_session", session=session):
                 res = PathReservation.from_row(row)
-                if not res.valid(tx.now):
+                if not res.valid(now):
                     continue
                 new = tx.one("extend_path", pattern=res.pattern, actor=res.actor, session=session,
-                             until=tx.now + res.ttl)
+                             until=now + res.ttl)
                 if new is not None:
                     tx.event("path_extended", None, res.actor, session, res.fence,
                              pattern=res.pattern, expires_at=new["expires_at"], ttl=res.ttl,
@@ -195,33 +198,47 @@ class PathsSQL:
                     paths.append(PathReservation.from_row(new))
         return tasks, paths
 
+    def session_release_count(self, session: str) -> tuple[int, int]:
+        """:meth:`session_release` for a caller that needs only the numbers released
+        ``(leases, file reservations)``: the leases are not read back (the session-end hook,
+        whose time budget is short, with any number of leases)."""
+        with self._write() as tx:
+            if "release_session_leases_count" in tx.queries:
+                leases = int(tx.one("release_session_leases_count", session=session)["released"])
+            else:
+                leases = tx.run("log_session_release", session=session)
+                if leases:
+                    tx.run("clear_session_leases", session=session)
+            paths = self._release_session_paths(tx, session)
+        return leases, len(paths)
+
+    def _release_session_paths(self, tx: Tx, session: str) -> list[PathReservation]:
+        paths: list[PathReservation] = []
+        for row in tx.all("paths_of_session", session=session):
+            res = PathReservation.from_row(row)
+            if tx.one("delete_path", pattern=res.pattern, actor=res.actor, session=session) is None:
+                continue
+            extra: dict[str, Any] = {"pattern": res.pattern, "via": "session-end"}
+            if not res.valid(tx.now):
+                extra["after_expiry"] = True
+            tx.event("path_released", None, res.actor, session, res.fence, **extra)
+            paths.append(res)
+        return paths
+
     def session_release(self, session: str) -> tuple[list[Task], list[PathReservation]]:
         """Release every lease and file reservation whose holder's session is ``session``
         (a task ``in_progress`` goes back to ``open``), one event each; returns what was
-        released (tasks as they were before)."""
-        tasks: list[Task] = []
-        paths: list[PathReservation] = []
+        released (tasks as they were before). Set-based: the leases are found through the
+        session index and cleared, with their events, by one statement per table
+        (PostgreSQL: one statement in all), whatever their number."""
         with self._write() as tx:
-            for row in tx.all("leases_of_session", session=session):
-                task = Task.from_row(row)
-                status = "open" if task.status == "in_progress" else None
-                new = tx.one("clear_lease_of_holder", id=task.id, actor=task.lease_actor,
-                             session=session, status=status)
-                if new is None:
-                    continue
-                details: dict[str, Any] = {"status": new["status"], "holder": task.lease_holder,
-                                           "via": "session-end"}
-                if not task.lease_valid(tx.now):
-                    details["after_expiry"] = True
-                tx.event("released", task.id, task.lease_actor, session, task.fence, **details)
-                tasks.append(task)
-            for row in tx.all("paths_of_session", session=session):
-                res = PathReservation.from_row(row)
-                if tx.one("delete_path", pattern=res.pattern, actor=res.actor, session=session) is None:
-                    continue
-                extra: dict[str, Any] = {"pattern": res.pattern, "via": "session-end"}
-                if not res.valid(tx.now):
-                    extra["after_expiry"] = True
-                tx.event("path_released", None, res.actor, session, res.fence, **extra)
-                paths.append(res)
+            if "release_session_leases" in tx.queries:
+                tasks = [Task.from_row(row)
+                         for row in tx.all("release_session_leases", session=session)]
+            else:
+                tasks = [Task.from_row(row) for row in tx.all("leases_of_session", session=session)]
+                if tasks:
+                    tx.run("log_session_release", session=session)
+                    tx.run("clear_session_leases", session=session)
+            paths = self._release_session_paths(tx, session)
         return tasks, paths

@@ -16,7 +16,7 @@ from leasehold.model import Namespace, Post, Reservation, Task
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from contextlib import AbstractContextManager
     from typing import Any
 
@@ -38,6 +38,9 @@ class TicketTx:
     def __init__(self, store: SQLStore, tx: Tx) -> None:
         self.store = store
         self.tx = tx
+        #: Items whose reduced state this transaction's posts may have changed (the post's item
+        #: and, for a renumbering, the item it left): the feed refreshes them before commit.
+        self.touched: set[str] = set()
 
     @property
     def now(self) -> float:
@@ -124,6 +127,10 @@ class TicketTx:
         if row is None:
             return None
         post = Post.from_row(row)
+        if item is not None:
+            self.touched.add(item)
+        if post.details.get("renumbered_from"):
+            self.touched.add(str(post.details["renumbered_from"]))
         extra: dict[str, Any] = {"post": post.id, "post_kind": kind, "seat": seat, "origin": origin}
         if refs is not None:
             extra["refs"] = refs
@@ -135,6 +142,26 @@ class TicketTx:
             extra["renumbered_from"] = post.details["renumbered_from"]
         tx.event("posted", item, actor, session, None, **extra)
         return post
+
+
+    # -- the feed's per-item state (feed_items) ---------------------------------------------
+    def put_feed_item(self, item: str, row: dict[str, Any] | None) -> None:
+        """Store ``item``'s reduced state (``row``: the feed_items columns), or remove it
+        (None: no post gives the item a state)."""
+        if row is None:
+            self.tx.run("feed_item_delete", item=item)
+        else:
+            self.tx.run("feed_item_upsert", item=item, **row)
+
+    def replace_feed_items(self, rows: dict[str, dict[str, Any]]) -> None:
+        """Replace every feed_items row (the one-time rebuild) and mark the state rebuilt."""
+        self.tx.run("feed_items_clear")
+        for item, row in rows.items():
+            self.tx.run("feed_item_upsert", item=item, **row)
+        self.tx.run("feed_state_rebuilt")
+
+    def all_posts(self) -> list[Post]:
+        return [Post.from_row(row) for row in self.tx.all("posts_all")]
 
 
 class TicketsSQL:
@@ -220,10 +247,21 @@ class TicketsSQL:
         with self._read() as tx:
             return [Post.from_row(row) for row in tx.all("posts_for_item", item=item)]
 
-    def posts_since(self, since: float, kind: str | None) -> list[Post]:
-        """Posts with ``ts >= since`` (UTC seconds), optionally of one kind, by ts then id."""
+    def posts_since(self, since: float, kind: str | None, limit: int | None = None) -> list[Post]:
+        """Posts with ``ts >= since`` (UTC seconds), optionally of one kind, by ts then id;
+        the last ``limit`` of them (all when None)."""
         with self._read() as tx:
-            return [Post.from_row(row) for row in tx.all("posts_since", since=since, kind=kind)]
+            if limit is not None:
+                rows = tx.all("posts_since_last", since=since, kind=kind, limit=limit)
+            else:
+                rows = tx.all("posts_since", since=since, kind=kind)
+            return [Post.from_row(row) for row in rows]
+
+    def iter_posts_since(self, since: float, kind: str | None) -> Iterator[Post]:
+        """:meth:`posts_since` without a limit, streamed one post at a time."""
+        with self._read() as tx:
+            for row in tx.stream("posts_since", since=since, kind=kind):
+                yield Post.from_row(row)
 
     def posts_after(self, after: int, limit: int | None = None) -> list[Post]:
         """Posts with id > ``after`` in recording order (at most ``limit``)."""
@@ -242,11 +280,49 @@ class TicketsSQL:
             return [Post.from_row(row) for row in tx.all("posts_all")]
 
     def feed_snapshot(self) -> tuple[list[Post], list[Task], float]:
-        """Every post, every task and the store's now, from one read (for the reducer)."""
+        """Every post, every task and the store's now, from one read (the full reduction, which
+        the incremental feed_items state must equal)."""
         with self._read() as tx:
             posts = [Post.from_row(row) for row in tx.all("posts_all")]
-            tasks = [Task.from_row(row) for row in tx.all("list_tasks")]
+            tasks = [Task.from_row(row) for row in tx.all("list_tasks", limit=self._limit(-1))]
             return posts, tasks, tx.now
+
+    def feed_rebuilt(self) -> bool:
+        """False when feed_items has yet to be built from the posts (a ledger that had posts
+        before migration 0007)."""
+        with self._read() as tx:
+            row = tx.one("feed_state")
+        return row is None or bool(row["rebuilt"])
+
+    def feed_queue_page(self, name: str, after: tuple[str, str], limit: int) -> list[dict[str, Any]]:
+        """A page of ``feed_queue_open`` / ``feed_queue_rest`` rows (feed_items with the task
+        columns) after the ``(filed_key, item)`` key ``after``."""
+        with self._read() as tx:
+            return [dict(row) for row in tx.all(name, after_key=after[0], after_item=after[1],
+                                                limit=limit)]
+
+    def feed_queue_rows(self, name: str, **params: Any) -> tuple[list[dict[str, Any]], float]:
+        """``feed_queue_item`` rows (or another feed_queue query's), and the store's now."""
+        with self._read() as tx:
+            now = tx.now
+            return [dict(row) for row in tx.all(name, **params)], now
+
+    def feed_claimed_done(self, now: float, cap: int = 2000) -> list[dict[str, Any]]:
+        """Items done in the feed whose task has a valid lease at ``now``: found from whichever
+        side is smaller, the valid leases or the items done in the feed (each counted up to
+        ``cap`` through its index)."""
+        with self._read() as tx:
+            done = int(tx.one("feed_done_capped", cap=cap)["n"])
+            if done == 0:
+                return []
+            held = int(tx.one("held_capped", cap=cap, now=now)["n"])
+            name = "feed_queue_claimed_done_items" if done < held else "feed_queue_claimed_done"
+            return [dict(row) for row in tx.all(name, now=now)]
+
+    def feed_drift_rows(self) -> list[tuple[str, str]]:
+        """``(item, drift JSON)`` of the items with unreconciled collisions, by item."""
+        with self._read() as tx:
+            return [(row["item"], row["drift"]) for row in tx.all("feed_drift")]
 
 
 class _TicketTransaction:

@@ -23,7 +23,7 @@ from leasehold.store.sql_tokens import TokensSQL
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from contextlib import AbstractContextManager
     from typing import Any
 
@@ -104,6 +104,18 @@ def encode_details(details: dict[str, Any]) -> str:
     return _ENCODER.encode(details)
 
 
+def json_array(strings: Sequence[str]) -> str:
+    """A JSON array of strings, encoded by the C encoder ``json.dumps`` uses, without importing
+    the ``json`` package (which imports ``re``: milliseconds on the hook path)."""
+    try:
+        from _json import encode_basestring_ascii
+    except ImportError:  # pragma: no cover - an interpreter without the C accelerator
+        import json
+
+        return json.dumps(list(strings))
+    return "[" + ",".join(encode_basestring_ascii(s) for s in strings) + "]"
+
+
 class Tx:
     """One open transaction: run named queries with the transaction's instant ``now`` bound.
 
@@ -136,6 +148,10 @@ class Tx:
 
     def run(self, name: str, **params: Any) -> int:
         return int(self.execute(name, params).rowcount)
+
+    def stream(self, name: str, **params: Any) -> Any:
+        """The rows of a query one at a time, without building the whole result in memory."""
+        return iter(self.execute(name, params))
 
     def after_locks(self) -> None:
         """Re-read the clock now that the rows just locked are held (a no-op where the whole
@@ -214,7 +230,7 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
     can_listen = False
 
     def _lock_ready(self, tx: Tx, limit: int) -> list[Any]:
-        return tx.all("ready_candidates", limit=limit)
+        return tx.all("ready_candidates", limit=limit, unlimited=self._limit(-1))
 
     # -- tasks ---------------------------------------------------------------------------
     def get_task(self, task_id: str) -> Task | None:
@@ -475,16 +491,90 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
 
     # -- reads ---------------------------------------------------------------------------
     def list_tasks(self) -> list[Task]:
+        return list(self.iter_tasks())
+
+    def iter_tasks(self, status: str | None = None, held: bool | None = None,
+                   limit: int | None = None) -> Iterator[Task]:
+        """Tasks by priority, then age, streamed: ``status`` filters; ``held`` True keeps validly
+        held tasks, False the available ones (not done, no valid lease); at most ``limit``."""
+        lim = self._limit(-1 if limit is None else limit)
         with self._read() as tx:
-            return [Task.from_row(row) for row in tx.all("list_tasks")]
+            if held is False:
+                rows = tx.stream("list_tasks_available", limit=lim)
+            elif held is True:
+                rows = tx.stream("list_tasks_held", limit=lim)
+            elif status is not None:
+                rows = tx.stream("list_tasks_status", status=status, limit=lim)
+            else:
+                rows = tx.stream("list_tasks", limit=lim)
+            for row in rows:
+                task = Task.from_row(row)
+                if status is not None and task.status != status:
+                    continue
+                yield task
 
     def active_leases(self) -> list[Task]:
         with self._read() as tx:
             return [Task.from_row(row) for row in tx.all("active_leases")]
 
+    def who(self, limit: int | None = None) -> list[tuple[str, list[Task]]]:
+        """Valid leases grouped by holder, the most recently active holder first (the newest
+        ``updated_at`` among its leases), at most ``limit`` holders; each holder's leases by
+        acquisition time. With a limit, walks the leases by activity and stops after ``limit``
+        holders, then reads each holder's leases through the session index; without one, reads
+        every valid lease once."""
+        if limit is None:  # every holder: one streamed pass over the valid leases
+            groups_all: dict[str, list[Task]] = {}
+            with self._read() as tx:
+                for row in tx.stream("active_leases"):
+                    task = Task.from_row(row)
+                    groups_all.setdefault(task.lease_holder or "?", []).append(task)
+            return sorted(groups_all.items(),
+                          key=lambda item: max(t.updated_at or 0 for t in item[1]), reverse=True)
+        order: list[tuple[str, str]] = []
+        seen: set[tuple[str, str]] = set()
+        page = max(100, 4 * limit)
+        before_ts, before_id = float("inf"), ""
+        with self._read() as tx:
+            while len(order) < limit:
+                rows = tx.all("active_leases_by_activity", before_ts=before_ts,
+                              before_id=before_id, limit=page)
+                for row in rows:
+                    key = (row["lease_actor"], row["lease_session"])
+                    if key not in seen and len(order) < limit:
+                        seen.add(key)
+                        order.append(key)
+                if len(rows) < page:
+                    break
+                before_ts, before_id = rows[-1]["updated_at"], rows[-1]["id"]
+        groups = []
+        with self._read() as tx:
+            for actor, session in order:
+                tasks = [Task.from_row(r) for r in
+                         tx.all("leases_of_holder", actor=actor, session=session)]
+                if tasks:
+                    tasks.sort(key=lambda t: (t.lease_acquired_at or 0.0, t.id))
+                    groups.append((f"{actor}:{session}", tasks))
+        return groups
+
     def leases_of(self, actor: str, session: str) -> list[Task]:
         with self._read() as tx:
             return [Task.from_row(row) for row in tx.all("leases_of_holder", actor=actor, session=session)]
+
+    def iter_events(self, task_id: str | None = None, limit: int | None = None,
+                    after: int = 0) -> Iterator[Event]:
+        """:meth:`events`, streamed: without ``limit``, every event in id order, one row at a
+        time."""
+        if limit is not None:
+            yield from self.events(task_id, limit, after)
+            return
+        with self._read() as tx:
+            if task_id is None:
+                rows = tx.stream("events_all_stream", after=after)
+            else:
+                rows = tx.stream("events_task_stream", task_id=task_id, after=after)
+            for row in rows:
+                yield Event.from_row(row)
 
     def events(self, task_id: str | None = None, limit: int | None = None,
                after: int = 0) -> list[Event]:

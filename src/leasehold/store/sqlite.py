@@ -20,8 +20,15 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
+
+try:
+    # The driver's C module itself: the sqlite3 package around it adds only date/time adapters
+    # (unused here: times are REAL seconds) and imports datetime for them, milliseconds on the
+    # start-up of every command. The classes and functions are the same objects.
+    import _sqlite3 as sqlite3
+except ImportError:  # pragma: no cover - an interpreter without the C module split out
+    import sqlite3  # type: ignore[no-redef]
 
 from leasehold.errors import (
     ConfigError,
@@ -149,6 +156,7 @@ class SQLiteStore(SQLStore):
             except OSError as exc:
                 raise ConfigError(f"cannot create the folder {folder} of the SQLite ledger "
                                   f"{self.path}: {exc.strerror}") from None
+        self._probe(create)
         try:
             conn = sqlite3.connect(_uri(self.path, create), uri=True, timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
@@ -184,10 +192,49 @@ class SQLiteStore(SQLStore):
             return ConfigError(f"cannot open the SQLite ledger {path}: permission denied")
         return _translate(self, exc)
 
+    def _probe(self, create: bool) -> None:
+        """Refuse a file that is not a ledger through a read-only connection, before the
+        read-write one opens, when it has a -wal file: closing a read-write connection to
+        another application's WAL-mode database would checkpoint its -wal into the file and
+        delete it. The cheap test first: a marked ledger's header (bytes 68-71,
+        ``application_id``) says so."""
+        try:
+            with open(self.path, "rb") as fh:
+                header = fh.read(100)
+        except OSError:
+            return  # missing, a directory, unreadable: the read-write open reports it
+        if not header or header[68:72] == APPLICATION_ID.to_bytes(4, "big"):
+            return
+        if not os.path.exists(self.path + "-wal"):
+            # no pending -wal: the read-write connection leaves the file as it found it (and
+            # removes the -wal/-shm it makes on close); a read-only one could not remove them
+            return
+        try:
+            conn = sqlite3.connect(_uri(self.path, False).replace("?mode=rw", "?mode=ro"),
+                                   uri=True, timeout=self.busy_timeout, isolation_level=None)
+        except sqlite3.Error:
+            return
+        rw_conn = getattr(self, "conn", None)
+        self.conn = conn
+        try:
+            with self._guard():
+                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._recognise(app_id, version, create)
+        finally:
+            self.conn = rw_conn  # type: ignore[assignment]
+            conn.close()
+
     def _reconcile(self, app_id: int, version: int, create: bool) -> list[str]:
         """The slow path of opening: the file is not an up-to-date ledger. Recognise it (a new
         empty file, a ledger made by an earlier version, a ledger needing migrations) and
         migrate, or refuse it untouched."""
+        self._recognise(app_id, version, create)
+        return self.migrate()
+
+    def _recognise(self, app_id: int, version: int, create: bool) -> None:
+        """Raise :class:`ConfigError` unless the file is a ledger (of this or an earlier
+        version) or an empty file to be created; reads only."""
         path = self.path
         conn = self.conn
         known = known_migrations()
@@ -204,7 +251,7 @@ class SQLiteStore(SQLStore):
                         f"{path} is an empty file, not a leasehold ledger: create the ledger with "
                         f"`leasehold init --db {path}`")
                 self.created = True
-                return self.migrate()
+                return
             columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_migrations)")}
             if not _MIGRATION_COLUMNS <= columns:
                 shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
@@ -213,6 +260,15 @@ class SQLiteStore(SQLStore):
                     "it was left untouched: point --db / LEASEHOLD_DB / db in leasehold.toml at a "
                     "ledger, or create one elsewhere with `leasehold init --db PATH`")
             rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
+            if app_id == 0 and (1, known.get(1)) not in {(v, n) for v, n in rows}:
+                # every ledger, however old, has its first migration recorded (migrations are
+                # applied in the transaction that creates schema_migrations): without it, the
+                # table is another tool's with the same columns
+                raise ConfigError(
+                    f"{path} is not a leasehold ledger (its schema_migrations table does not "
+                    f"record leasehold's first migration); it was left untouched: point --db / "
+                    "LEASEHOLD_DB / db in leasehold.toml at a ledger, or create one elsewhere "
+                    "with `leasehold init --db PATH`")
         newer = sorted(f"{v:04d}_{n}" for v, n in rows if known.get(v) != n)
         # user_version is the set of migrations (bit N for migration N) in a marked ledger, or
         # their count in one made (or since opened) by a version before the mark: a count up to
@@ -224,7 +280,6 @@ class SQLiteStore(SQLStore):
             raise ConfigError(
                 f"the ledger {path} has a newer schema than this leasehold knows ({what}): "
                 "upgrade leasehold; nothing was changed")
-        return self.migrate()
 
     def _guard(self) -> _Guard:
         """Translate sqlite3 errors into leasehold errors (see :func:`_translate`)."""
@@ -326,10 +381,28 @@ class SQLiteStore(SQLStore):
             cursor.close()
 
     def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
-        rows = tx.cursor.execute("SELECT name, tbl_name FROM sqlite_master WHERE type = 'trigger'")
-        return {row["name"]: (row["tbl_name"], True) for row in rows}
+        """SQLite cannot disable a trigger, but a trigger of the same name can be replaced by
+        one that never fires: a guard whose SQL differs from its definition counts as disabled
+        (whitespace aside)."""
+        from leasehold.store.sql_chain import guard_definitions
+
+        def norm(text: str) -> str:
+            return " ".join(text.split()).rstrip(";").rstrip()
+
+        guards = guard_definitions("sqlite")
+        rows = tx.cursor.execute(
+            "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'")
+        out = {}
+        for row in rows:
+            guard = guards.get(row["name"])
+            same = guard is None or (guard[0] == row["tbl_name"]
+                                     and norm(guard[1]) == norm(row["sql"] or ""))
+            out[row["name"]] = (row["tbl_name"], same)
+        return out
 
     def _restore_guard(self, tx: Tx, name: str, ddl: str, present: bool) -> None:
+        if present:  # altered: replace it by its definition
+            tx.cursor.execute(f'DROP TRIGGER "{name}"')
         for statement in split_statements(ddl):
             tx.cursor.execute(statement)
 

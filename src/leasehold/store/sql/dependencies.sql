@@ -3,12 +3,30 @@
 -- rule for `next`.
 
 -- name: ready_tasks
-SELECT * FROM tasks
-WHERE status <> 'done' AND (lease_until IS NULL OR lease_until <= :now)
-  AND NOT EXISTS (
-      SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
-      WHERE d.task_id = tasks.id AND b.status <> 'done'
-  )
+-- Same query as ready_candidates (queries.sql): two index walks, free tasks and expired leases.
+SELECT * FROM (
+    SELECT * FROM (
+        SELECT * FROM tasks
+        WHERE status <> 'done' AND lease_until IS NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+              WHERE d.task_id = tasks.id AND b.status <> 'done'
+          )
+        ORDER BY priority DESC, created_at, id
+        LIMIT :limit
+    ) AS free
+    UNION ALL
+    SELECT tasks.* FROM (
+        SELECT id FROM tasks
+        WHERE lease_until <= :now AND status <> 'done'
+          AND NOT EXISTS (
+              SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+              WHERE d.task_id = tasks.id AND b.status <> 'done'
+          )
+        ORDER BY priority + 0 DESC, created_at, id
+        LIMIT :limit
+    ) AS expired JOIN tasks ON tasks.id = expired.id
+) AS ready
 ORDER BY priority DESC, created_at, id
 LIMIT :limit;
 

@@ -75,24 +75,78 @@ SELECT * FROM tasks
 WHERE lease_until IS NOT NULL AND lease_until > :now
 ORDER BY lease_acquired_at, id;
 
+-- name: active_leases_by_activity
+-- Valid leases, the most recently updated first (who), a page of :limit after (:before_ts,
+-- :before_id): walks tasks_lease_updated backwards.
+SELECT * FROM tasks
+WHERE lease_session IS NOT NULL AND lease_until > :now
+  AND (updated_at, id) < (:before_ts, :before_id)
+ORDER BY updated_at DESC, id DESC
+LIMIT :limit;
+
 -- name: leases_of_holder
 SELECT * FROM tasks
-WHERE lease_actor = :actor AND lease_session = :session AND lease_until > :now
+WHERE lease_session = :session AND lease_actor = :actor AND lease_until > :now
 ORDER BY id;
 
 -- name: ready_candidates
--- The ready queue: not done, no valid lease, every blocker done (see dependencies.sql).
-SELECT * FROM tasks
-WHERE status <> 'done' AND (lease_until IS NULL OR lease_until <= :now)
-  AND NOT EXISTS (
-      SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
-      WHERE d.task_id = tasks.id AND b.status <> 'done'
-  )
+-- The ready queue: not done, no valid lease, every blocker done (see dependencies.sql). Two index
+-- walks, never a scan of held rows: tasks without a lease through tasks_free (priority order),
+-- and expired leases through tasks_lease_until; the first :limit of their merge. The expired
+-- arm orders by `priority + 0` (the same order) so that no planner walks the whole
+-- priority-ordered index for it instead of taking the few expired rows and sorting them; it
+-- picks their ids from the covering expiry index alone (a top-:limit sort, no table reads) and
+-- reads only those rows.
+SELECT * FROM (
+    SELECT * FROM (
+        SELECT * FROM tasks
+        WHERE status <> 'done' AND lease_until IS NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+              WHERE d.task_id = tasks.id AND b.status <> 'done'
+          )
+        ORDER BY priority DESC, created_at, id
+        LIMIT :limit
+    ) AS free
+    UNION ALL
+    SELECT tasks.* FROM (
+        SELECT id FROM tasks
+        WHERE lease_until <= :now AND status <> 'done'
+          AND NOT EXISTS (
+              SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+              WHERE d.task_id = tasks.id AND b.status <> 'done'
+          )
+        ORDER BY priority + 0 DESC, created_at, id
+        LIMIT :limit
+    ) AS expired JOIN tasks ON tasks.id = expired.id
+) AS ready
 ORDER BY priority DESC, created_at, id
 LIMIT :limit;
 
 -- name: list_tasks
-SELECT * FROM tasks ORDER BY priority DESC, created_at, id;
+SELECT * FROM tasks ORDER BY priority DESC, created_at, id LIMIT :limit;
+
+-- name: list_tasks_status
+SELECT * FROM tasks WHERE status = :status ORDER BY priority DESC, created_at, id LIMIT :limit;
+
+-- name: list_tasks_held
+SELECT * FROM tasks WHERE lease_until > :now ORDER BY priority DESC, created_at, id LIMIT :limit;
+
+-- name: list_tasks_available
+-- Not done, no valid lease (dependencies aside): the two index walks of ready_candidates.
+SELECT * FROM (
+    SELECT * FROM (
+        SELECT * FROM tasks WHERE status <> 'done' AND lease_until IS NULL
+        ORDER BY priority DESC, created_at, id LIMIT :limit
+    ) AS free
+    UNION ALL
+    SELECT * FROM (
+        SELECT * FROM tasks WHERE lease_until <= :now AND status <> 'done'
+        ORDER BY priority + 0 DESC, created_at, id LIMIT :limit
+    ) AS expired
+) AS available
+ORDER BY priority DESC, created_at, id
+LIMIT :limit;
 
 -- name: insert_event
 INSERT INTO events (ts, kind, task_id, actor, session, fence, details)
@@ -102,6 +156,13 @@ VALUES (:now, :kind, :task_id, :actor, :session, :fence, :details);
 SELECT * FROM (
     SELECT * FROM events WHERE id > :after ORDER BY id DESC LIMIT :limit
 ) AS recent ORDER BY id;
+
+-- name: events_all_stream
+-- Every event after :after, oldest first (log --all): the primary key in order, streamed.
+SELECT * FROM events WHERE id > :after ORDER BY id;
+
+-- name: events_task_stream
+SELECT * FROM events WHERE task_id = :task_id AND id > :after ORDER BY id;
 
 -- name: events_task
 SELECT * FROM (

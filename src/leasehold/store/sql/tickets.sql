@@ -75,6 +75,16 @@ SELECT * FROM feed_posts
 WHERE ts >= :since AND (CAST(:kind AS TEXT) IS NULL OR kind = :kind)
 ORDER BY ts, id;
 
+-- name: posts_since_last
+-- The last :limit posts with ts >= :since (optionally of one kind), by ts then id: walks
+-- feed_posts_ts backwards.
+SELECT * FROM (
+    SELECT * FROM feed_posts
+    WHERE ts >= :since AND (CAST(:kind AS TEXT) IS NULL OR kind = :kind)
+    ORDER BY ts DESC, id DESC
+    LIMIT :limit
+) AS recent ORDER BY ts, id;
+
 -- name: posts_after
 SELECT * FROM feed_posts WHERE id > :after ORDER BY id LIMIT :limit;
 

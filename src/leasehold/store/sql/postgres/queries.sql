@@ -10,15 +10,33 @@ WITH locked AS MATERIALIZED (
 SELECT locked.*, extract(epoch FROM clock_timestamp())::float8 AS now FROM locked;
 
 -- name: ready_candidates
-SELECT * FROM tasks
-WHERE status <> 'done' AND (lease_until IS NULL OR lease_until <= :now)
-  AND NOT EXISTS (
-      SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
-      WHERE d.task_id = tasks.id AND b.status <> 'done'
-  )
+-- The generic next path's pick (PostgreSQL's next runs next_claim instead): each index walk of
+-- the shared ready_candidates locks its rows FOR UPDATE SKIP LOCKED.
+WITH free AS (
+    SELECT t.* FROM tasks t
+    WHERE t.status <> 'done' AND t.lease_until IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+          WHERE d.task_id = t.id AND b.status <> 'done'
+      )
+    ORDER BY t.priority DESC, t.created_at, t.id
+    LIMIT :limit
+    FOR UPDATE OF t SKIP LOCKED
+),
+expired AS (
+    SELECT t.* FROM tasks t
+    WHERE t.lease_until <= :now AND t.status <> 'done'
+      AND NOT EXISTS (
+          SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+          WHERE d.task_id = t.id AND b.status <> 'done'
+      )
+    ORDER BY t.priority + 0 DESC, t.created_at, t.id
+    LIMIT :limit
+    FOR UPDATE OF t SKIP LOCKED
+)
+SELECT * FROM (SELECT * FROM free UNION ALL SELECT * FROM expired) AS ready
 ORDER BY priority DESC, created_at, id
-LIMIT :limit
-FOR UPDATE OF tasks SKIP LOCKED;
+LIMIT :limit;
 
 -- name: lock_expired_leases
 -- The sweep decides from these rows, so it locks them: a lease granted after the sweep's snapshot
@@ -41,14 +59,15 @@ SELECT pg_advisory_xact_lock(hashtext('leasehold.dependencies:' || coalesce(curr
 -- later too); each grant is stamped with the clock read after its row is locked (`stamped`), so a
 -- grant is never stamped before the release or expiry it follows. Each grant bumps the fence and
 -- appends its `claimed` event (same details as the generic path); :op records the operation.
+-- The candidates come from two index walks, never a scan of held rows: tasks_free (no lease, in
+-- priority order) and tasks_lease_until (expired leases), merged.
 WITH clock AS MATERIALIZED (
     SELECT extract(epoch FROM clock_timestamp())::float8 AS now
 ),
-picked AS MATERIALIZED (
-    SELECT t.id, t.lease_actor, t.lease_session, t.lease_until
+free AS (
+    SELECT t.id, t.priority, t.created_at, t.lease_actor, t.lease_session, t.lease_until
     FROM tasks t
-    WHERE t.status <> 'done'
-      AND (t.lease_until IS NULL OR t.lease_until <= (SELECT now FROM clock))
+    WHERE t.status <> 'done' AND t.lease_until IS NULL
       AND NOT EXISTS (
           SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
           WHERE d.task_id = t.id AND b.status <> 'done'
@@ -56,6 +75,26 @@ picked AS MATERIALIZED (
     ORDER BY t.priority DESC, t.created_at, t.id
     LIMIT :limit
     FOR UPDATE OF t SKIP LOCKED
+),
+expired AS (
+    SELECT t.id, t.priority, t.created_at, t.lease_actor, t.lease_session, t.lease_until
+    FROM tasks t
+    -- statement_timestamp() (stable, so the planner can use and estimate it; a moment before
+    -- the clock above: a lease expiring in between is left alone) keeps this on the index.
+    WHERE t.lease_until <= extract(epoch FROM statement_timestamp())::float8 AND t.status <> 'done'
+      AND NOT EXISTS (
+          SELECT 1 FROM dependencies d JOIN tasks b ON b.id = d.blocked_by
+          WHERE d.task_id = t.id AND b.status <> 'done'
+      )
+    ORDER BY t.priority + 0 DESC, t.created_at, t.id
+    LIMIT :limit
+    FOR UPDATE OF t SKIP LOCKED
+),
+picked AS MATERIALIZED (
+    SELECT id, lease_actor, lease_session, lease_until
+    FROM (SELECT * FROM free UNION ALL SELECT * FROM expired) AS ready
+    ORDER BY priority DESC, created_at, id
+    LIMIT :limit
 ),
 stamped AS MATERIALIZED (
     SELECT p.*, extract(epoch FROM clock_timestamp())::float8 AS now FROM picked p
