@@ -166,6 +166,10 @@ def read_config(path: str) -> dict[str, Any]:
     where = os.path.abspath(path)
     folder = os.path.join(cache_dir(), "config")
     cached = os.path.join(folder, where.replace(os.sep, "%") + ".marshal")
+    try:  # a cache in a folder others can write is neither believed nor written
+        private_folder(folder)
+    except OSError:
+        return _parse_config(path, raw)
     try:
         found_where, found_raw, values = marshal.loads(read_small(cached, 4 * MAX_CONFIG_BYTES))
         if found_where == where and found_raw == raw and isinstance(values, dict):
@@ -174,9 +178,8 @@ def read_config(path: str) -> dict[str, Any]:
         pass
     values = _parse_config(path, raw)
     try:
-        replace_file(os.path.join(private_folder(folder), os.path.basename(cached)),
-                     marshal.dumps((where, raw, values)))
-    except (OSError, ValueError):  # unwritable or unsafe cache, or values marshal cannot hold
+        replace_file(cached, marshal.dumps((where, raw, values)))
+    except (OSError, ValueError):  # unwritable cache, or values marshal cannot hold
         pass
     return values
 

@@ -205,7 +205,9 @@ def gate_paths(file_path: str, cwd: str | None = None) -> list[str]:
     out = [rel]
     try:
         real_root = os.path.realpath(root)
-        real = os.path.realpath(os.path.join(root, rel))
+        # the path as written, not ``rel``: ``..`` after a symlink is the link target's parent
+        # to the kernel, and collapsing it first by spelling would name another file
+        real = os.path.realpath(os.path.join(cwd or os.getcwd(), os.path.expanduser(file_path)))
     except (OSError, ValueError):  # a name the file system cannot hold (a lone surrogate)
         return out
     resolved = os.path.relpath(real, real_root)

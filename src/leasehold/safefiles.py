@@ -18,6 +18,8 @@ import os
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: a FIFO planted at a state file's path would block open() until someone opens the other end
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class UnsafeFolder(PermissionError):
@@ -80,7 +82,8 @@ def append_record(path: str, data: bytes) -> None:
     A write that stops short (a full disk, a file size limit) is cut back off the file and
     raised as :class:`OSError`, so the log never holds a torn line. Raises :class:`OSError`.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC | _NONBLOCK,
+                 0o600)
     try:
         import stat
 
@@ -104,10 +107,15 @@ def append_record(path: str, data: bytes) -> None:
 
 
 def read_small(path: str, limit: int = 4096) -> bytes:
-    """The first ``limit`` bytes of ``path``, without following a symlink. Raises
-    :class:`OSError` (``ELOOP`` for a symlink)."""
-    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    """The first ``limit`` bytes of ``path``, without following a symlink or blocking on a
+    FIFO. Raises :class:`OSError` (``ELOOP`` for a symlink, :class:`UnsafeFolder` for anything
+    but a regular file)."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK)
     try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeFolder(f"{path} is not a regular file")
         return os.read(fd, limit)
     finally:
         os.close(fd)

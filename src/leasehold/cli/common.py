@@ -44,7 +44,10 @@ class LeaseholdParser(argparse.ArgumentParser):
         return super().format_help()
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        from leasehold.untrusted import escape
+
+        # "unrecognized arguments: ..." repeats the arguments as typed: escape them
+        sys.stderr.write(f"{self.prog}: error: {escape(message, None)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 

@@ -197,9 +197,12 @@ def throttled_fast(raw: bytes) -> bool:
 
 
 def _not_due(path: str) -> bool:
-    from leasehold.safefiles import read_small
+    """True when ``path`` says the next heartbeat is not due yet. A file in a folder other users
+    can write is not believed (False: the caller's write then refuses the folder)."""
+    from leasehold.safefiles import private_folder, read_small
 
     try:
+        private_folder(os.path.dirname(path))
         due = float(read_small(path, 64).split()[0])
     except (OSError, ValueError, IndexError):
         return False

@@ -283,9 +283,13 @@ def check(cwd: str | None = None) -> int:
                     hits.append((rel, res))
             if not hits:
                 return 0
-            lines = [f"  {rel}: reserved by {res.holder} until {format_ts(res.expires_at)} "
-                     f"(pattern {res.pattern!r}, exclusive, fence {res.fence}"
-                     + (f", reason: {res.reason}" if res.reason else "") + ")"
+            from leasehold.untrusted import escape, quoted
+
+            # file names and reasons are free text: escaped, the reason quoted as its holder's
+            lines = [f"  {escape(rel, None)}: reserved by {res.holder} until "
+                     f"{format_ts(res.expires_at)} (pattern {res.pattern!r}, "
+                     f"exclusive, fence {res.fence}"
+                     + (f", reason: {quoted(res.reason, res.holder)}" if res.reason else "") + ")"
                      for rel, res in hits]
             if not enforce:
                 actor = _actor(settings)
