@@ -184,7 +184,7 @@ def test_hooks_allow_and_throttle_without_json_re_or_signal(sqlite_cli) -> None:
         assert out == "" and result.split(" ")[0] == "0"
         assert result.split(" ")[1:] == [], result
     # A denial still comes out (the normal path decides it).
-    denied = json.dumps({"session_id": "s1", "tool_name": "Agent", "tool_input": {"prompt": "do T9"}})
+    denied = json.dumps({"session_id": "s1", "tool_name": "Agent", "tool_input": {"prompt": "do task T9"}})
     out, result = _probe(env, "pre-tool-use", denied)
     assert json.loads(out)["hookSpecificOutput"]["permissionDecision"] == "deny"
     # post-tool-use without CLAUDE_CODE_SESSION_ID: the first call heartbeats, the next is throttled

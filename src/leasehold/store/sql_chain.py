@@ -12,7 +12,6 @@ Every INSERT into a chained table goes through one place per dialect: PostgreSQL
 from __future__ import annotations
 
 import os
-import re
 
 from leasehold.chain import CHAINED, TABLES, RangeDigest, checkpoint_hash, legacy_hash, row_hash
 
@@ -31,8 +30,26 @@ CHAIN_INSERTS = {
     "insert_namespace": "namespaces",
 }
 
-_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\s*\(([^)]*)\)\s*VALUES\s*\(([^)]*)\)(.*)$",
-                     re.IGNORECASE | re.DOTALL)
+def _split_insert(sql: str) -> tuple[str, str, str, str] | None:
+    """``INSERT INTO table (columns) VALUES (values) rest`` -> its four parts, or None. Plain
+    string operations: ``re`` costs milliseconds of start-up on every command."""
+    text = sql.lstrip()
+    if text[:11].upper() != "INSERT INTO" or not text[11:12].isspace():
+        return None
+    open_cols = text.find("(", 11)
+    close_cols = text.find(")", open_cols + 1)
+    if open_cols < 0 or close_cols < 0:
+        return None
+    table = text[11:open_cols].strip()
+    after = text[close_cols + 1:].lstrip()
+    if not table.isidentifier() or after[:6].upper() != "VALUES":
+        return None
+    after = after[6:].lstrip()
+    close_vals = after.find(")")
+    if not after.startswith("(") or close_vals < 0:
+        return None
+    return table, text[open_cols + 1:close_cols], after[1:close_vals], after[close_vals + 1:]
+
 
 #: SQLite: the column that orders a table (namespaces has no id column there: its rowid only
 #: grows, since rows are never deleted).
@@ -59,11 +76,11 @@ def rewrite_chain_inserts(queries: dict[str, str]) -> dict[str, tuple[str, dict[
     hashed column (the chain would not cover it)."""
     specs: dict[str, tuple[str, dict[str, Any]]] = {}
     for name, table in CHAIN_INSERTS.items():
-        match = _INSERT.match(queries[name])
-        if match is None or match.group(1) != table:
+        match = _split_insert(queries[name])
+        if match is None or match[0] != table:
             raise RuntimeError(f"query {name} is not a plain INSERT INTO {table} (...) VALUES (...)")
-        columns = [c.strip() for c in match.group(2).split(",")]
-        values = [v.strip() for v in match.group(3).split(",")]
+        columns = [c.strip() for c in match[1].split(",")]
+        values = [v.strip() for v in match[2].split(",")]
         if len(columns) != len(values):
             raise RuntimeError(f"query {name}: {len(columns)} columns but {len(values)} values")
         mapping: dict[str, Any] = {}
@@ -73,8 +90,8 @@ def rewrite_chain_inserts(queries: dict[str, str]) -> dict[str, tuple[str, dict[
         if missing:
             raise RuntimeError(f"query {name} does not write hashed column(s) {missing}")
         queries[name] = (
-            f"INSERT INTO {table} ({SQLITE_ID[table]}, prev_hash, hash, {match.group(2).strip()}) "
-            f"VALUES (:chain_id, :chain_prev, :chain_hash, {match.group(3).strip()}){match.group(4)}"
+            f"INSERT INTO {table} ({SQLITE_ID[table]}, prev_hash, hash, {match[1].strip()}) "
+            f"VALUES (:chain_id, :chain_prev, :chain_hash, {match[2].strip()}){match[3]}"
         )
         specs[name] = (table, mapping)
     return specs
