@@ -63,9 +63,12 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('leasehold.chain:' || TG_TABLE_SCHEMA
         || '.events:' || coalesce('T' || NEW.task_id, 'N'), 0));
-    -- The id is drawn again under the chain lock: one drawn before it (the column default)
-    -- could order two rows of one chain against the order the lock gave them.
-    NEW.id := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.events', 'id'));
+    -- A row of the shared chain (no task_id) draws its id again under the chain lock: one drawn
+    -- before it (the column default) could order two rows of that chain against the order the
+    -- lock gave them. A task_id's chain is ordered by the row lock its operation already holds.
+    IF NEW.task_id IS NULL THEN
+        NEW.id := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.events', 'id'));
+    END IF;
     IF NEW.task_id IS NULL THEN
         SELECT e.hash INTO prev FROM events e WHERE e.task_id IS NULL ORDER BY e.id DESC LIMIT 1;
     ELSE
@@ -95,9 +98,6 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(hashtextextended('leasehold.chain:' || TG_TABLE_SCHEMA
         || '.feed_posts:' || coalesce('T' || NEW.item, 'N'), 0));
-    -- The id is drawn again under the chain lock: one drawn before it (the column default)
-    -- could order two rows of one chain against the order the lock gave them.
-    NEW.id := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.feed_posts', 'id'));
     IF NEW.item IS NULL THEN
         SELECT p.hash INTO prev FROM feed_posts p WHERE p.item IS NULL ORDER BY p.id DESC LIMIT 1;
     ELSE
