@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from leasehold.cli.fast import LedgerContext
 from leasehold.errors import InvalidInput, LeaseholdError
 
 TYPE_CHECKING = False
@@ -13,8 +14,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from leasehold.config import Settings
-    from leasehold.ledger import Ledger
     from leasehold.model import Holder
 
 
@@ -149,30 +148,11 @@ def blockers_after(ctx: Context, task_id: str) -> list[dict[str, str]] | None:
         return None
 
 
-class Context:
+class Context(LedgerContext):
     """Per-invocation state: parsed args, settings, the ledger (opened on first use), identity."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.json = bool(getattr(args, "json", False))
-        self._settings: Settings | None = None
-        self._ledger: Ledger | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            from leasehold.config import load_settings
-
-            self._settings = load_settings(getattr(self.args, "db", None))
-        return self._settings
-
-    @property
-    def ledger(self) -> Ledger:
-        if self._ledger is None:
-            from leasehold.ledger import Ledger
-
-            self._ledger = Ledger.from_settings(self.settings)
-        return self._ledger
+        super().__init__(args, bool(getattr(args, "json", False)))
 
     def me(self, payload_session: str | None = None) -> Holder:
         """The caller's ``actor:session``. Raises InvalidInput when it cannot be resolved."""

@@ -79,12 +79,13 @@ def parse(argv: list[str]) -> Args | None:
     return Args(command, task_id, options)
 
 
-class FastContext:
-    """What :class:`leasehold.cli.common.Context` gives a command, for the hot commands only."""
+class LedgerContext:
+    """The settings and the ledger of one invocation, each resolved on first use; shared by
+    :class:`FastContext` and :class:`leasehold.cli.common.Context` (no argparse here)."""
 
-    def __init__(self, args: Args) -> None:
+    def __init__(self, args: Any, json: bool) -> None:
         self.args = args
-        self.json = args.json
+        self.json = json
         self._settings: Settings | None = None
         self._ledger: Ledger | None = None
 
@@ -103,6 +104,13 @@ class FastContext:
 
             self._ledger = Ledger.from_settings(self.settings)
         return self._ledger
+
+
+class FastContext(LedgerContext):
+    """What :class:`leasehold.cli.common.Context` gives a command, for the hot commands only."""
+
+    def __init__(self, args: Args) -> None:
+        super().__init__(args, args.json)
 
     def holder(self, required: bool = True) -> Holder | None:
         from leasehold.config import resolve_actor, resolve_session
