@@ -10,7 +10,7 @@ import os
 import tempfile
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from leasehold import Ledger
@@ -75,8 +75,11 @@ def apply(ledger: Ledger, clock: FakeClock, op: tuple) -> None:
         clock.advance(op[1])
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("LEASEHOLD_FEED_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(operation, min_size=1, max_size=25))
+# An item named only by an info post is not in the queue, even while its task is held.
+@example(ops=[("post", "actionable", "CMB-0002", "ann:s1", False), ("claim", "CMB-0001", "ann:s1"),
+              ("import", [(0, "ann:s1", "info", "CMB-0001")])])
 def test_stored_item_state_equals_full_reduction(ops: list) -> None:
     clock = FakeClock()
     with tempfile.TemporaryDirectory() as folder:

@@ -847,6 +847,8 @@ class Feed:
         by_id = {t.id: t for t in tasks}
         out = []
         for item, st in reduce_items(posts).items():
+            if st.state is None:
+                continue  # only info posts name it: not an item of the queue, held or not
             task = by_id.get(item)
             state, owner, until, fence = st.state, st.owner, None, None
             last = st.last_activity
@@ -858,8 +860,6 @@ class Feed:
                     state = DONE
                 elif task.lease_valid(now):
                     state, owner, until = CLAIMED, task.lease_holder, task.lease_until
-            if state is None:
-                continue  # only info posts name it: not an item of the queue
             opener = st.opener
             if state == AWAITING and opener is not None and opener.pending:
                 state = CONFIRM_PENDING
