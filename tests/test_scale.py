@@ -141,8 +141,9 @@ print("\nRESULT", code, ",".join(heavy))
 
 
 def _probe(env: dict, mode: str, *args: str) -> tuple[str, str]:
+    # Run outside any repository: a leasehold.toml above the working folder is not this test's.
     proc = subprocess.run([sys.executable, "-c", PROBE, mode, *args], env=env, text=True,
-                          capture_output=True, timeout=60)
+                          capture_output=True, timeout=60, cwd=env["HOME"].rsplit("/", 1)[0])
     assert proc.returncode == 0, proc.stderr
     out, _, result = proc.stdout.rpartition("\nRESULT ")
     return out, result.strip()
