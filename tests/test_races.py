@@ -41,7 +41,7 @@ def start_racers(cli: CLI, tmp_path: Path, mode: str, round_id: str, args_for, *
     return [p for p, _ in procs], go
 
 
-@pytest.mark.parametrize("mode,rounds", [("cli", 8), ("exec", 2)])
+@pytest.mark.parametrize("mode,rounds", [("cli", 3), ("exec", 2)])
 def test_sixteen_processes_claim_one_task_exactly_one_wins(cli: CLI, tmp_path: Path, mode: str,
                                                            rounds: int) -> None:
     for r in range(rounds):
