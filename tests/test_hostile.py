@@ -530,3 +530,119 @@ def test_dot_dot_after_a_symlink_is_resolved_by_the_file_system_not_by_spelling(
     assert os.path.samefile(repo / "alias" / ".." / "routes.py", repo / "src" / "api" / "routes.py")
     assert "src/api/routes.py" in gate_paths(str(repo / "alias" / ".." / "routes.py"), str(repo))
     assert "src/api/routes.py" in gate_paths("alias/../routes.py", str(repo))
+
+
+# -- leftovers of the review ----------------------------------------------------------------------
+_SWAP_ON_OPEN = r"""
+import os, sys, time
+cache, victim = sys.argv[1], sys.argv[2]
+folder = os.path.join(cache, "leasehold")
+os.makedirs(folder, mode=0o700)
+fired = []
+
+def swap(event, args):
+    # the moment the audit file is opened, after the folder passed its checks: swap the folder
+    # for a symlink to another folder of this user (a rename in a shared parent does it)
+    if event == "open" and not fired and "bypass-audit-" in str(args[0]):
+        fired.append(1)
+        os.rename(folder, folder + ".moved")
+        os.symlink(victim, folder)
+
+sys.addaudithook(swap)
+from leasehold.hooks import claude
+claude._audit(None, {"kind": "bypass", "probe": True})
+print("fired" if fired else "not fired")
+"""
+
+
+def test_a_state_folder_swapped_for_a_symlink_after_its_check_is_not_written_through(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """The check and the write use one open folder (dir fd), so the swap cannot redirect it."""
+    cache, victim = tmp_path / "cache", tmp_path / "victim"
+    cache.mkdir()
+    victim.mkdir(mode=0o700)
+    env = dict(base_env, XDG_CACHE_HOME=str(cache))
+    proc = subprocess.run([sys.executable, "-c", _SWAP_ON_OPEN, str(cache), str(victim)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "fired", proc.stderr
+    assert list(victim.iterdir()) == []  # nothing written through the symlink
+    moved = list((cache / "leasehold.moved").iterdir())
+    assert [p.name[:13] for p in moved] == ["bypass-audit-"]
+    assert '"probe": true' in moved[0].read_text()
+
+
+_TORN_WHILE_ANOTHER_APPENDS = r"""
+import json, os, resource, signal, subprocess, sys, time
+cache, limit = sys.argv[1], int(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+OTHER = ("from leasehold.hooks import claude; "
+         "claude._audit(None, {'kind': 'bypass', 'other': 'writer'})")
+other = []
+
+def waiting_on_a_lock():
+    with open("/proc/locks") as fh:
+        return any("->" in line for line in fh)
+
+def meanwhile(event, args):
+    # our write stopped short and is about to be cut back off: another writer appends now
+    if event == "os.truncate" and not other:
+        other.append(subprocess.Popen(
+            [sys.executable, "-c", OTHER],
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))))
+        deadline = time.monotonic() + 60
+        while other[0].poll() is None and not waiting_on_a_lock():
+            if time.monotonic() > deadline:
+                raise SystemExit("the other writer neither finished nor waited")
+            time.sleep(0.01)
+
+sys.addaudithook(meanwhile)
+from leasehold.hooks import claude
+try:
+    claude._audit(None, {"kind": "bypass", "mine": "x" * 400})
+    print("appended")
+except OSError:
+    print("refused")
+if other:
+    other[0].wait(timeout=60)
+    print("other exit", other[0].returncode)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks")
+def test_cutting_a_torn_audit_line_never_cuts_another_writers_line(base_env: dict[str, str], tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    folder = cache / "leasehold"
+    folder.mkdir(parents=True, mode=0o700)
+    log = folder / time.strftime("bypass-audit-%Y%m%d.log", time.gmtime())
+    earlier = json.dumps({"kind": "bypass", "earlier": True}) + "\n"
+    log.write_text(earlier)
+    env = dict(base_env, XDG_CACHE_HOME=str(cache))
+    proc = subprocess.run([sys.executable, "-c", _TORN_WHILE_ANOTHER_APPENDS, str(cache),
+                           str(len(earlier) + 100)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["refused", "other exit 0"], proc.stdout + proc.stderr
+    lines = log.read_text().splitlines(keepends=True)
+    assert lines[0] == earlier and len(lines) == 2, lines  # ours cut off, theirs kept whole
+    assert json.loads(lines[1])["other"] == "writer"
+
+
+def test_ttl_errors_state_one_limit_and_a_bad_default_ttl_is_a_config_error(sqlite_cli: CLI, tmp_path: Path) -> None:
+    cli = sqlite_cli
+    limits = "a TTL is 1s to 7d, e.g. 90s, 10m, 2h or 1d"
+    for args in (["--ttl", "0"], ["--ttl", "0.5"], ["--ttl", "8d"], ["--ttl", "11000d"],
+                 ["--ttl", "nan"], ["--ttl", "-1"], ["--ttl", "soon"], ["--ttl-minutes", "0"],
+                 ["--ttl-minutes", "100000"], ["--ttl-minutes", "nan"], ["--ttl-minutes", "5x"]):
+        message = one_line_error(cli("claim", "t1", *ME, *args), 2)
+        assert message.startswith(args[0] + " ") and message.rstrip().endswith(limits), message
+    assert one_line_error(cli("reserve-path", "src/**", *ME, "--ttl", "8d"), 2).rstrip().endswith(limits)
+    toml = tmp_path / "leasehold.toml"
+    for value in ('"8d"', '"soon"', "0", "true", '"0.1s"'):
+        toml.write_text(f"default_ttl = {value}\n")
+        message = one_line_error(cli("list", *ME), 78)
+        assert message.startswith(f"default_ttl in {toml} ") and message.rstrip().endswith(limits)
+    toml.write_text('busy_timeout = "soon"\n')
+    one_line_error(cli("list"), 78)
+    toml.write_text('defualt_ttl = "5m"\n')
+    assert "unknown key" in one_line_error(cli("list"), 78)

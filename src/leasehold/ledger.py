@@ -29,7 +29,7 @@ from leasehold.model import (
     format_ts,
     is_task_id,
     new_op_id,
-    parse_duration,
+    parse_ttl,
     validate_name,
     validate_op_id,
     validate_task_id,
@@ -280,12 +280,8 @@ class Ledger:
         if ttl is None:
             return self.default_ttl
         if hasattr(ttl, "total_seconds"):
-            seconds = float(ttl.total_seconds())
-            if seconds <= 0:
-                raise InvalidInput(f"TTL must be positive, got {ttl}")
-        else:
-            seconds = parse_duration(ttl)  # type: ignore[arg-type]
-        return validate_ttl(seconds)
+            return validate_ttl(float(ttl.total_seconds()))
+        return parse_ttl(ttl)  # type: ignore[arg-type]
 
     # -- leases ----------------------------------------------------------------------------
     def claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,

@@ -131,14 +131,14 @@ def setup_run(sub: Any) -> None:
 
 def cmd_demo(ctx: Context) -> int:
     from leasehold.demo import run_demo
-    from leasehold.model import parse_duration, validate_ttl
+    from leasehold.model import parse_ttl
 
     args = ctx.args
     if args.workers < 2 or args.workers > 64:
         raise InvalidInput("--workers must be 2 to 64")
     if args.tasks < 1 or args.tasks > 10000:
         raise InvalidInput("--tasks must be 1 to 10000")
-    ttl = validate_ttl(parse_duration(args.ttl))
+    ttl = parse_ttl(args.ttl, "--ttl")
     db = getattr(args, "db", None)
     result = run_demo(workers=args.workers, tasks=args.tasks, ttl=ttl, db=db,
                       progress=None if ctx.json else sys.stderr)

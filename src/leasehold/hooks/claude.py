@@ -199,11 +199,11 @@ def throttled_fast(raw: bytes) -> bool:
 def _not_due(path: str) -> bool:
     """True when ``path`` says the next heartbeat is not due yet. A file in a folder other users
     can write is not believed (False: the caller's write then refuses the folder)."""
-    from leasehold.safefiles import private_folder, read_small
+    from leasehold.safefiles import PrivateFolder
 
     try:
-        private_folder(os.path.dirname(path))
-        due = float(read_small(path, 64).split()[0])
+        with PrivateFolder(os.path.dirname(path)) as folder:
+            due = float(folder.read(os.path.basename(path), 64).split()[0])
     except (OSError, ValueError, IndexError):
         return False
     return time.time() < due
@@ -212,10 +212,10 @@ def _not_due(path: str) -> bool:
 def _mark_due(path: str, due: float) -> None:
     """Record when ``path``'s session is next due, in a private state folder (a folder other
     users can write is refused: :mod:`leasehold.safefiles`). Raises :class:`OSError`."""
-    from leasehold.safefiles import private_folder, replace_file
+    from leasehold.safefiles import PrivateFolder
 
-    private_folder(os.path.dirname(path))
-    replace_file(path, f"{due!r}\n".encode("ascii"))
+    with PrivateFolder(os.path.dirname(path)) as folder:
+        folder.replace(os.path.basename(path), f"{due!r}\n".encode("ascii"))
 
 
 # -- payload, settings, ledger -----------------------------------------------------------------
@@ -378,16 +378,17 @@ def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
     import json
 
     from leasehold.model import format_ts_precise
-    from leasehold.safefiles import append_record, private_folder
+    from leasehold.safefiles import PrivateFolder
 
     now = time.time()
-    folder = settings.path("audit_dir", cache_home()) if settings is not None else cache_home()
-    private_folder(folder)
+    where = settings.path("audit_dir", cache_home()) if settings is not None else cache_home()
     line = json.dumps({"ts": format_ts_precise(now), **record}, ensure_ascii=False,
                       sort_keys=True) + "\n"
-    path = os.path.join(folder, time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now)))
-    # whole or not at all (a torn line is cut off and raised), never through a symlink
-    append_record(path, line.encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udXXX
+    name = time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now))
+    # whole or not at all (a torn line is cut off under the file's lock and raised), never
+    # through a symlink, in the folder that was checked (opened once, files reached through it)
+    with PrivateFolder(where) as folder:
+        folder.append(name, line.encode("utf-8", "backslashreplace"))  # lone surrogate -> \udXXX
 
 
 def _actor(settings: Settings | None) -> str | None:
