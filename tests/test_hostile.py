@@ -691,3 +691,18 @@ def test_quote_lookalikes_are_escaped_where_ascii_quotes_are(sqlite_cli: CLI, lo
     reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json")))
     shown = f"\\x{ord(lookalike):02x}" if ord(lookalike) < 0x100 else f"\\u{ord(lookalike):04x}"
     assert lookalike not in reason and shown in reason, reason
+
+
+def test_the_readme_deny_reason_example_is_what_the_gate_prints(sqlite_cli: CLI) -> None:
+    import re
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = re.search(r'"permissionDecisionReason": "(leasehold: task 99927 is held by .*?)"}}\n', readme)
+    assert example, "the README's deny example is gone"
+    documented = json.loads(f'"{example.group(1)}"')
+    cli = sqlite_cli
+    assert cli("claim", "99927", "--title", "Fix the retry loop", "--actor", "john",
+               "--session", "abc123").returncode == 0
+    reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json")))
+    shape = re.sub(r"until \S+ \(fence \d+\)", "until T (fence N)", reason)
+    assert re.sub(r"until \S+ \(fence \d+\)", "until T (fence N)", documented) == shape, reason
