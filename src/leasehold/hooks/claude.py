@@ -58,6 +58,10 @@ BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0
 #: is slow but alive (a loaded host, a distant server) together with larger hook timeouts.
 DEADLINES = {"pre-tool-use": 8.0, "post-tool-use": 8.0, "session-start": 8.0, "session-end": 1.1}
 _OFF = ("0", "false", "no", "off")
+#: The longest sub-agent prompt (prompt plus description, in characters) the gate reads: past it
+#: the reference scan would outlast the hook's deadline (about 5 MB a second), so the call is
+#: denied with that said, never let through unread nor reported as a ledger timeout.
+MAX_PROMPT_CHARS = 1_000_000
 #: tool_input fields the gate reads: each must be a string when present (a wrong type is a
 #: non-blocking payload error, never silently read as empty).
 _TEXT_INPUTS = ("prompt", "description", "file_path", "notebook_path")
@@ -434,6 +438,15 @@ def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
                 session: str | None, settings: Settings, enforce: bool) -> int:
     prompt = _text_field(tool_input, "prompt")
     text = prompt + "\n" + _text_field(tool_input, "description")
+    if len(text) > MAX_PROMPT_CHARS:
+        why = (f"the sub-agent prompt is {len(text):,} characters long, more than the "
+               f"{MAX_PROMPT_CHARS:,} the gate reads, so leasehold cannot tell which tasks it "
+               "refers to")
+        if enforce:
+            return _deny(f"leasehold: {why}. Shorten it: put the bulk in a file and give the "
+                         "sub-agent its path.")
+        return _context("PreToolUse", f"leasehold (enforcement off, LEASEHOLD_ENFORCE=0): {why}; "
+                                      "allowed unchecked.")
     token = str(settings.get("bypass_token") or DEFAULT_BYPASS_TOKEN)
     bypass = token in text
     ids = candidate_ids(text, settings)
