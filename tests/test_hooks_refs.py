@@ -43,6 +43,16 @@ def test_unicode_and_invisible_tricks_do_not_slip_through(cli: CLI, prompt: str)
     assert "task 99927 " in reason
 
 
+@pytest.mark.parametrize("prompt", ["Fix ticket bd-7f3\u0430 now",  # Cyrillic а
+                                    "Fix \u0431d-7f3a now".replace("\u0431", "b"),
+                                    "Fix task b\u0501-7f3\u03b1 now"])  # Cyrillic ԁ, Greek α
+def test_cyrillic_and_greek_look_alike_letters_in_a_task_id_are_matched(cli: CLI, prompt: str) -> None:
+    claim(cli, "bd-7f3a", "session-a")
+    reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json", prompt=prompt,
+                                                       description="x")))
+    assert "task bd-7f3a " in reason
+
+
 def test_configured_reference_patterns(cli: CLI, tmp_path: Path) -> None:
     claim(cli, "4711", "session-a")
     (tmp_path / "leasehold.toml").write_text(
