@@ -89,3 +89,21 @@ def test_a_shared_lease_lets_named_teammates_through_and_no_one_else(cli: CLI) -
     assert "99927" in denied(hook(cli, "pre-tool-use", dict(prompt, session_id="mate-1")))
     assert cli("share", "99927", "mate-1", "--actor", "lead", "--session", "lead-session").returncode == 0
     assert decision(hook(cli, "pre-tool-use", dict(prompt, session_id="mate-1"))) is None
+
+
+def test_claim_share_with_is_one_transaction(cli: CLI) -> None:
+    """The grant and its shares commit together: a share that cannot be made leaves no claim
+    behind, and a successful one is one transaction (the claim's event and the share's event
+    are written with the same instant, read once under the row lock)."""
+    lead = ("--actor", "lead", "--session", "lead-session")
+    bad = cli("claim", "99927", *lead, "--share-with", "mate-1", "bad:name")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    shown = json.loads(cli("show", "99927", "--json").stdout) if cli("show", "99927").returncode == 0 else None
+    assert shown is None or not shown["lease_valid"], shown  # nothing was claimed
+    assert cli("claim", "99927", *lead, "--share-with", "mate-1", "--json").returncode == 0
+    events = [e for e in json.loads(cli("log", "--json").stdout) if e["task_id"] == "99927"]
+    claimed = [e for e in events if e["kind"] == "claimed"]
+    shared = [e for e in events if e["kind"] == "shared"]
+    assert len(claimed) == 1 and len(shared) == 1
+    assert claimed[0]["ts"] == shared[0]["ts"], (claimed, shared)  # one transaction, one clock read
+    assert claimed[0]["fence"] == shared[0]["fence"]
