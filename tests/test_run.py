@@ -148,7 +148,7 @@ sys.exit(5)
 def test_a_signal_to_run_reaches_the_command_and_the_lease_is_released(cli: CLI, tmp_path: Path, name: str) -> None:
     marker = tmp_path / "marker"
     proc = cli.popen("run", "t1", *JOHN, "--", sys.executable, "-c", WAITS_FOR, str(marker),
-                     stdout=-1, stderr=-1)
+                     stdout=-1, stderr=-1, start_new_session=True)  # no terminal sends it too
     started = Path(str(marker) + ".started")
     try:
         wait_for(lambda: started.exists() or proc.poll() is not None, what="the command to start")

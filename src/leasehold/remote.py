@@ -222,10 +222,9 @@ class RemoteLedger(Ledger):
               share_with: Iterable[str] | None = None) -> Lease:
         validate_task_id(task_id)
         shares = [validate_name(s, "session") for s in share_with or ()]
-        extra = {"share_with": shares} if shares else {}
         return _lease(self._call("claim", task_id=task_id, holder=str(Holder.parse(holder)),
                                  ttl=self.ttl_seconds(ttl), title=title, priority=priority, op_id=op_id,
-                                 **extra))
+                                 share_with=shares or None))
 
     def wait_claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
                    timeout: float = 30.0, title: str | None = None,
@@ -233,10 +232,10 @@ class RemoteLedger(Ledger):
         validate_task_id(task_id)
         timeout = _timeout(timeout)
         shares = [validate_name(s, "session") for s in share_with or ()]
-        extra = {"share_with": shares} if shares else {}
         return _lease(self.client.call("claim", extra_time=timeout, task_id=task_id,
                                        holder=str(Holder.parse(holder)), ttl=self.ttl_seconds(ttl),
-                                       title=title, priority=priority, wait=timeout, **extra))
+                                       title=title, priority=priority, wait=timeout,
+                                       share_with=shares or None))
 
     def wait_next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
                   timeout: float = 30.0) -> list[Lease]:

@@ -67,11 +67,12 @@ def child_argv(command: list[str], deathsig: int | None = None) -> list[str]:
 
 
 def _terminal_sent_it_too(signum: int) -> bool:
-    """True when a SIGINT/SIGHUP most likely came from our terminal, which sends it to the whole
-    foreground process group, CMD included: forwarding it would deliver it twice."""
+    """True when a SIGINT most likely came from our terminal (Ctrl-C), which sends it to the
+    whole foreground process group, CMD included: forwarding it would deliver it twice. (A
+    SIGHUP is always passed on: a second one is harmless, a missing one leaves CMD running.)"""
     import signal
 
-    if signum not in (signal.SIGINT, signal.SIGHUP):
+    if signum != signal.SIGINT:
         return False
     try:
         fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
@@ -123,7 +124,7 @@ def cmd_run(ctx: Context) -> int:
         proc = state["proc"]
 
         def forward(signum: int, frame: object) -> None:
-            # SIGTERM, SIGINT, SIGHUP: pass it on (unless the terminal sent it to CMD as well),
+            # SIGTERM, SIGINT, SIGHUP: pass it on (unless Ctrl-C sent it to CMD as well),
             # keep waiting for CMD, and release the lease when it has ended
             if proc.poll() is None and not _terminal_sent_it_too(signum):
                 proc.send_signal(signum)
