@@ -706,3 +706,18 @@ def test_the_readme_deny_reason_example_is_what_the_gate_prints(sqlite_cli: CLI)
     reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json")))
     shape = re.sub(r"until \S+ \(fence \d+\)", "until T (fence N)", reason)
     assert re.sub(r"until \S+ \(fence \d+\)", "until T (fence N)", documented) == shape, reason
+
+
+def test_a_huge_claude_agent_prompt_is_denied_as_too_long_not_timed_out(sqlite_cli: CLI) -> None:
+    """Through ``leasehold hook pre-tool-use`` (its fast path included): a prompt past the
+    gate's reading limit is denied saying so, never scanned until the deadline."""
+    cli = sqlite_cli
+    claim(cli, "99927", "other-session")
+    filler = "Summarise the logs below without touching anything. " * 24_000  # 1.2 MB
+    reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json", prompt=filler)))
+    assert "characters long" in reason and "ledger" not in reason, reason
+    off = hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json", prompt=filler),
+               env={"LEASEHOLD_ENFORCE": "0"})
+    told = decision(off)
+    assert told is not None and "permissionDecision" not in told
+    assert "allowed unchecked" in told["additionalContext"]
