@@ -226,7 +226,7 @@ def test_leasehold_toml_sets_db_and_default_ttl(cli: CLI, tmp_path) -> None:
     (project / "leasehold.toml").write_text('dbb = "x"\n')
     bad = subprocess.run([LEASEHOLD, "status", "t1"], capture_output=True, text=True, env=env,
                          cwd=project)
-    assert bad.returncode == 2 and "unknown key" in bad.stderr
+    assert bad.returncode == 78 and "unknown key" in bad.stderr
 
 
 def test_done_with_several_ids(cli: CLI) -> None:

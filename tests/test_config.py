@@ -7,7 +7,7 @@ import os
 import pytest
 
 from leasehold.config import find_config, load_settings, read_config
-from leasehold.errors import InvalidInput
+from leasehold.errors import ConfigError, InvalidInput
 
 
 @pytest.fixture(autouse=True)
@@ -36,10 +36,10 @@ def test_cached_parse_is_invalidated_by_any_edit(tmp_path) -> None:
     os.utime(path, ns=(1, 1))
     assert read_config(str(path)) == {"actor": "bob"}
     path.write_text('actr = "bob"\n')
-    with pytest.raises(InvalidInput, match="unknown key"):
+    with pytest.raises(ConfigError, match="unknown key"):
         read_config(str(path))
     path.write_text("actor = [unclosed\n")
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ConfigError):
         read_config(str(path))
 
 

@@ -114,3 +114,34 @@ def test_a_malformed_reference_setting_is_reported(cli: CLI, project: Path) -> N
     assert proc.returncode == 1 and "reference_keywords" in checks(proc)["config"]["detail"]
     toml.write_text(good + "reference_patterns = ['\\\\bPROJ(?P<id>\\\\d+)\\\\b']\n")
     assert cli("doctor", db=False).returncode == 0
+
+
+def test_a_remote_ledgers_token_is_checked_with_a_real_request(sqlite_cli: CLI, tmp_path: Path) -> None:
+    cli = sqlite_cli
+    from tests.server import ServerThread, make_token
+
+    backing = str(tmp_path / "served.db")
+    good = make_token(backing, "bob", "agent")
+    server = ServerThread(backing)
+    try:
+        root = tmp_path / "remote-proj"
+        root.mkdir()
+        (root / "leasehold.toml").write_text(f'db = "{server.url}"\nactor = "bob"\n')
+        cli.cwd = root
+
+        def doctor(token: str | None) -> dict[str, dict]:
+            env = {"LEASEHOLD_TOKEN": token} if token else {}
+            if token is None:
+                cli.env.pop("LEASEHOLD_TOKEN", None)
+            return checks(cli("doctor", "--json", db=False, env=env))
+
+        ok = doctor(good)
+        assert ok["token"]["ok"] is True and "bob" in ok["token"]["detail"], ok["token"]
+        assert ok["reachable"]["ok"] is True
+        bad = doctor("lh_" + "0" * 40)
+        assert bad["token"]["ok"] is False and "refused" in bad["token"]["detail"], bad["token"]
+        assert bad["token"]["fix"]
+        missing = doctor(None)
+        assert missing["token"]["ok"] is False and "token" in missing["token"]["detail"], missing["token"]
+    finally:
+        server.stop()

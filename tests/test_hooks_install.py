@@ -185,3 +185,122 @@ def test_read_only_settings_file_is_refused_untouched(sqlite_cli: CLI, project: 
     assert len(proc.stderr.strip().splitlines()) == 1
     assert path.read_text() == '{"model": "opus"}' and path.stat().st_mode & 0o777 == 0o444
     assert list(path.parent.iterdir()) == [path]
+
+
+# -- bytes kept: only leasehold's entries change -------------------------------------------------
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+#: Real-shaped files in the styles tools and people write: Claude Code's own 2-space layout with
+#: non-ASCII text, a 4-space file with compact arrays, a tab-indented one, one with \u escapes.
+CLAUDE_STYLES = [
+    json.dumps(FOREIGN | {"statusLine": {"type": "command", "command": "echo ✓ déjà"}},
+               indent=2, ensure_ascii=False) + "\n",
+    json.dumps(FOREIGN, indent=4).replace('[\n                "Bash(pytest:*)"\n            ]',
+                                          '["Bash(pytest:*)"]') + "\n",
+    json.dumps(FOREIGN, indent="\t") + "\n",
+    json.dumps(FOREIGN | {"note": "naïve ✓"}, indent=2) + "\n",  # ensure_ascii: \u00ef escapes
+    '{"model": "sonnet", "hooks": {"Stop": [{"hooks": [{"type": "command", "command": "x"}]}]}}',
+]
+
+
+def _without_leasehold_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("original", CLAUDE_STYLES)
+def test_install_then_uninstall_gives_back_the_same_bytes(sqlite_cli: CLI, project: Path, original: str) -> None:
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(original)
+    assert sqlite_cli("hooks", "install").returncode == 0
+    installed = path.read_text()
+    assert leasehold_commands(load(path))
+    assert ("\\u00ef" in installed) == ("\\u00ef" in original)  # escapes stay escapes
+    # every original line is still there, in order, byte for byte (indentation included)
+    lines = iter(installed.splitlines())
+    for line in original.splitlines() if "\n" in original.strip() else ():
+        if line.rstrip().rstrip(",") in ("]", "}", "},", "],"):  # a closing line may gain a comma
+            continue
+        assert any(other == line or other == line + "," or other.rstrip(",") == line.rstrip(",")
+                   for other in lines), (line, installed)
+    if "\n" in original.strip():
+        unit = "\t" if "\n\t" in original else "    " if original.split("\n", 2)[1].startswith("    ") else "  "
+        for line in installed.splitlines():
+            indent = line[:len(line) - len(line.lstrip())]
+            assert indent == unit * (len(indent) // len(unit)), (repr(line), unit)
+    before = path.stat().st_mtime_ns
+    assert sqlite_cli("hooks", "install").returncode == 0  # nothing to do: not even rewritten
+    assert path.read_text() == installed and path.stat().st_mtime_ns == before
+    assert sqlite_cli("hooks", "uninstall").returncode == 0
+    assert path.read_text() == original
+
+
+@pytest.mark.parametrize("runtime,fixture,target", [
+    ("gemini", SHARED / "gemini-cli" / "settings.json", Path(".gemini") / "settings.json"),
+    ("codex", SHARED / "codex" / "hooks.json", Path(".codex") / "hooks.json"),
+])
+def test_fixture_files_change_only_in_leaseholds_commands(sqlite_cli: CLI, project: Path, runtime: str,
+                                                          fixture: Path, target: Path) -> None:
+    """The shared fixtures' files (with hooks of their own) gain leasehold's entries as pure
+    additions, and uninstall gives the original bytes back."""
+    import difflib
+
+    if not fixture.exists():
+        pytest.skip("shared fixtures not present")
+    path = project / target
+    path.parent.mkdir()
+    original = fixture.read_text()
+    path.write_text(original)
+    assert sqlite_cli("hooks", "install", "--runtime", runtime).returncode == 0
+    changed = [line for line in difflib.ndiff(original.splitlines(), path.read_text().splitlines())
+               if line[:2] in ("- ", "+ ")]
+    removed = [line for line in changed if line.startswith("- ")]
+    # at most a closing bracket line gains its comma
+    assert changed and all(line.rstrip().endswith(("}", "]")) for line in removed), removed
+    assert sqlite_cli("hooks", "uninstall", "--runtime", runtime).returncode == 0
+    assert path.read_text() == original
+
+
+GEMINI_WITH_COMMENTS = """{
+  // Gemini CLI reads this file through strip-json-comments
+  "general": {
+    "vimMode": true /* set by hand */
+  },
+  "hooks": {
+    /* the team's formatter */
+    "AfterTool": [
+      {
+        "matcher": "write_file",
+        "hooks": [{"name": "fmt", "type": "command", "command": "prettier --write"}]
+      }
+    ]
+  }
+}
+"""
+
+
+def test_gemini_settings_with_comments_are_read_and_their_comments_kept(sqlite_cli: CLI, project: Path) -> None:
+    path = project / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(GEMINI_WITH_COMMENTS)
+    proc = sqlite_cli("hooks", "install", "--runtime", "gemini")
+    assert proc.returncode == 0, proc.stderr
+    text = path.read_text()
+    for comment in ("// Gemini CLI reads this file through strip-json-comments", "/* set by hand */",
+                    "/* the team's formatter */"):
+        assert comment in text
+    import json5
+
+    data = json5.loads(text)
+    assert [h["name"] for g in data["hooks"]["AfterTool"] for h in g["hooks"]] == ["fmt", "leasehold-after-tool"]
+    assert {"SessionStart", "BeforeTool", "SessionEnd"} <= set(data["hooks"])
+    shown = json.loads(sqlite_cli("hooks", "show", "--json").stdout)
+    gemini = [r for r in shown if r["runtime"] == "gemini" and r["scope"] == "project"][0]
+    assert gemini["error"] is None and len(gemini["installed"]) == 4
+    assert sqlite_cli("hooks", "uninstall", "--runtime", "gemini").returncode == 0
+    assert path.read_text() == GEMINI_WITH_COMMENTS
+    # Claude Code's file must stay plain JSON: a comment there is refused, naming the file
+    claude = project / ".claude" / "settings.json"
+    claude.parent.mkdir()
+    claude.write_text('{\n  // no\n  "model": "sonnet"\n}\n')
+    refused = sqlite_cli("hooks", "install")
+    assert refused.returncode == 2 and "not valid JSON" in refused.stderr

@@ -43,6 +43,16 @@ def test_unicode_and_invisible_tricks_do_not_slip_through(cli: CLI, prompt: str)
     assert "task 99927 " in reason
 
 
+@pytest.mark.parametrize("prompt", ["Fix ticket bd-7f3\u0430 now",  # Cyrillic а
+                                    "Fix \u0431d-7f3a now".replace("\u0431", "b"),
+                                    "Fix task b\u0501-7f3\u03b1 now"])  # Cyrillic ԁ, Greek α
+def test_cyrillic_and_greek_look_alike_letters_in_a_task_id_are_matched(cli: CLI, prompt: str) -> None:
+    claim(cli, "bd-7f3a", "session-a")
+    reason = denied(hook(cli, "pre-tool-use", payload("pre_tool_use_agent.json", prompt=prompt,
+                                                       description="x")))
+    assert "task bd-7f3a " in reason
+
+
 def test_configured_reference_patterns(cli: CLI, tmp_path: Path) -> None:
     claim(cli, "4711", "session-a")
     (tmp_path / "leasehold.toml").write_text(
@@ -79,3 +89,21 @@ def test_a_shared_lease_lets_named_teammates_through_and_no_one_else(cli: CLI) -
     assert "99927" in denied(hook(cli, "pre-tool-use", dict(prompt, session_id="mate-1")))
     assert cli("share", "99927", "mate-1", "--actor", "lead", "--session", "lead-session").returncode == 0
     assert decision(hook(cli, "pre-tool-use", dict(prompt, session_id="mate-1"))) is None
+
+
+def test_claim_share_with_is_one_transaction(cli: CLI) -> None:
+    """The grant and its shares commit together: a share that cannot be made leaves no claim
+    behind, and a successful one is one transaction (the claim's event and the share's event
+    are written with the same instant, read once under the row lock)."""
+    lead = ("--actor", "lead", "--session", "lead-session")
+    bad = cli("claim", "99927", *lead, "--share-with", "mate-1", "bad:name")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    shown = json.loads(cli("show", "99927", "--json").stdout) if cli("show", "99927").returncode == 0 else None
+    assert shown is None or not shown["lease_valid"], shown  # nothing was claimed
+    assert cli("claim", "99927", *lead, "--share-with", "mate-1", "--json").returncode == 0
+    events = [e for e in json.loads(cli("log", "--json").stdout) if e["task_id"] == "99927"]
+    claimed = [e for e in events if e["kind"] == "claimed"]
+    shared = [e for e in events if e["kind"] == "shared"]
+    assert len(claimed) == 1 and len(shared) == 1
+    assert claimed[0]["ts"] == shared[0]["ts"], (claimed, shared)  # one transaction, one clock read
+    assert claimed[0]["fence"] == shared[0]["fence"]

@@ -29,6 +29,11 @@ def L(*ids: str) -> frozenset[str]:
 
 
 CORPUS: list[tuple[str, frozenset[str]]] = [
+    ("Переведи раздел про синхронизацию на русский язык и не трогай код в строке 42.", N),
+    ("Проверь, что тест test_sync проходит, и опиши результат по-русски.", N),
+    ("Διόρθωσε το σφάλμα στη γραμμή 42 του αρχείου utils.py και γράψε μια σύνοψη.", N),
+    ("Исправь задачу CMB-0036: расхождение в отчёте.", L("CMB-0036")),
+
     # -- the cases from the field: words and numbers that equal short ids -----------------------
     ("Fix the lint warning on line 42 of utils.py.", N),
     ("Read the sync module and summarize it.", N),
@@ -212,6 +217,12 @@ STYLES = (
     ("＃９９９２７", "99927"),  # full-width
     ("task 999\u200b27", "99927"),  # zero-width space inside
     ("CMB\u20110036", "CMB-0036"),  # non-breaking hyphen
+    ("ticket \u0421\u041c\u0412-0036", "CMB-0036"),  # Cyrillic С, М, В
+    ("task \u0455\u0443n\u0441", "sync"),  # Cyrillic ѕ, у, с
+    ("iv-\u0455z3sf", "iv-sz3sf"),  # Cyrillic ѕ
+    ("bd-7f3\u0430", "bd-7f3a"),  # Cyrillic а
+    ("\u039c\u0421 #99927", "99927"),  # Greek Μ, Cyrillic С
+    ("task \u03bf\u0440s-12", "ops-12"),  # Greek ο, Cyrillic р
 )
 STYLE_ROWS = [(frame.format(ref=style), L(held)) for frame in FRAMES for style, held in STYLES]
 ALL = CORPUS + STYLE_ROWS

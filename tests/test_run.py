@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CLI, wait_for
 
 JOHN = ["--actor", "john", "--session", "abc123"]
@@ -121,3 +123,60 @@ def test_run_without_a_command_is_usage_error(cli: CLI) -> None:
     missing = cli("run", "t1", *JOHN, "--", "/nonexistent/program")
     assert missing.returncode == 2 and "cannot run" in missing.stderr
     assert cli("show", "t1", "--json").returncode == 3  # checked before the claim: nothing written
+
+
+WAITS_FOR = """
+import signal, sys, time, pathlib
+marker = pathlib.Path(sys.argv[1])
+def on_signal(signum, frame):
+    marker.write_text(signal.Signals(signum).name)
+    sys.exit(0)
+for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+    signal.signal(getattr(signal, name), on_signal)
+pathlib.Path(sys.argv[1] + ".started").write_text("yes")
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+sys.exit(5)
+"""
+
+
+
+
+
+@pytest.mark.parametrize("name", ["SIGHUP", "SIGINT", "SIGTERM"])
+def test_a_signal_to_run_reaches_the_command_and_the_lease_is_released(cli: CLI, tmp_path: Path, name: str) -> None:
+    marker = tmp_path / "marker"
+    proc = cli.popen("run", "t1", *JOHN, "--", sys.executable, "-c", WAITS_FOR, str(marker),
+                     stdout=-1, stderr=-1, start_new_session=True)  # no terminal sends it too
+    started = Path(str(marker) + ".started")
+    try:
+        wait_for(lambda: started.exists() or proc.poll() is not None, what="the command to start")
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, getattr(signal, name))
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert marker.read_text() == name, err
+    assert proc.returncode == 0, err
+    shown = json.loads(cli("show", "t1", "--json").stdout)
+    assert not shown["lease_valid"] and shown["lease_holder"] is None, shown
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_a_failed_pdeathsig_request_is_reported_not_ignored(tmp_path: Path) -> None:
+    """prctl(PR_SET_PDEATHSIG) refusing (here: a signal number the kernel rejects, EINVAL) is
+    said on stderr; the command still runs."""
+    import subprocess
+
+    from leasehold.cli.run import child_argv
+
+    out = subprocess.run(child_argv([sys.executable, "-c", "print('ran')"], deathsig=999),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "ran\n", out
+    assert "prctl(PR_SET_PDEATHSIG) failed (Invalid argument)" in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1
+    fine = subprocess.run(child_argv([sys.executable, "-c", "print('ran')"]),
+                          capture_output=True, text=True, timeout=60)
+    assert fine.returncode == 0 and fine.stdout == "ran\n" and fine.stderr == "", fine

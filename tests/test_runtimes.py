@@ -170,6 +170,43 @@ def test_codex_bad_payload_is_a_non_blocking_error(sqlite_cli: CLI) -> None:
     assert proc.returncode == 1 and proc.stdout == "" and "not JSON" in proc.stderr
 
 
+@pytest.mark.parametrize("runtime,name,change,field", [
+    ("codex", "pre_tool_use_apply_patch.json", {"command": 5}, "tool_input.command"),
+    ("codex", "pre_tool_use_apply_patch.json", {"command": ["*** Update File: src/api/routes.py"]},
+     "tool_input.command"),
+    ("codex", "pre_tool_use_apply_patch.json", {"hook_event_name": 5}, "hook_event_name"),
+    ("codex", "pre_tool_use_apply_patch.json", {"tool_input": {}}, "tool_input.command"),
+    ("codex", "pre_tool_use_apply_patch.json", {"tool_name": ["apply_patch"]}, "tool_name"),
+    ("gemini", "before_tool_write_file.json", {"file_path": ["src/api/routes.py"]}, "tool_input.file_path"),
+    ("gemini", "before_tool_replace.json", {"file_path": 7}, "tool_input.file_path"),
+    ("gemini", "before_tool_replace.json", {"tool_input": {"old_string": "a"}}, "tool_input.file_path"),
+    ("gemini", "before_tool_write_file.json", {"hook_event_name": 5}, "hook_event_name"),
+    ("gemini", "before_tool_write_file.json", {"hook_event_name": None}, "hook_event_name"),
+    ("gemini", "before_tool_write_file.json", {"tool_name": "invoke_agent", "tool_input": {"prompt": 5}},
+     "tool_input.prompt"),
+])
+def test_wrong_field_types_are_an_error_never_a_silent_allow(
+        sqlite_cli: CLI, repo: Path, runtime: str, name: str, change: dict, field: str) -> None:
+    """A payload the gate cannot read is the README's non-blocking error: exit 1 and one line
+    naming the field (the runtime shows it), never exit 0 as if the call had been checked."""
+    reserve(sqlite_cli, "other-session", "src/api/**", repo)
+    data = load(CODEX if runtime == "codex" else GEMINI, name, cwd=str(repo), **change)
+    proc = run(sqlite_cli, runtime, data)
+    assert proc.returncode == 1 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and field in proc.stderr, proc.stderr
+
+
+def test_a_huge_prompt_is_denied_as_too_long_to_read_not_as_a_ledger_timeout(sqlite_cli: CLI, repo: Path) -> None:
+    claim(sqlite_cli, "CMB-0036", "other-session")
+    filler = "Summarise the logs below without touching anything. " * 24_000  # 1.2 MB, no reference
+    data = load(GEMINI, "before_tool_write_file.json", cwd=str(repo))
+    data.update(tool_name="invoke_agent", tool_input={"agent_name": "x", "prompt": filler})
+    reason = gemini_denial(run(sqlite_cli, "gemini", data))
+    assert "characters long" in reason and "cannot tell" in reason and "ledger" not in reason, reason
+    data["tool_input"]["prompt"] = filler[:100_000] + " Then fix CMB-0036."
+    assert "CMB-0036" in gemini_denial(run(sqlite_cli, "gemini", data))  # a long one is still read
+
+
 # -- Gemini CLI ----------------------------------------------------------------------------
 def test_gemini_write_file_and_replace_on_reserved_files_are_denied(cli: CLI, repo: Path) -> None:
     reserve(cli, "other-session", "src/api/**", repo)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 
 from leasehold.errors import ConfigError, InvalidInput
-from leasehold.model import DEFAULT_TTL, parse_duration, validate_name, validate_ttl
+from leasehold.model import DEFAULT_TTL, parse_duration, parse_ttl, validate_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -120,11 +120,15 @@ class Settings:
         return self.values.get(key, default)
 
     def seconds(self, key: str, default: float) -> float:
-        """A duration setting in seconds (``60``, ``"90s"``, ``"24h"``)."""
+        """A duration setting in seconds (``60``, ``"90s"``, ``"24h"``). Raises
+        :class:`ConfigError` for a malformed value."""
         value = self.values.get(key)
         if value is None:
             return default
-        return parse_duration(value, f"{key} in {self.file}")
+        try:
+            return parse_duration(value, f"{key} in {self.file}")
+        except InvalidInput as exc:
+            raise ConfigError(str(exc)) from None
 
     def path(self, key: str, default: str) -> str:
         """A folder setting; relative values are relative to leasehold.toml."""
@@ -145,7 +149,7 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> str:
 
 
 def read_config(path: str) -> dict[str, Any]:
-    """Parse and validate a leasehold.toml. Raises :class:`InvalidInput`.
+    """Parse and validate a leasehold.toml. Raises :class:`ConfigError` (exit 78).
 
     Parsing with tomllib costs ~10 ms of imports, on a path that runs in every agent tool call,
     so the validated values are cached (``marshal``, in the private folder ``config/`` of
@@ -154,33 +158,33 @@ def read_config(path: str) -> dict[str, Any]:
     """
     import marshal
 
-    from leasehold.safefiles import private_folder, read_small, replace_file
+    from leasehold.safefiles import PrivateFolder
 
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise InvalidInput(f"{path}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
     if len(raw) > MAX_CONFIG_BYTES:
-        raise InvalidInput(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a leasehold.toml")
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a leasehold.toml")
     where = os.path.abspath(path)
-    folder = os.path.join(cache_dir(), "config")
-    cached = os.path.join(folder, where.replace(os.sep, "%") + ".marshal")
+    name = where.replace(os.sep, "%") + ".marshal"
     try:  # a cache in a folder others can write is neither believed nor written
-        private_folder(folder)
+        folder = PrivateFolder(os.path.join(cache_dir(), "config"))
     except OSError:
         return _parse_config(path, raw)
-    try:
-        found_where, found_raw, values = marshal.loads(read_small(cached, 4 * MAX_CONFIG_BYTES))
-        if found_where == where and found_raw == raw and isinstance(values, dict):
-            return values
-    except (OSError, EOFError, ValueError, TypeError):
-        pass
-    values = _parse_config(path, raw)
-    try:
-        replace_file(cached, marshal.dumps((where, raw, values)))
-    except (OSError, ValueError):  # unwritable cache, or values marshal cannot hold
-        pass
+    with folder:
+        try:
+            found_where, found_raw, values = marshal.loads(folder.read(name, 4 * MAX_CONFIG_BYTES))
+            if found_where == where and found_raw == raw and isinstance(values, dict):
+                return values
+        except (OSError, EOFError, ValueError, TypeError):
+            pass
+        values = _parse_config(path, raw)
+        try:
+            folder.replace(name, marshal.dumps((where, raw, values)))
+        except (OSError, ValueError):  # unwritable cache, or values marshal cannot hold
+            pass
     return values
 
 
@@ -191,12 +195,12 @@ def _parse_config(path: str, raw: bytes) -> dict[str, Any]:
         values = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         line = raw[:exc.start].count(b"\n") + 1
-        raise InvalidInput(f"{path}:{line}: not UTF-8 text (TOML files are UTF-8)") from None
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (TOML files are UTF-8)") from None
     except (tomllib.TOMLDecodeError, RecursionError) as exc:
-        raise InvalidInput(f"{path}: {' '.join(str(exc).split()) or 'nested too deeply'}") from None
+        raise ConfigError(f"{path}: {' '.join(str(exc).split()) or 'nested too deeply'}") from None
     unknown = sorted(set(values) - set(KNOWN_KEYS))
     if unknown:
-        raise InvalidInput(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWN_KEYS)}")
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(KNOWN_KEYS)}")
     return values
 
 
@@ -204,7 +208,8 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
                   cwd: str | None = None) -> Settings:
     """Resolve settings from a ``--db`` value, the environment and leasehold.toml.
 
-    Raises :class:`InvalidInput` for a malformed leasehold.toml or default_ttl.
+    Raises :class:`ConfigError` (exit 78) for a malformed leasehold.toml (``default_ttl`` and
+    ``busy_timeout`` included), :class:`InvalidInput` for a bad ``LEASEHOLD_BUSY_TIMEOUT``.
     """
     env = os.environ if environ is None else environ
     if db is None:
@@ -234,13 +239,16 @@ def load_settings(db: str | None = None, environ: Mapping[str, str] | None = Non
     else:
         url, source = default_db_path(env), "default"
     ttl = DEFAULT_TTL
-    if values.get("default_ttl") is not None:
-        ttl = validate_ttl(parse_duration(values["default_ttl"], f"default_ttl in {file}"))
     busy: float | None = None
-    if env.get("LEASEHOLD_BUSY_TIMEOUT"):
+    try:  # a setting in the file, not this command's input: fix the configuration (78)
+        if values.get("default_ttl") is not None:
+            ttl = parse_ttl(values["default_ttl"], f"default_ttl in {file}")
+        if not env.get("LEASEHOLD_BUSY_TIMEOUT") and values.get("busy_timeout") is not None:
+            busy = parse_duration(values["busy_timeout"], f"busy_timeout in {file}")
+    except InvalidInput as exc:
+        raise ConfigError(str(exc)) from None
+    if env.get("LEASEHOLD_BUSY_TIMEOUT"):  # this invocation's input: exit 2
         busy = parse_duration(env["LEASEHOLD_BUSY_TIMEOUT"], "LEASEHOLD_BUSY_TIMEOUT")
-    elif values.get("busy_timeout") is not None:
-        busy = parse_duration(values["busy_timeout"], f"busy_timeout in {file}")
     return Settings(url, source, ttl, file, values, busy, worktree)
 
 

@@ -10,8 +10,9 @@ None (information that needs no fix, e.g. an optional runtime not installed). Th
 - ``reachable``: the ledger opens without creating anything (a SQLite file that does not exist
   is a problem, not created); ``schema``: its migrations are applied; ``clock``: for
   PostgreSQL, the skew between this machine and the server (leases are judged by the server's
-  clock, the hooks' throttles by this one) must stay under :data:`MAX_SKEW`; a remote ledger's
-  token is checked by opening it (a rejected token is a problem).
+  clock, the hooks' throttles by this one) must stay under :data:`MAX_SKEW`; ``token``: for a
+  remote ledger, the configured token is sent in one real request (``whoami``): a missing,
+  unreadable, rejected or expired token is a problem.
 - ``identity``: an actor resolves; the session is information (the agent runtimes give it).
 - ``hooks``: Claude Code hooks are installed somewhere, and every installed hook of any runtime
   can run (:mod:`leasehold.hooks.health`); ``git-guard``: whether the pre-commit guard is in.
@@ -135,8 +136,10 @@ def _store_checks(settings: Settings) -> list[dict[str, Any]]:
     try:
         ledger = Ledger.from_settings(settings, busy_timeout=2.0)
     except PermissionDenied as exc:
-        return [_check("reachable", False, f"the ledger refused the credentials: {exc}",
-                       "set a valid token for the ledger server")]
+        return [_check("reachable", None, f"server {settings.db} not asked"),
+                _check("token", False, f"no usable token for the ledger server: {exc}",
+                       "set LEASEHOLD_TOKEN or token_file in leasehold.toml (an admin makes "
+                       "one: leasehold token create ACTOR)")]
     except ConfigError as exc:
         return [_check("reachable", False, str(exc), "fix the configuration named above")]
     except LeaseholdError as exc:
@@ -145,6 +148,8 @@ def _store_checks(settings: Settings) -> list[dict[str, Any]]:
     out = []
     with ledger:
         store = ledger.store
+        if getattr(store, "dialect", "") == "remote":
+            return _remote_checks(settings, ledger)
         out.append(_check("reachable", True, f"{getattr(store, 'dialect', '?')} ledger opens"))
         applied = list(getattr(store, "applied_on_open", []) or [])
         out.append(_check("schema", True, "current" + (
@@ -161,6 +166,40 @@ def _store_checks(settings: Settings) -> list[dict[str, Any]]:
             else:
                 out.append(_check("clock", True, f"skew against PostgreSQL {skew:+.2f}s"))
     return out
+
+
+def _remote_checks(settings: Settings, ledger: Any) -> list[dict[str, Any]]:
+    """A remote ledger (``leasehold serve``): opening it sends nothing, so ask it who the
+    configured token belongs to (one real ``whoami`` request): that proves the server answers
+    and the token authenticates."""
+    from leasehold.errors import ConfigError, LeaseholdError, PermissionDenied
+    from leasehold.remote import token_for
+
+    try:
+        source = "LEASEHOLD_TOKEN" if os.environ.get("LEASEHOLD_TOKEN") else (
+            f"token_file {settings.path('token_file', '')}" if settings.get("token_file") else None)
+        token = token_for(settings)
+    except ConfigError as exc:
+        return [_check("reachable", None, f"server {settings.db} not asked"),
+                _check("token", False, str(exc), "fix the token file named above")]
+    if not token:
+        return [_check("reachable", None, f"server {settings.db} not asked"),
+                _check("token", False, "no token configured for the ledger server",
+                       "set LEASEHOLD_TOKEN or token_file in leasehold.toml (an admin makes one: "
+                       "leasehold token create ACTOR)")]
+    try:
+        me = ledger.whoami()
+    except PermissionDenied as exc:
+        return [_check("reachable", True, f"server {settings.db} answers"),
+                _check("token", False, f"the server refused the token from {source}: {exc}",
+                       "set a valid token (leasehold token create ACTOR on the server's ledger; "
+                       "an expired or revoked token must be replaced)")]
+    except LeaseholdError as exc:
+        return [_check("reachable", False, f"cannot reach {settings.db}: {exc}",
+                       "check that leasehold serve is running there and the URL is right")]
+    return [_check("reachable", True, f"server {settings.db} answers"),
+            _check("token", True, f"the token from {source} authenticates as {me.get('actor')} "
+                   f"(role {me.get('role')})")]
 
 
 def _identity_check(settings: Settings) -> dict[str, Any]:

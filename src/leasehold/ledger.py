@@ -29,7 +29,7 @@ from leasehold.model import (
     format_ts,
     is_task_id,
     new_op_id,
-    parse_duration,
+    parse_ttl,
     validate_name,
     validate_op_id,
     validate_task_id,
@@ -280,30 +280,30 @@ class Ledger:
         if ttl is None:
             return self.default_ttl
         if hasattr(ttl, "total_seconds"):
-            seconds = float(ttl.total_seconds())
-            if seconds <= 0:
-                raise InvalidInput(f"TTL must be positive, got {ttl}")
-        else:
-            seconds = parse_duration(ttl)  # type: ignore[arg-type]
-        return validate_ttl(seconds)
+            return validate_ttl(float(ttl.total_seconds()))
+        return parse_ttl(ttl)  # type: ignore[arg-type]
 
     # -- leases ----------------------------------------------------------------------------
     def claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
               title: str | None = None, priority: int | None = None,
-              op_id: str | None = None) -> Lease:
+              op_id: str | None = None, share_with: Iterable[str] | None = None) -> Lease:
         """Grant ``holder`` the lease on ``task_id`` for ``ttl``.
 
         Granted if the task is free, its lease expired (a takeover: new fence), or the same
         holder already holds it (expiry refreshed, same fence). An unknown task is created.
-        Raises :class:`LeaseHeld` (carrying holder, expiry and fence) if another holder has a
-        valid lease, :class:`TaskDone` if the task is done.
+        ``share_with``: session ids the grant is shared with (:meth:`share`), in the same
+        transaction as the grant. Raises :class:`LeaseHeld` (carrying holder, expiry and fence)
+        if another holder has a valid lease, :class:`TaskDone` if the task is done,
+        :class:`InvalidInput` for a malformed session name.
         """
         validate_task_id(task_id)
         who = Holder.parse(holder)
         seconds = self.ttl_seconds(ttl)
         priority = _priority(priority)
+        shares = [validate_name(s, "session") for s in share_with or ()]
+        extra = {"share_with": shares} if shares else {}
         outcome, record = self._apply(op_id, ("claim",), task_id, lambda op: self.store.claim(
-            task_id, who.actor, who.session, seconds, title, priority, op=op), holder=who,
+            task_id, who.actor, who.session, seconds, title, priority, op=op, **extra), holder=who,
             unchanged=lambda outcome: not outcome.granted)
         if record is not None:
             return Lease(self._replayed(record)[0])
@@ -477,7 +477,7 @@ class Ledger:
     # -- waiting and watching ----------------------------------------------------------------
     def wait_claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
                    timeout: float = 30.0, title: str | None = None,
-                   priority: int | None = None) -> Lease:
+                   priority: int | None = None, share_with: Iterable[str] | None = None) -> Lease:
         """:meth:`claim`, waiting up to ``timeout`` seconds for another holder's lease to end.
 
         Directly on a store this polls with backoff (5 ms doubling to 0.5 s, and at the
@@ -492,7 +492,8 @@ class Ledger:
         delay = 0.005
         while True:
             try:
-                return self.claim(task_id, holder, ttl, title=title, priority=priority)
+                return self.claim(task_id, holder, ttl, title=title, priority=priority,
+                                  share_with=share_with)
             except LeaseHeld as exc:
                 left = deadline - time.monotonic()
                 if left <= 0:

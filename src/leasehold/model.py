@@ -119,12 +119,36 @@ def parse_duration(text: str | float | int, what: str = "TTL") -> float:
     return seconds
 
 
-def validate_ttl(seconds: float) -> float:
-    """Return ``seconds`` if it is a valid lease TTL (1 s to 7 days), else raise :class:`InvalidInput`."""
+#: How every TTL error ends: the one statement of the limits.
+TTL_LIMITS = "a TTL is 1s to 7d, e.g. 90s, 10m, 2h or 1d"
+
+
+def validate_ttl(seconds: float, what: str = "TTL") -> float:
+    """Return ``seconds`` if it is a valid lease TTL (1 s to 7 days), else raise
+    :class:`InvalidInput` (``"<what> 8d is out of range; a TTL is 1s to 7d, ..."``)."""
+    if not (isinstance(seconds, (int, float)) and TTL_MIN <= seconds <= TTL_MAX):
+        try:
+            shown = format_duration(float(seconds))
+        except (TypeError, ValueError, OverflowError):
+            shown = repr(seconds)
+        raise InvalidInput(f"{what} {shown} is out of range; {TTL_LIMITS}")
+    return float(seconds)
+
+
+def parse_ttl(value: str | float | int, what: str = "TTL") -> float:
+    """Parse and check a lease TTL: a duration (``90s``, ``10m``, ``2h``, ``1d`` or seconds)
+    from 1 s to 7 days. Every failure raises :class:`InvalidInput` with one message shape,
+    ``"<what> <value> is not a duration|is out of range; a TTL is 1s to 7d, e.g. ..."``."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidInput(f"{what} {value!r} is not a duration; {TTL_LIMITS}")
+    try:
+        seconds = parse_duration(value, what)
+    except InvalidInput as exc:
+        if "not a duration" in str(exc):
+            raise InvalidInput(f"{what} {value!r} is not a duration; {TTL_LIMITS}") from None
+        raise InvalidInput(f"{what} {value!r} is out of range; {TTL_LIMITS}") from None
     if not TTL_MIN <= seconds <= TTL_MAX:
-        raise InvalidInput(
-            f"TTL {format_duration(seconds)} is out of range; allowed 1s to 7d"
-        )
+        raise InvalidInput(f"{what} {value!r} is out of range; {TTL_LIMITS}")
     return seconds
 
 

@@ -218,19 +218,24 @@ class RemoteLedger(Ledger):
 
     # -- leases ----------------------------------------------------------------------------
     def claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
-              title: str | None = None, priority: int | None = None, op_id: str | None = None) -> Lease:
+              title: str | None = None, priority: int | None = None, op_id: str | None = None,
+              share_with: Iterable[str] | None = None) -> Lease:
         validate_task_id(task_id)
+        shares = [validate_name(s, "session") for s in share_with or ()]
         return _lease(self._call("claim", task_id=task_id, holder=str(Holder.parse(holder)),
-                                 ttl=self.ttl_seconds(ttl), title=title, priority=priority, op_id=op_id))
+                                 ttl=self.ttl_seconds(ttl), title=title, priority=priority, op_id=op_id,
+                                 share_with=shares or None))
 
     def wait_claim(self, task_id: str, holder: Holder | str, ttl: TTL = None, *,
                    timeout: float = 30.0, title: str | None = None,
-                   priority: int | None = None) -> Lease:
+                   priority: int | None = None, share_with: Iterable[str] | None = None) -> Lease:
         validate_task_id(task_id)
         timeout = _timeout(timeout)
+        shares = [validate_name(s, "session") for s in share_with or ()]
         return _lease(self.client.call("claim", extra_time=timeout, task_id=task_id,
                                        holder=str(Holder.parse(holder)), ttl=self.ttl_seconds(ttl),
-                                       title=title, priority=priority, wait=timeout))
+                                       title=title, priority=priority, wait=timeout,
+                                       share_with=shares or None))
 
     def wait_next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
                   timeout: float = 30.0) -> list[Lease]:

@@ -36,7 +36,7 @@ OPS = {
     "now": ("GET", "/v1/now", "reader", {}),
     "claim": ("POST", T + "/claim", "agent",
               {"holder": "string", "ttl": "number?", "title": "string?", "priority": "integer?",
-               "wait": "number?"}),
+               "wait": "number?", "share_with": "array?"}),
     "extend": ("POST", T + "/extend", "agent", {"holder": "string", "ttl": "number?", "fence": "integer?"}),
     "release": ("POST", T + "/release", "agent", {"holder": "string", "keep_status": "boolean?"}),
     "force_release": ("POST", T + "/force-release", "admin", {"reason": "string", "by": "string?"}),

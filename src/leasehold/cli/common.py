@@ -175,20 +175,23 @@ class Context(LedgerContext):
 
     def ttl(self) -> float | None:
         """Seconds from --ttl / --ttl-minutes, or None (the default applies)."""
-        from leasehold.model import parse_duration, validate_ttl
+        from leasehold.model import parse_ttl
 
         raw = getattr(self.args, "ttl", None)
         minutes = getattr(self.args, "ttl_minutes", None)
         if raw is not None:
-            return validate_ttl(parse_duration(raw))
+            return parse_ttl(raw, "--ttl")
         if minutes is not None:
+            from leasehold.model import TTL_LIMITS, TTL_MAX, TTL_MIN
+
             try:
-                value = float(minutes)
+                seconds = float(minutes) * 60
             except ValueError:
-                raise InvalidInput(f"--ttl-minutes {minutes!r} is not a number") from None
-            if not value > 0:
-                raise InvalidInput(f"TTL must be positive, got {minutes!r} minutes")
-            return validate_ttl(value * 60)
+                raise InvalidInput(f"--ttl-minutes {minutes!r} is not a number of minutes; "
+                                   f"{TTL_LIMITS}") from None
+            if not TTL_MIN <= seconds <= TTL_MAX:  # nan and inf included
+                raise InvalidInput(f"--ttl-minutes {minutes!r} is out of range; {TTL_LIMITS}")
+            return seconds
         return None
 
     def close(self) -> None:

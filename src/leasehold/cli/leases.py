@@ -63,14 +63,15 @@ def add_wait_option(parser: Any, what: str) -> None:
 def cmd_claim(ctx: Context) -> int:
     holder = ctx.me()
     wait = wait_seconds(ctx.args.wait)
+    # the grant and its shares in one transaction: never a claim left unshared
     if wait is not None:
         lease = ctx.ledger.wait_claim(ctx.args.id, holder, ctx.ttl(), timeout=wait,
-                                      title=ctx.args.title, priority=ctx.args.priority)
+                                      title=ctx.args.title, priority=ctx.args.priority,
+                                      share_with=ctx.args.share_with)
     else:
         lease = ctx.ledger.claim(ctx.args.id, holder, ctx.ttl(), title=ctx.args.title,
-                                 priority=ctx.args.priority, op_id=ctx.args.op_id)
-    if ctx.args.share_with:
-        lease = ctx.ledger.share(ctx.args.id, holder, ctx.args.share_with)
+                                 priority=ctx.args.priority, op_id=ctx.args.op_id,
+                                 share_with=ctx.args.share_with)
     # Reported from what the call returned: nothing after the commit is needed (updated_at is
     # the instant of the grant, read under the row lock).
     data = lease.task.to_dict(ctx.ledger.replayed_at or lease.task.updated_at)

@@ -17,28 +17,43 @@ if TYPE_CHECKING:
 #: Seconds CMD gets between SIGTERM and SIGKILL after its lease is lost.
 KILL_GRACE = 10.0
 
-#: Runs in the child before CMD (Linux): ask the kernel to SIGKILL it when ``run`` dies
-#: (``prctl(PR_SET_PDEATHSIG)``, kept across ``execve``), check ``run`` did not die before
-#: that took effect, then become CMD with ``execvp`` (same pid). A ``run`` killed with SIGKILL
-#: therefore takes CMD with it instead of leaving it working under a lease nobody heartbeats.
+#: Runs in the child before CMD (Linux): ask the kernel to send it ``argv[2]`` (SIGKILL) when
+#: ``run`` dies (``prctl(PR_SET_PDEATHSIG)``, kept across ``execve``), check that call worked
+#: (else say on stderr that CMD will outlive a killed ``run``: no portable fallback exists once
+#: CMD has replaced this process) and that ``run`` did not die before it took effect, then
+#: become CMD with ``execvp`` (same pid). A ``run`` killed with SIGKILL therefore takes CMD
+#: with it instead of leaving it working under a lease nobody heartbeats.
 _PDEATHSIG_SHIM = (
-    "import ctypes, os, signal, sys\n"
-    "ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)\n"
+    "import os, sys\n"
+    "try:\n"
+    "    import ctypes\n"
+    "    libc = ctypes.CDLL(None, use_errno=True)\n"
+    "    failed = libc.prctl(1, int(sys.argv[2]), 0, 0, 0) != 0 and os.strerror(ctypes.get_errno())\n"
+    "except (ImportError, OSError, AttributeError) as exc:\n"
+    "    failed = str(exc) or type(exc).__name__\n"
+    "if failed:\n"
+    "    sys.stderr.write(f'leasehold run: warning: prctl(PR_SET_PDEATHSIG) failed ({failed}): '\n"
+    "                     f'{sys.argv[3]} will keep running if run is killed with SIGKILL\\n')\n"
     "if os.getppid() != int(sys.argv[1]):\n"
     "    os._exit(137)\n"
     "try:\n"
-    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "    os.execvp(sys.argv[3], sys.argv[3:])\n"
     "except OSError as exc:\n"
-    "    sys.stderr.write(f'leasehold run: cannot run {sys.argv[2]!r}: {exc.strerror}\\n')\n"
+    "    sys.stderr.write(f'leasehold run: cannot run {sys.argv[3]!r}: {exc.strerror}\\n')\n"
     "    os._exit(127)\n"
 )
 
+#: Signals ``run`` passes on to CMD (then waits for it and releases the lease).
+FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP")
 
-def child_argv(command: list[str]) -> list[str]:
+
+def child_argv(command: list[str], deathsig: int | None = None) -> list[str]:
     """The argv that starts ``command`` so it dies with this process: on Linux through
-    :data:`_PDEATHSIG_SHIM`; elsewhere ``command`` itself (no portable equivalent: see the
-    README). Raises :class:`InvalidInput` when ``command[0]`` is not an executable."""
+    :data:`_PDEATHSIG_SHIM` (``deathsig``, default SIGKILL, is the signal it gets); elsewhere
+    ``command`` itself (no portable equivalent: see the README). Raises :class:`InvalidInput`
+    when ``command[0]`` is not an executable."""
     import shutil
+    import signal
 
     program = command[0]
     found = shutil.which(program) if os.sep not in program else (
@@ -47,7 +62,28 @@ def child_argv(command: list[str]) -> list[str]:
         raise InvalidInput(f"cannot run {program!r}: no such executable")
     if not sys.platform.startswith("linux"):
         return command
-    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_SHIM, str(os.getpid()), *command]
+    sig = int(signal.SIGKILL if deathsig is None else deathsig)
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_SHIM, str(os.getpid()), str(sig), *command]
+
+
+def _terminal_sent_it_too(signum: int) -> bool:
+    """True when a SIGINT most likely came from our terminal (Ctrl-C), which sends it to the
+    whole foreground process group, CMD included: forwarding it would deliver it twice. (A
+    SIGHUP is always passed on: a second one is harmless, a missing one leaves CMD running.)"""
+    import signal
+
+    if signum != signal.SIGINT:
+        return False
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def cmd_run(ctx: Context) -> int:
@@ -88,14 +124,18 @@ def cmd_run(ctx: Context) -> int:
         proc = state["proc"]
 
         def forward(signum: int, frame: object) -> None:
-            if proc.poll() is None:
+            # SIGTERM, SIGINT, SIGHUP: pass it on (unless Ctrl-C sent it to CMD as well),
+            # keep waiting for CMD, and release the lease when it has ended
+            if proc.poll() is None and not _terminal_sent_it_too(signum):
                 proc.send_signal(signum)
 
-        previous = signal.signal(signal.SIGTERM, forward)
+        previous = {name: signal.signal(getattr(signal, name), forward)
+                    for name in FORWARDED if hasattr(signal, name)}
         try:
             code = proc.wait()
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for name, handler in previous.items():
+                signal.signal(getattr(signal, name), handler)
         hold.complete = bool(args.done) and code == 0
     if lease.lost:
         ctx.say(f"leasehold: lost the lease on {lease.task_id}: {lease.lost_reason}; "
@@ -113,7 +153,8 @@ def setup_run(sub: Any) -> None:
         description=(
             "Claim ID, run CMD with LEASEHOLD_TASK, LEASEHOLD_FENCE and LEASEHOLD_HOLDER set,\n"
             "extend the lease every TTL/3 while it runs, and release it when CMD ends (--done:\n"
-            "mark the task done if CMD exits 0). Exits with CMD's code. If the claim fails: exit\n"
+            "mark the task done if CMD exits 0). Exits with CMD's code. SIGTERM, SIGINT and SIGHUP\n"
+            "are passed on to CMD; run then waits for it and releases the lease. If the claim fails: exit\n"
             f"1 and CMD never starts. If the lease is lost: SIGTERM to CMD (SIGKILL {KILL_GRACE:g}s\n"
             "later), a message, exit 1."
         ),
@@ -131,14 +172,14 @@ def setup_run(sub: Any) -> None:
 
 def cmd_demo(ctx: Context) -> int:
     from leasehold.demo import run_demo
-    from leasehold.model import parse_duration, validate_ttl
+    from leasehold.model import parse_ttl
 
     args = ctx.args
     if args.workers < 2 or args.workers > 64:
         raise InvalidInput("--workers must be 2 to 64")
     if args.tasks < 1 or args.tasks > 10000:
         raise InvalidInput("--tasks must be 1 to 10000")
-    ttl = validate_ttl(parse_duration(args.ttl))
+    ttl = parse_ttl(args.ttl, "--ttl")
     db = getattr(args, "db", None)
     result = run_demo(workers=args.workers, tasks=args.tasks, ttl=ttl, db=db,
                       progress=None if ctx.json else sys.stderr)

@@ -58,6 +58,10 @@ BUSY_TIMEOUTS = {"pre-tool-use": 3.0, "post-tool-use": 5.0, "session-start": 3.0
 #: is slow but alive (a loaded host, a distant server) together with larger hook timeouts.
 DEADLINES = {"pre-tool-use": 8.0, "post-tool-use": 8.0, "session-start": 8.0, "session-end": 1.1}
 _OFF = ("0", "false", "no", "off")
+#: The longest sub-agent prompt (prompt plus description, in characters) the gate reads: past it
+#: the reference scan would outlast the hook's deadline (about 5 MB a second), so the call is
+#: denied with that said, never let through unread nor reported as a ledger timeout.
+MAX_PROMPT_CHARS = 1_000_000
 #: tool_input fields the gate reads: each must be a string when present (a wrong type is a
 #: non-blocking payload error, never silently read as empty).
 _TEXT_INPUTS = ("prompt", "description", "file_path", "notebook_path")
@@ -199,11 +203,11 @@ def throttled_fast(raw: bytes) -> bool:
 def _not_due(path: str) -> bool:
     """True when ``path`` says the next heartbeat is not due yet. A file in a folder other users
     can write is not believed (False: the caller's write then refuses the folder)."""
-    from leasehold.safefiles import private_folder, read_small
+    from leasehold.safefiles import PrivateFolder
 
     try:
-        private_folder(os.path.dirname(path))
-        due = float(read_small(path, 64).split()[0])
+        with PrivateFolder(os.path.dirname(path)) as folder:
+            due = float(folder.read(os.path.basename(path), 64).split()[0])
     except (OSError, ValueError, IndexError):
         return False
     return time.time() < due
@@ -212,10 +216,10 @@ def _not_due(path: str) -> bool:
 def _mark_due(path: str, due: float) -> None:
     """Record when ``path``'s session is next due, in a private state folder (a folder other
     users can write is refused: :mod:`leasehold.safefiles`). Raises :class:`OSError`."""
-    from leasehold.safefiles import private_folder, replace_file
+    from leasehold.safefiles import PrivateFolder
 
-    private_folder(os.path.dirname(path))
-    replace_file(path, f"{due!r}\n".encode("ascii"))
+    with PrivateFolder(os.path.dirname(path)) as folder:
+        folder.replace(os.path.basename(path), f"{due!r}\n".encode("ascii"))
 
 
 # -- payload, settings, ledger -----------------------------------------------------------------
@@ -378,16 +382,17 @@ def _audit(settings: Settings | None, record: dict[str, Any]) -> None:
     import json
 
     from leasehold.model import format_ts_precise
-    from leasehold.safefiles import append_record, private_folder
+    from leasehold.safefiles import PrivateFolder
 
     now = time.time()
-    folder = settings.path("audit_dir", cache_home()) if settings is not None else cache_home()
-    private_folder(folder)
+    where = settings.path("audit_dir", cache_home()) if settings is not None else cache_home()
     line = json.dumps({"ts": format_ts_precise(now), **record}, ensure_ascii=False,
                       sort_keys=True) + "\n"
-    path = os.path.join(folder, time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now)))
-    # whole or not at all (a torn line is cut off and raised), never through a symlink
-    append_record(path, line.encode("utf-8", "backslashreplace"))  # a lone surrogate -> \udXXX
+    name = time.strftime("bypass-audit-%Y%m%d.log", time.gmtime(now))
+    # whole or not at all (a torn line is cut off under the file's lock and raised), never
+    # through a symlink, in the folder that was checked (opened once, files reached through it)
+    with PrivateFolder(where) as folder:
+        folder.append(name, line.encode("utf-8", "backslashreplace"))  # lone surrogate -> \udXXX
 
 
 def _actor(settings: Settings | None) -> str | None:
@@ -433,6 +438,15 @@ def _gate_agent(payload: dict[str, Any], tool: str, tool_input: dict[str, Any],
                 session: str | None, settings: Settings, enforce: bool) -> int:
     prompt = _text_field(tool_input, "prompt")
     text = prompt + "\n" + _text_field(tool_input, "description")
+    if len(text) > MAX_PROMPT_CHARS:
+        why = (f"the sub-agent prompt is {len(text):,} characters long, more than the "
+               f"{MAX_PROMPT_CHARS:,} the gate reads, so leasehold cannot tell which tasks it "
+               "refers to")
+        if enforce:
+            return _deny(f"leasehold: {why}. Shorten it: put the bulk in a file and give the "
+                         "sub-agent its path.")
+        return _context("PreToolUse", f"leasehold (enforcement off, LEASEHOLD_ENFORCE=0): {why}; "
+                                      "allowed unchecked.")
     token = str(settings.get("bypass_token") or DEFAULT_BYPASS_TOKEN)
     bypass = token in text
     ids = candidate_ids(text, settings)

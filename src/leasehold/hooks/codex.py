@@ -22,7 +22,7 @@ commands see as ``CODEX_THREAD_ID``).
 
 from __future__ import annotations
 
-import sys
+from leasehold.hooks.runtime import ToolFields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,31 +93,22 @@ def _passthrough(event: str, payload: dict[str, Any]) -> int:
     return answer.code
 
 
+#: Fields the gate reads, per tool (checked before anything runs: a wrong type is exit 1).
+TOOL_FIELDS = {tool: ToolFields(required=("command", "input", "patch")) for tool in PATCH_TOOLS}
+
+
 def run(raw: bytes | None = None) -> int:
     """Run the Codex hook whose payload is ``raw`` (default: stdin). Exit codes as for Claude
-    Code: 0 (also for a denial, printed on stdout), 1 a non-blocking error (one line on stderr);
-    Codex lets the tool call go ahead on 1."""
-    import json
-
+    Code: 0 (also for a denial, printed on stdout), 1 a non-blocking error (one line on stderr:
+    a payload that is not JSON, or whose fields have the wrong types); Codex lets the tool call
+    go ahead on 1."""
     from leasehold.hooks import runtime
 
-    if raw is None:
-        raw = runtime.read_stdin("codex")
-        if raw is None:
-            return 1
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        sys.stderr.write(f"leasehold hook codex: hook payload on stdin is not JSON: {exc}\n")
+    payload = runtime.load_payload(raw, "codex", TOOL_FIELDS)
+    if payload is None:
         return 1
-    if not isinstance(payload, dict):
-        sys.stderr.write("leasehold hook codex: hook payload must be a JSON object\n")
-        return 1
-    event = payload.get("hook_event_name")
+    event = payload["hook_event_name"]
     if event == "PreToolUse":
-        if not isinstance(payload.get("tool_input") or {}, dict):
-            sys.stderr.write("leasehold hook codex: hook payload field tool_input must be an object\n")
-            return 1
         return pre_tool_use(payload)
     if event in ("PostToolUse", "Stop", "SubagentStop"):
         return runtime.call("post-tool-use", payload).code

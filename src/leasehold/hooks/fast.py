@@ -104,10 +104,15 @@ def pre_tool_use_fast(raw: bytes) -> int | None:
     if not usable:
         return None
     tool_input = payload.get("tool_input") or {}
+    if not isinstance(tool_input, dict):
+        return None
     prompt = tool_input.get("prompt")
     description = tool_input.get("description")
-    text = (prompt if isinstance(prompt, str) else "") + "\n" + (
-        description if isinstance(description, str) else "")
+    if not isinstance(prompt, (str, type(None))) or not isinstance(description, (str, type(None))):
+        return None  # a wrong field type: the normal path reports it
+    text = (prompt or "") + "\n" + (description or "")
+    if len(text) > claude.MAX_PROMPT_CHARS:
+        return None  # too long to read within the deadline: the normal path says so
     from leasehold.errors import LeaseholdError
 
     settings = None

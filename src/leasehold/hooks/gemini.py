@@ -20,7 +20,7 @@ enforcement is off goes to ``systemMessage``. The session is the payload's ``ses
 
 from __future__ import annotations
 
-import sys
+from leasehold.hooks.runtime import ToolFields
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,10 +51,7 @@ def before_tool(payload: dict[str, Any]) -> int:
             runtime.emit({"systemMessage": answer.context})
         return min(answer.code, 1)
     if tool in EDIT_TOOLS:
-        path = tool_input.get("file_path")
-        if not isinstance(path, str) or not path:
-            return 0
-        reasons, notes, code = runtime.gate_files(payload, [path])
+        reasons, notes, code = runtime.gate_files(payload, [tool_input["file_path"]])
         if reasons:
             return _deny(" | ".join(reasons))
         if notes:
@@ -63,29 +60,23 @@ def before_tool(payload: dict[str, Any]) -> int:
     return 0
 
 
+#: Fields the gate reads, per tool (checked before anything runs: a wrong type is exit 1).
+TOOL_FIELDS = {
+    **{tool: ToolFields(required=("file_path",)) for tool in EDIT_TOOLS},
+    **{tool: ToolFields(strings=("prompt", "agent_name")) for tool in AGENT_TOOLS},
+}
+
+
 def run(raw: bytes | None = None) -> int:
     """Run the Gemini CLI hook whose payload is ``raw`` (default: stdin); see the module
-    docstring for exit codes."""
-    import json
-
+    docstring for exit codes (a payload that is not JSON, or whose fields have the wrong types,
+    is 1 with one line on stderr)."""
     from leasehold.hooks import runtime
 
-    if raw is None:
-        raw = runtime.read_stdin("gemini")
-        if raw is None:
-            return 1
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        sys.stderr.write(f"leasehold hook gemini: hook payload on stdin is not JSON: {exc}\n")
+    payload = runtime.load_payload(raw, "gemini", TOOL_FIELDS)
+    if payload is None:
         return 1
-    if not isinstance(payload, dict):
-        sys.stderr.write("leasehold hook gemini: hook payload must be a JSON object\n")
-        return 1
-    if not isinstance(payload.get("tool_input") or {}, dict):
-        sys.stderr.write("leasehold hook gemini: hook payload field tool_input must be an object\n")
-        return 1
-    event = payload.get("hook_event_name")
+    event = payload["hook_event_name"]
     if event == "BeforeTool":
         return before_tool(payload)
     if event == "AfterTool":

@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 BEGIN = "# >>> leasehold guard >>>"
 END = "# <<< leasehold guard <<<"
 CHAINED = "pre-commit.leasehold-chained"
+#: The line that says leasehold created the hook file itself (uninstall then deletes the file);
+#: without it the file was the user's, and uninstall gives back exactly what was there, even a
+#: hook that is only ``#!/bin/sh`` or empty.
+CREATED = "# (this file was created by leasehold hooks install --git)"
 _SHELLS = ("sh", "bash", "dash", "zsh", "ksh", "ash")
 
 
@@ -84,7 +88,7 @@ def _guard_line(exe: str) -> str:
 
 
 def _script(exe: str, chained: bool) -> str:
-    lines = ["#!/bin/sh", BEGIN, _guard_line(exe), END]
+    lines = ["#!/bin/sh", BEGIN, _guard_line(exe), END, CREATED]
     if chained:
         lines += ['exec "$(dirname "$0")/' + CHAINED + '" "$@"']
     return "\n".join(lines) + "\n"
@@ -194,9 +198,12 @@ def uninstall(cwd: str | None = None) -> dict[str, Any]:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     remaining = head + (tail[1:] if tail.startswith("\n") else tail)
-    if remaining.strip() in ("", "#!/bin/sh"):
-        os.remove(path)
-        return {"path": path, "how": "removed", "message": f"removed {path}"}
+    if CREATED + "\n" in remaining:  # the file is ours: gone, unless someone added lines to it
+        if remaining.replace(CREATED + "\n", "", 1).strip() in ("", "#!/bin/sh"):
+            os.remove(path)
+            return {"path": path, "how": "removed", "message": f"removed {path}"}
+        remaining = remaining.replace(CREATED + "\n", "", 1)
+    # the user's hook (even one that is only "#!/bin/sh", or empty) is given back as it was
     mode = os.stat(path).st_mode & 0o7777
     _write(path, remaining, mode)
     return {"path": path, "how": "removed-block",
@@ -207,6 +214,8 @@ def _script_from(text: str, chained: bool) -> str:
     """The script :func:`_script` would write with the command found in ``text``."""
     line = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     lines = ["#!/bin/sh", BEGIN, line, END]
+    if CREATED in text:
+        lines.append(CREATED)
     if chained:
         lines += ['exec "$(dirname "$0")/' + CHAINED + '" "$@"']
     return "\n".join(lines) + "\n"

@@ -27,11 +27,21 @@ CODEX_TRUST_NOTE = ("Codex runs a new or changed hook only after you trust it: o
                     "Codex and trust leasehold's hook (leasehold cannot read Codex's trust records)")
 
 
-def _json(path: str) -> dict[str, Any]:
+def _json(path: str, comments: bool = False) -> dict[str, Any]:
+    """The JSON object in ``path`` ({} when missing or not one); ``comments``: JSON with
+    comments, as Gemini CLI reads its settings."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+            text = fh.read()
+        try:
+            data = json.loads(text)
+        except ValueError:
+            if not comments:
+                raise
+            from leasehold.hooks import jsonedit
+
+            data = jsonedit.value(text)
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -145,10 +155,10 @@ def _gemini(scope: str, path: str, cwd: str | None) -> list[str]:
     out = []
     names = {"leasehold-session-start", "leasehold-before-tool", "leasehold-after-tool",
              "leasehold-session-end"}
-    user = _json(settings_path("user", cwd, "gemini"))
+    user = _json(settings_path("user", cwd, "gemini"), comments=True)
     for other in RUNTIME_SCOPES["gemini"]:
         file = settings_path(other, cwd, "gemini")
-        data = _json(file)
+        data = _json(file, comments=True)
         tools = data.get("tools")
         if isinstance(tools, dict) and tools.get("enableHooks") is False:
             out.append(f"{file} sets tools.enableHooks = false, so Gemini CLI runs no hooks; "
@@ -174,7 +184,7 @@ def _gemini(scope: str, path: str, cwd: str | None) -> list[str]:
     trust = security.get("folderTrust") if isinstance(security, dict) else None
     if isinstance(trust, dict) and trust.get("enabled") is True:
         root = project_root(cwd)
-        folders = _json(os.path.join(os.path.expanduser("~"), ".gemini", "trustedFolders.json"))
+        folders = _json(os.path.join(os.path.expanduser("~"), ".gemini", "trustedFolders.json"), comments=True)
         trusted = False
         for folder, level in folders.items():
             folder = os.path.normpath(os.path.expanduser(folder))

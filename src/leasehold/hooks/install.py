@@ -201,27 +201,41 @@ def settings_path(scope: str, cwd: str | None = None, runtime: str = "claude") -
     raise InvalidInput(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
 
 
-def read_settings(path: str) -> dict[str, Any] | None:
-    """The file's JSON object, or None when the file does not exist. Raises
-    :class:`InvalidInput` for anything but a JSON object with well-formed ``hooks``."""
+#: Runtimes whose settings files may hold comments (Gemini CLI reads its settings through
+#: ``strip-json-comments``); the others' files must be plain JSON, as their runtimes require.
+COMMENTS_OK = ("gemini",)
+
+
+def _load(path: str, runtime: str = "claude") -> tuple[str | None, dict[str, Any] | None]:
+    """``(text, value)`` of the hook file, ``(None, None)`` when it does not exist. Raises
+    :class:`InvalidInput` for anything but a JSON object with well-formed ``hooks`` (comments
+    allowed in Gemini CLI's file)."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8", newline="") as fh:
             text = fh.read()
     except FileNotFoundError:
-        return None
+        return None, None
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path} is not UTF-8 text (byte {exc.start}); fix it first, nothing "
                            "was changed") from None
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from None
     if not text.strip():
-        return {}
+        return text, {}
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise InvalidInput(f"{path} is not valid JSON ({exc}); fix it first, nothing was changed") from None
     except RecursionError:
         raise InvalidInput(f"{path} is nested too deeply to be a settings file; nothing was changed") from None
+    except ValueError as exc:
+        if runtime not in COMMENTS_OK:
+            raise InvalidInput(f"{path} is not valid JSON ({exc}); fix it first, nothing was changed") from None
+        from leasehold.hooks import jsonedit
+
+        try:  # JSON with comments, as Gemini CLI reads it
+            data = jsonedit.value(text)
+        except ValueError as exc2:
+            raise InvalidInput(f"{path} is not valid JSON, even allowing comments ({exc2}); fix "
+                               "it first, nothing was changed") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"{path} must hold a JSON object; nothing was changed")
     hooks = data.get("hooks", {})
@@ -230,13 +244,21 @@ def read_settings(path: str) -> dict[str, Any] | None:
     for event, groups in hooks.items():
         if not isinstance(groups, list):
             raise InvalidInput(f"{path}: hooks.{event} must be a list; nothing was changed")
-    return data
+    return text, data
 
 
-def _write(path: str, data: dict[str, Any]) -> None:
-    """Replace the file atomically: through a symbolic link (a dotfiles repository's file stays
-    linked), keeping the file's permission bits. Raises :class:`InvalidInput` for a read-only
-    file or when it cannot be written; the file is then unchanged."""
+def read_settings(path: str, runtime: str = "claude") -> dict[str, Any] | None:
+    """The file's JSON object, or None when the file does not exist. Raises
+    :class:`InvalidInput` for anything but a JSON object with well-formed ``hooks`` (comments
+    are allowed in a Gemini CLI file: ``runtime="gemini"``)."""
+    return _load(path, runtime)[1]
+
+
+def _write(path: str, text: str) -> None:
+    """Replace the file atomically with ``text``: through a symbolic link (a dotfiles
+    repository's file stays linked), keeping the file's permission bits. Raises
+    :class:`InvalidInput` for a read-only file or when it cannot be written; the file is then
+    unchanged."""
     real = os.path.realpath(path)
     try:
         mode: int | None = os.stat(real).st_mode & 0o7777
@@ -252,11 +274,10 @@ def _write(path: str, data: dict[str, Any]) -> None:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     try:
         payload = text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate read from a \udXXX escape: written back escaped
-        payload = (json.dumps(data, indent=2) + "\n").encode("ascii")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"cannot write {path}: text that is not UTF-8; nothing was changed") from None
     tmp = None
     try:
         os.makedirs(os.path.dirname(real), exist_ok=True)
@@ -276,6 +297,46 @@ def _write(path: str, data: dict[str, Any]) -> None:
         raise InvalidInput(f"cannot write {path}: {exc.strerror or exc}; nothing was changed") from None
 
 
+def _dump(data: dict[str, Any]) -> str:
+    """The whole file from ``data`` (a new file, or the fallback of :func:`_spliced`)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate read from a \udXXX escape: written back escaped
+        text = json.dumps(data, indent=2) + "\n"
+    return text
+
+
+def _spliced(path: str, text: str, edit: Any, expected: dict[str, Any], runtime: str) -> str:
+    """``text`` with the edits ``edit(model root, editor)`` made; checked to hold exactly
+    ``expected`` (else the file is written whole from ``expected``, comments lost: never a
+    wrong file)."""
+    from leasehold.hooks import jsonedit
+
+    try:
+        model = jsonedit.parse(text)
+        editor = jsonedit.Editor(text)
+        edit(model.value, editor)
+        out = editor.result()
+        got = json.loads(out) if runtime not in COMMENTS_OK else jsonedit.value(out)
+    except (ValueError, AttributeError, IndexError, AssertionError):
+        return _dump(expected)
+    return out if got == expected else _dump(expected)
+
+
+def _node(root: Any, *path: str | int) -> Any:
+    """The model value at ``path`` (object keys and array indexes) under ``root``."""
+    from leasehold.hooks import jsonedit
+
+    node = root
+    for step in path:
+        if isinstance(step, int):
+            node = jsonedit.children(node)[step]
+        else:
+            node = jsonedit.member(node, step).value
+    return node
+
+
 def _handlers(groups: list[Any], runtime: str, event: str) -> list[dict[str, Any]]:
     """leasehold's handlers among ``groups`` (the objects themselves, to update in place)."""
     return [h for g in groups if isinstance(g, dict) and isinstance(g.get("hooks"), list)
@@ -286,68 +347,128 @@ def install(scope: str, cwd: str | None = None, runtime: str = "claude",
             exe: str | None = None) -> tuple[str, list[str]]:
     """Merge the entries into the scope's hook file of ``runtime``; an entry of leasehold's
     with another command (an older install: a bare ``leasehold``) gets the current one.
-    Returns ``(path, events added or updated)`` (empty when all were there already). Raises
+    Returns ``(path, events added or updated)`` (empty when all were there already: the file
+    is then not written). Only the changed entries are written: every other byte of the file
+    (indentation, spacing, escapes, comments in Gemini CLI's file) stays as it was. Raises
     :class:`InvalidInput` (a file that is not a JSON object, read-only...) or
     :class:`~leasehold.errors.ConfigError` (no leasehold executable)."""
+    import copy
+
     path = settings_path(scope, cwd, runtime)
-    data = read_settings(path)
-    if data is None:
-        data = {}
+    text, original = _load(path, runtime)
+    data = copy.deepcopy(original) if original is not None else {}
     hooks = data.setdefault("hooks", {})
     added = []
+    updates: list[tuple[tuple[str | int, ...], str]] = []  # (path of a command, new command)
+    appends: dict[str, list[dict[str, Any]]] = {}  # event -> groups added to its list
+    new_events: dict[str, list[dict[str, Any]]] = {}  # event -> its new list
     for event, group in entries(runtime, exe).items():
+        existed = event in hooks
         groups = hooks.setdefault(event, [])
         wanted = group["hooks"][0]["command"]
-        mine = _handlers(groups, runtime, event)
+        mine = [(gi, hi) for gi, g in enumerate(groups)
+                if isinstance(g, dict) and isinstance(g.get("hooks"), list)
+                for hi, h in enumerate(g["hooks"]) if _mine(runtime, event, h)]
         if mine:
-            stale = [h for h in mine if h.get("command") != wanted]
-            for handler in stale:
-                handler["command"] = wanted
+            stale = [(gi, hi) for gi, hi in mine if groups[gi]["hooks"][hi].get("command") != wanted]
+            for gi, hi in stale:
+                groups[gi]["hooks"][hi]["command"] = wanted
+                updates.append((("hooks", event, gi, "hooks", hi, "command"), wanted))
             if stale:
                 added.append(event)
             continue
         groups.append(group)
+        (appends.setdefault(event, []) if existed else new_events.setdefault(event, [])).append(group)
         added.append(event)
-    if added:
-        _write(path, data)
+    if not added:
+        return path, []
+    if not text or not text.strip():
+        _write(path, _dump(data))
+        return path, added
+
+    def edit(root: Any, editor: Any) -> None:
+        from leasehold.hooks import jsonedit
+
+        for where, command_text in updates:
+            editor.replace(_node(root, *where), command_text)
+        for event, groups in appends.items():
+            editor.append(_node(root, "hooks", event), groups)
+        if new_events:
+            if jsonedit.member(root, "hooks") is not None:
+                editor.append(_node(root, "hooks"), list(new_events.values()), list(new_events))
+            else:
+                editor.append(root, [new_events], ["hooks"])
+
+    _write(path, _spliced(path, text, edit, data, runtime))
     return path, added
 
 
 def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tuple[str, list[str]]:
     """Remove leasehold's handlers from the scope's hook file of ``runtime``, and what that
-    left empty. Returns ``(path, events removed)``."""
+    left empty (every other byte of the file stays as it was). Returns ``(path, events
+    removed)``."""
+    import copy
+
     path = settings_path(scope, cwd, runtime)
-    data = read_settings(path)
-    if data is None or not isinstance(data.get("hooks"), dict):
+    text, original = _load(path, runtime)
+    if original is None or not isinstance(original.get("hooks"), dict):
         return path, []
+    data = copy.deepcopy(original)
     hooks = data["hooks"]
     removed = []
+    cuts: list[tuple[tuple[str | int, ...], list[int]]] = []  # (container path, child indexes)
+    gone_events: list[int] = []
+    event_names = list(hooks)
     for event in HOOK_ARGS[runtime]:
         groups = hooks.get(event)
         if not isinstance(groups, list) or not _handlers(groups, runtime, event):
             continue
         kept = []
-        for group in groups:
+        gone_groups = []
+        for gi, group in enumerate(groups):
             if isinstance(group, dict) and isinstance(group.get("hooks"), list):
-                handlers = [h for h in group["hooks"] if not _mine(runtime, event, h)]
-                if len(handlers) != len(group["hooks"]):
-                    if not handlers:
+                doomed = [hi for hi, h in enumerate(group["hooks"]) if _mine(runtime, event, h)]
+                if doomed:
+                    if len(doomed) == len(group["hooks"]):
+                        gone_groups.append(gi)
                         continue
-                    group = dict(group, hooks=handlers)
+                    cuts.append((("hooks", event, gi, "hooks"), doomed))
+                    group = dict(group, hooks=[h for hi, h in enumerate(group["hooks"])
+                                               if hi not in doomed])
             kept.append(group)
         if kept:
             hooks[event] = kept
+            if gone_groups:
+                cuts.append((("hooks", event), gone_groups))
         else:
             del hooks[event]
+            gone_events.append(event_names.index(event))
         removed.append(event)
     if not removed:
         return path, []
     if not hooks:
         del data["hooks"]
-    if data:
-        _write(path, data)
-    else:
+    if not data:
         os.remove(path)
+        return path, removed
+
+    def edit(root: Any, editor: Any) -> None:
+        from leasehold.hooks import jsonedit
+
+        for where, indexes in cuts:
+            container = _node(root, *where)
+            kids = jsonedit.children(container)
+            editor.remove(container, [kids[i] for i in indexes])
+        if "hooks" not in data:
+            editor.remove(root, [jsonedit.member(root, "hooks")])
+        elif gone_events:
+            container = _node(root, "hooks")
+            pairs = jsonedit.children(container)
+            editor.remove(container, [p for p in pairs if jsonedit.key_of(p) in
+                                      {event_names[i] for i in gone_events}])
+
+    assert text is not None
+    _write(path, _spliced(path, text, edit, data, runtime))
     return path, removed
 
 
@@ -366,7 +487,7 @@ def show(cwd: str | None = None, runtimes: tuple[str, ...] = RUNTIMES) -> list[d
                                     "other_handlers": {}, "commands": [], "error": None,
                                     "problems": [], "notes": []}
             try:
-                data = read_settings(path) or {}
+                data = read_settings(path, runtime) or {}
             except InvalidInput as exc:
                 info["error"] = str(exc)
                 out.append(info)

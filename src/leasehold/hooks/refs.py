@@ -7,7 +7,8 @@ refer to task ``42``; "Read the sync module" does not refer to task ``sync``).
 The text is first normalised: Unicode NFKC (full-width ``＃９９９２７`` becomes ``#99927``),
 invisible characters removed (format characters such as zero-width spaces and joiners, soft
 hyphens, bidirectional controls, variation selectors), and Unicode dashes and minus signs made
-``-``. A *token* is then a maximal run of task-id characters (ASCII letters, digits and
+``-``, and Cyrillic and Greek letters that look like Latin ones made those Latin letters
+(:data:`CONFUSABLES`: ``СМВ-0036`` typed with Cyrillic letters is ``CMB-0036``). A *token* is then a maximal run of task-id characters (ASCII letters, digits and
 ``._:/#-``), without the sentence punctuation that ends it (``99927:`` -> ``99927``).
 
 - A **compound** token (it has a separator between letters or digits, or mixes letters and
@@ -106,9 +107,32 @@ _DASHES = {0x2010: "-", 0x2011: "-", 0x2012: "-", 0x2013: "-", 0x2014: "-", 0x20
            0x2212: "-", 0xfe58: "-", 0xfe63: "-", 0xff0d: "-"}
 
 
+#: Cyrillic and Greek letters that render like a Latin letter (the Latin-target entries of
+#: Unicode's confusables data, UTS #39, for these two scripts), mapped to that letter: task ids
+#: are ASCII, so ``СМВ-0036`` with Cyrillic С, М, В is ``CMB-0036`` to the gate, as to a reader.
+#: One character for one, so token offsets stay valid.
+CONFUSABLES = {
+    # Cyrillic capitals
+    0x0405: "S", 0x0406: "I", 0x0408: "J", 0x0410: "A", 0x0412: "B", 0x0415: "E", 0x041A: "K",
+    0x041C: "M", 0x041D: "H", 0x041E: "O", 0x0420: "P", 0x0421: "C", 0x0422: "T", 0x0423: "Y",
+    0x0425: "X", 0x04AE: "Y", 0x04C0: "I", 0x051A: "Q", 0x051C: "W", 0x0417: "3",
+    # Cyrillic small letters
+    0x0430: "a", 0x0435: "e", 0x043E: "o", 0x0440: "p", 0x0441: "c", 0x0443: "y", 0x0445: "x",
+    0x0455: "s", 0x0456: "i", 0x0458: "j", 0x04BB: "h", 0x04CF: "l", 0x0501: "d", 0x051B: "q",
+    0x051D: "w", 0x0461: "w", 0x0475: "v",
+    # Greek capitals
+    0x0391: "A", 0x0392: "B", 0x0395: "E", 0x0396: "Z", 0x0397: "H", 0x0399: "I", 0x039A: "K",
+    0x039C: "M", 0x039D: "N", 0x039F: "O", 0x03A1: "P", 0x03A4: "T", 0x03A5: "Y", 0x03A7: "X",
+    0x03F9: "C", 0x037F: "J",
+    # Greek small letters
+    0x03B1: "a", 0x03B3: "y", 0x03B9: "i", 0x03BD: "v", 0x03BF: "o", 0x03C1: "p", 0x03C5: "u",
+    0x03F2: "c", 0x03F3: "j",
+}
+
+
 def normalize(text: str) -> str:
-    """``text`` in NFKC with invisible characters removed and dashes made ``-`` (see the module
-    docstring). Lone surrogates are kept (they are not id characters)."""
+    """``text`` in NFKC with invisible characters removed, dashes made ``-`` and Latin
+    look-alike letters made Latin (see the module docstring). Lone surrogates are kept (they are not id characters)."""
     import unicodedata
 
     if text.isascii():
@@ -121,7 +145,7 @@ def normalize(text: str) -> str:
                                                   or 0xe0100 <= ord(ch) <= 0xe01ef)):
             continue
         out.append(ch)
-    return "".join(out).translate(_DASHES)
+    return "".join(out).translate(_DASHES).translate(CONFUSABLES)
 
 
 class _NonIdToSpace(dict):  # type: ignore[type-arg]

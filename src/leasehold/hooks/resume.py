@@ -48,35 +48,33 @@ def _cwd_file(settings: Settings, cwd: str) -> str:
 
 
 def _write(path: str, record: dict[str, Any]) -> None:
+    """Replace ``path`` with ``record`` in its private folder (:mod:`leasehold.safefiles`: a
+    folder other users can write is refused, nothing is written through a symlink). Raises
+    :class:`OSError`."""
     import json
 
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        os.write(fd, json.dumps(record).encode("utf-8", "backslashreplace"))
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    from leasehold.safefiles import PrivateFolder
+
+    with PrivateFolder(os.path.dirname(path)) as folder:
+        folder.replace(os.path.basename(path), json.dumps(record).encode("utf-8", "backslashreplace"))
 
 
 def _take(path: str) -> dict[str, Any] | None:
+    """Read and remove ``path`` (None when missing, unreadable or in an unsafe folder)."""
     import json
 
+    from leasehold.safefiles import PrivateFolder
+
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with PrivateFolder(os.path.dirname(path)) as folder:
+            name = os.path.basename(path)
+            try:
+                data = json.loads(folder.read(name, 1 << 20))
+            except (OSError, ValueError):
+                data = None
+            folder.remove(name)
     except OSError:
         return None
-    try:
-        with os.fdopen(fd, "rb") as fh:
-            data = json.loads(fh.read(1 << 20))
-    except (OSError, ValueError):
-        data = None
-    try:
-        os.remove(path)
-    except OSError:
-        pass
     return data if isinstance(data, dict) else None
 
 

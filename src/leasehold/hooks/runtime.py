@@ -49,6 +49,60 @@ def read_stdin(name: str) -> bytes | None:
         return None
 
 
+class ToolFields:
+    """What a gated tool's ``tool_input`` must hold: ``strings``, keys that must be strings
+    when present; ``required``, keys of which at least one must be a non-empty string (the
+    gate cannot tell what the call does without it)."""
+
+    __slots__ = ("strings", "required")
+
+    def __init__(self, strings: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> None:
+        self.strings = strings + tuple(k for k in required if k not in strings)
+        self.required = required
+
+
+def load_payload(raw: bytes | None, name: str, tools: dict[str, ToolFields]) -> dict[str, Any] | None:
+    """The payload of ``leasehold hook NAME`` (``raw``, default stdin), checked: a JSON object
+    (:func:`leasehold.hooks.claude.parse_payload`: ``session_id``, ``tool_name``, ``cwd``
+    strings, ``tool_input`` an object), ``hook_event_name`` a string, and for a tool in ``tools``
+    its :class:`ToolFields`. A wrong payload is one line on stderr and None: the hook exits 1,
+    the README's non-blocking error for a payload it cannot read (never a silent allow)."""
+    from leasehold.hooks.claude import PayloadError, parse_payload
+
+    if raw is None:
+        raw = read_stdin(name)
+        if raw is None:
+            return None
+    try:
+        payload = parse_payload(raw)
+        event = payload.get("hook_event_name")
+        if not isinstance(event, str) or not event:
+            raise PayloadError("hook payload field hook_event_name must be a non-empty string, "
+                               f"got {_shown(event)}")
+        fields = tools.get(payload.get("tool_name") or "")
+        if fields is not None:
+            tool_input = payload.get("tool_input") or {}
+            for key in fields.strings:
+                value = tool_input.get(key)
+                if value is not None and not isinstance(value, str):
+                    raise PayloadError(f"hook payload field tool_input.{key} of "
+                                       f"{payload['tool_name']} must be a string, got {_shown(value)}")
+            if fields.required and not any(tool_input.get(k) for k in fields.required):
+                raise PayloadError(f"hook payload of {payload['tool_name']} has no "
+                                   f"tool_input.{' / '.join(fields.required)}: cannot tell what it touches")
+    except PayloadError as exc:
+        from leasehold.untrusted import escape
+
+        sys.stderr.write(f"leasehold hook {name}: {escape(str(exc), 400)}\n")
+        return None
+    return payload
+
+
+def _shown(value: Any) -> str:
+    kind = {dict: "an object", list: "a list", bool: "a boolean", type(None): "null"}.get(type(value))
+    return kind or f"{type(value).__name__} {str(value)[:40]!r}"
+
+
 def call(event: str, payload: dict[str, Any]) -> Answer:
     """Run the Claude Code hook ``event`` on ``payload`` in this process; its stdout is
     captured, its stderr passes through."""

@@ -306,11 +306,15 @@ class MissionView:
         }
 
     def describe(self) -> str:
-        """One line for people."""
+        """One line for people: free text (the title, who claimed it, the holder, even the id
+        taken from a file name) escaped, the title in quotes nothing inside can close."""
+        from leasehold.untrusted import escape, in_quotes
+
         m, t = self.mission, self.task
         state = self.state
         if state in ("held", "leased"):
-            lease = f"held by {t.lease_holder} until {format_ts(t.lease_until)} (fence {t.fence})"  # type: ignore[union-attr]
+            lease = (f"held by {escape(t.lease_holder, 200)} until {format_ts(t.lease_until)} "  # type: ignore[union-attr]
+                     f"(fence {t.fence})")  # type: ignore[union-attr]
         elif state == "stale":
             if self.claimed_ts is None:
                 lease = "STALE: no valid lease, the claim was never completed"
@@ -321,18 +325,16 @@ class MissionView:
         elif state == "unleased":
             lease = "no lease; resumable"
         else:
-            lease = state
-        from leasehold.untrusted import escape
-
+            lease = escape(state)
         claim = ""
         if m.claimed_at or m.claimed_by:
-            claim = f"  claimed {escape(m.claimed_at or '?')} by \"{escape(m.claimed_by or '?')}\""
+            claim = f"  claimed {escape(m.claimed_at or '?')} by {in_quotes(m.claimed_by or '?')}"
         extra = ""
         if m.folder == "queue":
             bits = [f"priority {escape(m.priority)}" if m.priority is not None else "",
                     f"created {escape(m.created)}" if m.created else ""]
             extra = "  " + ", ".join(b for b in bits if b) if any(bits) else ""
-        return f"{m.id}  \"{escape(m.title)}\"{claim}{extra}  [{lease}]"
+        return f"{escape(m.id)}  {in_quotes(m.title)}{claim}{extra}  [{lease}]"
 
 
 def _age(now: float, then: float | None) -> str:

@@ -106,17 +106,21 @@ def now(c: Call) -> float:
 
 
 def claim(c: Call, task_id: str, holder: str, ttl: float | None = None, title: str | None = None,
-          priority: int | None = None, wait: float | None = None) -> Any:
-    return _lease(c.ledger.claim(task_id, holder, ttl, title=title, priority=priority, op_id=c.op_id))
+          priority: int | None = None, wait: float | None = None,
+          share_with: list[str] | None = None) -> Any:
+    return _lease(c.ledger.claim(task_id, holder, ttl, title=title, priority=priority, op_id=c.op_id,
+                                 share_with=[str(s) for s in share_with or ()]))
 
 
 async def claim_waiting(service: Any, task_id: str, holder: str, wait: float, ttl: float | None = None,
-                        title: str | None = None, priority: int | None = None, op_id: str | None = None) -> Any:
+                        title: str | None = None, priority: int | None = None, op_id: str | None = None,
+                        share_with: list[str] | None = None) -> Any:
     """``claim`` with ``wait`` seconds: FIFO per task, woken by changes (server/waits.py)."""
     from leasehold.server.waits import claim_wait
 
     return _lease(await claim_wait(service.changes, service.ledger, task_id, holder, ttl, _wait(wait),
-                                   title=title, priority=priority, op_id=op_id))
+                                   title=title, priority=priority, op_id=op_id,
+                                   share_with=[str(s) for s in share_with or ()]))
 
 
 def _wait(wait: float) -> float:

@@ -706,18 +706,25 @@ class PostgresStore(SQLStore):
 
     def claim(self, task_id: str, actor: str, session: str, ttl: float,
               title: str | None = None, priority: int | None = None, *,
-              op: str | None = None) -> Any:
+              op: str | None = None, share_with: Sequence[str] = ()) -> Any:
         """:meth:`SQLStore.claim`. A free task (exists, not done, no lease) is granted in ONE
         statement (``claim_free``: lock, then the clock, grant, event, operation); any other
-        case is decided in a transaction on the instant read under the row lock."""
+        case, and a claim shared with other sessions (grant and shares in one transaction), is
+        decided in a transaction on the instant read under the row lock."""
         from leasehold.store.base import ClaimOutcome
 
+        if share_with:
+            return super().claim(task_id, actor, session, ttl, title, priority, op=op,
+                                 share_with=share_with)
         rows = self._statement("claim_free", {
             "id": task_id, "actor": actor, "session": session, "ttl": ttl, "op": op}, op)
         if rows:
             return ClaimOutcome(Task.from_row(rows[0]), True)
         with self._write(op) as tx:
-            return self._claim_locked(tx, task_id, actor, session, ttl, title, priority, op)
+            outcome = self._claim_locked(tx, task_id, actor, session, ttl, title, priority)
+            if outcome.granted:
+                self._record_claim(tx, op, actor, session, outcome)
+            return outcome
 
     def next(self, actor: str, session: str, ttl: float, count: int = 1, *,
              op: str | None = None) -> list[Task]:

@@ -14,6 +14,7 @@ from leasehold.model import Task
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
 
 class SharesSQL:
@@ -30,14 +31,21 @@ class SharesSQL:
             if not (task.lease_actor == actor and task.lease_session == session
                     and task.lease_valid(tx.now)):
                 return task, False
-            added = []
-            for other in dict.fromkeys(sessions):
-                if tx.run("insert_share", id=task_id, fence=task.fence, session=other,
-                          by=f"{actor}:{session}"):
-                    added.append(other)
-            if added:
-                tx.event("shared", task_id, actor, session, task.fence, sessions=added)
+            self._insert_shares(tx, task, actor, session, sessions)
             return task, True
+
+    @staticmethod
+    def _insert_shares(tx: Any, task: Task, actor: str, session: str, sessions: Sequence[str]) -> list[str]:
+        """Share ``task``'s current grant (its fence) with ``sessions``, in ``tx``; one
+        ``shared`` event naming the sessions newly added. Returns them."""
+        added = []
+        for other in dict.fromkeys(sessions):
+            if tx.run("insert_share", id=task.id, fence=task.fence, session=other,
+                      by=f"{actor}:{session}"):
+                added.append(other)
+        if added:
+            tx.event("shared", task.id, actor, session, task.fence, sessions=added)
+        return added
 
     def shares_among(self, ids: Sequence[str]) -> dict[str, list[str]]:
         """Task id -> the sessions its current valid grant is shared with, for ``ids``."""

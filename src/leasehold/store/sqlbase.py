@@ -303,11 +303,12 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
 
     def claim(self, task_id: str, actor: str, session: str, ttl: float,
               title: str | None = None, priority: int | None = None, *,
-              op: str | None = None) -> ClaimOutcome:
+              op: str | None = None, share_with: Sequence[str] = ()) -> ClaimOutcome:
         """Grant the lease if the task is free, expired, or validly held by the same holder.
 
         Creates an unknown task first. A done task is never granted. ``op``: the operation id
-        recorded with a grant.
+        recorded with a grant. ``share_with``: sessions the grant is shared with, in the same
+        transaction (a refused claim shares nothing).
         """
         from leasehold.store.base import ClaimOutcome
 
@@ -318,12 +319,16 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
                 tx.event("claimed", task_id, actor, session, row["fence"],
                          expires_at=row["lease_until"], ttl=ttl)
                 outcome = ClaimOutcome(Task.from_row(row), True)
+            else:
+                outcome = self._claim_locked(tx, task_id, actor, session, ttl, title, priority)
+            if outcome.granted:
+                if share_with:
+                    self._insert_shares(tx, outcome.task, actor, session, share_with)  # type: ignore[attr-defined]
                 self._record_claim(tx, op, actor, session, outcome)
-                return outcome
-            return self._claim_locked(tx, task_id, actor, session, ttl, title, priority, op)
+            return outcome
 
     def _claim_locked(self, tx: Tx, task_id: str, actor: str, session: str, ttl: float,
-                      title: str | None, priority: int | None, op: str | None) -> ClaimOutcome:
+                      title: str | None, priority: int | None) -> ClaimOutcome:
         """The claim's general case, in ``tx``: create the task if unknown, lock it, decide on
         the instant read under the lock."""
         from leasehold.store.base import ClaimOutcome
@@ -337,9 +342,7 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
         ):
             return ClaimOutcome(task, False, created=created)
         granted, renewed, previous = self._grant(tx, task, actor, session, ttl)
-        outcome = ClaimOutcome(granted, True, renewed, previous, created)
-        self._record_claim(tx, op, actor, session, outcome)
-        return outcome
+        return ClaimOutcome(granted, True, renewed, previous, created)
 
     @staticmethod
     def _record_claim(tx: Tx, op: str | None, actor: str, session: str,
