@@ -425,7 +425,7 @@ class PostgresStore(SQLStore):
                         (pid,)).fetchone()
                     if alive is not None and not alive["alive"]:
                         # The old backend has ended: its transaction committed or never will.
-                        row = conn.execute(self.queries["get_operation"], {"op": op}).fetchone()
+                        row = conn.execute(self.queries["get_operation"], {"op": str(op)}).fetchone()
                         record = decode_operation(row) if row else None
                         settled = True
             except StoreError as error:
@@ -713,7 +713,8 @@ class PostgresStore(SQLStore):
         from leasehold.store.base import ClaimOutcome
 
         rows = self._statement("claim_free", {
-            "id": task_id, "actor": actor, "session": session, "ttl": ttl, "op": op}, op)
+            "id": task_id, "actor": actor, "session": session, "ttl": ttl,
+            "op": _plain(op), "digest": getattr(op, "digest", None)}, op)
         if rows:
             return ClaimOutcome(Task.from_row(rows[0]), True)
         with self._write(op) as tx:
@@ -725,7 +726,8 @@ class PostgresStore(SQLStore):
         ``FOR UPDATE SKIP LOCKED``, grant (new fence each), append one ``claimed`` event each.
         Highest priority first, then oldest."""
         rows = self._statement("next_claim", {
-            "actor": actor, "session": session, "ttl": ttl, "limit": count, "op": op}, op)
+            "actor": actor, "session": session, "ttl": ttl, "limit": count,
+            "op": _plain(op), "digest": getattr(op, "digest", None)}, op)
         return [Task.from_row(row) for row in rows]
 
     def release(self, task_id: str, actor: str | None, session: str | None, *,
@@ -739,7 +741,8 @@ class PostgresStore(SQLStore):
                                    force=force, details=details, fence=fence, op=op)
         rows = self._statement("release_one", {
             "id": task_id, "actor": actor, "session": session, "status": status,
-            "kind": kind, "force": force, "details": encode_details(details or {}), "op": op,
+            "kind": kind, "force": force, "details": encode_details(details or {}),
+            "op": _plain(op), "digest": getattr(op, "digest", None),
         }, op)
         if not rows:
             return None, "not_found"
@@ -750,7 +753,8 @@ class PostgresStore(SQLStore):
                       op: str | None = None) -> list[Task]:
         """:meth:`SQLStore.complete_many` (same rules and events) in ONE statement."""
         rows = self._statement("complete_many", {
-            "ids": list(dict.fromkeys(task_ids)), "actor": actor, "session": session, "op": op,
+            "ids": list(dict.fromkeys(task_ids)), "actor": actor, "session": session,
+            "op": _plain(op), "digest": getattr(op, "digest", None),
         }, op)
         return [Task.from_row(row) for row in rows]
 
@@ -776,6 +780,11 @@ def trigger_functions() -> dict[str, tuple[str, str]]:
 
 def _norm(body: str) -> str:
     return " ".join(body.split())
+
+
+def _plain(op: str | None) -> str | None:
+    """An operation id as a plain string for the driver (an OpKey is a ``str`` subclass)."""
+    return None if op is None else str(op)
 
 
 def _first_line(exc: BaseException) -> str:
