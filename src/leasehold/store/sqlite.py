@@ -40,6 +40,8 @@ from leasehold.errors import (
 )
 from leasehold.store.sql_chain import chain_insert_params, rewrite_chain_inserts
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
+from leasehold.store.sqlite_files import APPLICATION_ID as _FILE_MARK
+from leasehold.store.sqlite_files import refuse_foreign
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 DEFAULT_BUSY_TIMEOUT = 10.0
 #: ``PRAGMA application_id`` of a leasehold ledger ("LHLD"): how a file is recognised as one
 #: (the SQLite file format's field for this, offset 68 of the header).
-APPLICATION_ID = 0x4C484C44
+APPLICATION_ID = _FILE_MARK
 #: The columns of leasehold's schema_migrations (a table of that name alone proves nothing:
 #: Rails and other tools make one too).
 _MIGRATION_COLUMNS = {"version", "name", "applied_at"}
@@ -156,6 +158,9 @@ class SQLiteStore(SQLStore):
             except OSError as exc:
                 raise ConfigError(f"cannot create the folder {folder} of the SQLite ledger "
                                   f"{self.path}: {exc.strerror}") from None
+        # Another application's database is refused from its bytes, before any connection:
+        # closing a read-write one would checkpoint its pending -wal into it.
+        refuse_foreign(self.path, _not_a_ledger)
         try:
             conn = sqlite3.connect(_uri(self.path, create), uri=True, timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
@@ -425,6 +430,33 @@ class _Transaction:
                 raise _translate(self.store, error) from error
         if isinstance(exc, (sqlite3.Error, OverflowError)):
             raise _translate(self.store, exc) from exc
+
+
+def _not_a_ledger(copy: str) -> str | None:
+    """None when the database at ``copy`` (a private copy of an unmarked database with pending
+    writes) is a ledger made before the mark existed: leasehold's ``schema_migrations`` with its
+    first migration recorded; else why it is not one."""
+    try:
+        conn = sqlite3.connect(copy, isolation_level=None)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        if not tables:
+            return "a SQLite database with no tables and writes pending in its journal"
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_migrations)")}
+        first = known_migrations().get(1)
+        if _MIGRATION_COLUMNS <= columns and conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = 1 AND name = ?",
+                (first,)).fetchone():
+            return None
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        return f"a SQLite database with tables {shown}"
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        conn.close()
 
 
 def _translate(store: SQLiteStore, exc: sqlite3.Error | OverflowError) -> LeaseholdError:
