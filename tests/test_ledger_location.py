@@ -783,6 +783,10 @@ def test_a_separate_git_dir_shares_one_ledger_or_says_how(base_env: dict[str, st
     refused = run(env, linked, "status", "T")
     assert refused.returncode == 78 and "core.worktree" in one_line(refused)
     assert not (gdir / ".leasehold").exists()
+    # 78 is right: git itself does not know the main checkout (its worktree list names the git
+    # dir), and the linked worktree's own folder is not it either
+    listed = git(linked, "worktree", "list", "--porcelain").splitlines()
+    assert listed[0] == f"worktree {gdir}"
     git(main, "config", "core.worktree", str(main))
     for folder in (main, linked):
         who = run(env, folder, "whoami", "--json", "--actor", "a")
@@ -792,6 +796,34 @@ def test_a_separate_git_dir_shares_one_ledger_or_says_how(base_env: dict[str, st
     taken = run(env, linked, "claim", "T", "--actor", "b", "--session", "s2")
     assert taken.returncode == 1 and "held by a:s1" in taken.stderr
     assert git(linked, "rev-parse", "--show-toplevel").strip() == str(linked)  # git unaffected
+
+
+@needs_git
+def test_a_separate_git_dir_named_dot_git_honours_core_worktree(base_env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    """``git init --separate-git-dir=STORE/.git main``: the common dir is named ``.git`` but its
+    folder is not the checkout. With ``core.worktree`` set (the fix leasehold names), a linked
+    worktree resolves the main checkout's ledger, not one under STORE (two ledgers: two
+    winners)."""
+    main, store, linked = tmp_path / "main", tmp_path / "store", tmp_path / "wt"
+    store.mkdir()
+    subprocess.run([GIT or "git", "init", "-q", f"--separate-git-dir={store / '.git'}", str(main)],
+                   check=True, capture_output=True)
+    assert run(base_env, main, "init", "--no-hooks").returncode == 0
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "leasehold")
+    git(main, "worktree", "add", "-q", str(linked))
+    git(main, "config", "core.worktree", str(main))
+    ledger = str(main / ".leasehold" / "ledger.db")
+    env = dict(base_env, PATH=str(tmp_path / "no-bin"))  # resolved without running git
+    for folder in (main, linked):
+        who = run(env, folder, "whoami", "--json", "--actor", "a")
+        assert who.returncode == 0, who.stderr
+        assert json.loads(who.stdout)["db"] == ledger, folder
+    assert run(env, main, "claim", "T", "--actor", "a", "--session", "s1").returncode == 0
+    taken = run(env, linked, "claim", "T", "--actor", "b", "--session", "s2")
+    assert taken.returncode == 1 and "held by a:s1" in taken.stderr
+    assert not (store / ".leasehold").exists()
 
 
 def test_the_main_worktree_of_a_common_dir_not_named_dot_git(tmp_path: Path) -> None:
