@@ -116,7 +116,10 @@ class Ledger:
     ``op_id=`` (1-200 letters, digits, ``._:/#-``; a fresh random id when None) and records it
     in the same transaction as its effect; ``last_op_id`` holds the id of the latest call. A
     call repeated with the id of one that applied does not apply again: it returns the first
-    call's recorded outcome (an id reused for a different call is :class:`InvalidInput`). A
+    call's recorded outcome (an id reused for a different call, or with other arguments, is
+    :class:`InvalidInput`: a digest of the kind and arguments is recorded with the id). Ticket
+    reservations, file reservations and feed posts take ``op_id=`` the same way
+    (:mod:`leasehold.ops`). A
     call that changed nothing (a conflict, not found) records nothing. When the connection is
     lost after the commit was sent and the ledger cannot be asked whether it applied, the call
     raises :class:`~leasehold.errors.OutcomeUnknown` (exit 76) carrying the id: look it up

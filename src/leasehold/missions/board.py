@@ -438,6 +438,10 @@ class Missions:
     :class:`~leasehold.missions.document.InvalidMission` (exit 2) for a mission whose file is
     invalid, :class:`~leasehold.errors.Conflict` subclasses (exit 1; :class:`LeaseHeld` names the
     holder) when the lease or the folder forbids the step, and store errors (exit 75).
+
+    ``claim``, ``claim_next``, ``log``, ``done``, ``requeue`` and ``resume`` take ``op_id=`` (at
+    most :data:`MISSION_OP_ID_MAX` characters): each ledger step then carries ``ID/KIND-N``,
+    so rerunning the command with the same id replays the ledger changes that applied.
     """
 
     def __init__(self, root: str, ledger: Ledger | None, *, clock: Callable[[], float] | None = None,

@@ -349,9 +349,10 @@ class PostgresStore(SQLStore):
             if call.op is not None and call.pid is not None:
                 self._resolve(call, exc)
             if call.pid is not None:
-                # A write without an operation id (tickets, path reservations, feed posts,
-                # audit events) lost after its commit was sent: nothing to look up, so whether
-                # it applied is unknown; "not applied" could be a lie.
+                # A write without an operation id (namespace definitions, abandoning a
+                # reservation, feed imports, audit events, tokens) lost after its commit was
+                # sent: nothing to look up, so whether it applied is unknown; "not applied"
+                # could be a lie.
                 raise OutcomeUnknown(self._scrub(
                     f"lost the PostgreSQL ledger at {self._where()} after sending the commit "
                     f"({_first_line(exc)}) and could not find out whether it applied; check "
