@@ -197,6 +197,9 @@ def test_cli_op_id_on_reservations_posts_and_paths(cli: CLI) -> None:
         assert gone.returncode == 0 and json.loads(gone.stdout)[0]["released"] is True
     looked = json.loads(cli("op", "f-2", "--json").stdout)
     assert looked["applied"] is True and looked["kind"] == "release_paths"
+    assert cli("op", "r-1").stdout.startswith("operation r-1: applied: reserve by a:1 at ")
+    assert cli("op", "r-1").stdout.rstrip().endswith("; CMB-0001")
+    assert cli("op", "p-1").stdout.rstrip().endswith(f"; post #{post_id} (CMB-0002)")
 
 
 def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> None:
