@@ -434,8 +434,8 @@ class _Transaction:
 
 def _not_a_ledger(copy: str) -> str | None:
     """None when the database at ``copy`` (a private copy of an unmarked database with pending
-    writes) is a ledger made before the mark existed: leasehold's ``schema_migrations`` with its
-    first migration recorded; else why it is not one."""
+    writes) is a ledger made before the mark existed (leasehold's ``schema_migrations`` with its
+    first migration recorded) or has no table yet; else why it is not a ledger."""
     try:
         conn = sqlite3.connect(copy, isolation_level=None)
     except sqlite3.Error as exc:
@@ -444,7 +444,9 @@ def _not_a_ledger(copy: str) -> str | None:
         tables = [row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         if not tables:
-            return "a SQLite database with no tables and writes pending in its journal"
+            # nothing committed yet (a ledger being created by another process, whose first
+            # transaction is still open): the caller's checks under the write lock decide
+            return None
         columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_migrations)")}
         first = known_migrations().get(1)
         if _MIGRATION_COLUMNS <= columns and conn.execute(
