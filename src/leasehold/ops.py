@@ -32,14 +32,20 @@ class OpKey(str):
     digest: str | None = None
 
 
+_ENCODER: Any = None
+
+
 def call_digest(kind: str, args: Any) -> str:
     """The digest of a call: SHA-256 (64 hex digits) of its kind and arguments as canonical JSON
     (sorted keys; values that are not JSON types by their ``str``)."""
+    global _ENCODER
     import hashlib
-    import json
 
-    text = json.dumps([kind, args], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if _ENCODER is None:
+        import json
+
+        _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(_ENCODER.encode([kind, args]).encode("utf-8")).hexdigest()
 
 
 def op_key(op_id: str | None, kind: str, args: Any) -> OpKey:
