@@ -451,6 +451,34 @@ def test_a_ledger_marked_only_in_its_wal_or_unmarked_with_a_pending_wal_opens(
         assert header_application_id(target.read_bytes()[:100]) == APPLICATION_ID
 
 
+def test_a_second_open_in_a_process_keeps_the_first_connections_locks(tmp_path: Path) -> None:
+    """A process with the ledger open opens it again (a server's connection per thread): the
+    file must not be probed again, since closing any descriptor of it drops the process's
+    POSIX locks. Without them another process closing its connection believes itself the last:
+    it checkpoints and deletes the -wal, and the first process's later commits are lost to
+    every new reader."""
+    target = tmp_path / "l.db"
+    _ledger(target)
+    first = Ledger.open(str(target))
+    try:
+        first.add("warm")
+        second = Ledger.open(str(target))  # same process, first still open
+        second.close()
+        subprocess.run([str(Path(LEASEHOLD).parent / "python"), "-c", f"""if 1:
+            import sqlite3
+            conn = sqlite3.connect({str(target)!r})
+            conn.execute("SELECT count(*) FROM tasks").fetchone()
+            conn.close()
+            """], check=True, timeout=60)
+        assert Path(f"{target}-wal").exists()  # the other process knew it was not the last
+        first.claim("T", "a:s", ttl=600)
+        reader = subprocess.run([LEASEHOLD, "--db", str(target), "status", "T"],
+                                capture_output=True, text=True, timeout=60)
+        assert reader.stdout.startswith("held by a:s"), reader.stdout + reader.stderr
+    finally:
+        first.close()
+
+
 def test_the_wal_reader_finds_the_last_committed_page_one(tmp_path: Path) -> None:
     from leasehold.store.sqlite_files import wal_application_id
 

@@ -159,8 +159,15 @@ class SQLiteStore(SQLStore):
                 raise ConfigError(f"cannot create the folder {folder} of the SQLite ledger "
                                   f"{self.path}: {exc.strerror}") from None
         # Another application's database is refused from its bytes, before any connection:
-        # closing a read-write one would checkpoint its pending -wal into it.
-        refuse_foreign(self.path, _not_a_ledger)
+        # closing a read-write one would checkpoint its pending -wal into it. Only before this
+        # process has opened the file as a ledger: closing ANY descriptor of the file releases
+        # every POSIX lock the process holds on it, the locks by which its open connections
+        # tell other processes they are there (a closing connection that believed itself the
+        # last would checkpoint and delete the -wal under them: their later commits lost to
+        # every new reader).
+        key = _file_key(self.path)
+        if key is None or key not in _LEDGER_FILES:
+            refuse_foreign(self.path, _not_a_ledger)
         try:
             conn = sqlite3.connect(_uri(self.path, create), uri=True, timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
@@ -179,6 +186,9 @@ class SQLiteStore(SQLStore):
         except BaseException:
             conn.close()
             raise
+        key = key or _file_key(self.path)
+        if key is not None:
+            _LEDGER_FILES.add(key)
         return conn
 
     def _open_error(self, exc: sqlite3.Error) -> ConfigError | LeaseholdError:
@@ -430,6 +440,20 @@ class _Transaction:
                 raise _translate(self.store, error) from error
         if isinstance(exc, (sqlite3.Error, OverflowError)):
             raise _translate(self.store, exc) from exc
+
+
+#: ``(st_dev, st_ino)`` of the files this process has opened as ledgers: never probed again
+#: (see :meth:`SQLiteStore._connect`).
+_LEDGER_FILES: set[tuple[int, int]] = set()
+
+
+def _file_key(path: str) -> tuple[int, int] | None:
+    """The identity of the file at ``path`` (a ``stat``, which opens no descriptor)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _not_a_ledger(copy: str) -> str | None:

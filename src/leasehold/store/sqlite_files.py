@@ -17,7 +17,11 @@ must be left byte-for-byte as it was, so :func:`refuse_foreign` decides from the
   tell, so a private copy of the files (in a temporary folder) is opened and examined; the
   originals are never opened.
 
-Reads only, with plain file reads; no SQLite lock is taken on the originals.
+Reads only, with plain file reads; no SQLite lock is taken on the originals. The caller probes
+a file only before its process has opened it as a ledger: closing any descriptor of a file
+releases every POSIX lock the process holds on it, SQLite's included (its connections would
+then look absent to other processes, one of which could checkpoint and delete the -wal under
+them). See ``SQLiteStore._connect``.
 """
 
 from __future__ import annotations
