@@ -253,8 +253,8 @@ class Ledger:
                 lambda key: self._run(key, call), kinds=kinds, task_id=task_id, holder=who,
                 unchanged=unchanged)
         finally:
-            if self.last_op_id is None and op_id is not None:
-                self.last_op_id = op_id
+            if self.last_op_id is None and op_id is not None and is_task_id(op_id):
+                self.last_op_id = op_id  # a given, well-formed id: replayed or looked up
         if record is not None:
             self.replayed_at = record.get("read_at")
         return value, record
