@@ -352,3 +352,84 @@ def test_done_with_a_fence_from_an_earlier_grant_is_refused(ledger: Ledger) -> N
         ledger.complete("t1", JOHN, fence=first.fence)
     assert ledger.show("t1").status == "in_progress"
     assert ledger.complete("t1", JOHN, fence=second.fence).status == "done"
+
+
+# -- operation ids: the same id with the same arguments replays, with others is refused ---------
+def test_an_op_id_reused_with_other_arguments_is_invalid_input(ledger: Ledger) -> None:
+    """An idempotency key names one call, kind and arguments: a retry with the same arguments
+    replays the first outcome; the same id with another argument is a different call (exit 2),
+    not a silent replay of the first."""
+    first = ledger.claim("T", JOHN, ttl=60, op_id="args-claim")
+    assert ledger.claim("T", JOHN, ttl=60, op_id="args-claim").expires_at == first.expires_at
+    with pytest.raises(InvalidInput, match="already used for claim with other arguments"):
+        ledger.claim("T", JOHN, ttl=120, op_id="args-claim")
+    ledger.extend("T", JOHN, ttl=90, op_id="args-extend")
+    with pytest.raises(InvalidInput, match="other arguments"):
+        ledger.extend("T", JOHN, ttl=90, fence=1, op_id="args-extend")
+    ledger.add("U", title="one", op_id="args-add")
+    with pytest.raises(InvalidInput, match="other arguments"):
+        ledger.add("U", title="two", op_id="args-add")
+    assert ledger.show("U").title == "one"
+    assert ledger.show("T").lease_until == pytest.approx(ledger.extend("T", JOHN, ttl=90,
+                                                                       op_id="args-extend").expires_at)
+    assert kinds(ledger, "T") == ["created", "claimed", "extended"]
+
+
+def test_ticket_reservations_replay_their_op_id(ledger: Ledger) -> None:
+    first = ledger.tickets.reserve("CMB", JOHN, 2, op_id="res-1")
+    again = ledger.tickets.reserve("CMB", JOHN, 2, op_id="res-1")
+    assert [r.ticket_id for r in again] == [r.ticket_id for r in first] == ["CMB-0001", "CMB-0002"]
+    with pytest.raises(InvalidInput, match="other arguments"):
+        ledger.tickets.reserve("CMB", JOHN, 3, op_id="res-1")
+    with pytest.raises(InvalidInput, match="already used for reserve"):
+        ledger.tickets.reserve("CMB", PI, 2, op_id="res-1")
+    with pytest.raises(InvalidInput, match="operation id"):
+        ledger.tickets.reserve("CMB", JOHN, op_id="bad id")
+    op = ledger.lookup_op("res-1")
+    assert op is not None and op.kind == "reserve" and op.holder == "john:abc123"
+    assert ledger.tickets.reserve("CMB", PI)[0].ticket_id == "CMB-0003"  # nothing reserved twice
+    assert sum(e.kind == "reserved" for e in ledger.events()) == 3
+
+
+def test_file_reservations_replay_their_op_id(ledger: Ledger) -> None:
+    from leasehold import paths
+
+    first = paths.reserve(ledger, ["src/**"], JOHN, 60, op_id="path-1")
+    again = paths.reserve(ledger, ["src/**"], JOHN, 60, op_id="path-1")
+    assert (again[0].fence, again[0].expires_at) == (first[0].fence, first[0].expires_at)
+    with pytest.raises(InvalidInput, match="other arguments"):
+        paths.reserve(ledger, ["src/**"], JOHN, 60, shared=True, op_id="path-1")
+    assert paths.release(ledger, ["src/**"], JOHN, op_id="path-2")[0][1] is not None
+    # the retry reports the release that applied, though nothing is held any more
+    replayed = paths.release(ledger, ["src/**"], JOHN, op_id="path-2")
+    assert replayed[0][0] == "src/**" and replayed[0][1] is not None
+    assert replayed[0][1].fence == first[0].fence
+    with pytest.raises(InvalidInput, match="other arguments"):
+        paths.release(ledger, ["docs/**"], JOHN, op_id="path-2")
+    events = [e.kind for e in ledger.events() if e.kind.startswith("path_")]
+    assert events == ["path_reserved", "path_released"]
+
+
+def test_feed_writes_replay_their_op_id(ledger: Ledger) -> None:
+    post = ledger.feed.post("actionable", "{{ITEM_ID}}: fix it", JOHN, reserve="CMB", op_id="post-1")
+    assert ledger.feed.post("actionable", "{{ITEM_ID}}: fix it", JOHN, reserve="CMB",
+                            op_id="post-1").id == post.id
+    with pytest.raises(InvalidInput, match="other arguments"):
+        ledger.feed.post("actionable", "{{ITEM_ID}}: other", JOHN, reserve="CMB", op_id="post-1")
+    amended = ledger.feed.amend(post.id, JOHN, subject="better", op_id="amend-1")
+    assert ledger.feed.amend(post.id, JOHN, subject="better", op_id="amend-1").id == amended.id
+    with pytest.raises(InvalidInput, match="other arguments"):
+        ledger.feed.amend(post.id, JOHN, subject="best", op_id="amend-1")
+    mine = ledger.feed.post("actionable", "mine", JOHN, provisional="CMB-0050")
+    theirs = ledger.feed.post("actionable", "theirs", PI, provisional="CMB-0050")
+    confirmed = ledger.feed.confirm(theirs.id, PI, op_id="confirm-1")
+    replayed = ledger.feed.confirm(theirs.id, PI, op_id="confirm-1")
+    assert replayed.winner is not None and replayed.winner.id == mine.id
+    assert replayed.confirmed is not None and confirmed.confirmed is not None
+    assert replayed.confirmed.id == confirmed.confirmed.id
+    assert replayed.renumbered == confirmed.renumbered and not replayed.already
+    assert [p.id for p in ledger.feed.posts()][-2:] == [confirmed.confirmed.id,
+                                                        confirmed.renumbered[0]["amendment"]]
+    assert len(ledger.feed.posts()) == 6  # post, amendment, two provisional, confirmed, renumbering
+    op = ledger.lookup_op("post-1")
+    assert op is not None and op.kind == "feed_post"

@@ -377,6 +377,125 @@ def test_a_file_that_is_not_a_ledger_is_refused_and_left_untouched(
     assert snapshot(folder) == before
 
 
+def _crash_leaving_wal(target: Path, script: str) -> None:
+    """Run ``script`` (Python, ``conn`` a sqlite3 connection to ``target`` with automatic
+    checkpoints off) in a process that exits without closing: its -wal stays as a crash
+    leaves it."""
+    subprocess.run([str(Path(LEASEHOLD).parent / "python"), "-c", f"""if 1:
+        import os, sqlite3
+        conn = sqlite3.connect({str(target)!r}, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        {script}
+        os._exit(0)
+        """], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("app_id", [0, 0x12345678], ids=["unmarked", "another-app"])
+def test_another_apps_pending_wal_is_not_checkpointed(base_env: dict[str, str], tmp_path: Path,
+                                                       app_id: int) -> None:
+    """Another application's WAL-mode database whose -wal still holds its last commits (it
+    crashed, or it is not running): a read-write open closed as the last connection would
+    checkpoint the -wal into the file and delete it. The file is judged from its bytes (the
+    header's application_id, the last page 1 in the -wal; unmarked: a private copy) and both
+    files are left byte-identical."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    target = folder / "app.db"
+    _crash_leaving_wal(target, f"""
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA application_id = {app_id}")
+        conn.execute("INSERT INTO users DEFAULT VALUES")""")
+    kept = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+    assert kept["app.db-wal"]  # the commits are pending in the -wal
+    for command in (["status", "T"], ["migrate"], ["init"], ["serve", "--port", "0"]):
+        result = run(dict(base_env, LEASEHOLD_DB=str(target)), tmp_path, *command)
+        assert result.returncode == 78 and str(target) in one_line(result), (command, result.stderr)
+        assert "not a leasehold ledger" in one_line(result)
+        assert {name: (folder / name).read_bytes() for name in kept} == kept, command
+    assert sorted(os.listdir(folder)) == sorted(kept)  # nothing made, nothing deleted
+    with pytest.raises(ConfigError, match="another application" if app_id else "tables users"):
+        Ledger.open(str(target), create=True)
+    assert {name: (folder / name).read_bytes() for name in kept} == kept
+
+
+def test_a_ledger_marked_only_in_its_wal_or_unmarked_with_a_pending_wal_opens(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """A ledger whose mark is still in the -wal (its header not yet checkpointed), and one made
+    before the mark with commits pending in its -wal, are ledgers: they open, readers and
+    writers work, and the second is marked."""
+    from leasehold.store.sqlite import APPLICATION_ID, known_migrations
+    from leasehold.store.sqlite_files import header_application_id
+
+    for marked in (True, False):
+        target = tmp_path / f"ledger-{marked}.db"
+        _ledger(target)
+        with Ledger.open(str(target)) as ledger:
+            ledger.claim("T", "a:s", ttl=600)
+        _crash_leaving_wal(target, f"""
+        conn.execute("PRAGMA application_id = 0")
+        conn.execute("PRAGMA user_version = {len(known_migrations())}")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA application_id = {APPLICATION_ID if marked else 0}")
+        conn.execute("UPDATE tasks SET title = 'pending' WHERE id = 'T'")""")
+        assert header_application_id(target.read_bytes()[:100]) == 0
+        assert Path(f"{target}-wal").stat().st_size > 0
+        env = dict(base_env, LEASEHOLD_DB=str(target))
+        shown = run(env, tmp_path, "show", "T", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["title"] == "pending"  # the -wal's commit is read
+        assert run(env, tmp_path, "claim", "U", "--actor", "b", "--session", "s").returncode == 0
+        with Ledger.open(str(target)) as ledger:
+            assert ledger.show("U").lease_holder == "b:s"
+        assert header_application_id(target.read_bytes()[:100]) == APPLICATION_ID
+
+
+def test_a_second_open_in_a_process_keeps_the_first_connections_locks(tmp_path: Path) -> None:
+    """A process with the ledger open opens it again (a server's connection per thread): the
+    file must not be probed again, since closing any descriptor of it drops the process's
+    POSIX locks. Without them another process closing its connection believes itself the last:
+    it checkpoints and deletes the -wal, and the first process's later commits are lost to
+    every new reader."""
+    target = tmp_path / "l.db"
+    _ledger(target)
+    first = Ledger.open(str(target))
+    try:
+        first.add("warm")
+        second = Ledger.open(str(target))  # same process, first still open
+        second.close()
+        subprocess.run([str(Path(LEASEHOLD).parent / "python"), "-c", f"""if 1:
+            import sqlite3
+            conn = sqlite3.connect({str(target)!r})
+            conn.execute("SELECT count(*) FROM tasks").fetchone()
+            conn.close()
+            """], check=True, timeout=60)
+        assert Path(f"{target}-wal").exists()  # the other process knew it was not the last
+        first.claim("T", "a:s", ttl=600)
+        reader = subprocess.run([LEASEHOLD, "--db", str(target), "status", "T"],
+                                capture_output=True, text=True, timeout=60)
+        assert reader.stdout.startswith("held by a:s"), reader.stdout + reader.stderr
+    finally:
+        first.close()
+
+
+def test_the_wal_reader_finds_the_last_committed_page_one(tmp_path: Path) -> None:
+    from leasehold.store.sqlite_files import wal_application_id
+
+    target = tmp_path / "x.db"
+    _crash_leaving_wal(target, """
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("PRAGMA application_id = 7")
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("PRAGMA application_id = 9")
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t VALUES (2)")""")
+    assert wal_application_id(f"{target}-wal") == 9
+    assert wal_application_id(str(tmp_path / "missing-wal")) is None
+    (tmp_path / "junk-wal").write_bytes(b"\0" * 64)
+    assert wal_application_id(str(tmp_path / "junk-wal")) is None
+
+
 def test_an_empty_file_becomes_a_ledger_only_through_init(base_env: dict[str, str],
                                                           tmp_path: Path) -> None:
     target = tmp_path / "l.db"
@@ -692,6 +811,10 @@ def test_a_separate_git_dir_shares_one_ledger_or_says_how(base_env: dict[str, st
     refused = run(env, linked, "status", "T")
     assert refused.returncode == 78 and "core.worktree" in one_line(refused)
     assert not (gdir / ".leasehold").exists()
+    # 78 is right: git itself does not know the main checkout (its worktree list names the git
+    # dir), and the linked worktree's own folder is not it either
+    listed = git(linked, "worktree", "list", "--porcelain").splitlines()
+    assert listed[0] == f"worktree {gdir}"
     git(main, "config", "core.worktree", str(main))
     for folder in (main, linked):
         who = run(env, folder, "whoami", "--json", "--actor", "a")
@@ -701,6 +824,34 @@ def test_a_separate_git_dir_shares_one_ledger_or_says_how(base_env: dict[str, st
     taken = run(env, linked, "claim", "T", "--actor", "b", "--session", "s2")
     assert taken.returncode == 1 and "held by a:s1" in taken.stderr
     assert git(linked, "rev-parse", "--show-toplevel").strip() == str(linked)  # git unaffected
+
+
+@needs_git
+def test_a_separate_git_dir_named_dot_git_honours_core_worktree(base_env: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    """``git init --separate-git-dir=STORE/.git main``: the common dir is named ``.git`` but its
+    folder is not the checkout. With ``core.worktree`` set (the fix leasehold names), a linked
+    worktree resolves the main checkout's ledger, not one under STORE (two ledgers: two
+    winners)."""
+    main, store, linked = tmp_path / "main", tmp_path / "store", tmp_path / "wt"
+    store.mkdir()
+    subprocess.run([GIT or "git", "init", "-q", f"--separate-git-dir={store / '.git'}", str(main)],
+                   check=True, capture_output=True)
+    assert run(base_env, main, "init", "--no-hooks").returncode == 0
+    git(main, "add", "-A")
+    git(main, "commit", "-qm", "leasehold")
+    git(main, "worktree", "add", "-q", str(linked))
+    git(main, "config", "core.worktree", str(main))
+    ledger = str(main / ".leasehold" / "ledger.db")
+    env = dict(base_env, PATH=str(tmp_path / "no-bin"))  # resolved without running git
+    for folder in (main, linked):
+        who = run(env, folder, "whoami", "--json", "--actor", "a")
+        assert who.returncode == 0, who.stderr
+        assert json.loads(who.stdout)["db"] == ledger, folder
+    assert run(env, main, "claim", "T", "--actor", "a", "--session", "s1").returncode == 0
+    taken = run(env, linked, "claim", "T", "--actor", "b", "--session", "s2")
+    assert taken.returncode == 1 and "held by a:s1" in taken.stderr
+    assert not (store / ".leasehold").exists()
 
 
 def test_the_main_worktree_of_a_common_dir_not_named_dot_git(tmp_path: Path) -> None:

@@ -303,15 +303,67 @@ def test_terminated_backends_never_make_75_a_lie(pg_url: str, tmp_path: Path, ba
 
 def test_a_write_without_operation_id_whose_commit_answer_is_lost_is_not_called_not_applied(
         pg_url: str, proxy) -> None:
-    # A ticket reservation carries no operation id to look up: when the answer to its COMMIT is
-    # lost, "not applied, retry" (75) would be a lie if the server committed; the outcome is
+    # A namespace definition carries no operation id to look up: when the answer to its COMMIT
+    # is lost, "not applied, retry" (75) would be a lie if the server committed; the outcome is
     # unknown (76).
     with Ledger.open(proxy.url, busy_timeout=3) as ledger:
         ledger.add("warm")
         proxy.cut(b"COMMIT", after=True)
         with pytest.raises(OutcomeUnknown, match="could not find out whether it applied"):
-            ledger.tickets.reserve("DOC", "a:1")
+            ledger.tickets.add_namespace("DOC")
         wait_for(proxy.fired.is_set, timeout=10, what="the proxy to cut the connection")
     with Ledger.open(pg_url) as direct:
-        # The reservation did apply: the next one gets the following number.
-        assert direct.tickets.reserve("DOC", "b:2")[0].seq == 2
+        assert direct.tickets.namespace("DOC").prefix == "DOC"  # it did apply
+
+
+@pytest.mark.parametrize("what", ["reserve", "post", "amend", "confirm", "reserve_path", "release_path"])
+def test_ticket_feed_and_path_writes_whose_commit_answer_is_lost_report_what_applied(
+        pg_url: str, proxy, what: str) -> None:
+    """Reservations, posts and file reservations carry an operation id: a lost answer to their
+    COMMIT is resolved by looking it up (the call reports what applied, once), not 76."""
+    from leasehold import paths
+
+    with Ledger.open(proxy.url, busy_timeout=3) as ledger:
+        root = ledger.feed.post("actionable", "root", "a:1", provisional="DOC-0007")
+        paths.reserve(ledger, ["held/**"], "a:1", 60)
+        calls = {
+            "reserve": lambda: ledger.tickets.reserve("DOC", "a:1")[0].seq,
+            "post": lambda: ledger.feed.post("actionable", "x", "a:1", reserve="DOC").item,
+            "amend": lambda: ledger.feed.amend(root.id, "a:1", subject="y").refs,
+            "confirm": lambda: ledger.feed.confirm(root.id, "a:1").confirmed.refs,
+            "reserve_path": lambda: paths.reserve(ledger, ["src/**"], "a:1", 60)[0].fence,
+            "release_path": lambda: paths.release(ledger, ["held/**"], "a:1")[0][1].fence,
+        }
+        proxy.cut(b"COMMIT", after=True)
+        value = calls[what]()
+        assert proxy.fired.is_set(), "the proxy never cut the connection"
+        assert ledger.store.lost_acks_resolved == 1
+    expected = {"reserve": 1, "post": "DOC-0001", "amend": root.id, "confirm": root.id,
+                "reserve_path": 2, "release_path": 1}
+    assert value == expected[what]
+    with Ledger.open(pg_url) as direct:
+        if what in ("reserve", "post"):
+            assert direct.tickets.reserve("DOC", "b:2")[0].seq == 2  # applied once
+        if what in ("post", "amend", "confirm"):
+            assert len(direct.feed.posts()) == 2
+        if what == "reserve_path":
+            assert [r.pattern for r in paths.active(direct)] == ["held/**", "src/**"]
+        if what == "release_path":
+            assert paths.active(direct) == []
+
+
+def test_reservation_unreachable_after_commit_is_76_with_the_op_id_and_the_retry_replays(
+        pg_url: str, proxy) -> None:
+    with Ledger.open(proxy.url, busy_timeout=1) as ledger:
+        ledger.add("warm")
+        proxy.cut(b"COMMIT", after=True, then_refuse=True)
+        with pytest.raises(OutcomeUnknown) as caught:
+            ledger.tickets.reserve("DOC", "a:1", 2, op_id="res-76")
+        assert caught.value.op_id == "res-76" and "leasehold op res-76" in str(caught.value)
+        proxy.refuse = False
+        op = ledger.lookup_op("res-76")
+        assert op is not None and op.kind == "reserve"
+        again = ledger.tickets.reserve("DOC", "a:1", 2, op_id="res-76")
+        assert [r.ticket_id for r in again] == ["DOC-0001", "DOC-0002"]
+    with Ledger.open(pg_url) as direct:
+        assert direct.tickets.reserve("DOC", "b:2")[0].seq == 3

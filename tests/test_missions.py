@@ -335,6 +335,37 @@ def test_crash_between_lease_and_move_recovers(cli: CLI, tree: Path) -> None:
     assert_no_temp_files(tree)
 
 
+def test_mission_commands_with_an_op_id_apply_their_ledger_steps_once(cli: CLI, tree: Path) -> None:
+    """--op-id on claim, log, done: each ledger step carries ID/KIND-N, so rerunning a command
+    (after a crash, a 75 or a 76) replays what applied; the id reused with other arguments is
+    exit 2 naming it."""
+    crash_at(cli, tree, "move", "claim", THAIFA, "--actor", "a", "--session", "s", "--op-id", "m-1")
+    r = run(cli, tree, "claim", THAIFA, "--op-id", "m-1", "--json", who="a:s")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["mission"]["id"] == THAIFA
+    again = run(cli, tree, "claim", THAIFA, "--op-id", "m-1", "--json", who="a:s")
+    assert again.returncode == 0 and json.loads(again.stdout)["action"] == "unchanged"
+    for _ in range(2):
+        assert run(cli, tree, "log", THAIFA, "step one", "--op-id", "m-2", who="a:s").returncode == 0
+    for _ in range(2):
+        done = run(cli, tree, "done", THAIFA, "--op-id", "m-3", "--json", who="a:s")
+        assert done.returncode == 0, done.stderr
+    misuse = run(cli, tree, "claim", DOCS, "--op-id", "m-1", who="a:s")
+    assert misuse.returncode == 2 and "operation id m-1/claim-1 was already used" in misuse.stderr
+    with Ledger.open(cli.db) as ledger:
+        events = [e.kind for e in ledger.events(THAIFA)]
+        assert events.count("claimed") == 1 and events.count("completed") == 1
+        assert ledger.show(THAIFA).status == "done" and ledger.show(THAIFA).fence == 1
+        assert ledger.lookup_op("m-1/claim-1") is not None
+        assert ledger.lookup_op("m-3/complete-1") is not None
+        assert ledger.status(DOCS) is None  # the misused id applied nothing
+    logged = read(tree, "done", THAIFA).log_lines()
+    assert sum("step one" in line for line in logged) == 2  # the file step is not an op: twice
+    assert sum("**DONE**" in line for line in logged) == 1
+    too_long = run(cli, tree, "claim", DOCS, "--op-id", "x" * 190, who="a:s")
+    assert too_long.returncode == 2 and "180" in too_long.stderr
+
+
 def test_crash_between_move_and_rewrite_is_finished_by_the_holder(cli: CLI, tree: Path) -> None:
     original = (tree / "queue" / f"{THAIFA}.md").read_bytes()
     crash_at(cli, tree, "atomic_write", "claim", THAIFA, "--actor", "a", "--session", "crashed")

@@ -163,6 +163,45 @@ def test_cli_op_id_retry_and_op_lookup(cli: CLI) -> None:
     assert [e["kind"] for e in json.loads(log.stdout)] == ["created", "claimed"]
 
 
+def test_cli_op_id_on_reservations_posts_and_paths(cli: CLI) -> None:
+    """--op-id on reserve, feed post/amend/confirm and reserve-path/release-path: a rerun prints
+    the first outcome; the id with other arguments is exit 2 in one line."""
+    me = ("--actor", "a", "--session", "1")
+    first = cli("reserve", "CMB", *me, "--op-id", "r-1")
+    assert first.returncode == 0 and first.stdout.strip() == "CMB-0001", first.stderr
+    assert cli("reserve", "CMB", *me, "--op-id", "r-1").stdout.strip() == "CMB-0001"
+    other = cli("reserve", "CMB", "--count", "2", *me, "--op-id", "r-1")
+    assert other.returncode == 2 and other.stdout == ""
+    assert "operation id r-1 was already used for reserve with other arguments" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1 and "Traceback" not in other.stderr
+    post = cli("feed", "post", "--kind", "actionable", "--reserve", "CMB", "--subject", "s", *me,
+               "--op-id", "p-1", "--json")
+    assert post.returncode == 0, post.stderr
+    again = cli("feed", "post", "--kind", "actionable", "--reserve", "CMB", "--subject", "s", *me,
+                "--op-id", "p-1", "--json")
+    assert json.loads(again.stdout)["id"] == json.loads(post.stdout)["id"]
+    assert json.loads(again.stdout)["item"] == "CMB-0002"
+    post_id = str(json.loads(post.stdout)["id"])
+    for _ in range(2):
+        amend = cli("feed", "amend", post_id, "--subject", "t", *me, "--op-id", "p-2", "--json")
+        assert amend.returncode == 0 and json.loads(amend.stdout)["refs"] == int(post_id)
+    for _ in range(2):
+        confirm = cli("feed", "confirm", post_id, *me, "--op-id", "p-3", "--json")
+        assert confirm.returncode == 0 and json.loads(confirm.stdout)["already"] is False
+    assert len(json.loads(cli("feed", "list", "--json").stdout)) == 3
+    for _ in range(2):
+        held = cli("reserve-path", "src/**", *me, "--op-id", "f-1", "--json")
+        assert held.returncode == 0 and json.loads(held.stdout)[0]["fence"] == 1
+    for _ in range(2):
+        gone = cli("release-path", "src/**", *me, "--op-id", "f-2", "--json")
+        assert gone.returncode == 0 and json.loads(gone.stdout)[0]["released"] is True
+    looked = json.loads(cli("op", "f-2", "--json").stdout)
+    assert looked["applied"] is True and looked["kind"] == "release_paths"
+    assert cli("op", "r-1").stdout.startswith("operation r-1: applied: reserve by a:1 at ")
+    assert cli("op", "r-1").stdout.rstrip().endswith("; CMB-0001")
+    assert cli("op", "p-1").stdout.rstrip().endswith(f"; post #{post_id} (CMB-0002)")
+
+
 def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> None:
     # The retry replays the first outcome (same lease, exit 0), but it must not call a lease
     # valid whose expiry has passed by the time of the retry.

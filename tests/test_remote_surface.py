@@ -120,7 +120,10 @@ def test_store_calls_outside_the_domain_exist_on_the_remote_store() -> None:
     missing = {}
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC)
-        if rel.parts[0] in server_side or rel.name in ("ledger.py", "remote.py", "verify.py", "doctor.py"):
+        # ops.py: run_op runs where the ledger is (Ledger, Tickets, Feed); the remote ones send
+        # the operation id to the server, which runs it there
+        if rel.parts[0] in server_side or rel.name in ("ledger.py", "remote.py", "verify.py", "doctor.py",
+                                                        "ops.py"):
             continue
         lacking = sorted(name for name in _store_calls(path) if not hasattr(remote, name) and name not in STORE_LOCAL_ONLY)
         if lacking:

@@ -494,3 +494,31 @@ def test_operation_ids_travel_through_the_server(served) -> None:
         found = ledger.lookup_op("retry-me-1")
         assert found is not None and found.kind == "claim" and found.holder == "bob:s1"
         assert ledger.lookup_op("never-sent") is None
+
+
+def test_reservations_posts_and_paths_resent_with_one_op_id_apply_once(served) -> None:
+    """The client resends a change whose answer was lost with the same ``Leasehold-Op-Id``:
+    a ticket reservation, a feed post and a file reservation are then replayed (the same
+    numbers, the same post, the same grant), not applied twice; other arguments under that
+    id are 400 invalid_input."""
+    from leasehold import Ledger
+
+    agent = served.tokens["agent"]
+    sends = [
+        ("/v1/namespaces/CMB/reserve", {"holder": "bob:s1", "count": 2}),
+        ("/v1/feed", {"kind": "actionable", "subject": "x", "holder": "bob:s1", "reserve": "CMB"}),
+        ("/v1/paths/reserve", {"patterns": ["src/**"], "holder": "bob:s1", "ttl": 60}),
+    ]
+    for n, (path, body) in enumerate(sends):
+        header = {"Leasehold-Op-Id": f"resent-{n}", "Content-Type": "application/json"}
+        first = request(served, "POST", path, agent, body, headers=header)
+        again = request(served, "POST", path, agent, body, headers=header)
+        assert first[0] == again[0] == 200, (first, again)
+        assert again[1]["result"] == first[1]["result"], path
+        other = request(served, "POST", path, agent, {**body, "holder": "bob:s2"}, headers=header)
+        assert other[0] == 400 and other[1]["error"]["code"] == "invalid_input", other
+    with Ledger.open(served.db) as ledger:
+        kinds = [e.kind for e in ledger.events()]
+        assert kinds.count("reserved") == 3 and kinds.count("posted") == 1
+        assert kinds.count("path_reserved") == 1
+        assert ledger.lookup_op("resent-0").kind == "reserve"

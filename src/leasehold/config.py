@@ -323,8 +323,10 @@ def linked_worktree(start: str) -> tuple[str, str] | None:
     git: a linked worktree's ``.git`` is a file ``gitdir: PATH`` naming
     ``$GIT_COMMON_DIR/worktrees/NAME``, which holds a ``commondir`` file (the common directory,
     relative to it). The main worktree is the folder holding the common directory when that is
-    named ``.git``; else ``core.worktree`` in the common directory's ``config.worktree`` or
-    ``config`` (relative to the common directory) when set; else, for a bare repository (no
+    named ``.git`` and no ``core.worktree`` is set; else ``core.worktree`` in the common
+    directory's ``config.worktree`` or ``config`` (relative to the common directory) when set
+    (``git init --separate-git-dir=DIR/.git`` then ``git config core.worktree MAIN``: MAIN, not
+    DIR); else, for a bare repository (no
     main worktree), the common directory itself. Raises :class:`ConfigError` when the common
     directory is a separate git dir (``git init --separate-git-dir``) of a non-bare repository
     without ``core.worktree``: git records nowhere where its main worktree is.
@@ -354,19 +356,21 @@ def linked_worktree(start: str) -> tuple[str, str] | None:
         except (OSError, UnicodeDecodeError):
             return None  # a submodule or a separate git dir: this checkout is the main one
         common = os.path.normpath(os.path.join(gitdir, common))
-        if os.path.basename(common) == ".git":
-            return folder, os.path.dirname(common)
         return folder, _main_of_common_dir(common, folder)
 
 
 def _main_of_common_dir(common: str, linked: str) -> str:
-    """The main worktree of the git common directory ``common`` that is not a ``.git`` folder
-    (see :func:`linked_worktree`), read from its ``config`` and ``config.worktree``."""
+    """The main worktree of the git common directory ``common`` (see :func:`linked_worktree`):
+    ``core.worktree`` of its ``config`` / ``config.worktree`` when set (git's own rule: it wins
+    over the default, also for a separate git dir named ``.git``), else the folder holding a
+    common directory named ``.git``, else as documented there."""
     core: dict[str, str] = {}
     for name in ("config", "config.worktree"):  # the main worktree's own config comes last
         core.update(_git_core_section(os.path.join(common, name)))
     if core.get("worktree"):
         return os.path.normpath(os.path.join(common, os.path.expanduser(core["worktree"])))
+    if os.path.basename(common) == ".git":
+        return os.path.dirname(common)
     if core.get("bare", "true").lower() in ("false", "no", "off", "0"):
         raise ConfigError(
             f"cannot find the main worktree of the linked git worktree {linked}: its repository "

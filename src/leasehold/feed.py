@@ -373,7 +373,8 @@ class Feed:
     # -- posting ----------------------------------------------------------------------------
     def post(self, kind: str, subject: str, holder: Holder | str, *, body: str | None = None,
              item: str | None = None, reserve: str | None = None, provisional: str | None = None,
-             release_proof: str | None = None, repair: str | None = None) -> Post:
+             release_proof: str | None = None, repair: str | None = None,
+             op_id: str | None = None) -> Post:
         """Append a post as ``holder`` (its seat is ``actor:session``).
 
         The item comes from one of ``item`` (an existing id), ``reserve`` (a namespace prefix: a
@@ -386,8 +387,13 @@ class Feed:
         :class:`DuplicatePost` when the item has an open actionable post, unless
         ``release_proof`` or ``repair`` evidence is given (recorded on the post).
 
-        Raises :class:`InvalidInput` for a bad kind, subject, id or option combination,
-        :class:`~leasehold.errors.LaneRefused` for ``reserve`` in another actor's lane.
+        ``op_id``: the operation id (idempotency key; a fresh one when None) recorded with the
+        post: a retry with the same id and arguments returns the post the first call made
+        instead of posting (and reserving) again (:mod:`leasehold.ops`).
+
+        Raises :class:`InvalidInput` for a bad kind, subject, id or option combination, or an
+        op id used for a different call; :class:`~leasehold.errors.LaneRefused` for
+        ``reserve`` in another actor's lane.
         """
         kind = _kind(kind)
         who = Holder.parse(holder)
@@ -418,7 +424,28 @@ class Feed:
         if reserve is not None:
             validate_prefix(reserve)
         flags = (PENDING,) if provisional is not None else ()
-        with self.store.ticket_tx() as w:
+        args = {"kind": kind, "subject": subject, "body": body, "item": item, "reserve": reserve,
+                "provisional": provisional, "proof": [proof_kind, proof]}
+        return self._recorded("feed_post", op_id, args, who, lambda op: self._post(
+            op, who, kind, subject, body, item, reserve, provisional, flags, proof_kind, proof))
+
+    def _recorded(self, kind: str, op_id: str | None, args: dict[str, Any], who: Holder,
+                  call: Any) -> Any:
+        """Run ``call(op)`` under an operation id (:func:`leasehold.ops.run_op`); a retry of a
+        post that applied returns the post recorded (posts never change)."""
+        from leasehold.ops import run_op
+
+        post, record, _ = run_op(self.store, op_id, kind, args, call, holder=(who.actor, who.session))
+        if record is None:
+            return post
+        found = self.store.get_post(int(record["result"]["post"]))
+        assert found is not None
+        return found
+
+    def _post(self, op: str, who: Holder, kind: str, subject: str, body: str, item: str | None,
+              reserve: str | None, provisional: str | None, flags: tuple[str, ...],
+              proof_kind: str | None, proof: str | None) -> Post:
+        with self.store.ticket_tx(op) as w:
             details: dict[str, Any] = {}
             if reserve is not None:
                 item = reserve_in(w, reserve, 1, who, via="feed post")[0].ticket_id
@@ -440,6 +467,7 @@ class Feed:
                                  proof_kind=proof_kind, proof=proof, details=details)
             assert post is not None
             self._refresh(w)
+            w.record_op("feed_post", item, who.actor, who.session, {"post": post.id})
             return post
 
     def _root(self, w: TicketTx, post_id: int) -> Post:
@@ -479,15 +507,17 @@ class Feed:
 
     def amend(self, post_id: int, holder: Holder | str, *, subject: str | None = None,
               body: str | None = None, renumber: str | None = None,
-              prefix: str | None = None) -> Post:
+              prefix: str | None = None, op_id: str | None = None) -> Post:
         """Append an ``amendment`` post referencing the original of ``post_id`` (nothing is ever
         edited). ``subject`` / ``body`` replace the effective ones. ``renumber``: ``""`` reserves
         a fresh number in the item's namespace (``prefix``, or the one the id starts with) and
         clears ``CONFIRM-PENDING``; an explicit id moves the post there (it must pass the
         duplicate guard; a pending post stays pending).
 
+        ``op_id``: as for :meth:`post` (a retry returns the amendment the first call made).
+
         Raises :class:`NotFound`, :class:`InvalidInput` (nothing to amend, renumbering a post
-        that is not actionable), :class:`DuplicatePost`.
+        that is not actionable, an op id used for a different call), :class:`DuplicatePost`.
         """
         who = Holder.parse(holder)
         if subject is None and body is None and renumber is None:
@@ -501,7 +531,14 @@ class Feed:
         if prefix is not None:
             validate_prefix(prefix)
         known = self._known_prefixes() if renumber == "" and prefix is None else []
-        with self.store.ticket_tx() as w:
+        args = {"post": post_id, "subject": subject, "body": body, "renumber": renumber,
+                "prefix": prefix}
+        return self._recorded("feed_amend", op_id, args, who, lambda op: self._amend(
+            op, who, post_id, subject, body, renumber, prefix, known))
+
+    def _amend(self, op: str, who: Holder, post_id: int, subject: str | None, body: str | None,
+               renumber: str | None, prefix: str | None, known: list[str]) -> Post:
+        with self.store.ticket_tx(op) as w:
             root = self._root(w, post_id)
             thread = self._lock_thread(w, root, who) if root.item is not None else threads([root])[root.id]
             details: dict[str, Any] = {}
@@ -535,9 +572,11 @@ class Feed:
                                  details=details)
             assert post is not None
             self._refresh(w)
+            w.record_op("feed_amend", item, who.actor, who.session, {"post": post.id})
             return post
 
-    def confirm(self, post_id: int, holder: Holder | str, prefix: str | None = None) -> ConfirmResult:
+    def confirm(self, post_id: int, holder: Holder | str, prefix: str | None = None, *,
+                op_id: str | None = None) -> ConfirmResult:
         """Protocol B, phase 2: confirm the actionable post ``post_id`` against every other
         actionable post that files the same id.
 
@@ -549,13 +588,37 @@ class Feed:
         not collisions. Confirming a post that was confirmed or renumbered before changes
         nothing (``already``). All of it is one transaction.
 
-        Raises :class:`NotFound`, :class:`InvalidInput` (not an actionable post).
+        ``op_id``: as for :meth:`post`, recorded when the confirmation changed something (a
+        retry returns the first call's result).
+
+        Raises :class:`NotFound`, :class:`InvalidInput` (not an actionable post, an op id used
+        for a different call).
         """
+        from leasehold.ops import run_op
+
         who = Holder.parse(holder)
         if prefix is not None:
             validate_prefix(prefix)
         known = self._known_prefixes() if prefix is None else []
-        with self.store.ticket_tx() as w:
+        result, record, _ = run_op(
+            self.store, op_id, "feed_confirm", {"post": post_id, "prefix": prefix},
+            lambda op: self._confirm(op, who, post_id, prefix, known),
+            holder=(who.actor, who.session), unchanged=lambda result: result.already)
+        if record is None:
+            return result  # type: ignore[no-any-return]
+        rec = record["result"]
+
+        def post(post_id: int | None) -> Post | None:
+            return None if post_id is None else self.store.get_post(int(post_id))
+
+        root = post(rec["post"])
+        assert root is not None
+        return ConfirmResult(rec["item"], root, post(rec["winner"]), post(rec["confirmed"]),
+                             rec["renumbered"], False, rec["message"])
+
+    def _confirm(self, op: str, who: Holder, post_id: int, prefix: str | None,
+                 known: list[str]) -> ConfirmResult:
+        with self.store.ticket_tx(op) as w:
             root = self._root(w, post_id)
             if root.kind != "actionable" or root.item is None:
                 raise InvalidInput(f"post #{root.id} is a {root.kind} post; only actionable posts are confirmed")
@@ -611,7 +674,10 @@ class Feed:
                 message = (f"{item} collided: #{winner.root.id} by {winner.root.seat} wins; "
                            f"renumbered {moved}")
             self._refresh(w)
-            return ConfirmResult(item, root, winner.root, confirmed, renumbered, False, message)
+            result = ConfirmResult(item, root, winner.root, confirmed, renumbered, False, message)
+            w.record_op("feed_confirm", item, who.actor, who.session, {
+                **result.to_dict(), "confirmed": confirmed.id if confirmed else None})
+            return result
 
     # -- import -----------------------------------------------------------------------------
     def parse_import(self, lines: Iterable[str], source: str = "input") -> list[dict[str, Any]]:

@@ -15,7 +15,6 @@ from leasehold.errors import (
     LeaseHeld,
     NotFound,
     NotHolder,
-    OpRecorded,
     OutcomeUnknown,
     StaleFence,
     StoreError,
@@ -28,7 +27,6 @@ from leasehold.model import (
     Task,
     format_ts,
     is_task_id,
-    new_op_id,
     parse_ttl,
     validate_name,
     validate_op_id,
@@ -118,7 +116,10 @@ class Ledger:
     ``op_id=`` (1-200 letters, digits, ``._:/#-``; a fresh random id when None) and records it
     in the same transaction as its effect; ``last_op_id`` holds the id of the latest call. A
     call repeated with the id of one that applied does not apply again: it returns the first
-    call's recorded outcome (an id reused for a different call is :class:`InvalidInput`). A
+    call's recorded outcome (an id reused for a different call, or with other arguments, is
+    :class:`InvalidInput`: a digest of the kind and arguments is recorded with the id). Ticket
+    reservations, file reservations and feed posts take ``op_id=`` the same way
+    (:mod:`leasehold.ops`). A
     call that changed nothing (a conflict, not found) records nothing. When the connection is
     lost after the commit was sent and the ledger cannot be asked whether it applied, the call
     raises :class:`~leasehold.errors.OutcomeUnknown` (exit 76) carrying the id: look it up
@@ -233,43 +234,34 @@ class Ledger:
 
     def _apply(self, op_id: str | None, kinds: tuple[str, ...], task_id: str | None,
                call: Callable[[str], Any], *, holder: Holder | None = None,
-               unchanged: Callable[[Any], bool] | None = None,
+               unchanged: Callable[[Any], bool] | None = None, args: Any = None,
                ) -> tuple[Any, dict[str, Any] | None]:
-        """Run ``call(op)`` with the operation id; ``(value, None)``, or ``(None, record)`` when
-        the id is already recorded (a retry of a call that applied: its outcome is replayed).
-        A given id is looked up first, so a retry replays even when repeating it would now
-        decide otherwise. ``holder``: the lease holder making the call; an id recorded for
-        another holder (or another kind or task) is a different call: :class:`InvalidInput`.
-        ``unchanged(value)``: true when the call changed nothing (a refusal, nothing to do); with
-        a given id the id is then looked up again, since a concurrent call with the same id (a
-        retry racing the first attempt) may have applied it meanwhile: its outcome is replayed."""
-        op = new_op_id() if op_id is None else validate_op_id(op_id)
-        self.last_op_id = op
+        """Run ``call(op)`` with the operation id (:func:`leasehold.ops.run_op`); ``(value,
+        None)``, or ``(None, record)`` when the id is already recorded by the same call (a retry
+        of a call that applied: its outcome is replayed). ``args``: the call's arguments besides
+        its kind, task and holder, whose digest is recorded with the id; an id recorded for
+        another kind, task, holder or arguments is a different call: :class:`InvalidInput`.
+        ``unchanged(value)``: true when the call changed nothing (see ``run_op``)."""
+        from leasehold.ops import run_op
+
         self.replayed_at = None
-        record = None
-        if op_id is not None:
-            record = self.store.lookup_op(op)
-        if record is None:
-            try:
-                value = call(op)
-                if op_id is None or unchanged is None or not unchanged(value):
-                    return value, None
-                record = self.store.lookup_op(op)
-                if record is None:
-                    return value, None
-            except OpRecorded as exc:
-                record = exc.record or self.store.lookup_op(op)
-                if record is None:  # pragma: no cover - a recorded id is never removed
-                    raise
-        if (record["kind"] not in kinds or (task_id is not None and record["task_id"] != task_id)
-                or (holder is not None
-                    and (record["actor"], record["session"]) != (holder.actor, holder.session))):
-            by = f" by {record['actor']}:{record['session']}" if record["actor"] else ""
-            raise InvalidInput(
-                f"operation id {op} was already used for {record['kind']} of "
-                f"{record['task_id'] or 'several tasks'}{by}; use a new id for a different call")
-        self.replayed_at = record.get("read_at")
-        return None, record
+        self.last_op_id = None
+        who = (holder.actor, holder.session) if holder is not None else None
+        try:
+            value, record, key = run_op(
+                self.store, op_id, kinds[0], [task_id, None if who is None else list(who), args],
+                lambda key: self._run(key, call), kinds=kinds, task_id=task_id, holder=who,
+                unchanged=unchanged)
+        finally:
+            if self.last_op_id is None and op_id is not None and is_task_id(op_id):
+                self.last_op_id = op_id  # a given, well-formed id: replayed or looked up
+        if record is not None:
+            self.replayed_at = record.get("read_at")
+        return value, record
+
+    def _run(self, key: str, call: Callable[[str], Any]) -> Any:
+        self.last_op_id = str(key)
+        return call(key)
 
     @staticmethod
     def _replayed(record: dict[str, Any]) -> list[Task]:
@@ -304,7 +296,8 @@ class Ledger:
         extra = {"share_with": shares} if shares else {}
         outcome, record = self._apply(op_id, ("claim",), task_id, lambda op: self.store.claim(
             task_id, who.actor, who.session, seconds, title, priority, op=op, **extra), holder=who,
-            unchanged=lambda outcome: not outcome.granted)
+            unchanged=lambda outcome: not outcome.granted,
+            args={"ttl": seconds, "title": title, "priority": priority, **extra})
         if record is not None:
             return Lease(self._replayed(record)[0])
         if not outcome.granted:
@@ -326,7 +319,7 @@ class Ledger:
         seconds = None if ttl is None else self.ttl_seconds(ttl)
         result, record = self._apply(op_id, ("extend",), task_id, lambda op: self.store.extend(
             task_id, who.actor, who.session, seconds, fence, op=op), holder=who,
-            unchanged=lambda result: not result[1])
+            unchanged=lambda result: not result[1], args={"ttl": seconds, "fence": fence})
         if record is not None:
             return Lease(self._replayed(record)[0])
         task, ok = result
@@ -369,7 +362,7 @@ class Ledger:
         status = None if keep_status else "open"
         result, record = self._apply(op_id, ("released",), task_id, lambda op: self.store.release(
             task_id, who.actor, who.session, status=status, kind="released", op=op), holder=who,
-            unchanged=lambda result: result[1] != "released")
+            unchanged=lambda result: result[1] != "released", args={"keep_status": keep_status})
         if record is not None:
             result = (self._replayed(record)[0], "released")
         return self._release_result(task_id, *result)
@@ -388,7 +381,8 @@ class Ledger:
         result, record = self._apply(op_id, ("force_released",), task_id, lambda op: self.store.release(
             task_id, who.actor if who else None, who.session if who else None,
             status="open", kind="force_released", force=True, details={"reason": reason}, op=op,
-        ), unchanged=lambda result: result[1] != "released")
+        ), unchanged=lambda result: result[1] != "released",
+            args={"reason": reason, "by": None if who is None else str(who)})
         if record is not None:
             result = (self._replayed(record)[0], "released")
         return self._release_result(task_id, *result)
@@ -423,7 +417,7 @@ class Ledger:
         result, record = self._apply(op_id, ("completed",), task_id, lambda op: self.store.release(
             task_id, who.actor, who.session, status="done", kind="completed", fence=fence,
             details={} if fence is None else {"fence_checked": fence}, op=op), holder=who,
-            unchanged=lambda result: result[1] != "released")
+            unchanged=lambda result: result[1] != "released", args={"fence": fence})
         if record is not None:
             return self._replayed(record)[0]
         task, outcome = result
@@ -449,7 +443,8 @@ class Ledger:
         ids = [validate_task_id(task_id) for task_id in task_ids]
         who = Holder.parse(holder)
         done, record = self._apply(op_id, ("complete_many",), None, lambda op: self.store.complete_many(
-            ids, who.actor, who.session, op=op), holder=who, unchanged=lambda done: not done)
+            ids, who.actor, who.session, op=op), holder=who, unchanged=lambda done: not done,
+            args={"ids": ids})
         return self._replayed(record) if record is not None else done
 
     def next(self, holder: Holder | str, ttl: TTL = None, count: int = 1, *,
@@ -462,7 +457,7 @@ class Ledger:
         seconds = self.ttl_seconds(ttl)
         tasks, record = self._apply(op_id, ("next",), None, lambda op: self.store.next(
             who.actor, who.session, seconds, count, op=op), holder=who,
-            unchanged=lambda tasks: not tasks)
+            unchanged=lambda tasks: not tasks, args={"ttl": seconds, "count": count})
         return [Lease(task) for task in (self._replayed(record) if record is not None else tasks)]
 
     def sweep(self, auto_release: bool = False, *, op_id: str | None = None) -> list[Task]:
@@ -471,7 +466,7 @@ class Ledger:
         if not auto_release:
             return self.store.sweep(False)
         tasks, record = self._apply(op_id, ("sweep",), None, lambda op: self.store.sweep(
-            True, op=op))
+            True, op=op), args={"auto_release": True})
         return self._replayed(record) if record is not None else tasks
 
     # -- waiting and watching ----------------------------------------------------------------
@@ -644,7 +639,8 @@ class Ledger:
         validate_task_id(task_id)
         priority = _priority(priority)
         result, record = self._apply(op_id, ("add",), task_id, lambda op: self.store.add_task(
-            task_id, title, priority, *_by(by), op=op))
+            task_id, title, priority, *_by(by), op=op),
+            args={"title": title, "priority": priority, "by": _by(by)})
         if record is not None:
             return self._replayed(record)[0], bool(record["result"].get("created"))
         return result
@@ -688,7 +684,8 @@ class Ledger:
         ids = self._blocker_ids(task_id, blocked_by)
         priority = _priority(priority)
         result, record = self._apply(op_id, ("depend",), task_id, lambda op: self.store.add_dependencies(
-            task_id, ids, *_by(by), create=True, title=title, priority=priority, op=op))
+            task_id, ids, *_by(by), create=True, title=title, priority=priority, op=op),
+            args={"blocked_by": ids, "title": title, "priority": priority, "by": _by(by)})
         if record is not None:
             rec = record["result"]
             return self._replayed(record)[0], rec.get("outcome") == "created", list(rec.get("ids", []))
@@ -708,7 +705,7 @@ class Ledger:
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
         result, record = self._apply(op_id, ("depend",), task_id, lambda op: self.store.add_dependencies(
-            task_id, ids, *_by(by), op=op))
+            task_id, ids, *_by(by), op=op), args={"blocked_by": ids, "by": _by(by)})
         if record is not None:
             return self._replayed(record)[0], list(record["result"].get("ids", []))
         outcome, task, added = result
@@ -724,7 +721,7 @@ class Ledger:
         validate_task_id(task_id)
         ids = self._blocker_ids(task_id, blocked_by)
         result, record = self._apply(op_id, ("undepend",), task_id, lambda op: self.store.remove_dependencies(
-            task_id, ids, *_by(by), op=op))
+            task_id, ids, *_by(by), op=op), args={"blocked_by": ids, "by": _by(by)})
         if record is not None:
             return self._replayed(record)[0], list(record["result"].get("ids", []))
         outcome, task, removed = result
@@ -754,7 +751,7 @@ class Ledger:
         Raises :class:`NotFound`."""
         validate_task_id(task_id)
         task, record = self._apply(op_id, ("reopened",), task_id, lambda op: self.store.set_status(
-            task_id, "open", *_by(by), "reopened", op=op))
+            task_id, "open", *_by(by), "reopened", op=op), args={"by": _by(by)})
         if record is not None:
             return self._replayed(record)[0]
         if task is None:

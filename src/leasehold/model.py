@@ -667,7 +667,9 @@ class Post:
 class Operation:
     """A recorded operation (:meth:`leasehold.Ledger.lookup_op`): ``op_id``; ``kind`` (``claim``,
     ``extend``, ``released``, ``force_released``, ``completed``, ``complete_many``, ``next``,
-    ``sweep``, ``reopened``, ``add``, ``depend``, ``undepend``); ``task_id`` (None for calls over several tasks);
+    ``sweep``, ``reopened``, ``add``, ``depend``, ``undepend``, ``reserve``, ``reserve_paths``,
+    ``release_paths``, ``force_release_paths``, ``feed_post``, ``feed_amend``, ``feed_confirm``);
+    ``task_id`` (None for calls over several tasks or items);
     ``holder`` (``actor:session`` or None); ``ts`` (UTC seconds, the store's clock, when it
     applied); ``tasks`` (the tasks as the call left them) and ``result`` (the recorded outcome)."""
 

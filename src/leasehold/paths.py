@@ -16,14 +16,13 @@ from __future__ import annotations
 import os
 
 from leasehold.errors import Conflict, InvalidInput
-from leasehold.model import Holder, format_ts
+from leasehold.model import Holder, PathReservation, format_ts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from leasehold.ledger import TTL, Ledger
-    from leasehold.model import PathReservation
 
 #: Characters that make a path segment a wildcard in gitignore patterns.
 GLOB_CHARS = frozenset("*?[\\")
@@ -228,11 +227,15 @@ def conflicts_with(pattern: str, exclusive: bool, other: PathReservation) -> boo
 
 # -- operations on a ledger -------------------------------------------------------------------
 def reserve(ledger: Ledger, patterns: Sequence[str], holder: Holder | str, ttl: TTL = None, *,
-            shared: bool = False, reason: str | None = None) -> list[PathReservation]:
+            shared: bool = False, reason: str | None = None,
+            op_id: str | None = None) -> list[PathReservation]:
     """Reserve every pattern for ``holder``, all or none; ``ttl`` as for task leases.
 
-    Re-reserving one's own valid pattern renews it (same fence). Raises :class:`InvalidInput`
-    for a bad pattern and :class:`PathReserved` (exit 1, naming the holders) on conflict.
+    Re-reserving one's own valid pattern renews it (same fence). ``op_id``: the operation id
+    (idempotency key; a fresh one when None) recorded with a grant: a retry with the same id
+    and arguments returns the reservations the first call granted (:mod:`leasehold.ops`).
+    Raises :class:`InvalidInput` for a bad pattern or an op id used for a different call, and
+    :class:`PathReserved` (exit 1, naming the holders) on conflict.
     """
     who = Holder.parse(holder)
     wanted = list(dict.fromkeys(normalize_pattern(p) for p in patterns))
@@ -241,26 +244,42 @@ def reserve(ledger: Ledger, patterns: Sequence[str], holder: Holder | str, ttl: 
     if reason is not None and not reason.strip():
         reason = None
     seconds = ledger.ttl_seconds(ttl)
-    granted, clashes = ledger.store.reserve_paths(wanted, who.actor, who.session, seconds,
-                                                  not shared, reason, conflicts_with)
+    result, record = ledger._apply(
+        op_id, ("reserve_paths",), None, lambda op: ledger.store.reserve_paths(
+            wanted, who.actor, who.session, seconds, not shared, reason, conflicts_with, op=op),
+        holder=who, unchanged=lambda result: bool(result[1]),
+        args={"patterns": wanted, "ttl": seconds, "shared": shared, "reason": reason})
+    if record is not None:
+        return [PathReservation(**r) for r in record["result"]["paths"]]
+    granted, clashes = result
     if clashes:
         raise PathReserved(clashes)
-    return granted
+    return granted  # type: ignore[no-any-return]
 
 
-def release(ledger: Ledger, patterns: Sequence[str], holder: Holder | str,
-            ) -> list[tuple[str, PathReservation | None]]:
+def release(ledger: Ledger, patterns: Sequence[str], holder: Holder | str, *,
+            op_id: str | None = None) -> list[tuple[str, PathReservation | None]]:
     """Release ``holder``'s reservations of ``patterns``: ``[(pattern, released or None)]``.
-    Releasing a pattern one does not hold is not an error (None)."""
+    Releasing a pattern one does not hold is not an error (None). ``op_id``: as for
+    :func:`reserve` (recorded when anything was released)."""
     who = Holder.parse(holder)
     wanted = list(dict.fromkeys(normalize_pattern(p) for p in patterns))
     if not wanted:
         raise InvalidInput("give at least one path pattern")
-    return ledger.store.release_paths(wanted, who.actor, who.session)
+    result, record = ledger._apply(
+        op_id, ("release_paths",), None, lambda op: ledger.store.release_paths(
+            wanted, who.actor, who.session, op=op),
+        holder=who, unchanged=lambda result: all(gone is None for _, gone in result),
+        args={"patterns": wanted})
+    if record is not None:
+        return [(pattern, None if gone is None else PathReservation(**gone))
+                for pattern, gone in record["result"]["released"]]
+    return result  # type: ignore[no-any-return]
 
 
 def force_release(ledger: Ledger, patterns: Sequence[str], reason: str,
-                  by: Holder | str | None = None) -> list[tuple[str, list[PathReservation]]]:
+                  by: Holder | str | None = None, *,
+                  op_id: str | None = None) -> list[tuple[str, list[PathReservation]]]:
     """Anyone clears every holder's reservation of ``patterns`` (a crashed session's files),
     recorded as ``path_force_released`` with ``reason`` and who did it, like a lease's force
     release. Returns ``[(pattern, the reservations cleared)]`` (empty for a pattern nobody
@@ -271,8 +290,15 @@ def force_release(ledger: Ledger, patterns: Sequence[str], reason: str,
     wanted = list(dict.fromkeys(normalize_pattern(p) for p in patterns))
     if not wanted:
         raise InvalidInput("give at least one path pattern")
-    return ledger.store.force_release_paths(wanted, who.actor if who else None,
-                                            who.session if who else None, reason)
+    result, record = ledger._apply(
+        op_id, ("force_release_paths",), None, lambda op: ledger.store.force_release_paths(
+            wanted, who.actor if who else None, who.session if who else None, reason, op=op),
+        unchanged=lambda result: not any(gone for _, gone in result),
+        args={"patterns": wanted, "reason": reason, "by": None if who is None else str(who)})
+    if record is not None:
+        return [(pattern, [PathReservation(**r) for r in gone])
+                for pattern, gone in record["result"]["cleared"]]
+    return result  # type: ignore[no-any-return]
 
 
 def sweep(ledger: Ledger, auto_release: bool = False) -> list[PathReservation]:

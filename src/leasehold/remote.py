@@ -118,29 +118,32 @@ class RemoteStore:
             return task_in(self.client.call("status", task_id=task_id)), False
 
     def reserve_paths(self, patterns: list[str], actor: str, session: str, ttl: float,
-                      exclusive: bool, reason: str | None, conflicts: Any,
+                      exclusive: bool, reason: str | None, conflicts: Any, *, op: str | None = None,
                       ) -> tuple[list[PathReservation], list[tuple[str, PathReservation]]]:
         from leasehold.paths import PathReserved
 
         try:
             found = self.client.call("reserve_paths", patterns=list(patterns), holder=f"{actor}:{session}",
-                                     ttl=ttl, shared=not exclusive, reason=reason)
+                                     ttl=ttl, shared=not exclusive, reason=reason, op_id=op)
         except PathReserved as exc:
             return [], exc.conflicts
         return [path_in(r) for r in found], []
 
-    def release_paths(self, patterns: list[str], actor: str, session: str,
-                      ) -> list[tuple[str, PathReservation | None]]:
-        found = self.client.call("release_paths", patterns=list(patterns), holder=f"{actor}:{session}")
+    def release_paths(self, patterns: list[str], actor: str, session: str, *,
+                      op: str | None = None) -> list[tuple[str, PathReservation | None]]:
+        found = self.client.call("release_paths", patterns=list(patterns), holder=f"{actor}:{session}",
+                                 op_id=op)
         return [(pattern, path_in(r)) for pattern, r in found]
 
     def sweep_paths(self, auto_release: bool) -> list[PathReservation]:
         return [path_in(r) for r in self.client.call("sweep_paths", auto_release=auto_release)]
 
     def force_release_paths(self, patterns: list[str], actor: str | None, session: str | None,
-                            reason: str) -> list[tuple[str, list[PathReservation]]]:
+                            reason: str, *, op: str | None = None,
+                            ) -> list[tuple[str, list[PathReservation]]]:
         by = None if actor is None else f"{actor}:{session}"
-        found = self.client.call("force_release_paths", patterns=list(patterns), reason=reason, by=by)
+        found = self.client.call("force_release_paths", patterns=list(patterns), reason=reason, by=by,
+                                 op_id=op)
         return [(pattern, [path_in(r) for r in gone]) for pattern, gone in found]
 
     def valid_paths(self) -> list[PathReservation]:
@@ -183,6 +186,20 @@ class RemoteLedger(Ledger):
             validate_op_id(op_id)
         try:
             return self.client.call(op, op_id=op_id, **args)
+        finally:
+            self.last_op_id = self.client.last_op_id
+
+    def _apply(self, op_id: str | None, kinds: tuple[str, ...], task_id: str | None,
+               call: Any, **_checks: Any) -> tuple[Any, dict[str, Any] | None]:
+        """Domain functions over this ledger's store (file reservations) send the operation id
+        to the server, which records, looks up and replays it (a fresh id per request when
+        None): ``(call(op_id), None)``."""
+        from leasehold.model import validate_op_id
+
+        if op_id is not None:
+            validate_op_id(op_id)
+        try:
+            return call(op_id), None
         finally:
             self.last_op_id = self.client.last_op_id
 
@@ -495,11 +512,13 @@ class RemoteTickets:
         validate_prefix(prefix)
         return slots_in(_models().Namespace, self.client.call("ns_get", prefix=prefix))
 
-    def reserve(self, prefix: str, holder: Holder | str, count: int = 1) -> list[Any]:
+    def reserve(self, prefix: str, holder: Holder | str, count: int = 1, *,
+                op_id: str | None = None) -> list[Any]:
         from leasehold.tickets import validate_prefix
 
         validate_prefix(prefix)
-        found = self.client.call("reserve", prefix=prefix, holder=str(Holder.parse(holder)), count=count)
+        found = self.client.call("reserve", prefix=prefix, holder=str(Holder.parse(holder)), count=count,
+                                 op_id=_op_id(op_id))
         return [slots_in(_models().Reservation, r) for r in found]
 
     def reservation(self, ticket_id: str) -> Any:
@@ -523,18 +542,23 @@ class RemoteFeed:
     def _post(self, data: Any) -> Any:
         return slots_in(_models().Post, data)
 
-    def post(self, kind: str, subject: str, holder: Holder | str, **fields: Any) -> Any:
+    def post(self, kind: str, subject: str, holder: Holder | str, *, op_id: str | None = None,
+             **fields: Any) -> Any:
         return self._post(self.client.call("feed_post", kind=kind, subject=subject,
-                                           holder=str(Holder.parse(holder)), **fields))
-
-    def amend(self, post_id: int, holder: Holder | str, **fields: Any) -> Any:
-        return self._post(self.client.call("feed_amend", post_id=post_id, holder=str(Holder.parse(holder)),
+                                           holder=str(Holder.parse(holder)), op_id=_op_id(op_id),
                                            **fields))
 
-    def confirm(self, post_id: int, holder: Holder | str, prefix: str | None = None) -> Any:
+    def amend(self, post_id: int, holder: Holder | str, *, op_id: str | None = None,
+              **fields: Any) -> Any:
+        return self._post(self.client.call("feed_amend", post_id=post_id, holder=str(Holder.parse(holder)),
+                                           op_id=_op_id(op_id), **fields))
+
+    def confirm(self, post_id: int, holder: Holder | str, prefix: str | None = None, *,
+                op_id: str | None = None) -> Any:
         from leasehold.feed import ConfirmResult
 
-        d = self.client.call("feed_confirm", post_id=post_id, holder=str(Holder.parse(holder)), prefix=prefix)
+        d = self.client.call("feed_confirm", post_id=post_id, holder=str(Holder.parse(holder)), prefix=prefix,
+                             op_id=_op_id(op_id))
         return ConfirmResult(d["item"], self._post(d["post"]), self._post(d["winner"]), self._post(d["confirmed"]),
                              d["renumbered"], d["already"], d["message"])
 
@@ -592,6 +616,15 @@ class RemoteFeed:
 
     def drift(self) -> list[dict[str, Any]]:
         return self.client.call("feed_drift")  # type: ignore[no-any-return]
+
+
+def _op_id(op_id: str | None) -> str | None:
+    """A given operation id, validated before it is sent (None: the client draws one)."""
+    if op_id is None:
+        return None
+    from leasehold.model import validate_op_id
+
+    return validate_op_id(op_id)
 
 
 def _timeout(timeout: float) -> float:

@@ -201,6 +201,11 @@ def reserve_in(w: TicketTx, prefix: str, count: int, holder: Holder, **details: 
     return out
 
 
+def _fields(obj: Any) -> dict[str, Any]:
+    """A model object (Reservation, Post) as its stored fields (recorded with an operation)."""
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
 def files_under(posts: list[Post], ticket_id: str) -> bool:
     """True when an actionable thread among ``posts`` files under ``ticket_id`` now: its
     original names it and no renumbering moved it away, or a renumbering amendment (the last of
@@ -267,19 +272,40 @@ class Tickets:
             raise NotFound(f"namespace {prefix} not found")
         return found
 
-    def reserve(self, prefix: str, holder: Holder | str, count: int = 1) -> list[Reservation]:
+    def reserve(self, prefix: str, holder: Holder | str, count: int = 1, *,
+                op_id: str | None = None) -> list[Reservation]:
         """Reserve the next ``count`` numbers in ``prefix`` for ``holder``, atomically (an unknown
         prefix gets the default format). Returns the reservations in order.
 
-        Raises :class:`InvalidInput` (bad prefix, count outside 1-1000), :class:`LaneRefused`
-        (a lane-private namespace of another actor: exit 1).
+        ``op_id``: the operation id (idempotency key, 1-200 of ``A-Za-z0-9._:/#-``; a fresh one
+        when None) recorded with the reservations: a retry with the same id and arguments
+        returns the numbers the first call reserved instead of reserving more
+        (:mod:`leasehold.ops`).
+
+        Raises :class:`InvalidInput` (bad prefix, count outside 1-1000, a malformed op id or one
+        used for a different call), :class:`LaneRefused` (a lane-private namespace of another
+        actor: exit 1).
         """
+        from leasehold.model import Reservation
+        from leasehold.ops import run_op
+
         validate_prefix(prefix)
         who = Holder.parse(holder)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
             raise InvalidInput(f"count must be 1-{MAX_COUNT}, got {count!r}")
-        with self.store.ticket_tx() as w:
-            return reserve_in(w, prefix, count, who)
+
+        def attempt(op: str) -> list[Reservation]:
+            with self.store.ticket_tx(op) as w:
+                out = reserve_in(w, prefix, count, who)
+                w.record_op("reserve", None, who.actor, who.session,
+                            {"reservations": [_fields(r) for r in out]})
+                return out
+
+        out, record, _ = run_op(self.store, op_id, "reserve", {"prefix": prefix, "count": count},
+                                attempt, holder=(who.actor, who.session))
+        if record is not None:
+            return [Reservation(**r) for r in record["result"]["reservations"]]
+        return out  # type: ignore[no-any-return]
 
     def reservation(self, ticket_id: str) -> Reservation:
         """The reservation of ``ticket_id``. Raises :class:`NotFound`."""

@@ -114,7 +114,9 @@ OPS = {
 #: Changes the ledger records under the request's operation id (``Leasehold-Op-Id``): sent
 #: again with the same id after a lost answer, they are replayed, never applied twice.
 OP_ID_OPS = frozenset({"claim", "extend", "release", "force_release", "complete", "complete_many",
-                       "next", "sweep", "add", "add_blocked", "depend", "undepend", "reopen"})
+                       "next", "sweep", "add", "add_blocked", "depend", "undepend", "reopen",
+                       "reserve", "reserve_paths", "release_paths", "force_release_paths",
+                       "feed_post", "feed_amend", "feed_confirm"})
 
 #: Operations that change nothing: safe to retry after a lost connection.
 READS = frozenset(name for name, (method, *_rest) in OPS.items() if method == "GET") | {"held_among", "shared_among"}

@@ -637,6 +637,14 @@ def cmd_op(ctx: Context) -> int:
         return 3
     data = op.to_dict()
     tasks = ", ".join(f"{t.id} (status {t.status}, fence {t.fence})" for t in op.tasks) or "-"
+    result = op.result
+    if "reservations" in result:
+        tasks = ", ".join(str(r["ticket_id"]) for r in result["reservations"])
+    elif "paths" in result or "released" in result or "cleared" in result:
+        pairs = result.get("paths") or result.get("released") or result.get("cleared") or []
+        tasks = ", ".join(str(p["pattern"] if isinstance(p, dict) else p[0]) for p in pairs)
+    elif "post" in result:
+        tasks = f"post #{result['post']}" + (f" ({op.task_id})" if op.task_id else "")
     by = f" by {op.holder}" if op.holder else ""
     ctx.out(data, f"operation {op.op_id}: applied: {op.kind}{by} at {format_ts(op.ts)}; {tasks}")
     return 0

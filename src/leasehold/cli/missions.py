@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 
-from leasehold.cli.common import Context, add_command, add_ttl_options
+from leasehold.cli.common import Context, add_command, add_op_id_option, add_ttl_options
 from leasehold.errors import InvalidInput
 
 TYPE_CHECKING = False
@@ -133,37 +133,38 @@ def cmd_claim(ctx: Context) -> int:
         from leasehold.missions.board import NoMission
 
         try:
-            outcome = m.claim_next(holder, description=description)
+            outcome = m.claim_next(holder, description=description, op_id=args.op_id)
         except NoMission as exc:
             report_problems(exc.problems)
             raise
     else:
-        outcome = m.claim(args.id, holder, description=description)
+        outcome = m.claim(args.id, holder, description=description, op_id=args.op_id)
     return show_outcome(ctx, m, outcome)
 
 
 def cmd_log(ctx: Context) -> int:
     m = board(ctx)
-    outcome = m.log(ctx.args.id, ctx.me(), " ".join(ctx.args.text))
+    outcome = m.log(ctx.args.id, ctx.me(), " ".join(ctx.args.text), op_id=ctx.args.op_id)
     return show_outcome(ctx, m, outcome)
 
 
 def cmd_done(ctx: Context) -> int:
     m = board(ctx)
-    outcome = m.done(ctx.args.id, ctx.me(), description=_description(ctx), note=ctx.args.note)
+    outcome = m.done(ctx.args.id, ctx.me(), description=_description(ctx), note=ctx.args.note,
+                     op_id=ctx.args.op_id)
     return show_outcome(ctx, m, outcome)
 
 
 def cmd_requeue(ctx: Context) -> int:
     m = board(ctx)
     outcome = m.requeue(ctx.args.id, ctx.me(), force=ctx.args.force, reason=ctx.args.reason,
-                        description=_description(ctx))
+                        description=_description(ctx), op_id=ctx.args.op_id)
     return show_outcome(ctx, m, outcome)
 
 
 def cmd_resume(ctx: Context) -> int:
     m = board(ctx)
-    outcome = m.resume(ctx.args.id, ctx.me(), description=_description(ctx))
+    outcome = m.resume(ctx.args.id, ctx.me(), description=_description(ctx), op_id=ctx.args.op_id)
     return show_outcome(ctx, m, outcome)
 
 
@@ -368,6 +369,7 @@ def setup_missions(sub: Any) -> None:
     q.add_argument("--next", action="store_true", help="claim the next available queued mission")
     _as_option(q)
     add_ttl_options(q)
+    add_op_id_option(q)
 
     q = add_command(
         msub, "log", func=_files(cmd_log), help="append a line to an active mission's execution log",
@@ -381,6 +383,7 @@ def setup_missions(sub: Any) -> None:
     q.add_argument("id", help="the mission id")
     q.add_argument("text", nargs="+", help="the log text")
     add_ttl_options(q, "the lease's own TTL")
+    add_op_id_option(q)
 
     q = add_command(
         msub, "done", func=_files(cmd_done), help="finish an active mission: move to done/, complete the lease",
@@ -392,6 +395,7 @@ def setup_missions(sub: Any) -> None:
     q.add_argument("id", help="the mission id")
     q.add_argument("--note", help="a note for the DONE log line")
     _as_option(q, "the log line")
+    add_op_id_option(q)
 
     q = add_command(
         msub, "requeue", func=_files(cmd_requeue), help="put an active mission back in the queue",
@@ -407,6 +411,7 @@ def setup_missions(sub: Any) -> None:
     q.add_argument("--force", action="store_true", help="requeue even if not stale or held by another session")
     q.add_argument("--reason", help="why (required with --force; logged)")
     _as_option(q, "the log line")
+    add_op_id_option(q)
 
     q = add_command(
         msub, "resume", func=_files(cmd_resume), help="take over an active mission whose lease expired",
@@ -419,6 +424,7 @@ def setup_missions(sub: Any) -> None:
     q.add_argument("id", help="the mission id")
     _as_option(q)
     add_ttl_options(q)
+    add_op_id_option(q)
 
 
 COMMANDS = {"missions": setup_missions}

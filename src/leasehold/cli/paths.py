@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leasehold.cli.common import Context, add_command, add_ttl_options
+from leasehold.cli.common import Context, add_command, add_op_id_option, add_ttl_options
 from leasehold.model import format_ts
 from leasehold.untrusted import escape
 
@@ -27,8 +27,10 @@ def cmd_reserve_path(ctx: Context) -> int:
     holder = ctx.me()
     assert holder is not None  # required=True raises instead
     granted = paths.reserve(ledger, ctx.args.patterns, holder, ctx.ttl(),
-                            shared=ctx.args.shared, reason=ctx.args.reason)
-    now = ledger.now()
+                            shared=ctx.args.shared, reason=ctx.args.reason, op_id=ctx.args.op_id)
+    # the instant of the grant (each expiry is that instant plus its TTL), or of the replay of
+    # a recorded grant: no round trip after the commit is needed to report it
+    now = getattr(ledger, "replayed_at", None) or max(r.expires_at - r.ttl for r in granted)
     ctx.out([r.to_dict(now) for r in granted], "\n".join(_line("reserved", r) for r in granted))
     return 0
 
@@ -55,6 +57,7 @@ def setup_reserve_path(sub: Any) -> None:
     add_ttl_options(p)
     p.add_argument("--shared", action="store_true", help="a shared reservation (coexists with other shared ones)")
     p.add_argument("--reason", help="why (shown to others)")
+    add_op_id_option(p)
 
 
 def cmd_release_path(ctx: Context) -> int:
@@ -67,7 +70,7 @@ def cmd_release_path(ctx: Context) -> int:
         if not args.reason:
             raise InvalidInput("--force needs --reason TEXT: say why the reservation is cleared")
         cleared = paths.force_release(ctx.ledger, args.patterns, args.reason,
-                                      ctx.holder(required=False))
+                                      ctx.holder(required=False), op_id=args.op_id)
         for pattern, gone in cleared:
             data.append({"pattern": pattern, "released": bool(gone),
                          "fence": gone[0].fence if gone else None,
@@ -80,7 +83,7 @@ def cmd_release_path(ctx: Context) -> int:
         raise InvalidInput("--reason goes with --force")
     holder = ctx.me()
     assert holder is not None  # required=True raises instead
-    results = paths.release(ctx.ledger, args.patterns, holder)
+    results = paths.release(ctx.ledger, args.patterns, holder, op_id=args.op_id)
     for pattern, res in results:
         data.append({"pattern": pattern, "released": res is not None,
                      "fence": res.fence if res else None})
@@ -104,6 +107,7 @@ def setup_release_path(sub: Any) -> None:
     p.add_argument("patterns", nargs="+", metavar="GLOB", help="a pattern you reserved")
     p.add_argument("--force", action="store_true", help="release anyone's reservation (needs --reason)")
     p.add_argument("--reason", help="why the reservation is force-released (recorded)")
+    add_op_id_option(p)
 
 
 def cmd_paths(ctx: Context) -> int:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import sys
 
-from leasehold.cli.common import Context, LeaseholdParser, add_command, add_limit_options
+from leasehold.cli.common import (
+    Context,
+    LeaseholdParser,
+    add_command,
+    add_limit_options,
+    add_op_id_option,
+)
 from leasehold.errors import InvalidInput
 from leasehold.model import format_ts
 from leasehold.untrusted import escape
@@ -109,7 +115,8 @@ def setup_namespace(sub: Any) -> None:
 
 # -- reserve / reservation --------------------------------------------------------------------
 def cmd_reserve(ctx: Context) -> int:
-    reservations = ctx.ledger.tickets.reserve(ctx.args.prefix, ctx.me(), ctx.args.count)
+    reservations = ctx.ledger.tickets.reserve(ctx.args.prefix, ctx.me(), ctx.args.count,
+                                              op_id=ctx.args.op_id)
     data = [r.to_dict() for r in reservations]
     ctx.out(data if ctx.args.count > 1 else data[0], "\n".join(r.ticket_id for r in reservations))
     return 0
@@ -128,11 +135,13 @@ def setup_reserve(sub: Any) -> None:
         examples=(
             "  leasehold reserve CMB\n"
             "  leasehold reserve FLT --count 3\n"
-            "  ID=$(leasehold reserve CMB) && echo \"filing $ID\""
+            "  ID=$(leasehold reserve CMB) && echo \"filing $ID\"\n"
+            "  leasehold reserve CMB --op-id nightly-2026-12-01   # a rerun prints the same id"
         ),
     )
     p.add_argument("prefix", help="namespace prefix, e.g. CMB")
     p.add_argument("--count", type=int, default=1, help="how many numbers (1-1000, default 1)")
+    add_op_id_option(p)
 
 
 def cmd_reservation_show(ctx: Context) -> int:
@@ -185,7 +194,7 @@ def cmd_feed_post(ctx: Context) -> int:
     post = ctx.ledger.feed.post(
         args.kind, args.subject, ctx.me(), body=args.body, item=args.item,
         reserve=args.reserve, provisional=args.provisional, release_proof=args.release_proof,
-        repair=args.repair,
+        repair=args.repair, op_id=args.op_id,
     )
     ctx.out(post.to_dict(), f"posted #{post.id} {post.kind} {post.item or '-'}: {escape(post.subject)}"
             + (f"  [{' '.join(post.flags)}]" if post.flags else ""))
@@ -195,7 +204,7 @@ def cmd_feed_post(ctx: Context) -> int:
 def cmd_feed_amend(ctx: Context) -> int:
     args = ctx.args
     post = ctx.ledger.feed.amend(args.post, ctx.me(), subject=args.subject, body=args.body,
-                                 renumber=args.renumber, prefix=args.prefix)
+                                 renumber=args.renumber, prefix=args.prefix, op_id=args.op_id)
     ctx.out(post.to_dict(), f"amended #{post.refs} with #{post.id}: {post.item or '-'} {escape(post.subject)}")
     return 0
 
@@ -293,7 +302,8 @@ def cmd_feed_import(ctx: Context) -> int:
 
 
 def cmd_feed_confirm(ctx: Context) -> int:
-    result = ctx.ledger.feed.confirm(ctx.args.post, ctx.me(), prefix=ctx.args.prefix)
+    result = ctx.ledger.feed.confirm(ctx.args.post, ctx.me(), prefix=ctx.args.prefix,
+                                     op_id=ctx.args.op_id)
     ctx.out(result.to_dict(), result.message)
     return 0
 
@@ -347,6 +357,7 @@ def setup_feed(sub: Any) -> None:
     proof = a.add_mutually_exclusive_group()
     proof.add_argument("--release-proof", metavar="TEXT", help="evidence the earlier post was released")
     proof.add_argument("--repair", metavar="TEXT", help="evidence this is a state repair")
+    add_op_id_option(a)
 
     m = add_command(
         actions, "amend", func=cmd_feed_amend, help="append an AMENDMENT to a post",
@@ -368,6 +379,7 @@ def setup_feed(sub: Any) -> None:
     m.add_argument("--renumber", nargs="?", const="", metavar="ID",
                    help="move to a freshly reserved number (or to ID)")
     m.add_argument("--prefix", help="namespace for --renumber (default: from the id)")
+    add_op_id_option(m)
 
     ls = add_command(
         actions, "list", func=cmd_feed_list, help="list posts",
@@ -431,6 +443,7 @@ def setup_feed(sub: Any) -> None:
     )
     c.add_argument("post", type=int, help="post id")
     c.add_argument("--prefix", help="namespace for renumbering (default: from the id)")
+    add_op_id_option(c)
 
 
 # -- queue / drift-check ----------------------------------------------------------------------

@@ -375,6 +375,59 @@ class Outcome:
         self.problems = problems or []
 
 
+#: The longest operation id a mission command takes: its steps' ids add ``/KIND-N``.
+MISSION_OP_ID_MAX = 180
+_STEPS = ("claim", "extend", "release", "force_release", "complete", "reopen")
+
+
+class _Steps:
+    """The ledger as one mission command with an operation id sees it: each mutating call
+    carries ``ID/KIND-N`` (the command's id, the call's kind, its rank among the command's calls
+    of that kind), so rerunning the command with the same id replays the ledger changes that
+    applied instead of applying them again (the file steps are idempotent on their own)."""
+
+    def __init__(self, ledger: Ledger, base: str) -> None:
+        self._ledger = ledger
+        self._base = base
+        self._count: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._ledger, name)
+        if name not in _STEPS:
+            return attr
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            rank = self._count[name] = self._count.get(name, 0) + 1
+            kwargs.setdefault("op_id", f"{self._base}/{name}-{rank}")
+            return attr(*args, **kwargs)
+
+        return step
+
+
+def _with_op_id(method: Callable[..., Outcome]) -> Callable[..., Outcome]:
+    """A mission command taking ``op_id=`` (see :class:`_Steps`). Raises
+    :class:`InvalidInput` for a malformed id or one longer than :data:`MISSION_OP_ID_MAX`."""
+    import functools
+
+    @functools.wraps(method)
+    def run(self: Missions, *args: Any, op_id: str | None = None, **kwargs: Any) -> Outcome:
+        if op_id is None or self._steps is not None:
+            return method(self, *args, **kwargs)
+        from leasehold.model import validate_op_id
+
+        validate_op_id(op_id)
+        if len(op_id) > MISSION_OP_ID_MAX:
+            raise InvalidInput(f"a mission command's operation id may be {MISSION_OP_ID_MAX} "
+                               f"characters long, got {len(op_id)}")
+        self._steps = _Steps(self._ledger, op_id)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._steps = None
+
+    return run
+
+
 class Missions:
     """The missions tree at ``root`` over ``ledger``.
 
@@ -387,12 +440,18 @@ class Missions:
     :class:`~leasehold.missions.document.InvalidMission` (exit 2) for a mission whose file is
     invalid, :class:`~leasehold.errors.Conflict` subclasses (exit 1; :class:`LeaseHeld` names the
     holder) when the lease or the folder forbids the step, and store errors (exit 75).
+
+    ``claim``, ``claim_next``, ``log``, ``done``, ``requeue`` and ``resume`` take ``op_id=`` (at
+    most :data:`MISSION_OP_ID_MAX` characters): each ledger step then carries ``ID/KIND-N``,
+    so rerunning the command with the same id replays the ledger changes that applied.
     """
 
     def __init__(self, root: str, ledger: Ledger | None, *, clock: Callable[[], float] | None = None,
                  stale_after: float = DEFAULT_STALE_AFTER, ttl: float | None = None) -> None:
         self.root = root
         self.ledger = ledger
+        #: The ledger with step operation ids during a command given ``op_id``.
+        self._steps: _Steps | None = None
         self.clock = clock
         self.stale_after = stale_after
         self.ttl = ttl
@@ -414,6 +473,8 @@ class Missions:
 
     @property
     def _ledger(self) -> Ledger:
+        if self._steps is not None:
+            return self._steps  # type: ignore[return-value]
         if self.ledger is None:
             raise InvalidInput("this operation needs the ledger")
         return self.ledger
@@ -702,6 +763,7 @@ class Missions:
                        f"{action} {mission_id} as {holder} (fence {lease.fence}): {mission.path}",
                        recovered=recovered)
 
+    @_with_op_id
     def claim(self, mission_id: str, holder: Holder | str, *, description: str | None = None,
               ttl: float | None = None) -> Outcome:
         """Claim a queued mission: the ledger lease first, then the move and the rewrite.
@@ -730,6 +792,7 @@ class Missions:
         return self._finish_claim(mission_id, lease, description, "CLAIMED", takeover=False,
                                   renewed=renewed)
 
+    @_with_op_id
     def claim_next(self, holder: Holder | str, *, description: str | None = None,
                    ttl: float | None = None) -> Outcome:
         """Claim the first queued mission (priority, then created, then file name) whose lease
@@ -784,6 +847,7 @@ class Missions:
         except NotFound:
             raise NotHolder(f"mission {mission_id} has no lease; claim or resume it first") from None
 
+    @_with_op_id
     def log(self, mission_id: str, holder: Holder | str, text: str, *, ttl: float | None = None) -> Outcome:
         """Append ``- HH:MM - text`` to an active mission's execution log and extend the lease.
 
@@ -804,6 +868,7 @@ class Missions:
         return Outcome("logged", mission, lease,
                        f"logged to {mission_id}; lease until {format_ts(lease.expires_at)} (fence {lease.fence})")
 
+    @_with_op_id
     def done(self, mission_id: str, holder: Holder | str, *, description: str | None = None,
              note: str | None = None) -> Outcome:
         """Finish an active mission: prove the lease, move it to ``done/`` with ``status: DONE``
@@ -835,6 +900,7 @@ class Missions:
         ledger.complete(mission_id, holder, fence=lease.fence)
         return Outcome("done", mission, lease, f"done {mission_id}: {mission.path}", recovered=recovered)
 
+    @_with_op_id
     def requeue(self, mission_id: str, holder: Holder | str, *, force: bool = False,
                 reason: str | None = None, description: str | None = None,
                 ttl: float | None = None) -> Outcome:
@@ -886,6 +952,7 @@ class Missions:
         ledger.release(mission_id, holder)
         return Outcome("requeued", mission, lease, f"requeued {mission_id}: {mission.path}")
 
+    @_with_op_id
     def resume(self, mission_id: str, holder: Holder | str, *, description: str | None = None,
                ttl: float | None = None) -> Outcome:
         """Take over an active mission whose lease expired (or that never had one): a new lease

@@ -298,14 +298,16 @@ def reserve_paths(c: Call, patterns: list[str], holder: str, ttl: float | None =
                   shared: bool = False, reason: str | None = None) -> Any:
     from leasehold import paths
 
-    granted = paths.reserve(c.ledger, [str(p) for p in patterns], holder, ttl, shared=shared, reason=reason)
+    granted = paths.reserve(c.ledger, [str(p) for p in patterns], holder, ttl, shared=shared, reason=reason,
+                            op_id=c.op_id)
     return [wire.path_out(r) for r in granted]
 
 
 def release_paths(c: Call, patterns: list[str], holder: str) -> Any:
     from leasehold import paths
 
-    return [[pattern, wire.path_out(r)] for pattern, r in paths.release(c.ledger, [str(p) for p in patterns], holder)]
+    released = paths.release(c.ledger, [str(p) for p in patterns], holder, op_id=c.op_id)
+    return [[pattern, wire.path_out(r)] for pattern, r in released]
 
 
 def active_paths(c: Call) -> Any:
@@ -323,7 +325,7 @@ def sweep_paths(c: Call, auto_release: bool = False) -> Any:
 def force_release_paths(c: Call, patterns: list[str], reason: str, by: str | None = None) -> Any:
     from leasehold import paths
 
-    cleared = paths.force_release(c.ledger, [str(p) for p in patterns], reason, c.by(by))
+    cleared = paths.force_release(c.ledger, [str(p) for p in patterns], reason, c.by(by), op_id=c.op_id)
     return [[pattern, [wire.path_out(r) for r in found]] for pattern, found in cleared]
 
 
@@ -384,7 +386,7 @@ def ns_get(c: Call, prefix: str) -> Any:
 
 
 def reserve(c: Call, prefix: str, holder: str, count: int = 1) -> Any:
-    return [S(r) for r in c.ledger.tickets.reserve(prefix, holder, count)]
+    return [S(r) for r in c.ledger.tickets.reserve(prefix, holder, count, op_id=c.op_id)]
 
 
 def reservation(c: Call, ticket_id: str) -> Any:
@@ -399,15 +401,15 @@ def abandon(c: Call, ticket_id: str, by: str, reason: str | None = None, force: 
 
 
 def feed_post(c: Call, kind: str, subject: str, holder: str, **fields: Any) -> Any:
-    return S(c.ledger.feed.post(kind, subject, holder, **fields))
+    return S(c.ledger.feed.post(kind, subject, holder, op_id=c.op_id, **fields))
 
 
 def feed_amend(c: Call, post_id: str, holder: str, **fields: Any) -> Any:
-    return S(c.ledger.feed.amend(_post_id(post_id), holder, **fields))
+    return S(c.ledger.feed.amend(_post_id(post_id), holder, op_id=c.op_id, **fields))
 
 
 def feed_confirm(c: Call, post_id: str, holder: str, prefix: str | None = None) -> Any:
-    result = c.ledger.feed.confirm(_post_id(post_id), holder, prefix)
+    result = c.ledger.feed.confirm(_post_id(post_id), holder, prefix, op_id=c.op_id)
     return {"item": result.item, "post": S(result.post), "winner": S(result.winner),
             "confirmed": S(result.confirmed), "renumbered": result.renumbered,
             "already": result.already, "message": result.message}

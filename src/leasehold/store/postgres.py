@@ -349,9 +349,10 @@ class PostgresStore(SQLStore):
             if call.op is not None and call.pid is not None:
                 self._resolve(call, exc)
             if call.pid is not None:
-                # A write without an operation id (tickets, path reservations, feed posts,
-                # audit events) lost after its commit was sent: nothing to look up, so whether
-                # it applied is unknown; "not applied" could be a lie.
+                # A write without an operation id (namespace definitions, abandoning a
+                # reservation, feed imports, audit events, tokens) lost after its commit was
+                # sent: nothing to look up, so whether it applied is unknown; "not applied"
+                # could be a lie.
                 raise OutcomeUnknown(self._scrub(
                     f"lost the PostgreSQL ledger at {self._where()} after sending the commit "
                     f"({_first_line(exc)}) and could not find out whether it applied; check "
@@ -425,7 +426,7 @@ class PostgresStore(SQLStore):
                         (pid,)).fetchone()
                     if alive is not None and not alive["alive"]:
                         # The old backend has ended: its transaction committed or never will.
-                        row = conn.execute(self.queries["get_operation"], {"op": op}).fetchone()
+                        row = conn.execute(self.queries["get_operation"], {"op": str(op)}).fetchone()
                         record = decode_operation(row) if row else None
                         settled = True
             except StoreError as error:
@@ -717,7 +718,8 @@ class PostgresStore(SQLStore):
             return super().claim(task_id, actor, session, ttl, title, priority, op=op,
                                  share_with=share_with)
         rows = self._statement("claim_free", {
-            "id": task_id, "actor": actor, "session": session, "ttl": ttl, "op": op}, op)
+            "id": task_id, "actor": actor, "session": session, "ttl": ttl,
+            "op": _plain(op), "digest": getattr(op, "digest", None)}, op)
         if rows:
             return ClaimOutcome(Task.from_row(rows[0]), True)
         with self._write(op) as tx:
@@ -732,7 +734,8 @@ class PostgresStore(SQLStore):
         ``FOR UPDATE SKIP LOCKED``, grant (new fence each), append one ``claimed`` event each.
         Highest priority first, then oldest."""
         rows = self._statement("next_claim", {
-            "actor": actor, "session": session, "ttl": ttl, "limit": count, "op": op}, op)
+            "actor": actor, "session": session, "ttl": ttl, "limit": count,
+            "op": _plain(op), "digest": getattr(op, "digest", None)}, op)
         return [Task.from_row(row) for row in rows]
 
     def release(self, task_id: str, actor: str | None, session: str | None, *,
@@ -746,7 +749,8 @@ class PostgresStore(SQLStore):
                                    force=force, details=details, fence=fence, op=op)
         rows = self._statement("release_one", {
             "id": task_id, "actor": actor, "session": session, "status": status,
-            "kind": kind, "force": force, "details": encode_details(details or {}), "op": op,
+            "kind": kind, "force": force, "details": encode_details(details or {}),
+            "op": _plain(op), "digest": getattr(op, "digest", None),
         }, op)
         if not rows:
             return None, "not_found"
@@ -757,7 +761,8 @@ class PostgresStore(SQLStore):
                       op: str | None = None) -> list[Task]:
         """:meth:`SQLStore.complete_many` (same rules and events) in ONE statement."""
         rows = self._statement("complete_many", {
-            "ids": list(dict.fromkeys(task_ids)), "actor": actor, "session": session, "op": op,
+            "ids": list(dict.fromkeys(task_ids)), "actor": actor, "session": session,
+            "op": _plain(op), "digest": getattr(op, "digest", None),
         }, op)
         return [Task.from_row(row) for row in rows]
 
@@ -783,6 +788,11 @@ def trigger_functions() -> dict[str, tuple[str, str]]:
 
 def _norm(body: str) -> str:
     return " ".join(body.split())
+
+
+def _plain(op: str | None) -> str | None:
+    """An operation id as a plain string for the driver (an OpKey is a ``str`` subclass)."""
+    return None if op is None else str(op)
 
 
 def _first_line(exc: BaseException) -> str:

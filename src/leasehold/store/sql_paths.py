@@ -28,11 +28,16 @@ if TYPE_CHECKING:
     ConflictRule = Callable[[str, bool, PathReservation], bool]
 
 
+def _fields(res: PathReservation) -> dict[str, Any]:
+    """A reservation as its stored fields (recorded with an operation)."""
+    return {name: getattr(res, name) for name in res.__slots__}
+
+
 class PathsSQL:
     """File reservations, the gate's batched lookup, session-wide heartbeat and release."""
 
     if TYPE_CHECKING:
-        def _write(self) -> Any: ...
+        def _write(self, op: str | None = None) -> Any: ...
         def _read(self) -> Any: ...
 
     # -- file reservations -----------------------------------------------------------------
@@ -43,16 +48,18 @@ class PathsSQL:
                      pattern=gone.pattern, expired_at=gone.expires_at)
 
     def reserve_paths(self, patterns: Sequence[str], actor: str, session: str, ttl: float,
-                      exclusive: bool, reason: str | None, conflicts: ConflictRule,
+                      exclusive: bool, reason: str | None, conflicts: ConflictRule, *,
+                      op: str | None = None,
                       ) -> tuple[list[PathReservation], list[tuple[str, PathReservation]]]:
         """Reserve every pattern for ``actor:session`` for ``ttl`` seconds, all or none.
 
         Returns ``(granted, conflicting)``: when any pattern conflicts with another holder's
         valid reservation (per ``conflicts``), nothing is granted and ``conflicting`` lists
         ``(pattern, their reservation)``. Re-reserving one's own valid pattern renews it (same
-        fence, new expiry and mode); a new grant takes the next fencing token.
+        fence, new expiry and mode); a new grant takes the next fencing token. ``op``: the
+        operation id recorded with a grant (``reserve_paths``, the reservations as granted).
         """
-        with self._write() as tx:
+        with self._write(op) as tx:
             tx.run("lock_path_fence")
             self._expire_paths(tx)
             others = [PathReservation.from_row(r)
@@ -81,14 +88,17 @@ class PathsSQL:
                     details["renewed"] = True
                 tx.event("path_reserved", None, actor, session, fence, **details)
                 granted.append(new)
+            tx.record_op(op, "reserve_paths", None, actor, session,
+                         {"paths": [_fields(res) for res in granted]})
             return granted, []
 
-    def release_paths(self, patterns: Sequence[str], actor: str, session: str,
-                      ) -> list[tuple[str, PathReservation | None]]:
+    def release_paths(self, patterns: Sequence[str], actor: str, session: str, *,
+                      op: str | None = None) -> list[tuple[str, PathReservation | None]]:
         """Delete the holder's reservations of ``patterns`` (valid or expired): ``[(pattern,
-        the reservation released or None when the holder had none)]``."""
+        the reservation released or None when the holder had none)]``. ``op``: the operation
+        id recorded when anything was released (``release_paths``)."""
         out: list[tuple[str, PathReservation | None]] = []
-        with self._write() as tx:
+        with self._write(op) as tx:
             for pattern in patterns:
                 row = tx.one("delete_path", pattern=pattern, actor=actor, session=session)
                 if row is None:
@@ -100,17 +110,21 @@ class PathsSQL:
                     details["after_expiry"] = True
                 tx.event("path_released", None, actor, session, gone.fence, **details)
                 out.append((pattern, gone))
+            if any(gone is not None for _, gone in out):
+                tx.record_op(op, "release_paths", None, actor, session, {"released": [
+                    [pattern, None if gone is None else _fields(gone)] for pattern, gone in out]})
         return out
 
     def force_release_paths(self, patterns: Sequence[str], actor: str | None,
-                            session: str | None, reason: str,
+                            session: str | None, reason: str, *, op: str | None = None,
                             ) -> list[tuple[str, list[PathReservation]]]:
         """Delete every holder's reservation of each of ``patterns`` (the crashed-session
         runbook), one ``path_force_released`` event each with ``reason``, the reservation's
         holder and who did it (``actor:session``, or None). Returns ``[(pattern, the
-        reservations deleted)]``."""
+        reservations deleted)]``. ``op``: the operation id recorded when anything was
+        cleared (``force_release_paths``)."""
         out: list[tuple[str, list[PathReservation]]] = []
-        with self._write() as tx:
+        with self._write(op) as tx:
             for pattern in patterns:
                 gone = [PathReservation.from_row(r) for r in tx.all("delete_pattern", pattern=pattern)]
                 for res in gone:
@@ -120,6 +134,9 @@ class PathsSQL:
                         details["after_expiry"] = True
                     tx.event("path_force_released", None, actor, session, res.fence, **details)
                 out.append((pattern, gone))
+            if any(gone for _, gone in out):
+                tx.record_op(op, "force_release_paths", None, actor, session, {"cleared": [
+                    [pattern, [_fields(res) for res in gone]] for pattern, gone in out]})
         return out
 
     def sweep_paths(self, auto_release: bool) -> list[PathReservation]:

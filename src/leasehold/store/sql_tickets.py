@@ -46,6 +46,12 @@ class TicketTx:
     def now(self) -> float:
         return self.tx.now
 
+    def record_op(self, kind: str, task_id: str | None, actor: str | None, session: str | None,
+                  result: dict[str, Any]) -> None:
+        """Record the transaction's operation id (nothing without one) with ``result``. Raises
+        :class:`~leasehold.errors.OpRecorded` when the id is already recorded."""
+        self.tx.record_op(self.tx.op, kind, task_id, actor, session, result)
+
     # -- namespaces and reservations --------------------------------------------------------
     def ensure_namespace(self, prefix: str, default_format: str, actor: str | None,
                          session: str | None) -> tuple[Namespace, bool]:
@@ -168,14 +174,16 @@ class TicketsSQL:
     """Mixin of :class:`~leasehold.store.sqlbase.SQLStore`: namespaces, reservations, feed."""
 
     if TYPE_CHECKING:
-        def _write(self) -> AbstractContextManager[Tx]: ...
+        def _write(self, op: str | None = None) -> AbstractContextManager[Tx]: ...
         def _read(self) -> AbstractContextManager[Tx]: ...
         def _limit(self, limit: int) -> int | None: ...
 
-    def ticket_tx(self) -> _TicketTransaction:
+    def ticket_tx(self, op: str | None = None) -> _TicketTransaction:
         """One write transaction over the ticket/feed primitives; commits on normal exit, rolls
-        back (changing nothing, appending no event) if the block raises."""
-        return _TicketTransaction(self)  # type: ignore[arg-type]
+        back (changing nothing, appending no event) if the block raises. ``op``: the operation
+        id the block records (:meth:`TicketTx.record_op`); a lost acknowledgement of the commit
+        is resolved by looking it up."""
+        return _TicketTransaction(self, op)  # type: ignore[arg-type]
 
     # -- namespaces -------------------------------------------------------------------------
     def add_namespace(self, prefix: str, fmt: str, lane_actor: str | None, actor: str | None,
@@ -329,14 +337,15 @@ class _TicketTransaction:
     """``with store.ticket_tx() as ttx:`` the store's write transaction wrapped in a
     :class:`TicketTx` (a class, not ``contextlib``: this module is imported on every command)."""
 
-    __slots__ = ("store", "inner")
+    __slots__ = ("store", "inner", "op")
 
-    def __init__(self, store: SQLStore) -> None:
+    def __init__(self, store: SQLStore, op: str | None = None) -> None:
         self.store = store
+        self.op = op
         self.inner: AbstractContextManager[Tx] | None = None
 
     def __enter__(self) -> TicketTx:
-        self.inner = self.store._write()
+        self.inner = self.store._write(self.op)
         return TicketTx(self.store, self.inner.__enter__())  # type: ignore[arg-type]
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:

@@ -88,6 +88,7 @@ def decode_operation(row: Any) -> dict[str, Any]:
     import json
 
     record = {name: row[name] for name in ("op_id", "kind", "task_id", "actor", "session", "ts")}
+    record["digest"] = row["digest"] if "digest" in row.keys() else None
     record["ts"] = float(record["ts"])
     result = row["result"]
     record["result"] = json.loads(result) if isinstance(result, str) else (result or {})
@@ -159,13 +160,16 @@ class Tx:
 
     def record_op(self, op: str | None, kind: str, task_id: str | None, actor: str | None,
                   session: str | None, result: dict[str, Any]) -> None:
-        """Record operation ``op`` with its outcome in this transaction (nothing when None).
+        """Record operation ``op`` with its outcome in this transaction (nothing when None),
+        and the digest of its call's kind and arguments when ``op`` carries one
+        (:class:`leasehold.ops.OpKey`).
         Raises :class:`~leasehold.errors.OpRecorded` when the id is already recorded: the
         caller's transaction then rolls back and the recorded outcome is replayed."""
         if op is None:
             return
-        if self.run("insert_operation", op=op, kind=kind, task_id=task_id, actor=actor,
-                    session=session, result=encode_details(result)) != 1:
+        if self.run("insert_operation", op=str(op), kind=kind, task_id=task_id, actor=actor,
+                    session=session, result=encode_details(result),
+                    digest=getattr(op, "digest", None)) != 1:
             from leasehold.errors import OpRecorded
 
             raise OpRecorded(op)
@@ -175,7 +179,7 @@ class Tx:
         """Append one row to ``events`` in this transaction (with the transaction's operation id
         in the details as ``op``)."""
         if self.op is not None:
-            details["op"] = self.op
+            details["op"] = str(self.op)
         self.run(
             "insert_event", kind=kind, task_id=task_id, actor=actor, session=session,
             fence=fence, details=encode_details(details),

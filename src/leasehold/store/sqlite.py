@@ -40,6 +40,8 @@ from leasehold.errors import (
 )
 from leasehold.store.sql_chain import chain_insert_params, rewrite_chain_inserts
 from leasehold.store.sqlbase import SQLStore, Tx, load_queries, migration_files
+from leasehold.store.sqlite_files import APPLICATION_ID as _FILE_MARK
+from leasehold.store.sqlite_files import refuse_foreign
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 DEFAULT_BUSY_TIMEOUT = 10.0
 #: ``PRAGMA application_id`` of a leasehold ledger ("LHLD"): how a file is recognised as one
 #: (the SQLite file format's field for this, offset 68 of the header).
-APPLICATION_ID = 0x4C484C44
+APPLICATION_ID = _FILE_MARK
 #: The columns of leasehold's schema_migrations (a table of that name alone proves nothing:
 #: Rails and other tools make one too).
 _MIGRATION_COLUMNS = {"version", "name", "applied_at"}
@@ -156,6 +158,16 @@ class SQLiteStore(SQLStore):
             except OSError as exc:
                 raise ConfigError(f"cannot create the folder {folder} of the SQLite ledger "
                                   f"{self.path}: {exc.strerror}") from None
+        # Another application's database is refused from its bytes, before any connection:
+        # closing a read-write one would checkpoint its pending -wal into it. Only before this
+        # process has opened the file as a ledger: closing ANY descriptor of the file releases
+        # every POSIX lock the process holds on it, the locks by which its open connections
+        # tell other processes they are there (a closing connection that believed itself the
+        # last would checkpoint and delete the -wal under them: their later commits lost to
+        # every new reader).
+        key = _file_key(self.path)
+        if key is None or key not in _LEDGER_FILES:
+            refuse_foreign(self.path, _not_a_ledger)
         try:
             conn = sqlite3.connect(_uri(self.path, create), uri=True, timeout=self.busy_timeout,
                                    isolation_level=None, check_same_thread=False)
@@ -174,6 +186,9 @@ class SQLiteStore(SQLStore):
         except BaseException:
             conn.close()
             raise
+        key = key or _file_key(self.path)
+        if key is not None:
+            _LEDGER_FILES.add(key)
         return conn
 
     def _open_error(self, exc: sqlite3.Error) -> ConfigError | LeaseholdError:
@@ -425,6 +440,49 @@ class _Transaction:
                 raise _translate(self.store, error) from error
         if isinstance(exc, (sqlite3.Error, OverflowError)):
             raise _translate(self.store, exc) from exc
+
+
+#: ``(st_dev, st_ino)`` of the files this process has opened as ledgers: never probed again
+#: (see :meth:`SQLiteStore._connect`).
+_LEDGER_FILES: set[tuple[int, int]] = set()
+
+
+def _file_key(path: str) -> tuple[int, int] | None:
+    """The identity of the file at ``path`` (a ``stat``, which opens no descriptor)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _not_a_ledger(copy: str) -> str | None:
+    """None when the database at ``copy`` (a private copy of an unmarked database with pending
+    writes) is a ledger made before the mark existed (leasehold's ``schema_migrations`` with its
+    first migration recorded) or has no table yet; else why it is not a ledger."""
+    try:
+        conn = sqlite3.connect(copy, isolation_level=None)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        if not tables:
+            # nothing committed yet (a ledger being created by another process, whose first
+            # transaction is still open): the caller's checks under the write lock decide
+            return None
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_migrations)")}
+        first = known_migrations().get(1)
+        if _MIGRATION_COLUMNS <= columns and conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = 1 AND name = ?",
+                (first,)).fetchone():
+            return None
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        return f"a SQLite database with tables {shown}"
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        conn.close()
 
 
 def _translate(store: SQLiteStore, exc: sqlite3.Error | OverflowError) -> LeaseholdError:

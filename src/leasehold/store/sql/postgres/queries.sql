@@ -121,11 +121,11 @@ logged AS (
     ORDER BY g.priority DESC, g.created_at, g.id
 ),
 recorded AS (
-    INSERT INTO operations (op_id, kind, task_id, actor, session, ts, result)
+    INSERT INTO operations (op_id, kind, task_id, actor, session, ts, result, digest)
     SELECT CAST(:op AS TEXT), 'next', NULL, CAST(:actor AS TEXT), CAST(:session AS TEXT), max(g.now),
            jsonb_build_object('tasks', jsonb_agg(
                to_jsonb(g) - 'prev_actor' - 'prev_session' - 'prev_until' - 'now'
-               ORDER BY g.priority DESC, g.created_at, g.id))::text
+               ORDER BY g.priority DESC, g.created_at, g.id))::text, CAST(:digest AS TEXT)
     FROM granted g
     WHERE CAST(:op AS TEXT) IS NOT NULL
     HAVING count(*) > 0
@@ -178,9 +178,9 @@ logged AS (
     FROM old o JOIN new n ON n.id = o.id
 ),
 recorded AS (
-    INSERT INTO operations (op_id, kind, task_id, actor, session, ts, result)
+    INSERT INTO operations (op_id, kind, task_id, actor, session, ts, result, digest)
     SELECT CAST(:op AS TEXT), :kind, n.id, :actor, :session, o.now,
-           jsonb_build_object('tasks', jsonb_build_array(to_jsonb(n)), 'outcome', 'released')::text
+           jsonb_build_object('tasks', jsonb_build_array(to_jsonb(n)), 'outcome', 'released')::text, CAST(:digest AS TEXT)
     FROM old o JOIN new n ON n.id = o.id
     WHERE CAST(:op AS TEXT) IS NOT NULL
 )
@@ -223,10 +223,10 @@ logged AS (
     ORDER BY d.id
 ),
 recorded AS (
-    INSERT INTO operations (op_id, kind, task_id, actor, session, ts, result)
+    INSERT INTO operations (op_id, kind, task_id, actor, session, ts, result, digest)
     SELECT CAST(:op AS TEXT), 'complete_many', NULL, CAST(:actor AS text), CAST(:session AS text),
            max(d.now),
-           jsonb_build_object('tasks', jsonb_agg(to_jsonb(d) - 'prev_until' - 'now' ORDER BY d.id))::text
+           jsonb_build_object('tasks', jsonb_agg(to_jsonb(d) - 'prev_until' - 'now' ORDER BY d.id))::text, CAST(:digest AS TEXT)
     FROM done d
     WHERE CAST(:op AS TEXT) IS NOT NULL
     HAVING count(*) > 0
@@ -264,10 +264,10 @@ logged AS (
     FROM granted g
 ),
 recorded AS (
-    INSERT INTO operations (op_id, kind, task_id, actor, session, ts, result)
+    INSERT INTO operations (op_id, kind, task_id, actor, session, ts, result, digest)
     SELECT CAST(:op AS TEXT), 'claim', g.id, g.lease_actor, g.lease_session, g.now,
            jsonb_build_object('tasks', jsonb_build_array(to_jsonb(g) - 'now'), 'renewed', false,
-                              'previous', NULL, 'created', false)::text
+                              'previous', NULL, 'created', false)::text, CAST(:digest AS TEXT)
     FROM granted g
     WHERE CAST(:op AS TEXT) IS NOT NULL
 )
