@@ -392,7 +392,7 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
     import contextlib
 
     service = Service(db, anonymous)
-    routes = _open_routes(service)
+    routes: list[Any] = list(_open_routes(service))
     routes.append(Route("/v1/events", _events_endpoint(service), methods=["GET"]))
     from leasehold.server.dashboard import Dashboard
 
