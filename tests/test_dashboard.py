@@ -69,10 +69,26 @@ class Site:
         Ledger.open(self.db, create=True).close()
         self.tokens = {"admin": make_token(self.db, "alice", "admin"), "agent": make_token(self.db, "bob"),
                        "reader": make_token(self.db, "carol", "reader"), "spare": make_token(self.db, "erin")}
+        self._seed()
         self.env = {k: v for k, v in os.environ.items() if k not in conftest._IDENTITY_VARS}
         self.env["HOME"] = str(folder)
         self.server = ServerProcess(self.db, dict(self.env))
         self.url = self.server.url
+
+    def _seed(self) -> None:
+        """A fleet at work: several holders, a lease left to expire unswept, a file
+        reservation, a ready queue and a blocked task (what the screenshots show)."""
+        from leasehold import Ledger, paths
+
+        with Ledger.open(self.db) as ledger:
+            ledger.claim("api-gateway", "maria:7f3a", ttl=1200, title="Rate-limit the gateway")
+            ledger.claim("billing-42", "maria:7f3a", ttl=900, title="Invoice rounding")
+            ledger.claim("search-index", "kenji:b21", ttl=2700, title="Rebuild the search index")
+            ledger.claim("docs-sync", "ci-bot:nightly", ttl=2, title="Sync the docs site")
+            paths.reserve(ledger, ["src/billing/**"], "maria:7f3a", 1200, reason="invoice rounding")
+            ledger.add("flaky-ci", title="Quarantine the flaky CI job", priority=5)
+            ledger.add("changelog", title="Write the 1.4 changelog", priority=2)
+            ledger.add_blocked("release-1.4", ["billing-42", "changelog"], title="Cut release 1.4")
 
     def cli(self, *args: str, remote: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the CLI: on the ledger file directly, or through the server with a token."""
@@ -265,7 +281,7 @@ def test_an_admin_force_releases_with_a_reason_and_it_is_logged(context, site: S
         assert event.details["holder"] == "bob:crashed"
         kinds = [e.kind for e in ledger.events(None, 10)]
         assert "path_force_released" in kinds and "token_revoked" in kinds
-        assert not paths.active(ledger)
+        assert [r.pattern for r in paths.active(ledger)] == ["src/billing/**"]
         assert [t.state(ledger.now()) for t in ledger.tokens.list() if t.actor == "erin"] == ["revoked"]
     # the lease is gone from Now too, and the task page shows the force-release with its reason
     page.goto(site.url + "/tasks/stuck-1")

@@ -94,7 +94,7 @@
           var again_el = document.querySelector(key);
           if (again_el) { again_el.focus(); }
         }
-        say("Updated " + new Date().toLocaleTimeString() + ".");
+        say("Updated " + new Date().toISOString().slice(11, 19) + " UTC.");
       })
       .catch(function () { say("Could not update; will try again on the next change."); })
       .then(function () {
