@@ -159,6 +159,10 @@ def test_sign_in_keeps_the_token_in_a_strict_httponly_cookie(context, site: Site
     page.get_by_label("Token").fill(site.tokens["reader"])
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(site.url + "/tickets")  # back where the browser was going
+    page.keyboard.press("Tab")  # the keyboard's first stop skips the header
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     (cookie,) = [c for c in context.cookies() if c["name"] == "leasehold_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
     assert page.evaluate("document.cookie") == ""  # not readable by scripts
@@ -289,11 +293,15 @@ def test_an_admin_force_releases_with_a_reason_and_it_is_logged(context, site: S
     assert "session crashed at 14:02" in page.locator("#leases-table").inner_text()
 
 
-def test_tickets_page_and_phone_width(browser, site: Site) -> None:
+def test_tickets_page_and_phone_width(browser, context, site: Site) -> None:
     with site.ledger() as ledger:
         ledger.tickets.add_namespace("CMB", "{prefix}-{seq}", by="alice:setup")
         ledger.tickets.reserve("CMB", "bob:t", count=2)
         ledger.feed.post("actionable", "Fix the flaky build", "bob:t", reserve="CMB")
+    desktop = sign_in(context, site, "reader")
+    desktop.goto(site.url + "/tickets")
+    assert desktop.locator('tr[data-prefix="CMB"] strong').inner_text() == "CMB-4"
+    shoot(desktop, "tickets")
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     try:
         page = sign_in(ctx, site, "reader")
