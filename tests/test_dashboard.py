@@ -62,14 +62,15 @@ def browser():
 class Site:
     """A ``leasehold serve`` process over a fresh SQLite ledger, its tokens, and the CLI."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, db: str | None = None, seed: bool = True) -> None:
         from leasehold import Ledger
 
-        self.db = str(folder / "ledger.db")
+        self.db = db or str(folder / "ledger.db")
         Ledger.open(self.db, create=True).close()
         self.tokens = {"admin": make_token(self.db, "alice", "admin"), "agent": make_token(self.db, "bob"),
                        "reader": make_token(self.db, "carol", "reader"), "spare": make_token(self.db, "erin")}
-        self._seed()
+        if seed:
+            self._seed()
         self.env = {k: v for k, v in os.environ.items() if k not in conftest._IDENTITY_VARS}
         self.env["HOME"] = str(folder)
         self.server = ServerProcess(self.db, dict(self.env))
@@ -315,3 +316,38 @@ def test_tickets_page_and_phone_width(browser, context, site: Site) -> None:
         assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1
     finally:
         ctx.close()
+
+
+def test_over_postgresql_pages_of_leases_and_a_direct_write_appears_live(browser, pg_url: str,
+                                                                         tmp_path: Path) -> None:
+    """Over PostgreSQL: 130 leases make two pages (100 + 30), holders most recently active
+    first; a claim written directly on the database by the CLI appears on the open page."""
+    from leasehold import Ledger
+
+    with Ledger.open(pg_url) as ledger:
+        for i in range(130):
+            ledger.claim(f"p-{i:03d}", f"w{i % 13}:s", ttl=3600)
+        ledger.extend("p-000", "w0:s")  # w0:s: the most recently active holder
+    site = Site(tmp_path, pg_url, seed=False)
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = sign_in(ctx, site, "reader")
+        assert page.locator("tr[data-lease]").count() == 100
+        assert page.locator("section.holder h3 .holder-name").first.inner_text() == "w0:s"
+        assert "Page 1 of 2" in page.locator("nav.pager").inner_text()
+        page.get_by_role("link", name="Next →").click()
+        page.wait_for_url(site.url + "/?page=2")
+        assert page.locator("tr[data-lease]").count() == 30
+        last = page.locator("tr[data-lease]").last.get_attribute("data-lease")
+        page.evaluate("window.__sameDocument = true")
+        site.cli("claim", "pg-live", "--actor", "zed", "--session", "z", "--ttl", "5m")
+        # zed:z is now the most recently active holder: first on page 1, so every lease moves
+        # one place on, and page 2 (open) gains the lease that page 1 no longer has room for
+        page.locator("tr[data-lease]").nth(30).wait_for(timeout=LIVE_TIMEOUT_MS)
+        assert page.locator("tr[data-lease]").last.get_attribute("data-lease") == last
+        assert page.evaluate("window.__sameDocument") is True
+        page.goto(site.url + "/")
+        assert page.locator("section.holder h3 .holder-name").first.inner_text() == "zed:z"
+    finally:
+        ctx.close()
+        site.server.stop()
