@@ -210,14 +210,19 @@ class Dashboard:
         self.service.audit(op, status, reason, principal, args)
 
     def _same_origin(self, request: Request) -> bool:
-        """True when the request's ``Origin`` (else ``Referer``) is this server."""
-        host = request.headers.get("host", "")
-        own = f"{request.url.scheme}://{host}"
-        origin = request.headers.get("origin")
-        if origin:
-            return origin == own
-        referer = request.headers.get("referer", "")
-        return referer == own or referer.startswith(own + "/")
+        """True when the request's ``Origin`` (else ``Referer``) names this server's host and
+        port (the ``Host`` header; the scheme is not compared, so that a TLS-terminating proxy
+        in front that passes ``Host`` through works). A request with neither is refused:
+        browsers send ``Origin`` with every form POST."""
+        from urllib.parse import urlsplit
+
+        host = request.headers.get("host", "").lower()
+        source = request.headers.get("origin") or request.headers.get("referer") or ""
+        try:
+            parts = urlsplit(source)
+        except ValueError:
+            return False
+        return bool(host) and parts.scheme in ("http", "https") and parts.netloc.lower() == host
 
     async def _form(self, request: Request) -> dict[str, str]:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
