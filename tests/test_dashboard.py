@@ -170,6 +170,7 @@ def test_sign_in_keeps_the_token_in_a_strict_httponly_cookie(context, site: Site
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(re.compile(r".*/login$"))
     assert not [c for c in context.cookies() if c["name"] == "leasehold_session"]
+    assert page.request.get(site.url + "/ui/events").status == 401  # no stream without a session
 
 
 def test_a_cli_claim_appears_live_counts_down_and_a_release_removes_it(context, site: Site) -> None:
@@ -234,6 +235,9 @@ def test_a_reader_sees_no_admin_controls_and_a_forged_admin_post_is_refused(cont
     assert page.get_by_role("link", name="Admin").count() == 0
     assert page.get_by_text("Force release").count() == 0
     assert page.request.get(site.url + "/admin").status == 403
+    missing = page.goto(site.url + "/tasks/no-such-task")
+    assert missing is not None and missing.status == 404 and "not found" in page.get_by_role("alert").inner_text()
+    page.goto(site.url + "/")
     csrf = page.locator('input[name="csrf"]').first.get_attribute("value")
     forged = page.request.post(site.url + "/admin/force-release", headers={"Origin": site.url},
                                form={"csrf": csrf, "task_id": "guarded", "reason": "forged"})
@@ -275,9 +279,16 @@ def test_an_admin_force_releases_with_a_reason_and_it_is_logged(context, site: S
     paths_form.get_by_label("Reason (required)").fill("the same crash")
     paths_form.get_by_role("button").click()
     assert "released src/app/** (held by bob:crashed)" in page.get_by_role("status").first.inner_text()
-    spare = page.locator("tr", has_text="erin")
-    spare.get_by_role("button", name=re.compile("Revoke")).click()
-    assert "revoked" in page.get_by_role("status").first.inner_text()
+    other = context.browser.new_context()
+    try:
+        erin = sign_in(other, site, "spare")
+        spare = page.locator("tr", has_text="erin")
+        spare.get_by_role("button", name=re.compile("Revoke")).click()
+        assert "revoked" in page.get_by_role("status").first.inner_text()
+        erin.reload()  # a revoked token signs its browser out
+        assert "/login" in erin.url
+    finally:
+        other.close()
     with site.ledger() as ledger:
         task = ledger.show("stuck-1")
         assert task.lease_holder is None and task.status == "open"
