@@ -58,7 +58,7 @@ BLOCKED_TOP = 25
 TASK_EVENTS = 2000
 #: How often the event stream looks at the event log's head (seconds): writes made directly on
 #: the ledger (not through this server) notify no one.
-HEAD_POLL = 0.25
+HEAD_POLL = 0.1
 #: The largest form body accepted (bytes).
 FORM_MAX = 64 * 1024
 SECURITY_HEADERS = {
