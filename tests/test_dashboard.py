@@ -190,7 +190,8 @@ def test_a_cli_claim_appears_live_counts_down_and_a_release_removes_it(context, 
     assert 560 < first <= 600
     page.wait_for_function(
         """([sel, first]) => {
-             const m = document.querySelector(sel).textContent.match(/(\\d+)m (\\d+)s left/);
+             const el = document.querySelector(sel);
+             const m = el && el.textContent.match(/(\\d+)m (\\d+)s left/);
              return m && Number(m[1]) * 60 + Number(m[2]) < first;
            }""", arg=['tr[data-lease="live-1"] .countdown', first], timeout=LIVE_TIMEOUT_MS)
     shoot(page, "now", docs="dashboard-now.png")
