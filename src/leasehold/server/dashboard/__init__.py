@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
     from jinja2 import Environment
 
-    from leasehold.model import Task
     from leasehold.server.app import Service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -520,6 +519,3 @@ async def _thread(func: Any, *args: Any) -> Any:
 
     return await run_in_threadpool(func, *args)
 
-
-def remaining(task: Task, now: float) -> float:
-    return (task.lease_until or now) - now
