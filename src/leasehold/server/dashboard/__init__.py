@@ -518,4 +518,3 @@ async def _thread(func: Any, *args: Any) -> Any:
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(func, *args)
-
