@@ -134,7 +134,7 @@ def _browser_latency(url: str, db: str, token: str, rounds: int = 10) -> list[fl
                               "path": "/", "httpOnly": True, "sameSite": "Strict"}])
             page = ctx.new_page()
             page.goto(url + "/")
-            page.wait_for_function("document.getElementById('live-status').textContent.startsWith('Live')")
+            page.wait_for_function("() => document.getElementById('live-status').textContent.startsWith('Live')")
             with Ledger.open(db) as ledger:
                 for i in range(rounds):
                     started = time.perf_counter()

@@ -194,6 +194,16 @@ def test_a_cli_claim_appears_live_counts_down_and_a_release_removes_it(context, 
              const m = el && el.textContent.match(/(\\d+)m (\\d+)s left/);
              return m && Number(m[1]) * 60 + Number(m[2]) < first;
            }""", arg=['tr[data-lease="live-1"] .countdown', first], timeout=LIVE_TIMEOUT_MS)
+    # A lease that runs out while the page is open is marked at once, in words, not swept yet.
+    site.cli("claim", "brief-1", "--actor", "bob", "--session", "cli", "--ttl", "2s")
+    brief = page.locator('tr[data-lease="brief-1"]')
+    brief.wait_for(timeout=LIVE_TIMEOUT_MS)
+    page.wait_for_function("sel => { const el = document.querySelector(sel); return el && el.classList.contains('expired'); }",
+                           arg='tr[data-lease="brief-1"]', timeout=LIVE_TIMEOUT_MS)
+    assert brief.locator(".badge-expired").is_visible() and "expired" in brief.locator(".countdown").inner_text()
+    assert page.locator("#expired-count").inner_text() == "2"  # with docs-sync's
+    expired = page.locator('tr[data-lease="docs-sync"]')  # expired before the page was rendered
+    assert "expired" in (expired.get_attribute("class") or "") and expired.locator(".badge-expired").is_visible()
     shoot(page, "now", docs="dashboard-now.png")
     # Through the server, with the agent's token: the release removes the row.
     site.cli("release", "live-1", "--session", "cli", remote="agent")

@@ -28,8 +28,13 @@
       if (remaining <= 0 && !el.classList.contains("is-expired")) {
         el.classList.add("is-expired");
         var row = el.closest(".lease");
-        if (row) {
+        if (row && !row.classList.contains("expired")) {
           row.classList.add("expired");
+          var count = document.getElementById("expired-count");
+          if (count && row.hasAttribute("data-lease") && row.tagName === "TR") {
+            count.textContent = String((parseInt(count.textContent, 10) || 0) + 1);
+            document.getElementById("expired-note").hidden = false;
+          }
           var badge = row.querySelector(".badge-expired");
           if (badge) { badge.hidden = false; }
         }
@@ -86,6 +91,8 @@
         if (!fresh || !current) { return; }
         current.replaceWith(document.importNode(fresh, true));
         body.setAttribute("data-now", doc.body.getAttribute("data-now"));
+        var stamp = document.getElementById("rendered-at"), fresher = doc.getElementById("rendered-at");
+        if (stamp && fresher) { stamp.textContent = fresher.textContent; }
         body.setAttribute("data-head", doc.body.getAttribute("data-head"));
         syncClock();
         tick();
