@@ -10,6 +10,7 @@ import pytest
 
 from leasehold import Ledger
 from leasehold.errors import (
+    InvalidInput,
     LeaseHeld,
     NotFound,
     NotHolder,
@@ -261,3 +262,40 @@ def test_cli_migrate_text_names_each_migration(sqlite_cli, tmp_path) -> None:
     first = sqlite_cli("migrate")
     assert first.returncode == 0, first.stderr
     assert first.stdout == "".join(f"applied {v:04d}_{n}\n" for v, n, _ in files[1:])
+
+
+def test_lease_board_groups_by_holder_most_recently_active_first_and_pages(ledger: Ledger) -> None:
+    import time
+
+    ledger.claim("b1", "old:1", ttl=600)
+    ledger.claim("b2", "old:1", ttl=600)
+    ledger.claim("gone", "late:1", ttl=1)
+    ledger.claim("c1", "new:1", ttl=600)
+    ledger.claim("idle", "x:1", ttl=600)
+    ledger.release("idle", "x:1")
+    deadline = time.monotonic() + 10
+    while ledger.show("gone").lease_valid(ledger.now()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ledger.extend("b1", "old:1")  # old:1 is now the most recently active holder
+    tasks, counts = ledger.lease_board(100)
+    assert [(t.lease_holder, t.id) for t in tasks] == [
+        ("old:1", "b1"), ("old:1", "b2"), ("new:1", "c1"), ("late:1", "gone")]
+    assert counts == {"leases": 4, "expired": 1, "holders": 3}
+    assert not tasks[-1].lease_valid(ledger.now())  # past expiry, not swept: still on the board
+    page, again = ledger.lease_board(2, offset=2)
+    assert [t.id for t in page] == ["c1", "gone"] and again == counts
+    ledger.sweep(auto_release=True)
+    assert ledger.lease_board(100)[1] == {"leases": 3, "expired": 0, "holders": 2}
+    for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
+        with pytest.raises(InvalidInput):
+            ledger.lease_board(**bad)  # type: ignore[arg-type]
+
+
+def test_namespaces_name_the_next_ticket(ledger: Ledger) -> None:
+    tickets = ledger.tickets
+    tickets.add_namespace("NXT", "{prefix}-{seq}", by="a:1")
+    assert dict((ns.prefix, c["next_ticket"]) for ns, c in tickets.namespaces()) == {"NXT": "NXT-1"}
+    tickets.reserve("NXT", "a:1", count=2)
+    tickets.abandon("NXT-2", "a:1")
+    assert dict((ns.prefix, c["next_ticket"]) for ns, c in tickets.namespaces()) == {"NXT": "NXT-3"}

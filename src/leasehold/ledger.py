@@ -572,6 +572,25 @@ class Ledger:
             raise InvalidInput(f"limit must be at least 1, got {limit}")
         return self.store.who(limit)
 
+    #: The most leases one :meth:`lease_board` page holds.
+    BOARD_PAGE_MAX = 1000
+
+    def lease_board(self, limit: int = 100, offset: int = 0) -> tuple[list[Task], dict[str, int]]:
+        """A page of the lease board (the dashboard's Now page): the recorded leases — valid
+        ones, and those past their expiry that no sweep or new grant has cleared yet (check
+        :meth:`Task.lease_valid`) — grouped by holder, the most recently active holder first
+        (the newest ``updated_at`` among its leases), each holder's leases by acquisition time.
+        ``limit``: 1 to :data:`BOARD_PAGE_MAX` leases, from ``offset`` (0 or more).
+
+        Returns ``(tasks, counts)``; ``counts`` is ``{"leases", "expired", "holders"}`` over the
+        whole board (not only the page), read in the same snapshot as the page. Raises
+        :class:`InvalidInput` for a limit or offset out of range."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.BOARD_PAGE_MAX:
+            raise InvalidInput(f"limit must be between 1 and {self.BOARD_PAGE_MAX}, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
+            raise InvalidInput(f"offset must be 0 or more, got {offset!r}")
+        return self.store.lease_board(limit, offset)
+
     def leases_of(self, holder: Holder | str) -> list[Lease]:
         """The valid leases ``holder`` has now."""
         who = Holder.parse(holder)

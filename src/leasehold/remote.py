@@ -327,6 +327,14 @@ class RemoteLedger(Ledger):
     def leases_of(self, holder: Holder | str) -> list[Lease]:
         return [_lease(t) for t in self._call("leases_of", holder=str(Holder.parse(holder)))]
 
+    def lease_board(self, limit: int = 100, offset: int = 0) -> tuple[list[Task], dict[str, int]]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.BOARD_PAGE_MAX:
+            raise InvalidInput(f"limit must be between 1 and {self.BOARD_PAGE_MAX}, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
+            raise InvalidInput(f"offset must be 0 or more, got {offset!r}")
+        data = self._call("lease_board", limit=limit, offset=offset)
+        return [task_in(t) for t in data["tasks"]], data["counts"]
+
     def held_among(self, ids: Iterable[str]) -> list[Task]:
         from leasehold.model import is_task_id
 

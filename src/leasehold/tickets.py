@@ -261,8 +261,21 @@ class Tickets:
         return namespace, created
 
     def namespaces(self) -> list[tuple[Namespace, dict[str, Any]]]:
-        """Every namespace with ``{"reserved", "abandoned", "last_ticket"}``, by prefix."""
-        return self.store.list_namespaces()
+        """Every namespace with ``{"reserved", "abandoned", "last_ticket", "next_ticket"}``, by
+        prefix. ``next_ticket`` is the id the next reservation takes now (in the current UTC day
+        for a dated format), unless that id is in use elsewhere and gets skipped."""
+        found = self.store.list_namespaces()
+        if not found:
+            return found
+        now = self.store.now()
+        periods = {ns.prefix: period_of(ns.format, now) for ns, _ in found}
+        last = self.store.last_seqs(periods)
+        for ns, counts in found:
+            try:
+                counts["next_ticket"] = render(ns.format, ns.prefix, last.get(ns.prefix, 0) + 1, now)
+            except InvalidInput:  # the format cannot render it: no next number to show
+                counts["next_ticket"] = None
+        return found
 
     def namespace(self, prefix: str) -> Namespace:
         """Raises :class:`NotFound`."""

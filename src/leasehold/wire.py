@@ -50,6 +50,7 @@ OPS = {
     "check": ("GET", T + "/check", "reader", {"holder": "string?"}),
     "who": ("GET", "/v1/who", "reader", {"limit": "integer?"}),
     "leases_of": ("GET", "/v1/leases", "reader", {"holder": "string"}),
+    "lease_board": ("GET", "/v1/leases/board", "reader", {"limit": "integer?", "offset": "integer?"}),
     "held_among": ("POST", "/v1/held", "reader", {"ids": "array"}),
     "add": ("POST", T, "agent", {"title": "string?", "priority": "integer?", "by": "string?"}),
     "add_blocked": ("POST", T + "/add-blocked", "agent",

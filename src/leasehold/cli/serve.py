@@ -26,6 +26,7 @@ def cmd_serve(ctx: Context) -> int:
     if db.startswith(("http://", "https://")):
         raise InvalidInput(f"serve needs a SQLite or PostgreSQL ledger, not another server ({db})")
     try:
+        import jinja2  # noqa: F401  (the dashboard's templates)
         import uvicorn
 
         import leasehold.server.app  # noqa: F401
@@ -71,7 +72,9 @@ def setup_serve(sub: Any) -> None:
         description=(
             "Serve the ledger (--db, LEASEHOLD_DB or leasehold.toml: SQLite or PostgreSQL) over\n"
             "HTTP: the JSON API under /v1 (Bearer tokens: see 'leasehold token'), the event\n"
-            "stream /v1/events, /healthz, /readyz, /metrics and /openapi.json. Clients point\n"
+            "stream /v1/events, /healthz, /readyz, /metrics and /openapi.json, and a web\n"
+            "dashboard at / (sign in with a token: who holds what, live; lease timelines;\n"
+            "tickets; admin force-release and token revocation). Clients point\n"
             "LEASEHOLD_DB at http(s)://HOST:PORT and set LEASEHOLD_TOKEN. Several processes\n"
             "over one PostgreSQL are stateless peers (--workers N, or N machines behind a load\n"
             "balancer). Needs the server extra: pip install 'leasehold[server]'."

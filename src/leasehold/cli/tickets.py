@@ -66,7 +66,8 @@ def cmd_namespace_list(ctx: Context) -> int:
         data.append(dict(ns.to_dict(), **stats))
         lane = f"  lane {ns.lane_actor}" if ns.lane_actor else ""
         lines.append(f"{ns.prefix:<8} {ns.format:<28} reserved {stats['reserved']}"
-                     f" (abandoned {stats['abandoned']})  last {stats['last_ticket'] or '-'}{lane}")
+                     f" (abandoned {stats['abandoned']})  last {stats['last_ticket'] or '-'}"
+                     f"  next {stats.get('next_ticket') or '-'}{lane}")
     ctx.out(data, "\n".join(lines) if lines else "no namespaces")
     return 0
 

@@ -189,6 +189,11 @@ def leases_of(c: Call, holder: str) -> Any:
     return [_lease(lease) for lease in c.ledger.leases_of(holder)]
 
 
+def lease_board(c: Call, limit: int = 100, offset: int = 0) -> Any:
+    tasks, counts = c.ledger.lease_board(limit, offset)
+    return {"tasks": [T(t) for t in tasks], "counts": counts}
+
+
 def held_among(c: Call, ids: list[str]) -> Any:
     return [T(t) for t in c.ledger.held_among([str(i) for i in ids])]
 

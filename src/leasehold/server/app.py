@@ -392,8 +392,11 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
     import contextlib
 
     service = Service(db, anonymous)
-    routes = _open_routes(service)
+    routes: list[Any] = list(_open_routes(service))
     routes.append(Route("/v1/events", _events_endpoint(service), methods=["GET"]))
+    from leasehold.server.dashboard import Dashboard
+
+    routes.extend(Dashboard(service).routes())
     # Task ids may hold '/': their parameter takes the rest of the path, so the routes with a
     # suffix after it (/claim, /status, ...) go first.
     for op, (method, path, _role, _params) in sorted(wire.OPS.items(), key=lambda item: item[1][1].endswith("}")):

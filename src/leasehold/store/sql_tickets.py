@@ -211,6 +211,13 @@ class TicketsSQL:
                                            "abandoned": int(row["abandoned"]),
                                            "last_ticket": row["last_ticket"]}) for row in rows]
 
+    def last_seqs(self, periods: dict[str, str]) -> dict[str, int]:
+        """``{prefix: the highest seq ever reserved in its period}`` (0 when none) for each
+        ``{prefix: period}``, in one read."""
+        with self._read() as tx:
+            return {prefix: int(tx.one("last_seq", prefix=prefix, period=period)["last"])
+                    for prefix, period in periods.items()}
+
     # -- reservations -----------------------------------------------------------------------
     def get_reservation(self, ticket_id: str) -> Reservation | None:
         with self._read() as tx:

@@ -569,6 +569,18 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
                     groups.append((f"{actor}:{session}", tasks))
         return groups
 
+    def lease_board(self, limit: int, offset: int = 0) -> tuple[list[Task], dict[str, int]]:
+        """A page of the recorded leases (valid, or past expiry and not swept yet) grouped by
+        holder, the most recently active holder first (the newest ``updated_at`` among its
+        leases), each holder's leases by acquisition time: at most ``limit`` from ``offset``.
+        Returns ``(tasks, counts)`` with counts ``{"leases", "expired", "holders"}`` over the
+        whole board, read in the same snapshot."""
+        with self._read() as tx:
+            counts = tx.one("lease_board_counts")
+            rows = tx.all("lease_board", limit=limit, offset=offset)
+            totals = {name: int(counts[name] or 0) for name in ("leases", "expired", "holders")}
+        return [Task.from_row(row) for row in rows], totals
+
     def leases_of(self, actor: str, session: str) -> list[Task]:
         with self._read() as tx:
             return [Task.from_row(row) for row in tx.all("leases_of_holder", actor=actor, session=session)]

@@ -169,3 +169,25 @@ SELECT * FROM (
     SELECT * FROM events WHERE task_id = :task_id AND id > :after ORDER BY id DESC LIMIT :limit
 ) AS recent ORDER BY id;
 
+
+-- name: lease_board
+-- Recorded leases (valid, or past expiry and not swept yet) grouped by holder, the most recently
+-- active holder first (the newest updated_at among its leases), then each holder's leases by
+-- acquisition: a page of :limit from :offset (the dashboard's Now page).
+SELECT * FROM (
+    SELECT tasks.*,
+           MAX(updated_at) OVER (PARTITION BY lease_actor, lease_session) AS holder_active
+    FROM tasks
+    WHERE lease_until IS NOT NULL
+) AS board
+ORDER BY holder_active DESC, lease_actor, lease_session, lease_acquired_at, id
+LIMIT :limit OFFSET :offset;
+
+-- name: lease_board_counts
+-- The size of the board: recorded leases, those past expiry, and distinct holders.
+SELECT COUNT(*) AS leases,
+       COALESCE(SUM(CASE WHEN lease_until <= :now THEN 1 ELSE 0 END), 0) AS expired,
+       (SELECT COUNT(*) FROM (SELECT 1 AS one FROM tasks WHERE lease_until IS NOT NULL
+                              GROUP BY lease_actor, lease_session) AS holders) AS holders
+FROM tasks
+WHERE lease_until IS NOT NULL;
