@@ -128,12 +128,14 @@ class Caller:
     """Who calls: ``actor``, the default ``session`` (None: every call must name one) and the
     ``role`` (``agent``, ``admin`` or ``reader``)."""
 
-    __slots__ = ("actor", "session", "role")
+    __slots__ = ("actor", "session", "role", "principal")
 
-    def __init__(self, actor: str, session: str | None, role: str = "admin") -> None:
+    def __init__(self, actor: str, session: str | None, role: str = "admin", principal: Any = None) -> None:
         self.actor = actor
         self.session = session
         self.role = role
+        #: The service's principal (``/mcp``), for the audit of a refused call.
+        self.principal = principal
 
     def holder(self, session: str | None) -> Holder:
         """``actor:session`` with ``session`` (the tool argument) or the default. Raises
@@ -160,6 +162,9 @@ class Backend:
 
     def after_write(self) -> None:
         """Called after a tool that writes (the service wakes its waiters)."""
+
+    def forbidden(self, name: str, reason: str, caller: Caller) -> None:
+        """Called when ``caller``'s role may not run tool ``name`` (the service audits it)."""
 
     def workdir(self) -> str | None:
         """The folder relative file paths are resolved against (stdio), or None: paths are
@@ -398,7 +403,9 @@ def call(backend: Backend, caller: Caller, name: str, arguments: dict[str, Any])
         if not read_only and RANK.get(caller.role, 0) < RANK["agent"]:
             from leasehold.server.api import Forbidden
 
-            raise Forbidden(f"a {caller.role} token may not {name.replace('_', ' ')} (needs agent)")
+            reason = f"a {caller.role} token may not {name.replace('_', ' ')} (needs agent)"
+            backend.forbidden(name, reason, caller)
+            raise Forbidden(reason)
         led = backend.ledger()
         handler = HANDLERS[name]
         if name == "check_paths":
@@ -498,6 +505,76 @@ def build(backend: Backend) -> Server[Any]:
     return Server("leasehold", version=__version__, instructions=INSTRUCTIONS,
                   on_list_tools=list_tools, on_call_tool=call_tool, on_list_resources=list_resources,
                   on_list_resource_templates=list_templates, on_read_resource=read_resource)
+
+
+class ServiceBackend(Backend):
+    """``/mcp`` in ``leasehold serve``: the service's ledgers; the caller from the bearer
+    token :class:`Authenticated` checked (anonymous mode: actor ``anonymous``), the default
+    session from the ``Leasehold-Session`` header."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def ledger(self) -> Ledger:
+        return self.service.ledger()  # type: ignore[no-any-return]
+
+    def after_write(self) -> None:
+        self.service.changed()
+
+    def caller(self, request: Any) -> Caller:
+        principal = None if request is None else request.scope.get("state", {}).get(PRINCIPAL)
+        if principal is None:  # never reached: Authenticated runs first
+            raise MCPError(code=types.INVALID_REQUEST, message="not authenticated")
+        session = request.headers.get("leasehold-session") or None
+        return Caller(principal.actor or "anonymous", session, principal.role, principal)
+
+    def forbidden(self, name: str, reason: str, caller: Caller) -> None:
+        self.service.audit(f"mcp:{name}", 403, reason, caller.principal, {})
+
+
+PRINCIPAL = "leasehold_principal"
+
+
+class Authenticated:
+    """The ASGI application at ``/mcp``: the service's bearer-token check (401 without a
+    token or with a bad one, audited like the API's), then the SDK's Streamable HTTP app."""
+
+    def __init__(self, service: Any, inner: Any) -> None:
+        self.service = service
+        self.inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.requests import Request
+
+        from leasehold.errors import PermissionDenied
+        from leasehold.server.app import _error
+
+        request = Request(scope, receive)
+        try:
+            principal = await run_in_threadpool(self.service.authenticate, request)
+        except PermissionDenied as exc:
+            await run_in_threadpool(self.service.audit, "mcp", 401, str(exc), None, {})
+            await _error(self.service, exc, "mcp")(scope, receive, send)
+            return
+        except LeaseholdError as exc:
+            await _error(self.service, exc, "mcp")(scope, receive, send)
+            return
+        scope.setdefault("state", {})[PRINCIPAL] = principal
+        await self.inner(scope, receive, send)
+
+
+def mount(service: Any) -> tuple[Any, Any]:
+    """``(route, session manager)`` for ``/mcp`` in the service's application: Streamable
+    HTTP, stateless (any ``serve`` process answers any request: they stay peers behind a load
+    balancer) with JSON responses. The session manager's ``run()`` must be entered in the
+    application's lifespan."""
+    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+    from starlette.routing import Route
+
+    manager = StreamableHTTPSessionManager(app=build(ServiceBackend(service)), json_response=True,
+                                           stateless=True)
+    return Route("/mcp", endpoint=Authenticated(service, StreamableHTTPASGIApp(manager))), manager
 
 
 def run_stdio(backend: LocalBackend) -> None:
