@@ -58,7 +58,7 @@ def cmd_show(ctx: Context) -> int:
     lines = []
     for row in rows:
         state = ("error: " + row["error"] if row["error"] else
-                 "installed: " + " ".join(row["entry"]["command"]) if row["installed"] else
+                 "installed: " + " ".join([str(row["entry"].get("command"))] + [str(a) for a in row["entry"].get("args") or []]) if row["installed"] else
                  "not installed" + ("" if row["exists"] else " (no file)"))
         lines.append(f"{row['client']:<12} {row['scope']:<8} {row['path']}  {state}")
     ctx.out(rows, "\n".join(lines))

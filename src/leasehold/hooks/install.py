@@ -234,6 +234,16 @@ def read_settings(path: str) -> dict[str, Any] | None:
 
 
 def _write(path: str, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON with :func:`write_bytes`."""
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate read from a \udXXX escape: written back escaped
+        payload = (json.dumps(data, indent=2) + "\n").encode("ascii")
+    write_bytes(path, payload)
+
+
+def write_bytes(path: str, payload: bytes) -> None:
     """Replace the file atomically: through a symbolic link (a dotfiles repository's file stays
     linked), keeping the file's permission bits. Raises :class:`InvalidInput` for a read-only
     file or when it cannot be written; the file is then unchanged."""
@@ -252,11 +262,6 @@ def _write(path: str, data: dict[str, Any]) -> None:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    try:
-        payload = text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate read from a \udXXX escape: written back escaped
-        payload = (json.dumps(data, indent=2) + "\n").encode("ascii")
     tmp = None
     try:
         os.makedirs(os.path.dirname(real), exist_ok=True)
