@@ -310,26 +310,43 @@ def _toml_install(path: str, wanted: dict[str, Any]) -> bool:
     doc, text = _toml_doc(path)
     if _toml_current(doc) == wanted:
         return False
-    table = tomlkit.table()
-    for key, value in wanted.items():
-        table.add(key, value)
+    table = _toml_table(wanted)
     servers = doc.get("mcp_servers")
-    if servers is not None and NAME not in servers:
-        table.add(tomlkit.nl())  # a blank line before whatever table follows
     if servers is None:
-        servers = tomlkit.table(is_super_table=True)
-        servers.add(NAME, table)
-        if text and not text.endswith("\n"):
-            doc.add(tomlkit.nl())
-        if text and text.strip():
-            doc.add(tomlkit.nl())
-        doc.add("mcp_servers", servers)
-    elif NAME in servers:
+        # Appended as text after everything else (one blank line between), so that uninstall
+        # can cut exactly these bytes out again.
+        block = _toml_block(table)
+        text = text or ""
+        sep = "" if not text.strip() else ("\n" if text.endswith("\n") else "\n\n")
+        write_bytes(path, (text + sep + block).encode("utf-8"))
+        return True
+    if NAME in servers:
         servers[NAME] = table
     else:
+        table.add(tomlkit.nl())  # a blank line before whatever table follows
         servers.add(NAME, table)
     write_bytes(path, tomlkit.dumps(doc).encode("utf-8"))
     return True
+
+
+def _toml_table(values: dict[str, Any]) -> Any:
+    import tomlkit
+
+    table = tomlkit.table()
+    for key, value in values.items():
+        table.add(key, value)
+    return table
+
+
+def _toml_block(table: Any) -> str:
+    """``[mcp_servers.leasehold]`` and its keys, as install appends them."""
+    import tomlkit
+
+    servers = tomlkit.table(is_super_table=True)
+    servers.add(NAME, table)
+    doc = tomlkit.document()
+    doc.add("mcp_servers", servers)
+    return tomlkit.dumps(doc)
 
 
 def _toml_uninstall(path: str) -> bool:
@@ -339,10 +356,17 @@ def _toml_uninstall(path: str) -> bool:
     if text is None or _toml_current(doc) is None:
         return False
     servers = doc["mcp_servers"]
-    del servers[NAME]
-    if not servers:
-        del doc["mcp_servers"]
-    out = tomlkit.dumps(doc)
+    block = _toml_block(_toml_table(_toml_current(doc)))
+    if len(servers) == 1 and text.endswith(block):
+        # The table install appended: cut those bytes (and the blank line before them) out.
+        out = text[:len(text) - len(block)]
+        if out.endswith("\n\n"):
+            out = out[:-1]
+    else:
+        del servers[NAME]
+        if not servers:
+            del doc["mcp_servers"]
+        out = tomlkit.dumps(doc)
     if not out.strip():
         os.remove(path)
         return True
