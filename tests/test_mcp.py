@@ -132,6 +132,13 @@ async def _every_tool(client: ClientSession, holder: str) -> None:
     assert nothing.is_error and nothing.structured_content["error"]["exit_code"] == 1
     bad_ttl = await client.call_tool("claim", {"task": "T-2", "ttl": "forever"})
     assert bad_ttl.is_error and bad_ttl.structured_content["error"]["exit_code"] == 2
+    bad_count = await client.call_tool("next", {"count": 0})
+    assert bad_count.is_error and _text(bad_count) == "count must be at least 1, got 0"
+    again = await client.call_tool("next", {"count": 5})
+    assert [t["id"] for t in again.structured_content["tasks"]] == ["CMB-0003"]
+    assert not (await client.call_tool("done", {"task": "CMB-0003"})).is_error
+    none_left = await client.call_tool("next", {})
+    assert none_left.is_error and _text(none_left) == "no task available"
 
     # malformed calls are protocol errors, and the session goes on
     for name, args in (("claim", {"task": 42}), ("claim", {}), ("claim", {"task": "x", "holder": "a:b"}),
@@ -147,7 +154,10 @@ def _race_stdio(db: str, env: dict[str, str], cwd: str, name: str, barrier, resu
         async with stdio(db, env, name, f"{name}-s", Path(cwd)) as client:
             await anyio.to_thread.run_sync(barrier.wait)
             result = await client.call_tool("claim", {"task": "race", "ttl": "5m"})
-            results.put((name, result.is_error, _text(result), result.structured_content))
+            # the loser (refused: the winner's lease is committed) asks the gate too
+            check = await client.call_tool("check", {"task": "race"}) if result.is_error else None
+            results.put((name, result.is_error, _text(result), result.structured_content,
+                         check and check.structured_content["verdict"], check and _text(check)))
 
     anyio.run(main)
 
@@ -157,7 +167,10 @@ def _race_http(url: str, token: str, name: str, barrier, results) -> None:  # ty
         async with over_http(url, token, f"{name}-s") as client:
             await anyio.to_thread.run_sync(barrier.wait)
             result = await client.call_tool("claim", {"task": "race", "ttl": "5m"})
-            results.put((name, result.is_error, _text(result), result.structured_content))
+            # the loser (refused: the winner's lease is committed) asks the gate too
+            check = await client.call_tool("check", {"task": "race"}) if result.is_error else None
+            results.put((name, result.is_error, _text(result), result.structured_content,
+                         check and check.structured_content["verdict"], check and _text(check)))
 
     anyio.run(main)
 
@@ -167,7 +180,7 @@ def _race(target, args_of) -> list[tuple]:  # type: ignore[no-untyped-def]
     through a barrier once both are initialized."""
     from multiprocessing import get_context
 
-    ctx = get_context("spawn")
+    ctx = get_context("fork")  # the test process holds no event loop and no client here
     barrier = ctx.Barrier(2, timeout=90)
     results = ctx.Queue()
     procs = [ctx.Process(target=target, args=(*args_of(name), barrier, results)) for name in ("ann", "ben")]
@@ -192,6 +205,8 @@ def _one_winner(outcomes: list[tuple], holder_of) -> str:  # type: ignore[no-unt
     error = losers[0][3]["error"]
     assert error["type"] == "LeaseHeld" and error["holder"] == winner and error["lease_until"]
     assert losers[0][2].startswith(f"Task race held by {winner} until "), losers[0][2]
+    # the held task blocks the loser's check
+    assert losers[0][4] == "BLOCKED" and losers[0][5].startswith(f"VERDICT: BLOCKED — held by {winner} until ")
     return winner
 
 
@@ -205,16 +220,7 @@ def test_stdio_every_tool_race_and_check(mcp_db: str, base_env: dict[str, str], 
     anyio.run(main)
 
     outcomes = _race(_race_stdio, lambda name: (mcp_db, base_env, str(tmp_path), name))
-    winner = _one_winner(outcomes, lambda name: f"{name}:{name}-s")
-    loser = "ben" if winner.startswith("ann") else "ann"
-
-    async def after() -> None:  # the held task blocks the loser's check
-        async with stdio(mcp_db, base_env, loser, f"{loser}-s", tmp_path) as client:
-            check = await client.call_tool("check", {"task": "race"})
-            assert check.structured_content["verdict"] == "BLOCKED"
-            assert _text(check).startswith(f"VERDICT: BLOCKED — held by {winner} until ")
-
-    anyio.run(after)
+    _one_winner(outcomes, lambda name: f"{name}:{name}-s")
 
 
 def test_stdio_session_defaults_to_the_runtime_then_a_generated_one(sqlite_url: str, base_env, tmp_path: Path) -> None:
@@ -278,15 +284,7 @@ def test_http_tokens_every_tool_race_and_check(mcp_db: str, base_env: dict[str, 
 
         outcomes = _race(_race_http, lambda name: (server.url, tokens["bob" if name == "ann" else "dave"], name))
         holders = {"ann": "bob:ann-s", "ben": "dave:ben-s"}
-        winner = _one_winner(outcomes, holders.__getitem__)
-        loser_token = tokens["dave"] if winner.startswith("bob") else tokens["bob"]
-
-        async def after() -> None:
-            async with over_http(server.url, loser_token, "late") as client:
-                check = await client.call_tool("check", {"task": "race"})
-                assert check.structured_content["verdict"] == "BLOCKED" and winner in _text(check)
-
-        anyio.run(after)
+        _one_winner(outcomes, holders.__getitem__)
         # the refused write of the reader and the 401s were audited
         with Ledger.open(mcp_db) as ledger:
             refused = [e for e in ledger.events(None, None) if e.kind == "auth_refused"]

@@ -298,7 +298,7 @@ def _check(led: Ledger, c: Caller, a: dict[str, Any]) -> types.CallToolResult:
 
 
 def _next(led: Ledger, c: Caller, a: dict[str, Any]) -> types.CallToolResult:
-    leases = led.next(c.holder(a.get("session")), _ttl(a.get("ttl")), a.get("count") or 1)
+    leases = led.next(c.holder(a.get("session")), _ttl(a.get("ttl")), a.get("count", 1))
     if not leases:
         raise NoneAvailable("no task available")
     data = {"tasks": [lease.task.to_dict(led.replayed_at or lease.task.updated_at) for lease in leases]}
@@ -329,8 +329,7 @@ def _who(led: Ledger, c: Caller, a: dict[str, Any]) -> types.CallToolResult:
 
 
 def _reserve_ticket(led: Ledger, c: Caller, a: dict[str, Any]) -> types.CallToolResult:
-    count = a.get("count") or 1
-    reservations = led.tickets.reserve(a["prefix"], c.holder(a.get("session")), count)
+    reservations = led.tickets.reserve(a["prefix"], c.holder(a.get("session")), a.get("count", 1))
     return _ok({"reservations": [r.to_dict() for r in reservations]},
                "\n".join(r.ticket_id for r in reservations))
 
