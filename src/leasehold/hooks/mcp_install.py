@@ -193,8 +193,21 @@ class _Json:
         return prefix if not prefix.strip() else ""
 
 
-def _render(value: Any, indent: str) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n" + indent)
+def _render(value: Any, indent: str, unit: int = 2) -> str:
+    return json.dumps(value, indent=unit, ensure_ascii=False).replace("\n", "\n" + indent)
+
+
+def _line_indent(text: str, offset: int) -> str:
+    """The white space that starts the line holding ``offset``."""
+    line = text.rfind("\n", 0, offset) + 1
+    seg = text[line:offset]
+    return seg[:len(seg) - len(seg.lstrip(" \t"))]
+
+
+def _unit(doc: _Json, obj: int, member_indent: str) -> int:
+    """The file's indentation step: its members' indent beyond their object's line (else 2)."""
+    step = len(member_indent) - len(_line_indent(doc.text, obj))
+    return step if 0 < step <= 8 else 2
 
 
 def _insert_member(doc: _Json, obj: int, key: str, value: Any) -> str:
@@ -202,15 +215,15 @@ def _insert_member(doc: _Json, obj: int, key: str, value: Any) -> str:
     members, close = doc.members(obj)
     text = doc.text
     if members:
-        indent = doc.indent_at(members[0][1]) or "  "
+        indent = doc.indent_at(members[0][1]) or _line_indent(text, obj) + "  "
         last_end = members[-1][3]
-        piece = f",\n{indent}{json.dumps(key)}: {_render(value, indent)}"
+        piece = f",\n{indent}{json.dumps(key)}: {_render(value, indent, _unit(doc, obj, indent))}"
         return text[:last_end] + piece + text[last_end:]
-    line = text.rfind("\n", 0, obj) + 1
-    seg = text[line:obj]
-    outer = seg[:len(seg) - len(seg.lstrip(" \t"))]
-    indent = outer + "  "
-    piece = f"\n{indent}{json.dumps(key)}: {_render(value, indent)}\n{outer}"
+    outer = _line_indent(text, obj)
+    parent_members = doc.members(doc.skip(0))[0]
+    unit = _unit(doc, doc.skip(0), doc.indent_at(parent_members[0][1])) if parent_members else 2
+    indent = outer + " " * unit
+    piece = f"\n{indent}{json.dumps(key)}: {_render(value, indent, unit)}\n{outer}"
     return text[:obj + 1] + piece + text[obj + 1:]
 
 
@@ -255,8 +268,9 @@ def _json_install(path: str, client: str, wanted: dict[str, Any]) -> bool:
         text = _insert_member(doc, servers[2], NAME, wanted)
     else:
         members, _ = doc.members(servers[2])
-        _, _, start, end = next(m for m in members if m[0] == NAME)
-        text = doc.text[:start] + _render(wanted, doc.indent_at(members[0][1]) or "  ") + doc.text[end:]
+        _, key_at, start, end = next(m for m in members if m[0] == NAME)
+        indent = doc.indent_at(key_at) or _line_indent(doc.text, key_at)
+        text = doc.text[:start] + _render(wanted, indent, _unit(doc, servers[2], indent)) + doc.text[end:]
     write_bytes(path, text.encode("utf-8"))
     return True
 
