@@ -308,6 +308,42 @@ def test_cli_start_up_does_not_import_mcp(sqlite_cli) -> None:
     assert json.loads(size.stdout)["bytes"] <= TOOLS_BUDGET
 
 
+def test_stdio_garbage_and_malformed_requests_do_not_end_the_session(sqlite_url: str, base_env, tmp_path: Path) -> None:
+    """Raw JSON-RPC on the real process's stdin: a line that is not JSON, a tools/call without a
+    name, arguments that are not an object — each refused (or skipped), and the next call is
+    answered."""
+    import subprocess
+
+    proc = subprocess.Popen([conftest.LEASEHOLD, "mcp", "--db", sqlite_url, "--session", "raw"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=base_env, cwd=tmp_path)
+    assert proc.stdin is not None and proc.stdout is not None
+    lines = [
+        "not json at all",
+        {"id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                                     "clientInfo": {"name": "raw", "version": "1"}}},
+        {"method": "notifications/initialized"},
+        {"id": 2, "method": "tools/call", "params": {"arguments": {}}},
+        {"id": 3, "method": "tools/call", "params": {"name": "who", "arguments": [1]}},
+        {"id": 4, "method": "tools/call", "params": {"name": "claim", "arguments": {"task": "raw-1"}}},
+    ]
+    try:
+        for line in lines:
+            text = line if isinstance(line, str) else json.dumps({"jsonrpc": "2.0", **line})
+            proc.stdin.write(text + "\n")
+        proc.stdin.flush()
+        answers = {}
+        while len(answers) < 4:
+            message = json.loads(proc.stdout.readline())
+            answers[message["id"]] = message
+        assert answers[1]["result"]["serverInfo"]["name"] == "leasehold"
+        assert answers[2]["error"]["code"] == -32602 and answers[3]["error"]["code"] == -32602
+        assert answers[4]["result"]["structuredContent"]["lease_holder"].endswith(":raw")
+    finally:
+        proc.stdin.close()
+        assert proc.wait(30) == 0  # stdin closed: the server ends cleanly
+
+
 def test_stdio_bad_ledger_is_one_line_and_its_exit_code(base_env, tmp_path: Path) -> None:
     import subprocess
 

@@ -17,8 +17,8 @@ a protocol error (``-32602``), never a crash.
 Identity: the actor comes from the token (``/mcp``, or a remote ledger) or the configuration
 (``LEASEHOLD_ACTOR``, leasehold.toml, git, ``$USER``); the session is the tool's ``session``
 argument, else the server's own (stdio: ``--session``, ``LEASEHOLD_SESSION``,
-``CLAUDE_CODE_SESSION_ID``, ``CODEX_THREAD_ID``, ``GEMINI_SESSION_ID``, else one generated per
-server process; ``/mcp``: the ``Leasehold-Session`` request header).
+``CLAUDE_CODE_SESSION_ID``, ``CODEX_THREAD_ID``, ``GEMINI_SESSION_ID``, ``CLAUDE_SESSION_ID``,
+else one generated per server process; ``/mcp``: the ``Leasehold-Session`` request header).
 """
 
 from __future__ import annotations
@@ -186,6 +186,10 @@ class LocalBackend(Backend):
         self.lock = threading.Lock()
         actor, _ = resolve_actor(actor_flag, settings)
         session, source = resolve_session(session_flag, required=False)
+        if session is None and os.environ.get("CLAUDE_SESSION_ID"):  # an older Claude Code name
+            from leasehold.model import validate_name
+
+            session, source = validate_name(os.environ["CLAUDE_SESSION_ID"], "session"), "CLAUDE_SESSION_ID"
         if session is None:
             import secrets
 
