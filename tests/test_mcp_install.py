@@ -208,10 +208,14 @@ def test_a_stale_entry_is_replaced_in_place(repo) -> None:
     stale = ('{\n  "mcpServers": {\n    "leasehold": {"command": "leasehold", "args": ["mcp"]},\n'
              '    "other": {"command": "y"}\n  }\n}\n')
     path.write_text(stale)
+    shown = _run(env, root, "show", "--client", "claude-code")
+    assert "problem: the entry runs 'leasehold'" in shown.stdout
     run = _run(env, root, "install", "--client", "claude-code")
     assert run.returncode == 0 and "installed" in run.stdout
     data = json.loads(path.read_text())
     assert os.path.isabs(data["mcpServers"]["leasehold"]["command"])
+    assert next(r for r in json.loads(_run(env, root, "show", "--json").stdout)
+                if r["client"] == "claude-code" and r["scope"] == "project")["problems"] == []
     assert list(data["mcpServers"]) == ["leasehold", "other"]
     assert path.read_text().endswith('    "other": {"command": "y"}\n  }\n}\n')
 

@@ -61,6 +61,7 @@ def cmd_show(ctx: Context) -> int:
                  "installed: " + " ".join([str(row["entry"].get("command"))] + [str(a) for a in row["entry"].get("args") or []]) if row["installed"] else
                  "not installed" + ("" if row["exists"] else " (no file)"))
         lines.append(f"{row['client']:<12} {row['scope']:<8} {row['path']}  {state}")
+        lines.extend(f"    problem: {problem}" for problem in row.get("problems", []))
     ctx.out(rows, "\n".join(lines))
     return 0
 

@@ -417,7 +417,7 @@ def uninstall(client: str, scope: str = "project", cwd: str | None = None) -> di
 
 def show(clients: list[str] | tuple[str, ...] = CLIENTS, cwd: str | None = None) -> list[dict[str, Any]]:
     """For each client and scope: ``{"client", "scope", "path", "exists", "installed",
-    "entry", "error"}``."""
+    "entry", "error", "problems"}`` (``problems``: why an installed entry cannot start)."""
     out = []
     for client in clients:
         for scope in SCOPES:
@@ -433,8 +433,13 @@ def show(clients: list[str] | tuple[str, ...] = CLIENTS, cwd: str | None = None)
             except InvalidInput as exc:
                 row["error"] = str(exc)
                 current = None
+            row["problems"] = []
             if current is not None:
                 row["installed"] = True
                 row["entry"] = current
+                command = current.get("command") if isinstance(current, dict) else None
+                if not isinstance(command, str) or not (os.path.isabs(command) and os.access(command, os.X_OK)):
+                    row["problems"].append(f"the entry runs {command!r}, not an executable at an absolute "
+                                           f"path: run 'leasehold mcp install --client {client} --scope {scope}'")
             out.append(row)
     return out
