@@ -290,6 +290,10 @@ def test_http_tokens_every_tool_race_and_check(mcp_db: str, base_env: dict[str, 
             refused = [e for e in ledger.events(None, None) if e.kind == "auth_refused"]
         assert any(e.details.get("op") == "mcp" and e.details.get("status") == 401 for e in refused)
         assert any(e.details.get("op") == "mcp:claim" and e.details.get("status") == 403 for e in refused)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", "/metrics")
+        assert 'leasehold_request_seconds_count{route="mcp"}' in conn.getresponse().read().decode()
+        conn.close()
     finally:
         server.stop()
 

@@ -547,24 +547,30 @@ class Authenticated:
         self.inner = inner
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        import time
+
         from starlette.concurrency import run_in_threadpool
         from starlette.requests import Request
 
         from leasehold.errors import PermissionDenied
         from leasehold.server.app import _error
 
+        started = time.perf_counter()
         request = Request(scope, receive)
         try:
-            principal = await run_in_threadpool(self.service.authenticate, request)
-        except PermissionDenied as exc:
-            await run_in_threadpool(self.service.audit, "mcp", 401, str(exc), None, {})
-            await _error(self.service, exc, "mcp")(scope, receive, send)
-            return
-        except LeaseholdError as exc:
-            await _error(self.service, exc, "mcp")(scope, receive, send)
-            return
-        scope.setdefault("state", {})[PRINCIPAL] = principal
-        await self.inner(scope, receive, send)
+            try:
+                principal = await run_in_threadpool(self.service.authenticate, request)
+            except PermissionDenied as exc:
+                await run_in_threadpool(self.service.audit, "mcp", 401, str(exc), None, {})
+                await _error(self.service, exc, "mcp")(scope, receive, send)
+                return
+            except LeaseholdError as exc:
+                await _error(self.service, exc, "mcp")(scope, receive, send)
+                return
+            scope.setdefault("state", {})[PRINCIPAL] = principal
+            await self.inner(scope, receive, send)
+        finally:
+            self.service.metrics.latency.labels(route="mcp").observe(time.perf_counter() - started)
 
 
 def mount(service: Any) -> tuple[Any, Any]:
