@@ -444,9 +444,10 @@ def _validate(name: str, arguments: dict[str, Any]) -> None:
         validator = _VALIDATORS[name] = jsonschema.Draft202012Validator(TOOLS[name][1])
     error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
     if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path)
+        where = "/".join(str(p) for p in error.absolute_path)[:100]
+        what = error.message if len(error.message) <= 300 else error.message[:300] + "..."
         raise MCPError(code=types.INVALID_PARAMS,
-                       message=f"invalid arguments for {name}{' at ' + where if where else ''}: {error.message}")
+                       message=f"invalid arguments for {name}{' at ' + where if where else ''}: {what}")
 
 
 WHO_URI = "leasehold://who"
