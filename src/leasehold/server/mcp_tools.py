@@ -171,6 +171,10 @@ class Backend:
         taken as repository-relative as given (a server far from the files)."""
         return None
 
+    def limiter(self) -> Any:
+        """The ``anyio.CapacityLimiter`` tool calls run under, or None (anyio's default)."""
+        return None
+
 
 class LocalBackend(Backend):
     """``leasehold mcp`` over stdio: the ledger of ``settings``; the actor from the
@@ -196,6 +200,7 @@ class LocalBackend(Backend):
             session, source = f"mcp-{secrets.token_hex(4)}", "generated for this server process"
         self.session_source = source
         self._caller = Caller(actor, session, "admin")
+        self._limiter: Any = None
         self.ledger().now()  # open it now: a bad ledger fails the start, in one line
 
     def ledger(self) -> Ledger:
@@ -211,6 +216,13 @@ class LocalBackend(Backend):
 
     def caller(self, request: Any) -> Caller:
         return self._caller
+
+    def limiter(self) -> Any:
+        # One call at a time: one agent's calls, one worker thread, one connection (over
+        # PostgreSQL a server per agent session must not hold a connection per pool thread).
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(1)
+        return self._limiter
 
     def workdir(self) -> str | None:
         return os.getcwd()
@@ -468,7 +480,8 @@ def build(backend: Backend) -> Server[Any]:
         arguments = dict(params.arguments or {})
         _validate(name, arguments)
         caller = backend.caller(ctx.request)
-        return await anyio.to_thread.run_sync(call, backend, caller, name, arguments)
+        return await anyio.to_thread.run_sync(call, backend, caller, name, arguments,
+                                              limiter=backend.limiter())
 
     async def list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
         return types.ListResourcesResult(resources=[types.Resource(
@@ -500,7 +513,7 @@ def build(backend: Backend) -> Server[Any]:
             raise MCPError(code=types.INVALID_PARAMS, message=f"unknown resource {uri}")
 
         try:
-            data = await anyio.to_thread.run_sync(read)
+            data = await anyio.to_thread.run_sync(read, limiter=backend.limiter())
         except LeaseholdError as exc:
             raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
         return types.ReadResourceResult(contents=[types.TextResourceContents(
