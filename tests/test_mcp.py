@@ -261,6 +261,13 @@ def test_http_tokens_every_tool_race_and_check(mcp_db: str, base_env: dict[str, 
             assert response.status == 401 and body["error"]["exit_code"] == 77, body
             conn.close()
 
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", "/mcp", headers={"Authorization": f"Bearer {tokens['bob']}",
+                                             "Accept": "text/event-stream"})
+        response = conn.getresponse()
+        assert response.status == 405 and response.getheader("Allow") == "POST"
+        conn.close()
+
         async def refused_by_the_sdk_client() -> None:
             with pytest.raises(BaseException):  # noqa: B017 - the SDK raises its transport error
                 async with over_http(server.url, "lh_wrong") as client:

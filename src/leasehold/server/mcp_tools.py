@@ -554,7 +554,9 @@ PRINCIPAL = "leasehold_principal"
 
 class Authenticated:
     """The ASGI application at ``/mcp``: the service's bearer-token check (401 without a
-    token or with a bad one, audited like the API's), then the SDK's Streamable HTTP app."""
+    token or with a bad one, audited like the API's), then the SDK's Streamable HTTP app (a GET,
+    the optional server-to-client event stream, is 405: a stateless server sends nothing
+    unasked)."""
 
     def __init__(self, service: Any, inner: Any) -> None:
         self.service = service
@@ -580,6 +582,13 @@ class Authenticated:
                 return
             except LeaseholdError as exc:
                 await _error(self.service, exc, "mcp")(scope, receive, send)
+                return
+            if scope.get("method") == "GET":
+                # Stateless: no server-initiated messages, so no event stream to open (the
+                # spec's answer is 405; the SDK would hold the request open with nothing to say).
+                from starlette.responses import Response
+
+                await Response(status_code=405, headers={"Allow": "POST"})(scope, receive, send)
                 return
             scope.setdefault("state", {})[PRINCIPAL] = principal
             await self.inner(scope, receive, send)
