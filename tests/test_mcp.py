@@ -20,7 +20,7 @@ pytest.importorskip("mcp")
 
 import anyio  # noqa: E402
 import httpx2  # noqa: E402
-from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 from mcp.shared.exceptions import MCPError  # noqa: E402
 
@@ -223,6 +223,21 @@ def test_stdio_every_tool_race_and_check(mcp_db: str, base_env: dict[str, str], 
     _one_winner(outcomes, lambda name: f"{name}:{name}-s")
 
 
+def test_stdio_with_the_newer_protocol(sqlite_url: str, base_env, tmp_path: Path) -> None:
+    """The SDK's high-level ``Client`` negotiates the newer protocol revision over stdio."""
+    async def main() -> None:
+        params = StdioServerParameters(command=conftest.LEASEHOLD, args=["mcp", "--db", sqlite_url, "--session", "m"],
+                                       env=dict(base_env, LEASEHOLD_ACTOR="mo"), cwd=str(tmp_path))
+        async with Client(params) as client:
+            assert client.protocol_version not in ("2025-11-25", "2025-06-18")
+            claimed = await client.call_tool("claim", {"task": "N-1"})
+            assert claimed.structured_content["lease_holder"] == "mo:m"
+            task = json.loads((await client.read_resource("leasehold://task/N-1")).contents[0].text)
+            assert task["lease_holder"] == "mo:m" and task["exists"] is True
+
+    anyio.run(main)
+
+
 def test_stdio_session_defaults_to_the_runtime_then_a_generated_one(sqlite_url: str, base_env, tmp_path: Path) -> None:
     async def claim_with(env: dict[str, str], task: str) -> str:
         params = StdioServerParameters(command=conftest.LEASEHOLD, args=["mcp", "--db", sqlite_url],
@@ -283,6 +298,15 @@ def test_http_tokens_every_tool_race_and_check(mcp_db: str, base_env: dict[str, 
                 assert denied.is_error and denied.structured_content["error"]["exit_code"] == 77
                 assert "reader token may not claim" in _text(denied)
                 assert not (await reader.call_tool("who", {})).is_error
+            # the SDK's high-level Client negotiates the newer protocol (no handshake)
+            headers = {"Authorization": f"Bearer {tokens['dave']}", "Leasehold-Session": "modern"}
+            async with httpx2.AsyncClient(headers=headers, timeout=30) as http_client:
+                async with Client(streamable_http_client(server.url + "/mcp", http_client=http_client)) as modern:
+                    assert modern.protocol_version not in ("2025-11-25", "2025-06-18")
+                    claimed = await modern.call_tool("claim", {"task": "M-1"})
+                    assert claimed.structured_content["lease_holder"] == "dave:modern"
+                    with pytest.raises(MCPError):
+                        await modern.call_tool("claim", {"task": 1})
             async with over_http(server.url, tokens["dave"]) as no_session:  # no Leasehold-Session header
                 missing = await no_session.call_tool("claim", {"task": "R"})
                 assert missing.is_error and "no session" in _text(missing)
