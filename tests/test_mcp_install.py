@@ -182,6 +182,8 @@ def test_install_creates_a_missing_file_and_uninstall_removes_it(repo, client: s
     ("claude-code", ".mcp.json", '{"mcpServers": {"a": {"command": "x"},}}'),
     ("claude-code", ".mcp.json", '// comments are not JSON\n{"mcpServers": {}}'),
     ("claude-code", ".mcp.json", '{"mcpServers": ["not", "an", "object"]}'),
+    ("claude-code", ".mcp.json", '{"mcpServers": null}'),
+    ("claude-code", ".mcp.json", '{"mcpServers": {}, "mcpServers": {"a": {}}}'),
     ("codex", ".codex/config.toml", '[mcp_servers.docs\ncommand = "x"\n'),
     ("codex", ".codex/config.toml", 'mcp_servers = "nope"\n'),
     ("gemini", ".gemini/settings.json", '{"mcpServers": {"a": 1 /* unterminated }'),
@@ -229,3 +231,47 @@ def test_a_toml_file_without_a_final_newline_only_gains_one(repo) -> None:
     assert path.read_text().startswith('model = "o3"  # no newline at the end\n\n[mcp_servers.leasehold]\n')
     assert _run(env, root, "uninstall", "--client", "codex").returncode == 0
     assert path.read_text() == 'model = "o3"  # no newline at the end\n'
+
+
+def test_any_json_file_round_trips(tmp_path: Path) -> None:
+    """Property: whatever JSON object a Claude Code or Gemini file holds, in whatever layout,
+    install leaves every other byte as it was and uninstall restores the file exactly."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from leasehold.hooks import mcp_install
+
+    (tmp_path / ".git").mkdir(exist_ok=True)
+    keys = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
+    scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=10)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(keys, inner, max_size=3), max_leaves=8)
+    servers = st.dictionaries(keys.filter(lambda k: k != "leasehold"),
+                              st.fixed_dictionaries({"command": st.text(min_size=1, max_size=8)}), max_size=3)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(keys.filter(lambda k: k != "mcpServers"), values, max_size=4),
+           st.none() | servers, st.sampled_from([None, 1, 2, 4, "\t"]), st.booleans(),
+           st.sampled_from(["claude-code", "gemini"]))
+    def check(other: dict, found: dict | None, indent, newline: bool, client: str) -> None:
+        data = dict(other)
+        if found is not None:
+            data["mcpServers"] = found
+        text = json.dumps(data, indent=indent, ensure_ascii=False) + ("\n" if newline else "")
+        path = Path(mcp_install.config_path(client, "project", str(tmp_path)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+        mcp_install.install(client, "project", str(tmp_path), exe="/opt/lh/bin/leasehold")
+        installed = path.read_text("utf-8")
+        _only_inserted(text, installed)
+        assert json.loads(installed)["mcpServers"]["leasehold"]["command"] == "/opt/lh/bin/leasehold"
+        assert {k: v for k, v in json.loads(installed).items() if k != "mcpServers"} == other
+        mcp_install.uninstall(client, "project", str(tmp_path))
+        if not other and not found:  # a file left holding only {} is removed (documented)
+            assert not path.exists()
+        elif found == {}:  # an emptied mcpServers is taken out (documented)
+            assert json.loads(path.read_text("utf-8")) == other
+        else:
+            assert path.read_text("utf-8") == text
+
+    check()

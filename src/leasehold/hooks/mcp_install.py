@@ -94,8 +94,15 @@ class _Json:
         self.path = path
         self.text = text
         self.comments = comments
+        def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+            keys = [k for k, _ in items]
+            if len(set(keys)) != len(keys):
+                twice = next(k for k in keys if keys.count(k) > 1)
+                raise ValueError(f"the key {twice!r} appears twice in one object")
+            return dict(items)
+
         try:
-            data = json.loads(self._uncommented() if comments else text)
+            data = json.loads(self._uncommented() if comments else text, object_pairs_hook=pairs)
         except ValueError as exc:
             raise InvalidInput(f"{path} is not valid JSON ({exc}); fix it first, nothing was changed") from None
         except RecursionError:
@@ -246,7 +253,7 @@ def _json_state(path: str, client: str) -> tuple[_Json | None, Any]:
         return None, None
     doc = _Json(path, text, comments=client == "gemini")
     servers = doc.data.get("mcpServers")
-    if servers is not None and not isinstance(servers, dict):
+    if "mcpServers" in doc.data and not isinstance(servers, dict):
         raise InvalidInput(f"{path}: 'mcpServers' must be an object; nothing was changed")
     return doc, (servers or {}).get(NAME)
 
