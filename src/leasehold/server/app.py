@@ -402,18 +402,25 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
         routes.append(Route(path.replace("{task_id}", "{task_id:path}"), _endpoint(service, op),
                             methods=[method], name=op))
 
-    # The MCP server at /mcp (leasehold.server.mcp_tools), behind the same bearer tokens.
-    from leasehold.server import mcp_tools
-
-    mcp_route, mcp_manager = mcp_tools.mount(service)
-    routes.insert(0, mcp_route)
+    # The MCP server at /mcp (leasehold.server.mcp_tools), behind the same bearer tokens; left
+    # out (404) when the mcp SDK is not installed.
+    try:
+        from leasehold.server import mcp_tools
+    except ImportError:
+        mcp_manager = None
+    else:
+        mcp_route, mcp_manager = mcp_tools.mount(service)
+        routes.insert(0, mcp_route)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.start()
         try:
-            async with mcp_manager.run():
+            if mcp_manager is None:
                 yield
+            else:
+                async with mcp_manager.run():
+                    yield
         finally:
             service.close()
 
