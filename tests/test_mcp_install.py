@@ -202,6 +202,10 @@ def test_unparsable_files_are_refused_untouched(repo, client: str, name: str, ba
     assert path.read_text() == bad
     show = json.loads(_run(env, root, "show", "--client", client, "--json").stdout)
     assert next(r for r in show if r["scope"] == "project")["error"]
+    doctor = subprocess.run([conftest.LEASEHOLD, "doctor", "--json"], capture_output=True, text=True,
+                            env=env, cwd=root, timeout=60)
+    found = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == f"mcp:{client}:project"]
+    assert found and found[0]["ok"] is None and str(path) in found[0]["detail"], doctor.stdout
 
 
 def test_a_stale_entry_is_replaced_in_place(repo) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 
-from leasehold.errors import InvalidInput
+from leasehold.errors import InvalidInput, LeaseholdError
 from leasehold.hooks.install import executable, project_root, write_bytes
 
 TYPE_CHECKING = False
@@ -432,14 +432,16 @@ def show(clients: list[str] | tuple[str, ...] = CLIENTS, cwd: str | None = None)
             row: dict[str, Any] = {"client": client, "scope": scope, "path": path,
                                    "exists": os.path.exists(path), "installed": False, "entry": None,
                                    "error": None}
+            current = None
             try:
-                if client == "codex":
+                if not row["exists"]:
+                    pass
+                elif client == "codex":
                     current = _toml_current(_toml_doc(path)[0])
                 else:
                     current = _json_state(path, client)[1]
-            except InvalidInput as exc:
+            except LeaseholdError as exc:  # InvalidInput; ConfigError without tomlkit
                 row["error"] = str(exc)
-                current = None
             row["problems"] = []
             if current is not None:
                 row["installed"] = True
