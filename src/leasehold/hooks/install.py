@@ -255,10 +255,20 @@ def read_settings(path: str, runtime: str = "claude") -> dict[str, Any] | None:
 
 
 def _write(path: str, text: str) -> None:
-    """Replace the file atomically with ``text``: through a symbolic link (a dotfiles
-    repository's file stays linked), keeping the file's permission bits. Raises
-    :class:`InvalidInput` for a read-only file or when it cannot be written; the file is then
-    unchanged."""
+    """Replace the file atomically with ``text`` (UTF-8) through :func:`write_bytes`. Raises
+    :class:`InvalidInput` for text that cannot be encoded or a file that cannot be written; the
+    file is then unchanged."""
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"cannot write {path}: text that is not UTF-8; nothing was changed") from None
+    write_bytes(path, payload)
+
+
+def write_bytes(path: str, payload: bytes) -> None:
+    """Replace the file atomically: through a symbolic link (a dotfiles repository's file stays
+    linked), keeping the file's permission bits. Raises :class:`InvalidInput` for a read-only
+    file or when it cannot be written; the file is then unchanged."""
     real = os.path.realpath(path)
     try:
         mode: int | None = os.stat(real).st_mode & 0o7777
@@ -274,10 +284,6 @@ def _write(path: str, text: str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    try:
-        payload = text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"cannot write {path}: text that is not UTF-8; nothing was changed") from None
     tmp = None
     try:
         os.makedirs(os.path.dirname(real), exist_ok=True)

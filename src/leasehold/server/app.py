@@ -5,6 +5,8 @@ Routes are built from :data:`leasehold.wire.OPS` (so the routes, ``/openapi.json
 client agree by construction); each is a thin translation of HTTP to one call of the domain
 (:mod:`leasehold.server.api`). Ledger calls run in worker threads, each with its own connection.
 
+``/mcp`` is the MCP server (Streamable HTTP, :mod:`leasehold.server.mcp_tools`).
+
 Identity: every route but ``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json`` needs
 ``Authorization: Bearer TOKEN``. The token's actor is the caller: a ``holder`` / ``by`` naming
 another actor is 403 and audited (an ``auth_refused`` event), as is a role too weak for the
@@ -403,11 +405,25 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
         routes.append(Route(path.replace("{task_id}", "{task_id:path}"), _endpoint(service, op),
                             methods=[method], name=op))
 
+    # The MCP server at /mcp (leasehold.server.mcp_tools), behind the same bearer tokens; left
+    # out (404) when the mcp SDK is not installed.
+    try:
+        from leasehold.server import mcp_tools
+    except ImportError:
+        mcp_manager = None
+    else:
+        mcp_route, mcp_manager = mcp_tools.mount(service)
+        routes.insert(0, mcp_route)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.start()
         try:
-            yield
+            if mcp_manager is None:
+                yield
+            else:
+                async with mcp_manager.run():
+                    yield
         finally:
             service.close()
 
