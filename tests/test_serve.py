@@ -494,3 +494,26 @@ def test_operation_ids_travel_through_the_server(served) -> None:
         found = ledger.lookup_op("retry-me-1")
         assert found is not None and found.kind == "claim" and found.holder == "bob:s1"
         assert ledger.lookup_op("never-sent") is None
+
+
+def test_reads_may_name_any_holder_changes_only_the_tokens_actor(served, base_env, tmp_path: Path) -> None:
+    """Reading is open to every token: ``check`` for another actor's holder and ``leases_of``
+    another actor answer 200 (to an agent and to a reader alike); a change naming another
+    actor stays 403."""
+    from leasehold.remote import RemoteLedger
+
+    tok = served.tokens
+    with RemoteLedger(served.url, tok["agent2"]) as dave:
+        dave.claim("read-1", "dave:s1", ttl=300)
+    for token in (tok["agent"], tok["reader"]):
+        status, answer = request(served, "GET", "/v1/tasks/read-1/check?holder=dave:s1", token)
+        assert status == 200 and answer["result"]["clear"] is True, answer
+        status, answer = request(served, "GET", "/v1/leases?holder=dave:s1", token)
+        assert status == 200 and [t["id"] for t in answer["result"]] == ["read-1"], answer
+        assert request(served, "GET", "/v1/tasks/read-1/status", token)[0] == 200
+    with RemoteLedger(served.url, tok["agent"]) as bob:
+        verdict = bob.check("read-1", "dave:s1")
+        assert verdict.clear and verdict.task.lease_actor == "dave"
+        assert not bob.check("read-1", "bob:s1").clear
+    status, answer = request(served, "POST", "/v1/tasks/read-1/release", tok["agent"], {"holder": "dave:s1"})
+    assert status == 403 and answer["error"]["exit_code"] == 77

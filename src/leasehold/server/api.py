@@ -36,11 +36,13 @@ class Principal:
 
 def authorize(principal: Principal, op: str, role: str, args: dict[str, Any]) -> None:
     """Raise :class:`Forbidden` when ``principal`` may not run ``op`` with ``args``: a role
-    below ``role``, or a ``holder`` / ``by`` naming another actor than the token's."""
+    below ``role``, or a change whose ``holder`` / ``by`` names another actor than the
+    token's. Reads (:data:`leasehold.wire.READS`) may name any holder: ``check T --holder
+    bob:s1`` or ``leases_of`` another actor only reads what every token may read."""
     if RANK[principal.role] < RANK[role]:
         article = "an" if principal.role[0] in "aeiou" else "a"
         raise Forbidden(f"{article} {principal.role} token may not {op.replace('_', ' ')} (needs {role})")
-    if principal.actor is None:
+    if principal.actor is None or op in wire.READS:
         return
     for key in ("holder", "by"):
         value = args.get(key)
