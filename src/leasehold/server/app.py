@@ -44,6 +44,65 @@ class Unauthenticated(PermissionDenied):
     """No token, or a token that is not valid."""
 
 
+class RequestTooLarge(InvalidInput):
+    """A request body over the server's limit (HTTP 413, exit 2)."""
+
+
+#: The largest request body accepted by default (bytes): ``leasehold serve --max-body``.
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than the server's limit of {limit} bytes (leasehold serve --max-body)"
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413 and the JSON error
+    shape, without holding the body: a declared ``Content-Length`` over the limit is refused
+    before a byte of the body is read; a chunked (or understated) body is counted as it
+    arrives and refused when the count passes the limit (:class:`RequestTooLarge`, raised
+    from ``receive`` into the route, which answers 413)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0  # the HTTP server itself refuses a malformed length
+                if declared > self.limit:
+                    await _send_json(send, 413, wire.error_out(RequestTooLarge(_too_large(self.limit)))[1])
+                    return
+        limit = self.limit
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise RequestTooLarge(_too_large(limit))
+            return message  # type: ignore[no-any-return]
+
+        await self.app(scope, counted, send)
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    raw = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": raw})
+
+
 class Service:
     """What every request shares: the ledger URL, a ledger per worker thread, the change
     notifier, metrics, and whether anonymous (loopback-only) access was asked for."""
@@ -188,6 +247,8 @@ def _error(service: Service, exc: BaseException, op: str) -> JSONResponse:
     status, body = wire.error_out(exc)
     if isinstance(exc, Unauthenticated):
         status = 401
+    elif isinstance(exc, RequestTooLarge):
+        status = 413
     if status < 500 or status == 503:
         service.metrics.refusals.labels(reason=body["error"]["type"]).inc()
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -385,10 +446,11 @@ def _open_routes(service: Service) -> list[Route]:
             Route("/metrics", metrics, methods=["GET"]), Route("/openapi.json", openapi, methods=["GET"])]
 
 
-def create_app(db: str, *, anonymous: bool = False) -> Starlette:
+def create_app(db: str, *, anonymous: bool = False, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
     """The application over the ledger at ``db`` (any ledger URL leasehold opens).
     ``anonymous``: requests without a token act as admin (the serve command allows it on
-    loopback addresses only). Raises the ledger's errors when it cannot be opened."""
+    loopback addresses only). ``max_body``: the largest request body accepted (bytes; more
+    is 413). Raises the ledger's errors when it cannot be opened."""
     import contextlib
 
     service = Service(db, anonymous)
@@ -418,6 +480,9 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
                                        "message": f"no route {request.method} {request.url.path}"}},
                             status_code=status)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route})
+    from starlette.middleware import Middleware
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route},
+                    middleware=[Middleware(BodyLimit, limit=max_body)])
     app.state.service = service
     return app
