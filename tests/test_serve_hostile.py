@@ -114,6 +114,10 @@ def test_request_bodies_over_the_limit_are_413_without_being_read(served, base_e
         with RemoteLedger(small.url, token) as ledger:
             with pytest.raises(InvalidInput, match="larger than"):
                 ledger.claim("big", "bob:s1", ttl=60, title="y" * 8000)
+            # Megabytes: the server answers and closes while the client is still sending; the
+            # client reads that answer (exit 2), never "cannot reach the server" (75).
+            with pytest.raises(InvalidInput, match="larger than"):
+                ledger.client.call("feed_import", lines=["z" * 1000] * 4000, by="bob:s1")
             assert ledger.claim("big", "bob:s1", ttl=60, title="small").task.lease_session == "s1"
     finally:
         small.stop()

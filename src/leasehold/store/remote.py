@@ -158,6 +158,11 @@ class Client:
                 status = response.status
                 break
             except (OSError, http.client.HTTPException) as exc:
+                early = self._early_answer(conn) if not sent and body else None
+                if early is not None:  # refused before the body was all out (413)
+                    status, raw = early
+                    self.close()
+                    break
                 self.close()
                 if attempt == 0 and (not sent or read):
                     continue  # nothing applied (or a read): once more on a fresh connection
@@ -175,6 +180,19 @@ class Client:
                 self.server_now, self.at = float(data["now"]), time.monotonic()
             return data["result"]
         raise wire.error_in(status, data)
+
+    @staticmethod
+    def _early_answer(conn: http.client.HTTPConnection) -> tuple[int, bytes] | None:
+        """The answer a server sent before it stopped reading the request (a body over its
+        limit: 413), if it can still be read; else None."""
+        if conn.sock is None:
+            return None
+        try:
+            response = http.client.HTTPResponse(conn.sock, method="POST")
+            response.begin()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            return None
 
     def _resolve(self, op: str, op_id: str | None, exc: BaseException) -> Any:
         """The answer to change ``op_id`` was lost: send it again with the same operation id.
