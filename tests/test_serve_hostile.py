@@ -144,3 +144,56 @@ def test_plain_http_on_a_public_address_warns_at_start(sqlite_url, base_env) -> 
         assert bool(lines) == warned, err
         if warned:
             assert len(lines) == 1 and "clear text" in lines[0] and host in lines[0]
+
+
+def test_a_waiter_that_disconnects_while_its_grant_is_in_flight_leaves_no_lease(pg_url, base_env) -> None:
+    """The grant races the disconnect: the waiter's claim is blocked inside PostgreSQL (the
+    test holds the task's row lock) when its client goes away. The waiter leaves the queue at
+    once; when the claim then commits, the server releases the lease nobody will use, and the
+    next waiter gets it."""
+    from leasehold import Ledger
+    from leasehold.remote import RemoteLedger
+
+    from tests.pg import admin
+    from tests.server import ServerProcess, make_token
+
+    Ledger.open(pg_url).close()
+    token = make_token(pg_url, "bob")
+    server = ServerProcess(pg_url, dict(base_env))
+    locker = None
+    try:
+        with RemoteLedger(server.url, token) as ledger:
+            ledger.add("inflight")
+            import psycopg
+
+            locker = psycopg.connect(pg_url, autocommit=False)
+            locker.execute("SELECT id FROM tasks WHERE id = 'inflight' FOR UPDATE")
+
+            def blocked() -> bool:
+                with admin() as conn:
+                    return bool(conn.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock' AND query ILIKE '%tasks%'").fetchone()[0])
+
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+            conn.request("POST", "/v1/tasks/inflight/claim",
+                         body=json.dumps({"holder": "bob:dead", "wait": 120, "ttl": 300}).encode(),
+                         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            wait_for(blocked, 30, "the waiter's claim blocked on the row lock")
+            conn.sock.shutdown(socket.SHUT_RDWR)
+            conn.close()
+            wait_for(lambda: _waiters(server) == 0, 30, "the dead waiter left the queue")
+            locker.commit()  # the claim goes through now, for a client that is gone
+
+            def released() -> bool:
+                task = ledger.status("inflight")
+                return task is not None and task.lease_actor is None and any(
+                    e.kind == "claimed" and e.session == "dead" for e in ledger.events("inflight"))
+
+            wait_for(released, 30, "the grant to the gone waiter released")
+            lease = ledger.wait_claim("inflight", "bob:next", ttl=60, timeout=30)
+            assert lease.holder.session == "next"
+    finally:
+        if locker is not None:
+            locker.close()
+        server.stop()

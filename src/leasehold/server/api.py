@@ -114,11 +114,13 @@ def claim(c: Call, task_id: str, holder: str, ttl: float | None = None, title: s
 
 async def claim_waiting(service: Any, task_id: str, holder: str, wait: float, ttl: float | None = None,
                         title: str | None = None, priority: int | None = None, op_id: str | None = None) -> Any:
-    """``claim`` with ``wait`` seconds: FIFO per task, woken by changes (server/waits.py)."""
+    """``claim`` with ``wait`` seconds: FIFO per task, woken by changes (server/waits.py).
+    Returns the answer and a function that undoes the grant (the client went away)."""
     from leasehold.server.waits import claim_wait
 
-    return _lease(await claim_wait(service.changes, service.ledger, task_id, holder, ttl, _wait(wait),
-                                   title=title, priority=priority, op_id=op_id))
+    lease, undo = await claim_wait(service.changes, service.ledger, task_id, holder, ttl, _wait(wait),
+                                   title=title, priority=priority, op_id=op_id)
+    return _lease(lease), undo
 
 
 def _wait(wait: float) -> float:
@@ -153,13 +155,14 @@ def next_(c: Call, holder: str, ttl: float | None = None, count: int = 1, wait: 
 
 async def next_waiting(service: Any, holder: str, wait: float, ttl: float | None = None, count: int = 1,
                        op_id: str | None = None) -> Any:
-    """``next`` with ``wait`` seconds (FIFO among ``next`` waiters)."""
+    """``next`` with ``wait`` seconds (FIFO among ``next`` waiters). Returns the answer and a
+    function that undoes the grants (the client went away)."""
     from leasehold.server.waits import next_wait
 
     if count < 1:
         raise InvalidInput(f"count must be at least 1, got {count}")
-    return [_lease(lease) for lease in await next_wait(service.changes, service.ledger, holder, ttl, count,
-                                                       _wait(wait), op_id)]
+    leases, undo = await next_wait(service.changes, service.ledger, holder, ttl, count, _wait(wait), op_id)
+    return [_lease(lease) for lease in leases], undo
 
 
 def sweep(c: Call, auto_release: bool = False) -> Any:

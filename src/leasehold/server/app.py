@@ -276,7 +276,7 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
                     validate_task_id(args["task_id"])
                 Holder.parse(args["holder"])
                 waiting = api.WAITING[op](service, op_id=request.headers.get("leasehold-op-id"), **args)
-                result = await _unless_disconnected(request, waiting)
+                result = await _unless_disconnected(service, request, waiting)
                 if result is _GONE:
                     service.metrics.latency.labels(route=op).observe(time.perf_counter() - started)
                     return Response(status_code=499)
@@ -306,10 +306,12 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
 _GONE = object()
 
 
-async def _unless_disconnected(request: Request, waiting: Any) -> Any:
-    """Await the coroutine ``waiting`` unless the client disconnects first: then cancel it (its
-    place in the FIFO is freed at once, so a dead client is never granted a lease it cannot
-    receive, nor stalls the waiters behind it) and return ``_GONE``."""
+async def _unless_disconnected(service: Service, request: Request, waiting: Any) -> Any:
+    """Await the coroutine ``waiting`` (which returns ``(answer, undo)``) unless the client
+    disconnects first: then cancel it (its place in the FIFO is freed at once, so a dead
+    client neither stalls the waiters behind it nor keeps a lease it cannot receive: a grant
+    already in flight is undone when it lands, see :meth:`Changes.wait_turn`) and return
+    ``_GONE``. A grant that lands as the client goes is undone here."""
     task = asyncio.ensure_future(waiting)
 
     async def gone() -> None:
@@ -319,10 +321,16 @@ async def _unless_disconnected(request: Request, waiting: Any) -> Any:
     watcher = asyncio.ensure_future(gone())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        left = watcher.done()
     finally:
         watcher.cancel()
     if task.done():
-        return task.result()
+        answer, undo = task.result()
+        if not left:
+            return answer
+        await _thread(undo)  # granted just as the client went away: nobody will use it
+        await _thread(service.changed)
+        return _GONE
     task.cancel()
     try:
         await task
