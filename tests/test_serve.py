@@ -517,3 +517,41 @@ def test_reads_may_name_any_holder_changes_only_the_tokens_actor(served, base_en
         assert not bob.check("read-1", "bob:s1").clear
     status, answer = request(served, "POST", "/v1/tasks/read-1/release", tok["agent"], {"holder": "dave:s1"})
     assert status == 403 and answer["error"]["exit_code"] == 77
+
+
+def _requests_of(server, route: str) -> int:
+    _status, answer = request(server, "GET", "/metrics")
+    found = re.search(r'^leasehold_request_seconds_count\{route="%s"\} ([\d.]+)$' % route, answer["raw"], re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def test_list_all_and_feed_list_all_are_paged_over_http(served, base_env, tmp_path: Path) -> None:
+    """``list --all`` and ``feed list --all`` through the server read page after page (a
+    cursor each), never the whole listing in one answer; the output is the local one."""
+    from leasehold import Ledger
+    from leasehold.remote import RemoteLedger
+
+    with Ledger.open(served.db) as ledger:
+        for i in range(30):
+            ledger.add(f"many-{i:02d}", priority=i % 4)
+        for i in range(14):
+            ledger.feed.post("info", f"note {i}", "bob:s1")
+        want_tasks = [t.id for t in ledger.iter_tasks()]
+        want_posts = [p.id for p in ledger.feed.iter_posts()]
+    with RemoteLedger(served.url, served.tokens["reader"]) as remote:
+        remote.TASK_PAGE = 4
+        feed = remote.feed
+        feed.POST_PAGE = 3
+        before = _requests_of(served, "tasks_page"), _requests_of(served, "feed_page")
+        assert [t.id for t in remote.iter_tasks()] == want_tasks
+        assert [p.id for p in feed.iter_posts()] == want_posts
+        after = _requests_of(served, "tasks_page"), _requests_of(served, "feed_page")
+    assert after[0] - before[0] == 30 // 4 + 1 and after[1] - before[1] == 14 // 3 + 1, (before, after)
+
+    env = dict(base_env, LEASEHOLD_TOKEN=served.tokens["reader"])
+    for args in (("list", "--all", "--json"), ("feed", "list", "--all", "--json")):
+        remote_run = CLI(served.url, env, tmp_path)(*args)
+        local_run = CLI(served.db, base_env, tmp_path)(*args)
+        assert remote_run.returncode == 0 == local_run.returncode, remote_run.stderr
+        assert remote_run.stdout == local_run.stdout
+    assert _requests_of(served, "tasks_page") > after[0] and _requests_of(served, "feed_page") > after[1]

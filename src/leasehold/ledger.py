@@ -776,6 +776,22 @@ class Ledger:
         return self._filtered(self.store.iter_tasks(held=held, limit=None if status else limit),
                               status, limit)
 
+    #: The most tasks one :meth:`tasks_page` returns.
+    TASKS_PAGE_MAX = 1000
+
+    def tasks_page(self, *, status: str | None = None, held: bool | None = None,
+                   after: tuple[int, float, str] | None = None, limit: int = 500) -> list[Task]:
+        """One page of :meth:`iter_tasks` (same order and filters): up to ``limit`` tasks
+        (1 to :data:`TASKS_PAGE_MAX`) after the cursor ``after`` — the ``(priority,
+        created_at, id)`` of the previous page's last task, None for the first page. Pages
+        are read independently (keyset paging: a task changed between pages may be seen twice
+        or missed, never torn). Raises :class:`InvalidInput` for a bad limit or status."""
+        if not 1 <= limit <= self.TASKS_PAGE_MAX:
+            raise InvalidInput(f"limit must be between 1 and {self.TASKS_PAGE_MAX}, got {limit}")
+        if status is not None and status not in ("open", "in_progress", "done"):
+            raise InvalidInput(f"status must be open, in_progress or done, got {status!r}")
+        return self.store.tasks_page(status, held, after, limit)
+
     @staticmethod
     def _filtered(tasks: Iterator[Task], status: str | None, limit: int | None) -> Iterator[Task]:
         count = 0

@@ -239,6 +239,18 @@ def tasks(c: Call, status: str | None = None, held: bool | None = None, limit: i
     return [T(t) for t in c.ledger.tasks(status=status, held=held, limit=limit)]
 
 
+def tasks_page(c: Call, status: str | None = None, held: bool | None = None, after_priority: int | None = None,
+               after_created: float | None = None, after_id: str | None = None, page: int | None = None) -> Any:
+    """One page of ``list`` (:meth:`Ledger.tasks_page`): the cursor is the previous page's
+    last task (all three ``after_*`` or none)."""
+    cursor = (after_priority, after_created, after_id)
+    if any(part is None for part in cursor) and any(part is not None for part in cursor):
+        raise InvalidInput("after_priority, after_created and after_id go together")
+    after = None if after_id is None else (int(after_priority), float(after_created), str(after_id))  # type: ignore[arg-type]
+    return [T(t) for t in c.ledger.tasks_page(status=status, held=held, after=after,
+                                               limit=500 if page is None else page)]
+
+
 def events(c: Call, task_id: str | None = None, limit: int | None = None, after: int | None = None) -> Any:
     return [wire.event_out(e) for e in c.ledger.events(task_id, limit, after or 0)]
 
@@ -426,6 +438,17 @@ def feed_get(c: Call, post_id: str) -> Any:
 
 def feed_posts(c: Call, **filters: Any) -> Any:
     return [S(p) for p in c.ledger.feed.posts(**filters)]
+
+
+def feed_page(c: Call, since: float | None = None, kind: str | None = None, after_ts: float | None = None,
+              after_id: int | None = None, page: int | None = None) -> Any:
+    """One page of ``feed list --all`` (:meth:`Feed.posts_page`): the cursor is the previous
+    page's last post (``after_ts`` and ``after_id`` together, or neither)."""
+    if (after_ts is None) != (after_id is None):
+        raise InvalidInput("after_ts and after_id go together")
+    after = None if after_ts is None else (float(after_ts), int(after_id))  # type: ignore[arg-type]
+    return [S(p) for p in c.ledger.feed.posts_page(since=since, kind=kind, after=after,
+                                                    limit=500 if page is None else page)]
 
 
 def feed_last(c: Call, count: int) -> Any:
