@@ -144,7 +144,7 @@ def _worker(kind: str, url: str, token: str, i: int, barrier, out) -> None:  # t
 
         ledger = Ledger.open(url)
     got = []
-    barrier.wait()
+    barrier.wait(300)
     while True:
         leases = ledger.next(f"bench:w{i}", ttl=600)
         if not leases:
@@ -161,7 +161,7 @@ def _throughput(kind: str, url: str, token: str, tasks: int, clients: int = 32) 
     procs = [ctx.Process(target=_worker, args=(kind, url, token, i, barrier, out)) for i in range(clients)]
     for proc in procs:
         proc.start()
-    barrier.wait()
+    barrier.wait(300)  # a client that could not start breaks the barrier instead of hanging the run
     started = time.perf_counter()
     results = [out.get(timeout=600) for _ in procs]
     elapsed = time.perf_counter() - started

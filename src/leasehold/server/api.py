@@ -357,6 +357,9 @@ def token_list(c: Call) -> Any:
 def token_revoke(c: Call, token_id: str) -> Any:
     by = Holder(c.principal.actor, "api") if c.principal.actor else None
     info, revoked = c.ledger.tokens.revoke(token_id, by=by)
+    forget = getattr(c.service, "forget_token", None)
+    if forget is not None:
+        forget(info.id)
     return {"info": info.to_wire(), "revoked": revoked}
 
 

@@ -103,6 +103,12 @@ async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": raw})
 
 
+#: Seconds a verified token is trusted without asking the ledger again (per server process):
+#: a token revoked through another process, or directly in the database, is refused within
+#: this time; one revoked through this process at once. Expiry is checked on every request.
+TOKEN_CACHE_TTL = 2.0
+
+
 class Service:
     """What every request shares: the ledger URL, a ledger per worker thread, the change
     notifier, metrics, and whether anonymous (loopback-only) access was asked for."""
@@ -117,6 +123,12 @@ class Service:
         self.metrics = Metrics(self)
         self.changes.on_waiters = self.metrics.waiters.set
         self.stop = threading.Event()
+        #: token hash -> (verified at, monotonic seconds; principal; expires_at UTC or None)
+        self.verified: dict[str, tuple[float, api.Principal, float | None]] = {}
+        #: Set after a change: the notifier thread sends one NOTIFY for however many changes
+        #: happened since its last one (PostgreSQL; other server processes wake on it).
+        self.pending_notify = threading.Event()
+        self.notifier: threading.Thread | None = None
         self.ledger()  # open (and migrate) once, up front: a bad URL fails the start
 
     def ledger(self) -> Ledger:
@@ -133,17 +145,29 @@ class Service:
         return led
 
     def changed(self) -> None:
-        """After a change: wake local waiters, and other server processes over PostgreSQL."""
+        """After a change: wake local waiters at once, and other server processes over
+        PostgreSQL (through the notifier thread: one NOTIFY covers every change made while
+        the previous one was sent, instead of one more round trip per request)."""
         self.changes.bump()
-        led = self.ledger()
-        try:
-            led.store.notify(CHANNEL)
-        except LeaseholdError:
-            pass  # the others re-check within RECHECK seconds anyway
+        if self.notifier is not None:
+            self.pending_notify.set()
+
+    def _notify_loop(self) -> None:
+        while not self.stop.is_set():
+            if not self.pending_notify.wait(0.5):
+                continue
+            self.pending_notify.clear()
+            try:
+                self.ledger().store.notify(CHANNEL)
+            except LeaseholdError:
+                pass  # the others re-check within RECHECK seconds anyway
 
     def start(self) -> None:
         self.metrics._tally()  # counters count from here
         self.listener = self.changes.listen(self.ledger(), self.stop)
+        if self.listener is not None:  # a store that can LISTEN can NOTIFY: other processes listen
+            self.notifier = threading.Thread(target=self._notify_loop, name="leasehold-notify", daemon=True)
+            self.notifier.start()
 
     def close(self) -> None:
         self.stop.set()
@@ -155,6 +179,26 @@ class Service:
             except Exception:
                 pass
 
+    def cached_principal(self, request: Request) -> api.Principal | None:
+        """The caller, when it needs no ledger read: anonymous mode, or a token verified less
+        than :data:`TOKEN_CACHE_TTL` seconds ago and not expired since. Else None (then
+        :meth:`authenticate`, in a worker thread)."""
+        header = request.headers.get("authorization", "")
+        if not header:
+            return api.Principal(None, "admin", None) if self.anonymous else None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        from leasehold.tokens import hash_token
+
+        found = self.verified.get(hash_token(token.strip()))
+        if found is None:
+            return None
+        at, principal, expires_at = found
+        if time.monotonic() - at > TOKEN_CACHE_TTL or (expires_at is not None and time.time() >= expires_at):
+            return None
+        return principal
+
     def authenticate(self, request: Request) -> api.Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -164,11 +208,25 @@ class Service:
             raise Unauthenticated("no token: send 'Authorization: Bearer TOKEN'")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("malformed Authorization header: use 'Bearer TOKEN'")
+        from leasehold.tokens import hash_token
+
+        key = hash_token(token.strip())
         try:
             info = self.ledger().tokens.verify(token.strip())
         except PermissionDenied as exc:
+            self.verified.pop(key, None)
             raise Unauthenticated(str(exc)) from None
-        return api.Principal(info.actor, info.role, info.id)
+        principal = api.Principal(info.actor, info.role, info.id)
+        if len(self.verified) > 10000:  # many tokens in turn: start over rather than grow
+            self.verified.clear()
+        self.verified[key] = (time.monotonic(), principal, info.expires_at)
+        return principal
+
+    def forget_token(self, token_id: str) -> None:
+        """A token revoked through this process: refused from the next request on."""
+        for key, (_at, principal, _expires) in list(self.verified.items()):
+            if principal.token_id == token_id:
+                self.verified.pop(key, None)
 
     def audit(self, op: str, status: int, reason: str, principal: api.Principal | None,
               args: dict[str, Any]) -> None:
@@ -213,13 +271,14 @@ def _coerce(name: str, kind: str, value: Any, from_query: bool) -> Any:
     return value
 
 
-async def _arguments(request: Request, params: dict[str, str]) -> dict[str, Any]:
+def _arguments(request: Request, params: dict[str, str], raw: bytes) -> dict[str, Any]:
+    """The operation's arguments from the path, and the query string (GET) or the JSON body
+    ``raw`` (POST), typed by ``params``. Raises :class:`InvalidInput`."""
     args: dict[str, Any] = dict(request.path_params)
     if request.method == "GET":
         source: dict[str, Any] = dict(request.query_params)
         from_query = True
     else:
-        raw = await request.body()
         try:
             source = json.loads(raw) if raw.strip() else {}
         except ValueError:
@@ -260,15 +319,28 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
     handler = api.HANDLERS[op]
     writes = op not in wire.READS
 
+    def checked_call(request: Request, raw: bytes, state: list[Any]) -> Any:
+        """In a worker thread: authenticate (unless the token is cached), read the arguments,
+        authorize, and run the call — one thread hop per request. Returns ``_WAIT`` instead of
+        running a waiting call (that one waits on the event loop). ``state`` receives the
+        principal and the arguments (for the audit of a refusal)."""
+        if state[0] is None:
+            state[0] = service.authenticate(request)
+        state[1] = args = _arguments(request, params, raw)
+        api.authorize(state[0], op, role, args)
+        if args.get("wait") and op in api.WAITING:
+            return _WAIT
+        op_id = request.headers.get("leasehold-op-id") if writes else None
+        return _call(service, handler, state[0], args, writes, op_id)
+
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
-        principal: api.Principal | None = None
-        args: dict[str, Any] = {}
+        state: list[Any] = [service.cached_principal(request), {}]
         try:
-            principal = await _thread(service.authenticate, request)
-            args = await _arguments(request, params)
-            api.authorize(principal, op, role, args)
-            if args.get("wait") and op in api.WAITING:
+            raw = await request.body() if request.method != "GET" else b""
+            result = await _thread(checked_call, request, raw, state)
+            principal, args = state
+            if result is _WAIT:
                 # Validate cheaply first (a bad id or TTL is 400 at once, not after the wait).
                 from leasehold.model import Holder, validate_task_id
 
@@ -280,14 +352,11 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
                 if result is _GONE:
                     service.metrics.latency.labels(route=op).observe(time.perf_counter() - started)
                     return Response(status_code=499)
-                await _thread(service.changed)
-            else:
-                op_id = request.headers.get("leasehold-op-id") if writes else None
-                result = await _thread(_call, service, handler, principal, args, writes, op_id)
+                service.changed()
             response: Response = JSONResponse({"result": result, "now": time.time()})
         except (PermissionDenied, api.Forbidden) as exc:
             status = 401 if isinstance(exc, Unauthenticated) else 403
-            await _thread(service.audit, op, status, str(exc), principal, args)
+            await _thread(service.audit, op, status, str(exc), state[0], state[1])
             response = _error(service, exc, op)
         except LeaseholdError as exc:
             response = _error(service, exc, op)
@@ -304,6 +373,7 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
 
 
 _GONE = object()
+_WAIT = object()
 
 
 async def _unless_disconnected(service: Service, request: Request, waiting: Any) -> Any:
