@@ -555,3 +555,21 @@ def test_list_all_and_feed_list_all_are_paged_over_http(served, base_env, tmp_pa
         assert remote_run.returncode == 0 == local_run.returncode, remote_run.stderr
         assert remote_run.stdout == local_run.stdout
     assert _requests_of(served, "tasks_page") > after[0] and _requests_of(served, "feed_page") > after[1]
+
+
+def test_a_fresh_operation_id_that_is_not_fresh_still_replays(served) -> None:
+    """``Leasehold-Op-Fresh: 1`` lets the server skip the retry lookup; a client that sends it
+    with an id already used still gets the recorded outcome (the record written in the call's
+    own transaction catches it), never a second grant."""
+    from leasehold.remote import RemoteLedger
+
+    token = served.tokens["agent"]
+    with RemoteLedger(served.url, token) as ledger:
+        first = ledger.claim("fr-1", "bob:s1", ttl=60, op_id="fresh-or-not-1")
+        ledger.release("fr-1", "bob:s1")
+        status, answer = request(served, "POST", "/v1/tasks/fr-1/claim", token, {"holder": "bob:s1", "ttl": 60},
+                                 headers={"Leasehold-Op-Id": "fresh-or-not-1", "Leasehold-Op-Fresh": "1",
+                                          "Content-Type": "application/json"})
+        assert status == 200 and answer["result"]["fence"] == first.fence == 1, answer
+        assert [e.kind for e in ledger.events("fr-1")].count("claimed") == 1
+        assert ledger.status("fr-1").lease_actor is None

@@ -134,6 +134,11 @@ class Ledger:
         #: record of an earlier call with its operation id; None when it applied now. Judge a
         #: replayed lease's validity at this instant, not at its grant.
         self.replayed_at: float | None = None
+        #: An operation id its caller vouches was never sent before (a client's first attempt
+        #: with an id it generated for this call): the next call with it skips the lookup
+        #: that serves retries. A duplicate is still caught, by the record written in the
+        #: call's own transaction (then replayed), so a wrong claim costs nothing but speed.
+        self.fresh_op_id: str | None = None
 
     @classmethod
     def open(cls, url: str | None = None, *, create: bool = False,
@@ -247,7 +252,8 @@ class Ledger:
         self.last_op_id = op
         self.replayed_at = None
         record = None
-        if op_id is not None:
+        fresh, self.fresh_op_id = self.fresh_op_id, None
+        if op_id is not None and op_id != fresh:
             record = self.store.lookup_op(op)
         if record is None:
             try:

@@ -331,7 +331,8 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
         if args.get("wait") and op in api.WAITING:
             return _WAIT
         op_id = request.headers.get("leasehold-op-id") if writes else None
-        return _call(service, handler, state[0], args, writes, op_id)
+        fresh = op_id is not None and request.headers.get("leasehold-op-fresh") == "1"
+        return _call(service, handler, state[0], args, writes, op_id, fresh)
 
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
@@ -410,11 +411,16 @@ async def _unless_disconnected(service: Service, request: Request, waiting: Any)
 
 
 def _call(service: Service, handler: Any, principal: api.Principal, args: dict[str, Any],
-          writes: bool, op_id: str | None = None) -> Any:
+          writes: bool, op_id: str | None = None, fresh: bool = False) -> Any:
+    """Run ``handler`` on this thread's ledger. ``fresh``: the client says ``op_id`` is on its
+    first send (header ``Leasehold-Op-Fresh: 1``), so the retry lookup is skipped
+    (:attr:`Ledger.fresh_op_id`)."""
     ledger = service.ledger()
+    ledger.fresh_op_id = op_id if fresh else None
     try:
         return handler(api.Call(ledger, principal, service, op_id), **args)
     finally:
+        ledger.fresh_op_id = None
         if writes:
             service.changed()
 

@@ -127,14 +127,20 @@ class Client:
             body = json.dumps(fields).encode()
             headers["Content-Type"] = "application/json"
         read = op in wire.READS
+        fresh = False
         if not read:
             if op_id is None:
                 from leasehold.model import new_op_id
 
                 op_id = new_op_id()
+                fresh = True
             headers["Leasehold-Op-Id"] = op_id
             self.last_op_id = op_id
         self._last_request = (op, method, path, body, dict(headers), extra_time)
+        if fresh:
+            # Generated here for this call and never sent: the server may skip the lookup
+            # that serves retries (a resend, below, goes without this header).
+            headers["Leasehold-Op-Fresh"] = "1"
         return self._send(op, method, path, body, headers, extra_time, read, op_id)
 
     def _retry(self, op_id: str | None) -> Any:
