@@ -521,7 +521,8 @@ def test_reads_may_name_any_holder_changes_only_the_tokens_actor(served, base_en
 
 def _requests_of(server, route: str) -> int:
     _status, answer = request(server, "GET", "/metrics")
-    found = re.search(r'^leasehold_request_seconds_count\{route="%s"\} ([\d.]+)$' % route, answer["raw"], re.M)
+    pattern = r'^leasehold_request_seconds_count\{route="' + re.escape(route) + r'"\} ([\d.]+)$'
+    found = re.search(pattern, answer["raw"], re.M)
     return int(float(found.group(1))) if found else 0
 
 

@@ -91,7 +91,6 @@ def test_request_bodies_over_the_limit_are_413_without_being_read(served, base_e
     error shape (exit 2); a body under the limit is served."""
     from leasehold.errors import InvalidInput
     from leasehold.remote import RemoteLedger
-
     from tests.server import ServerProcess
 
     token = served.tokens["agent"]
@@ -153,7 +152,6 @@ def test_a_waiter_that_disconnects_while_its_grant_is_in_flight_leaves_no_lease(
     next waiter gets it."""
     from leasehold import Ledger
     from leasehold.remote import RemoteLedger
-
     from tests.pg import admin
     from tests.server import ServerProcess, make_token
 
