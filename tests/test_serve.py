@@ -574,3 +574,24 @@ def test_a_fresh_operation_id_that_is_not_fresh_still_replays(served) -> None:
         assert status == 200 and answer["result"]["fence"] == first.fence == 1, answer
         assert [e.kind for e in ledger.events("fr-1")].count("claimed") == 1
         assert ledger.status("fr-1").lease_actor is None
+
+
+def test_a_revoked_token_is_refused_despite_the_verification_cache(served) -> None:
+    """Verified tokens are trusted for 2 s per server process: revoked through the server, a
+    token is refused on its very next request; revoked in the database directly (another
+    process's view), within that time."""
+    from leasehold import Ledger
+    from leasehold.remote import RemoteLedger
+
+    first, second = make_token(served.db, "erin"), make_token(served.db, "frank")
+    with Ledger.open(served.db) as ledger:
+        ids = {t.actor: t.id for t in ledger.tokens.list()}
+    for token in (first, second):
+        assert request(served, "GET", "/v1/whoami", token)[0] == 200  # verified: now cached
+    with RemoteLedger(served.url, served.tokens["admin"]) as admin:
+        admin.tokens.revoke(ids["erin"])
+    status, answer = request(served, "GET", "/v1/whoami", first)
+    assert status == 401 and "revoked" in answer["error"]["message"], answer
+    with Ledger.open(served.db) as ledger:
+        ledger.tokens.revoke(ids["frank"])
+    wait_for(lambda: request(served, "GET", "/v1/whoami", second)[0] == 401, 30, "the direct revocation seen")
