@@ -344,6 +344,8 @@ def test_serve_refuses_anonymous_on_a_public_address_and_bad_options(sqlite_cli)
     assert run.returncode == 2 and "loopback" in run.stderr
     assert sqlite_cli("serve", "--tls-cert", "x.pem").returncode == 2
     assert sqlite_cli("serve", "--workers", "2").returncode == 2  # SQLite: one process
+    run = sqlite_cli("serve", "--max-body", "10")
+    assert run.returncode == 2 and "--max-body" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_cli_start_up_does_not_import_the_server_stack(sqlite_cli) -> None:

@@ -85,11 +85,14 @@ def setup_serve(sub: Any) -> None:
             "stream /v1/events, /healthz, /readyz, /metrics and /openapi.json. Clients point\n"
             "LEASEHOLD_DB at http(s)://HOST:PORT and set LEASEHOLD_TOKEN. Several processes\n"
             "over one PostgreSQL are stateless peers (--workers N, or N machines behind a load\n"
-            "balancer). Needs the server extra: pip install 'leasehold[server]'."
+            "balancer). Plain HTTP on a non-loopback --host prints a warning (tokens travel in\n"
+            "clear text): use --tls-cert/--tls-key or a TLS-terminating proxy. Needs the server\n"
+            "extra: pip install 'leasehold[server]'."
         ),
         examples=(
             "  leasehold serve --db postgresql://leasehold@db1/leasehold --host 0.0.0.0 --workers 4\n"
             "  leasehold serve --tls-cert /etc/leasehold/cert.pem --tls-key /etc/leasehold/key.pem\n"
+            "  leasehold serve --max-body 8388608   # accept request bodies up to 8 MiB (large feed imports)\n"
             "  leasehold serve --port 7432 --anonymous-loopback   # local experiments only"
         ),
     )
