@@ -107,6 +107,8 @@ async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
 #: a token revoked through another process, or directly in the database, is refused within
 #: this time; one revoked through this process at once. Expiry is checked on every request.
 TOKEN_CACHE_TTL = 2.0
+#: The shortest time between two NOTIFYs of one server process (seconds).
+NOTIFY_INTERVAL = 0.02
 
 
 class Service:
@@ -153,6 +155,9 @@ class Service:
             self.pending_notify.set()
 
     def _notify_loop(self) -> None:
+        """Send a NOTIFY after changes, at most one per :data:`NOTIFY_INTERVAL` seconds (the
+        changes made meanwhile share the next one): a busy process sends tens of NOTIFYs a
+        second, not one per change, and a waiter elsewhere is woken that much later at most."""
         while not self.stop.is_set():
             if not self.pending_notify.wait(0.5):
                 continue
@@ -161,6 +166,7 @@ class Service:
                 self.ledger().store.notify(CHANNEL)
             except LeaseholdError:
                 pass  # the others re-check within RECHECK seconds anyway
+            self.stop.wait(NOTIFY_INTERVAL)
 
     def start(self) -> None:
         self.metrics._tally()  # counters count from here
