@@ -806,6 +806,33 @@ class Feed:
             kind = _kind(kind, KINDS)
         return self.store.iter_posts_since(-1.0e18 if since is None else since, kind)
 
+    #: The most posts one :meth:`posts_page` returns.
+    POSTS_PAGE_MAX = 1000
+
+    def posts_page(self, *, since: float | None = None, kind: str | None = None,
+                   after: tuple[float, int] | None = None, limit: int = 500) -> list[Post]:
+        """One page of :meth:`iter_posts` (same order and filters): up to ``limit`` posts (1 to
+        :data:`POSTS_PAGE_MAX`) after the cursor ``after``, the ``(ts, id)`` of the previous
+        page's last post (None: from the start). Each page reads from the cursor on (keyset
+        paging over the ``ts`` index). Raises :class:`InvalidInput` for a bad limit or kind."""
+        import itertools
+
+        if not 1 <= limit <= self.POSTS_PAGE_MAX:
+            raise InvalidInput(f"limit must be between 1 and {self.POSTS_PAGE_MAX}, got {limit}")
+        if kind is not None:
+            kind = _kind(kind, KINDS)
+        low = -1.0e18 if since is None else since
+        if after is not None:
+            low = max(low, after[0])
+        rows = self.store.iter_posts_since(low, kind)
+        try:
+            stream = rows if after is None else itertools.dropwhile(lambda p: (p.ts, p.id) <= after, rows)
+            return list(itertools.islice(stream, limit))
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
     def last(self, count: int) -> list[Post]:
         """The newest ``count`` posts in recording order (for ``tail``)."""
         if count < 0:
