@@ -457,6 +457,24 @@ class PostgresStore(SQLStore):
             assert row is not None
             return float(row["now"])
 
+    def feed_queue_head(self, page: int, cap: int = 2000) -> tuple[bool, float, list[dict[str, Any]],
+                                                                   list[dict[str, Any]]]:
+        """:meth:`SQLStore.feed_queue_head` in one round trip: its three statements sent as a
+        pipeline inside one transaction, whose timestamp is the clock all three use."""
+        with self._guard():
+            conn = self._conn()
+            with conn.pipeline(), conn.transaction():
+                state = conn.execute(self.queries["feed_head_state"])
+                claimed = conn.execute(self.queries["feed_head_claimed_done"], {"cap": cap})
+                opened = conn.execute(self.queries["feed_queue_open"],
+                                      {"after_key": "", "after_item": "", "limit": page})
+            row = state.fetchone()
+            assert row is not None
+            if not row["rebuilt"]:
+                return False, 0.0, [], []
+            return (True, float(row["now"]), [dict(r) for r in claimed.fetchall()],
+                    [dict(r) for r in opened.fetchall()])
+
     def _limit(self, limit: int) -> int | None:
         return None if limit < 0 else limit
 
