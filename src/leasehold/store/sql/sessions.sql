@@ -18,12 +18,10 @@ WHERE lease_session = :session AND lease_until > :now
 ORDER BY id;
 
 -- name: extend_session_leases
--- The heartbeat of a session in one statement: each valid lease to now + its own TTL, same fence;
--- returns the extended rows (one walk of tasks_lease_session finds, changes and reads them).
+-- The heartbeat of a session in one statement: each valid lease to now + its own TTL, same fence.
 UPDATE tasks
 SET lease_until = :now + lease_ttl, updated_at = :now
-WHERE lease_session = :session AND lease_until > :now
-RETURNING *;
+WHERE lease_session = :session AND lease_until > :now;
 
 -- name: log_session_release
 -- One `released` event per lease of the session (before clear_session_leases), set-based; the
