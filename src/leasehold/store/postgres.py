@@ -243,8 +243,10 @@ class PostgresStore(SQLStore):
                 conn.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
                 # Every statement here reads a handful of rows through an index: a parallel
                 # worker's start-up (~10 ms) would cost more than the query (on a big table the
-                # planner offers one for the ready queue's expired-lease walk).
-                conn.execute("SET max_parallel_workers_per_gather = 0")
+                # planner offers one for the ready queue's expired-lease walk). JIT compilation
+                # likewise (hundreds of ms): a plan's cost estimate summed over branches that
+                # never run (feed_head_claimed_done) can pass jit_above_cost.
+                conn.execute("SET max_parallel_workers_per_gather = 0; SET jit = off")
                 if not self._checked:
                     self._check_schema(conn)
         except LeaseholdError:
