@@ -881,6 +881,25 @@ class Feed:
         task is validly held again is found from the smaller of the valid leases and the items
         done in the feed (the one term that can grow: both are large only on a ledger with many
         closed feed items and many held leases at once)."""
+        if item is None and state != DONE:
+            # The clock, the feed-done items held again and the first page in one read (one
+            # round trip on PostgreSQL): the head of the queue is what every caller reads.
+            rebuilt, now, claimed, first = self.store.feed_queue_head(page)
+            if not rebuilt:
+                self._ensure_rebuilt()
+                rebuilt, now, claimed, first = self.store.feed_queue_head(page)
+            extra = sorted((e for e in (queue_entry(r, now) for r in claimed) if e["state"] != DONE),
+                           key=_entry_key)
+            opened = (e for e in self._pages("feed_queue_open", now, page, first)
+                      if e["state"] != DONE)
+            for entry in heapq.merge(opened, extra, key=_entry_key):
+                if state is None or entry["state"] == state:
+                    yield entry
+            if state is None:
+                for entry in self._pages("feed_queue_rest", now, page):
+                    if entry["state"] == DONE:
+                        yield entry
+            return
         self._ensure_rebuilt()
         now = self.store.now()
         if item is not None:
@@ -890,23 +909,16 @@ class Feed:
                 if state is None or entry["state"] == state:
                     yield entry
             return
-        if state != DONE:
-            rows = self.store.feed_claimed_done(now)
-            extra = sorted((e for e in (queue_entry(r, now) for r in rows) if e["state"] != DONE),
-                           key=_entry_key)
-            opened = (e for e in self._pages("feed_queue_open", now, page) if e["state"] != DONE)
-            for entry in heapq.merge(opened, extra, key=_entry_key):
-                if state is None or entry["state"] == state:
-                    yield entry
-        if state is None or state == DONE:
-            for entry in self._pages("feed_queue_rest", now, page):
-                if entry["state"] == DONE:
-                    yield entry
+        for entry in self._pages("feed_queue_rest", now, page):  # state == DONE
+            if entry["state"] == DONE:
+                yield entry
 
-    def _pages(self, name: str, now: float, page: int) -> Iterator[dict[str, Any]]:
+    def _pages(self, name: str, now: float, page: int,
+               first: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
         after = ("", "")
         while True:
-            rows = self.store.feed_queue_page(name, after, page)
+            rows = self.store.feed_queue_page(name, after, page) if first is None else first
+            first = None
             for row in rows:
                 yield queue_entry(row, now)
             if len(rows) < page:
