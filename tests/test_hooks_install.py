@@ -304,3 +304,49 @@ def test_gemini_settings_with_comments_are_read_and_their_comments_kept(sqlite_c
     claude.write_text('{\n  // no\n  "model": "sonnet"\n}\n')
     refused = sqlite_cli("hooks", "install")
     assert refused.returncode == 2 and "not valid JSON" in refused.stderr
+
+
+# -- awkward but valid files: comments near commas, escapes, CRLF, comment-only files ---------
+@pytest.mark.parametrize("original", [
+    # a comment holding a comma between the last group and its trailing comma
+    '{\n  "hooks": {\n    "BeforeTool": [\n      {"hooks": [{"type": "command", "command": "echo"}]} // a, b\n'
+    '      ,\n    ]\n  }\n}\n',
+    # a file with nothing but a comment: the comment survives install and uninstall
+    '{ // only a comment\n}\n',
+    '{\n  "hooks": {\n    // nothing yet\n  }\n}\n',
+])
+def test_gemini_comments_are_never_dropped(sqlite_cli: CLI, project: Path, original: str) -> None:
+    path = project / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(original)
+    proc = sqlite_cli("hooks", "install", "--runtime", "gemini")
+    assert proc.returncode == 0, proc.stderr
+    comment = original[original.index("//"):].split("\n", 1)[0]
+    assert comment in path.read_text()
+    assert sqlite_cli("hooks", "uninstall", "--runtime", "gemini").returncode == 0
+    assert path.exists() and path.read_text() == original
+
+
+def test_plain_json_gemini_file_keeps_its_surrogate_pair_escapes(sqlite_cli: CLI, project: Path) -> None:
+    path = project / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    original = '{"ui": {"theme": "\\u00e9 \\ud83d\\ude00"}}\n'
+    path.write_text(original)
+    assert sqlite_cli("hooks", "install", "--runtime", "gemini").returncode == 0
+    assert path.read_text().startswith('{"ui": {"theme": "\\u00e9 \\ud83d\\ude00"}, "hooks": ')
+    assert sqlite_cli("hooks", "uninstall", "--runtime", "gemini").returncode == 0
+    assert path.read_text() == original
+
+
+@pytest.mark.parametrize("runtime,target", [("claude", Path(".claude") / "settings.json"),
+                                            ("gemini", Path(".gemini") / "settings.json")])
+def test_crlf_file_gets_crlf_lines(sqlite_cli: CLI, project: Path, runtime: str, target: Path) -> None:
+    path = project / target
+    path.parent.mkdir()
+    original = b'{\r\n  "model": "x",\r\n  "hooks": {\r\n    "Stop": [{"hooks": []}]\r\n  }\r\n}\r\n'
+    path.write_bytes(original)
+    assert sqlite_cli("hooks", "install", "--runtime", runtime).returncode == 0
+    installed = path.read_bytes()
+    assert installed.count(b"\n") == installed.count(b"\r\n") > 10, installed
+    assert sqlite_cli("hooks", "uninstall", "--runtime", runtime).returncode == 0
+    assert path.read_bytes() == original

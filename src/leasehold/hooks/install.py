@@ -307,10 +307,36 @@ def _dump(data: dict[str, Any]) -> str:
     return text
 
 
+def _plain(text: str) -> bool:
+    """True when ``text`` is plain JSON (no comments, trailing commas or other JSON5)."""
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _value(text: str, runtime: str) -> Any:
+    """The value of ``text`` read as :func:`_load` reads it: plain JSON first (surrogate pairs
+    joined, as JSON reads them), then JSON with comments for a runtime that allows them.
+    Raises :class:`ValueError`."""
+    from leasehold.hooks import jsonedit
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError:
+        if runtime not in COMMENTS_OK:
+            raise
+    return jsonedit.value(text)
+
+
 def _spliced(path: str, text: str, edit: Any, expected: dict[str, Any], runtime: str) -> str:
     """``text`` with the edits ``edit(model root, editor)`` made; checked to hold exactly
-    ``expected`` (else the file is written whole from ``expected``, comments lost: never a
-    wrong file)."""
+    ``expected``. When the splice cannot be made, a plain JSON file is written whole from
+    ``expected`` (never a wrong file); a file with comments is refused
+    (:class:`InvalidInput`: nothing is written) rather than lose them."""
     from leasehold.hooks import jsonedit
 
     try:
@@ -318,10 +344,15 @@ def _spliced(path: str, text: str, edit: Any, expected: dict[str, Any], runtime:
         editor = jsonedit.Editor(text)
         edit(model.value, editor)
         out = editor.result()
-        got = json.loads(out) if runtime not in COMMENTS_OK else jsonedit.value(out)
+        got = _value(out, runtime)
     except (ValueError, AttributeError, IndexError, AssertionError):
-        return _dump(expected)
-    return out if got == expected else _dump(expected)
+        got, out = None, ""
+    if got == expected:
+        return out
+    if not _plain(text):
+        raise InvalidInput(f"cannot change {path} without losing its comments; edit leasehold's "
+                           "entries by hand (see 'leasehold hooks install --help'), nothing was changed")
+    return _dump(expected)
 
 
 def _node(root: Any, *path: str | int) -> Any:
@@ -413,8 +444,13 @@ def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tu
     text, original = _load(path, runtime)
     if original is None or not isinstance(original.get("hooks"), dict):
         return path, []
+    from leasehold.hooks import jsonedit
+
+    assert text is not None
     data = copy.deepcopy(original)
     hooks = data["hooks"]
+    # a file with comments (Gemini CLI's): the model, to keep what holds comments
+    commented = None if _plain(text) else jsonedit.parse(text).value
     removed = []
     cuts: list[tuple[tuple[str | int, ...], list[int]]] = []  # (container path, child indexes)
     gone_events: list[int] = []
@@ -440,6 +476,9 @@ def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tu
             hooks[event] = kept
             if gone_groups:
                 cuts.append((("hooks", event), gone_groups))
+        elif commented is not None and jsonedit.has_comments(_node(commented, "hooks", event), text):
+            hooks[event] = []  # emptied, but it holds comments: kept, with them
+            cuts.append((("hooks", event), list(range(len(groups)))))
         else:
             del hooks[event]
             gone_events.append(event_names.index(event))
@@ -447,8 +486,11 @@ def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tu
     if not removed:
         return path, []
     if not hooks:
-        del data["hooks"]
-    if not data:
+        if commented is not None and jsonedit.has_comments(_node(commented, "hooks"), text):
+            pass  # an empty hooks object with comments of its own stays
+        else:
+            del data["hooks"]
+    if not data and commented is None:  # nothing else in a plain JSON file: it goes
         os.remove(path)
         return path, removed
 
