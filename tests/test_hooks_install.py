@@ -350,3 +350,25 @@ def test_crlf_file_gets_crlf_lines(sqlite_cli: CLI, project: Path, runtime: str,
     assert installed.count(b"\n") == installed.count(b"\r\n") > 10, installed
     assert sqlite_cli("hooks", "uninstall", "--runtime", runtime).returncode == 0
     assert path.read_bytes() == original
+
+
+@pytest.mark.parametrize("runtime,target,original", [
+    ("claude", Path(".claude") / "settings.json",
+     '{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "mine"}]}]}, "hooks": {}}\n'),
+    ("claude", Path(".claude") / "settings.json",
+     '{"hooks": {"PreToolUse": [], "PreToolUse": [{"hooks": [{"type": "command", "command": "x"}]}]}}\n'),
+    ("gemini", Path(".gemini") / "settings.json",
+     '{\n  // c\n  "hooks": {"BeforeTool": []},\n  "hooks": {}\n}\n'),
+])
+def test_a_file_holding_a_key_leasehold_edits_twice_is_refused_untouched(
+        sqlite_cli: CLI, project: Path, runtime: str, target: Path, original: str) -> None:
+    """Which duplicate counts differs between JSON readers; editing one could silently drop or
+    revive the other (an uninstall deleted such a file whole)."""
+    path = project / target
+    path.parent.mkdir()
+    path.write_text(original)
+    for action in ("install", "uninstall"):
+        proc = sqlite_cli("hooks", action, "--runtime", runtime)
+        assert proc.returncode == 2 and "twice" in proc.stderr, (action, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert path.read_text() == original

@@ -368,6 +368,45 @@ def _node(root: Any, *path: str | int) -> Any:
     return node
 
 
+def _refuse_duplicates(path: str, text: str | None) -> None:
+    """Raise :class:`InvalidInput` when the file holds a key leasehold edits (the top-level
+    ``hooks``, an event name in it) twice: JSON readers disagree on which one counts, and
+    editing one could silently drop or revive the other."""
+    if not text or not text.strip():
+        return
+    from leasehold.hooks import jsonedit
+
+    def dups(keys: list[Any]) -> list[str]:
+        seen: set[Any] = set()
+        return [k for k in keys if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+
+    if _plain(text):
+        class Obj(dict):  # type: ignore[type-arg]
+            twice: list[str] = []
+
+        def pairs(items: list[tuple[str, Any]]) -> Obj:
+            obj = Obj(items)
+            obj.twice = dups([k for k, _ in items])
+            return obj
+
+        root = json.loads(text, object_pairs_hook=pairs)
+        top = root.twice if isinstance(root, Obj) else []
+        hooks = root.get("hooks") if isinstance(root, dict) else None
+        inner = hooks.twice if isinstance(hooks, Obj) else []
+    else:
+        model = jsonedit.parse(text).value
+        kids = jsonedit.children(model) if hasattr(model, "key_value_pairs") else []
+        top = dups([jsonedit.key_of(p) for p in kids])
+        member = jsonedit.member(model, "hooks") if kids else None
+        value = member.value if member is not None else None
+        inner = dups([jsonedit.key_of(p) for p in jsonedit.children(value)]) \
+            if hasattr(value, "key_value_pairs") else []
+    key = "hooks" if "hooks" in top else f"hooks.{inner[0]}" if inner else None
+    if key is not None:
+        raise InvalidInput(f"{path} holds the key {key} twice (JSON readers disagree on which one "
+                           "counts); remove one, nothing was changed")
+
+
 def _handlers(groups: list[Any], runtime: str, event: str) -> list[dict[str, Any]]:
     """leasehold's handlers among ``groups`` (the objects themselves, to update in place)."""
     return [h for g in groups if isinstance(g, dict) and isinstance(g.get("hooks"), list)
@@ -387,6 +426,7 @@ def install(scope: str, cwd: str | None = None, runtime: str = "claude",
 
     path = settings_path(scope, cwd, runtime)
     text, original = _load(path, runtime)
+    _refuse_duplicates(path, text)
     data = copy.deepcopy(original) if original is not None else {}
     hooks = data.setdefault("hooks", {})
     added = []
@@ -444,6 +484,7 @@ def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tu
     text, original = _load(path, runtime)
     if original is None or not isinstance(original.get("hooks"), dict):
         return path, []
+    _refuse_duplicates(path, text)
     from leasehold.hooks import jsonedit
 
     assert text is not None
