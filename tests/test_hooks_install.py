@@ -372,3 +372,44 @@ def test_a_file_holding_a_key_leasehold_edits_twice_is_refused_untouched(
         assert proc.returncode == 2 and "twice" in proc.stderr, (action, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1
         assert path.read_text() == original
+
+
+@pytest.mark.parametrize("plant", ["dev-zero", "fifo", "huge"])
+@pytest.mark.parametrize("runtime,target", [("claude", Path(".claude") / "settings.json"),
+                                            ("gemini", Path(".gemini") / "settings.json")])
+def test_a_settings_path_that_is_no_small_regular_file_is_refused_without_hanging(
+        sqlite_cli: CLI, project: Path, runtime: str, target: Path, plant: str) -> None:
+    """A repository can carry `.claude/settings.json -> /dev/zero` (a symlink) or a FIFO: reading
+    it whole would exhaust memory or block forever."""
+    import os
+
+    path = project / target
+    path.parent.mkdir()
+    if plant == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif plant == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text('{"a": "' + "x" * (17 * 1024 * 1024) + '"}')
+    proc = sqlite_cli("hooks", "install", "--runtime", runtime, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and str(path) in proc.stderr
+    shown = sqlite_cli("hooks", "show", "--json", timeout=60)
+    assert shown.returncode in (0, 1) and "Traceback" not in shown.stderr, shown.stderr
+    doctor = sqlite_cli("doctor", "--json", timeout=60)
+    assert doctor.returncode in (0, 1) and "internal error" not in doctor.stderr, doctor.stderr
+
+
+@pytest.mark.parametrize("plant", ["fifo", "not-utf8"])
+def test_a_codex_config_toml_that_cannot_be_read_does_not_hang_or_crash_show(
+        sqlite_cli: CLI, project: Path, plant: str) -> None:
+    import os
+
+    assert sqlite_cli("hooks", "install", "--runtime", "codex").returncode == 0
+    config = project / ".codex" / "config.toml"
+    if plant == "fifo":
+        os.mkfifo(config)
+    else:
+        config.write_bytes(b"[features]\nhooks = \xff\n")
+    shown = sqlite_cli("hooks", "show", "--json", timeout=60)
+    assert shown.returncode in (0, 1) and "internal error" not in shown.stderr, shown.stderr

@@ -206,20 +206,53 @@ def settings_path(scope: str, cwd: str | None = None, runtime: str = "claude") -
 COMMENTS_OK = ("gemini",)
 
 
+#: The largest hook/settings file leasehold reads (bytes): such files are a few kilobytes.
+MAX_SETTINGS_BYTES = 16 * 1024 * 1024
+
+
+def read_text(path: str, limit: int = MAX_SETTINGS_BYTES) -> str:
+    """The UTF-8 text of the regular file ``path`` (a symlink followed), read without blocking
+    on a FIFO and never past ``limit`` bytes (a symlink to ``/dev/zero`` is not read forever).
+    Raises :class:`FileNotFoundError`, :class:`OSError` (:class:`IsADirectoryError` style
+    messages for anything but a small regular file) or :class:`UnicodeDecodeError`."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise OSError(f"{path} is larger than {limit // (1024 * 1024)} MiB; not a settings file")
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise OSError(f"{path} is larger than {limit // (1024 * 1024)} MiB; not a settings file")
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8")
+
+
 def _load(path: str, runtime: str = "claude") -> tuple[str | None, dict[str, Any] | None]:
     """``(text, value)`` of the hook file, ``(None, None)`` when it does not exist. Raises
     :class:`InvalidInput` for anything but a JSON object with well-formed ``hooks`` (comments
     allowed in Gemini CLI's file)."""
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            text = fh.read()
+        text = read_text(path)
     except FileNotFoundError:
         return None, None
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path} is not UTF-8 text (byte {exc.start}); fix it first, nothing "
                            "was changed") from None
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
+        why = exc.strerror or str(exc)
+        raise InvalidInput(f"cannot read {path}: {why}; nothing was changed" if exc.strerror else
+                           f"{why}; nothing was changed") from None
     if not text.strip():
         return text, {}
     try:
