@@ -211,31 +211,12 @@ MAX_SETTINGS_BYTES = 16 * 1024 * 1024
 
 
 def read_text(path: str, limit: int = MAX_SETTINGS_BYTES) -> str:
-    """The UTF-8 text of the regular file ``path`` (a symlink followed), read without blocking
-    on a FIFO and never past ``limit`` bytes (a symlink to ``/dev/zero`` is not read forever).
-    Raises :class:`FileNotFoundError`, :class:`OSError` (:class:`IsADirectoryError` style
-    messages for anything but a small regular file) or :class:`UnicodeDecodeError`."""
-    import stat
+    """The UTF-8 text of the regular file ``path`` (:func:`leasehold.safefiles.read_regular`:
+    no FIFO blocks it, a symlink to ``/dev/zero`` is not read forever). Raises
+    :class:`FileNotFoundError`, :class:`OSError` or :class:`UnicodeDecodeError`."""
+    from leasehold.safefiles import read_regular
 
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"{path} is not a regular file")
-        if st.st_size > limit:
-            raise OSError(f"{path} is larger than {limit // (1024 * 1024)} MiB; not a settings file")
-        chunks, size = [], 0
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                raise OSError(f"{path} is larger than {limit // (1024 * 1024)} MiB; not a settings file")
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("utf-8")
+    return read_regular(path, limit).decode("utf-8")
 
 
 def _load(path: str, runtime: str = "claude") -> tuple[str | None, dict[str, Any] | None]:
