@@ -413,3 +413,13 @@ def test_a_codex_config_toml_that_cannot_be_read_does_not_hang_or_crash_show(
         config.write_bytes(b"[features]\nhooks = \xff\n")
     shown = sqlite_cli("hooks", "show", "--json", timeout=60)
     assert shown.returncode in (0, 1) and "internal error" not in shown.stderr, shown.stderr
+
+
+@pytest.mark.parametrize("original", ['{"hooks": {"PreToolUse": []}}', '{"hooks": {}}', '{}'])
+def test_a_file_written_on_one_line_stays_on_one_line(sqlite_cli: CLI, project: Path, original: str) -> None:
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(original)
+    assert sqlite_cli("hooks", "install").returncode == 0
+    installed = path.read_text()
+    assert "\n" not in installed.strip() and leasehold_commands(load(path)), installed

@@ -132,12 +132,17 @@ class Editor:
         kids = children(container)
         open_at, close_at = start(container), end(container) - 1
         outer = self._line_indent(open_at)
-        one_line = "\n" not in self.text[open_at:close_at] and kids
+        # on one line: a list written on one line with items in it, or any list of a file
+        # written on one line (an empty `[]` in a multi-line file gets lines of its own)
+        one_line = "\n" not in self.text[open_at:close_at] and (bool(kids) or "\n" not in self.text.strip())
         if one_line:
             rendered = [json.dumps(i, ensure_ascii=False) if keys is None else
                         f"{json.dumps(keys[n], ensure_ascii=False)}: {json.dumps(i, ensure_ascii=False)}"
                         for n, i in enumerate(items)]
-            self.splices.append((end(kids[-1]), end(kids[-1]), ", " + ", ".join(rendered)))
+            if kids:
+                self.splices.append((end(kids[-1]), end(kids[-1]), ", " + ", ".join(rendered)))
+            else:
+                self.splices.append((open_at + 1, open_at + 1, ", ".join(rendered)))
             return
         inner = self._line_indent(start(kids[0])) if kids else outer + self.unit
         rendered = [self._render(i, inner, None if keys is None else keys[n])
