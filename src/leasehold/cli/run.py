@@ -99,7 +99,7 @@ def cmd_run(ctx: Context) -> int:
     ledger = ctx.ledger
     ttl = ctx.ttl()
     argv = child_argv(command)  # before the claim: a missing program claims nothing
-    state: dict[str, Any] = {"proc": None}
+    state: dict[str, Any] = {"proc": None, "held": False}
     lock = threading.Lock()
 
     def on_lost(lease: Lease) -> None:
@@ -115,10 +115,12 @@ def cmd_run(ctx: Context) -> int:
 
     def forward(signum: int, frame: object) -> None:
         # SIGTERM, SIGINT, SIGHUP: pass it on (unless Ctrl-C sent it to CMD as well), keep
-        # waiting for CMD, and release the lease when it has ended. Before CMD runs (during
-        # the claim or while it starts) the signal is kept: CMD is then not started, or gets
-        # it as soon as it runs, and the lease is released either way.
+        # waiting for CMD, and release the lease when it has ended. Between the claim and
+        # CMD's start the signal is kept: CMD is then not started, or gets it as soon as it
+        # runs, and the lease is released either way.
         proc = state["proc"]
+        if proc is None and not state["held"]:  # still claiming (a slow or hung ledger): stop
+            raise KeyboardInterrupt  # now, as without this handler; nothing is held yet
         if proc is None:
             pending.append(signum)
         elif proc.poll() is None and not _terminal_sent_it_too(signum):
@@ -131,6 +133,7 @@ def cmd_run(ctx: Context) -> int:
     try:
         hold = ledger.hold(args.id, holder, ttl, on_lost=on_lost)
         with hold as lease:
+            state["held"] = True
             if pending:
                 ctx.say(f"leasehold: {signal.Signals(pending[0]).name} before {command[0]} "
                         f"started: not starting it; releasing {lease.task_id}")
