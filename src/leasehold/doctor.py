@@ -158,6 +158,14 @@ def _store_checks(settings: Settings) -> list[dict[str, Any]]:
     if path is not None and not os.path.exists(path):
         return [_check("reachable", False, f"no ledger at {path}",
                        "create it: leasehold init (or leasehold init --db URL)")]
+    if str(settings.db).startswith(("http://", "https://")):
+        from leasehold.remote import token_for
+
+        try:
+            token_for(settings)
+        except ConfigError as exc:
+            return [_check("reachable", None, f"server {settings.db} not asked"),
+                    _check("token", False, str(exc), "fix the token named above")]
     try:
         ledger = Ledger.from_settings(settings, busy_timeout=2.0)
     except PermissionDenied as exc:

@@ -42,10 +42,11 @@ _ACTORS: dict[tuple[str, str], str] = {}
 def token_for(settings: Settings, environ: Any = None) -> str | None:
     """The token for a remote ledger: ``LEASEHOLD_TOKEN``, else the ``token_file`` of
     leasehold.toml (relative to that file; must not be readable by group or others).
-    Raises :class:`ConfigError` for an unreadable or too-open token file."""
+    Raises :class:`ConfigError` for an unreadable or too-open token file, or a token that is
+    not printable ASCII without spaces (it goes into an HTTP header)."""
     env = os.environ if environ is None else environ
     if env.get("LEASEHOLD_TOKEN"):
-        return str(env["LEASEHOLD_TOKEN"]).strip()
+        return _checked_token(str(env["LEASEHOLD_TOKEN"]).strip(), "LEASEHOLD_TOKEN")
     if not settings.get("token_file"):
         return None
     path = settings.path("token_file", "")
@@ -55,9 +56,23 @@ def token_for(settings: Settings, environ: Any = None) -> str | None:
             raise ConfigError(f"token_file {path} is readable by others (mode {st.st_mode & 0o777:o}): "
                               "chmod 600 it")
         with open(path, encoding="utf-8") as fh:
-            return fh.read().strip() or None
+            text = fh.read().strip()
     except OSError as exc:
         raise ConfigError(f"token_file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"token_file {path} is not UTF-8 text (byte {exc.start}); it must "
+                          "hold only the token") from None
+    return _checked_token(text, f"token_file {path}") or None
+
+
+def _checked_token(token: str, source: str) -> str:
+    if token and not all("!" <= ch <= "~" for ch in token):
+        from leasehold.untrusted import escape
+
+        bad = next(ch for ch in token if not "!" <= ch <= "~")
+        raise ConfigError(f"{source} holds '{escape(bad)}' (or another character that is not "
+                          "printable ASCII): a token is one word of printable ASCII")
+    return token
 
 
 def token_actor(settings: Settings) -> str:
