@@ -283,3 +283,53 @@ def test_concurrent_retries_of_one_release_both_report_it_released(pg_url: str) 
             led.close()
     with Ledger.open(pg_url) as check:
         assert kinds(check, "T").count("released") == 1
+
+
+def _vouched(ledger: Ledger, op_id: str) -> str:
+    """``op_id``, with the ledger told it is fresh (what ``Leasehold-Op-Fresh: 1`` does on the
+    server): the next call skips the retry lookup."""
+    ledger.fresh_op_id = op_id
+    return op_id
+
+
+def test_a_reused_op_id_vouched_fresh_still_replays_every_kind(ledger: Ledger) -> None:
+    """A caller that wrongly says a reused id is fresh gets what a retry gets: the first
+    outcome, nothing applied twice; another holder, kind or arguments: InvalidInput. Also for
+    calls that would change nothing when repeated (dependencies, sweep, add)."""
+    ledger.add("build")
+    ledger.add("deploy")
+    first_dep = ledger.depend("deploy", "build", op_id="f-dp")
+    assert ledger.depend("deploy", "build", op_id=_vouched(ledger, "f-dp"))[1] == first_dep[1] == ["build"]
+    assert ledger.undepend("deploy", "build", op_id="f-ud")[1] == ["build"]
+    assert ledger.undepend("deploy", "build", op_id=_vouched(ledger, "f-ud"))[1] == ["build"]
+    assert ledger.blockers("deploy") == []
+    with pytest.raises(InvalidInput, match="already used"):
+        ledger.depend("deploy", "build", op_id=_vouched(ledger, "f-ud"))
+    assert ledger.blockers("deploy") == []
+
+    ledger.add("N1", priority=5, op_id="f-add")
+    task, created = ledger.add("N1", priority=5, op_id=_vouched(ledger, "f-add"))
+    assert (task.id, task.priority, created) == ("N1", 5, True)
+
+    ledger.claim("S", "a:1", ttl=1)
+    wait_for(lambda: ledger.show("S").lease_until < ledger.now(), 10, "the lease expired")
+    swept = ledger.sweep(auto_release=True, op_id="f-sw")
+    assert [t.id for t in swept] == ["S"]
+    assert [t.id for t in ledger.sweep(auto_release=True, op_id=_vouched(ledger, "f-sw"))] == ["S"]
+
+    lease = ledger.claim("T", "a:1", ttl=60, op_id="f-cl")
+    ledger.release("T", "a:1", op_id="f-rel")
+    again = ledger.claim("T", "a:1", ttl=60, op_id=_vouched(ledger, "f-cl"))
+    assert (again.fence, again.expires_at) == (lease.fence, lease.expires_at)
+    assert ledger.show("T").lease_holder is None  # not granted again
+    with pytest.raises(InvalidInput, match="already used for claim of T by a:1"):
+        ledger.claim("T", "b:2", ttl=60, op_id=_vouched(ledger, "f-cl"))
+    with pytest.raises(InvalidInput, match="other arguments"):
+        ledger.claim("T", "a:1", ttl=30, op_id=_vouched(ledger, "f-cl"))
+    assert ledger.show("T").lease_holder is None
+    ledger.claim("T", "a:1", ttl=60)  # held again: a vouched resend of the release replays
+    assert ledger.release("T", "a:1", op_id=_vouched(ledger, "f-rel")).released
+    assert ledger.show("T").lease_holder == "a:1"  # the new lease is kept
+    assert kinds(ledger, "T").count("claimed") == 2 and kinds(ledger, "T").count("released") == 1
+    assert kinds(ledger, "deploy").count("dependency_added") == 1
+    assert kinds(ledger, "deploy").count("dependency_removed") == 1

@@ -77,14 +77,17 @@ def run_op(store: Any, op_id: str | None, kind: str, args: Any, call: Callable[[
     ``unchanged(value)``: true when the call changed nothing; with a given id the id is then
     looked up again, since a concurrent call with the same id (a retry racing the first
     attempt) may have applied it meanwhile: its outcome is replayed. ``fresh``: the caller
-    generated ``op_id`` and sends it for the first time, so the first lookup is skipped (a
-    reused id is still caught when ``call`` records it: :class:`OpRecorded`, then replayed).
+    generated ``op_id`` and sends it for the first time, so the first lookup is skipped when
+    ``unchanged`` is given (a reused id is still caught when ``call`` records it:
+    :class:`OpRecorded`, then replayed; or by the lookup after a call that changed nothing).
+    Without ``unchanged`` a repeat that changes nothing could not be told from a first call,
+    so the id is looked up first regardless.
 
     Raises :class:`InvalidInput` for a malformed id or an id recorded for a different call.
     """
     key = op_key(op_id, kind, args)
     record = None
-    if op_id is not None and not fresh:
+    if op_id is not None and not (fresh and unchanged is not None):
         record = store.lookup_op(str(key))
     if record is None:
         try:
