@@ -342,6 +342,10 @@ def test_event_stream_resumes_without_gap_or_duplicate(served) -> None:
 def test_serve_refuses_anonymous_on_a_public_address_and_bad_options(sqlite_cli) -> None:
     run = sqlite_cli("serve", "--host", "0.0.0.0", "--anonymous-loopback")
     assert run.returncode == 2 and "loopback" in run.stderr
+    # A name is not an address: "127.example.net" may resolve anywhere.
+    for host in ("127.example.invalid", "127.0.0.1.example.invalid", "::"):
+        run = sqlite_cli("serve", "--host", host, "--anonymous-loopback", "--port", "1")
+        assert run.returncode == 2 and "loopback" in run.stderr, (host, run.stderr)
     assert sqlite_cli("serve", "--tls-cert", "x.pem").returncode == 2
     assert sqlite_cli("serve", "--workers", "2").returncode == 2  # SQLite: one process
     run = sqlite_cli("serve", "--max-body", "10")

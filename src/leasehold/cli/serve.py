@@ -9,12 +9,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or name given to --host) binds loopback only."""
-    return host in LOOPBACK or host.startswith("127.")
+    """Whether ``host`` (an address or name given to --host) binds loopback only: a loopback
+    address (``127.0.0.0/8``, ``::1``) or the name ``localhost``. Any other name is not, even
+    one that starts with ``127.`` (it may resolve anywhere)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_serve(ctx: Context) -> int:
@@ -61,7 +67,8 @@ def cmd_serve(ctx: Context) -> int:
     if not args.tls_cert and not is_loopback(args.host):
         ctx.say(f"leasehold serve: warning: plain HTTP on {args.host}, a non-loopback address: tokens travel "
                 "in clear text; use --tls-cert/--tls-key or a TLS-terminating proxy")
-    ctx.say(f"leasehold serve: {db} on {'https' if args.tls_cert else 'http'}://{args.host}:{args.port} "
+    shown = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
+    ctx.say(f"leasehold serve: {db} on {'https' if args.tls_cert else 'http'}://{shown}:{args.port} "
             f"({args.workers} worker{'s' if args.workers != 1 else ''})")
     try:
         uvicorn.run("leasehold.server.asgi:app", host=args.host, port=args.port, workers=args.workers,
