@@ -122,6 +122,32 @@ def test_request_bodies_over_the_limit_are_413_without_being_read(served, base_e
         small.stop()
 
 
+def test_an_oversized_chunked_body_is_413_on_every_route(served) -> None:
+    """The limit holds beyond the JSON API: a chunked body over it sent to /mcp (and to a
+    dashboard form) is 413 with the JSON error shape, not 500."""
+    token = served.tokens["agent"]
+    chunk = b"x" * 65536
+    chunks = [b"%x\r\n%s\r\n" % (len(chunk), chunk)] * 20 + [b"0\r\n\r\n"]  # 1.25 MiB
+    for path, kind in ((b"/mcp", b"application/json"), (b"/v1/feed/import", b"application/json")):
+        head = (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+                + b"\r\nContent-Type: " + kind + b"\r\nAccept: application/json, text/event-stream\r\n"
+                + b"Transfer-Encoding: chunked\r\n\r\n")
+        status, answer = _raw(served.port, head, chunks)
+        assert status == 413 and answer["error"]["exit_code"] == 2, (path, status, answer)
+
+
+def test_a_deeply_nested_body_is_400_not_500(served) -> None:
+    """JSON nested deeper than the parser's recursion limit (well under --max-body) is bad
+    input (400, exit 2), not an internal error."""
+    token = served.tokens["agent"]
+    for body in (b"[" * 100000 + b"]" * 100000, b'{"holder": "bob:s", "title": ' + b"[" * 100000 + b"]" * 100000 + b"}"):
+        head = (b"POST /v1/tasks/deep/claim HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+                + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        status, answer = _raw(served.port, head + body, [])
+        assert status == 400 and answer["error"]["exit_code"] == 2, (status, answer)
+        assert "nested" in answer["error"]["message"]
+
+
 def test_plain_http_on_a_public_address_warns_at_start(sqlite_url, base_env) -> None:
     """Serving plain HTTP on a non-loopback address prints a one-line warning (tokens travel
     in clear text); on loopback it does not."""

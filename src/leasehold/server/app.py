@@ -63,7 +63,8 @@ class BodyLimit:
     shape, without holding the body: a declared ``Content-Length`` over the limit is refused
     before a byte of the body is read; a chunked (or understated) body is counted as it
     arrives and refused when the count passes the limit (:class:`RequestTooLarge`, raised
-    from ``receive`` into the route, which answers 413)."""
+    from ``receive`` into the route, which answers 413; a route that does not answer it
+    itself, such as /mcp or a dashboard form, gets the same 413 from here)."""
 
     def __init__(self, app: Any, limit: int) -> None:
         self.app = app
@@ -94,7 +95,20 @@ class BodyLimit:
                     raise RequestTooLarge(_too_large(limit))
             return message  # type: ignore[no-any-return]
 
-        await self.app(scope, counted, send)
+        started = False
+
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except RequestTooLarge as exc:
+            if started:
+                raise
+            await _send_json(send, 413, wire.error_out(exc)[1])
 
 
 async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
@@ -291,6 +305,8 @@ def _arguments(request: Request, params: dict[str, str], raw: bytes) -> dict[str
             source = json.loads(raw) if raw.strip() else {}
         except ValueError:
             raise InvalidInput("the request body is not JSON") from None
+        except RecursionError:
+            raise InvalidInput("the request body is JSON nested too deeply") from None
         if not isinstance(source, dict):
             raise InvalidInput("the request body must be a JSON object")
         from_query = False
