@@ -221,3 +221,93 @@ def test_a_waiter_that_disconnects_while_its_grant_is_in_flight_leaves_no_lease(
         if locker is not None:
             locker.close()
         server.stop()
+
+
+def test_a_resent_wait_whose_grant_was_given_up_never_gets_a_released_lease(pg_url, base_env) -> None:
+    """The client's connection drops just as its waiting claim is granted, and it sends the
+    claim again with the same operation id (what the client does after a lost answer). The
+    server gives up the grant of the gone request; the resend must then either get that lease
+    and keep it, or be refused (exit 1): never be answered with a lease that is released."""
+    import threading
+
+    import psycopg
+
+    from leasehold import Ledger
+    from leasehold.server.waits import undo_op_id
+    from tests.pg import admin
+    from tests.server import ServerProcess, make_token
+
+    Ledger.open(pg_url).close()
+    token = make_token(pg_url, "bob")
+    server = ServerProcess(pg_url, dict(base_env))
+    locker = None
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+               "Leasehold-Op-Id": "wait-op-1"}
+    body = json.dumps({"holder": "bob:w", "wait": 60, "ttl": 300}).encode()
+
+    def blocked() -> int:
+        with admin() as conn:
+            return int(conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query ILIKE '%tasks%'").fetchone()[0])
+
+    try:
+        with Ledger.open(pg_url) as ledger:
+            ledger.add("resent")
+            locker = psycopg.connect(pg_url, autocommit=False)
+            locker.execute("SELECT id FROM tasks WHERE id = 'resent' FOR UPDATE")
+            first = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+            first.request("POST", "/v1/tasks/resent/claim", body=body, headers=headers)
+            wait_for(lambda: blocked() == 1, 30, "the first claim blocked on the row lock")
+            first.sock.shutdown(socket.SHUT_RDWR)
+            first.close()
+            wait_for(lambda: _waiters(server) == 0, 30, "the gone waiter left the queue")
+            answers: list = []
+
+            def resend() -> None:
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                conn.request("POST", "/v1/tasks/resent/claim", body=body, headers=headers)
+                response = conn.getresponse()
+                answers.append((response.status, json.loads(response.read())))
+                conn.close()
+
+            thread = threading.Thread(target=resend)
+            thread.start()
+            wait_for(lambda: blocked() == 2, 30, "the resend blocked behind the first claim")
+            locker.commit()
+            thread.join(60)
+            assert answers, "no answer to the resend"
+            status, answer = answers[0]
+            mark = undo_op_id("wait-op-1", "resent")
+            wait_for(lambda: ledger.lookup_op(mark) is not None, 30, "the grant kept or given up")
+            task = ledger.status("resent")
+            if status == 200:
+                assert task.lease_holder == "bob:w" and task.fence == answer["result"]["fence"], (answer, task)
+                assert task.lease_valid(ledger.now())
+            else:
+                assert status == 409 and answer["error"]["exit_code"] == 1, answer
+                assert task.lease_holder is None
+    finally:
+        if locker is not None:
+            locker.close()
+        server.stop()
+
+
+def test_giving_up_a_grant_and_handing_it_to_a_resend_exclude_each_other(ledger) -> None:
+    """Whichever comes first wins, on each backend: a resend's replayed grant kept first is
+    never released by the give-up; a grant given up first is never handed to the resend."""
+    from leasehold.server.waits import keep_replayed, release_unused
+
+    lease = ledger.claim("kept", "bob:w", ttl=60, op_id="op-kept")
+    replayed = ledger.claim("kept", "bob:w", ttl=60, op_id="op-kept")
+    assert ledger.replayed_at is not None
+    [kept] = keep_replayed(ledger, [replayed], "op-kept")
+    release_unused([lease], ledger, "op-kept")
+    task = ledger.status("kept")
+    assert task.lease_holder == "bob:w" and task.fence == kept.fence == lease.fence
+
+    lease = ledger.claim("given-up", "bob:w", ttl=60, op_id="op-given-up")
+    release_unused([lease], ledger, "op-given-up")
+    replayed = ledger.claim("given-up", "bob:w", ttl=60, op_id="op-given-up")
+    assert ledger.replayed_at is not None and keep_replayed(ledger, [replayed], "op-given-up") == []
+    assert ledger.status("given-up").lease_holder is None

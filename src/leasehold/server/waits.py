@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 
-from leasehold.errors import LeaseHeld, NoneAvailable
+from leasehold.errors import LeaseHeld, NoneAvailable, Refused
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -193,25 +193,63 @@ async def claim_wait(changes: Changes, ledger: Callable[[], Ledger], task_id: st
         if not held_before:  # a lease this holder held already is renewed, never undone
             task = led.status(task_id)
             held_before.append(task is not None and task.held_by(Holder.parse(holder), led.now()))
-        return led.claim(task_id, holder, ttl, **kw)
+        lease = led.claim(task_id, holder, ttl, **kw)
+        if not keep_replayed(led, [lease], kw.get("op_id")):
+            raise Refused(f"the lease on {task_id} granted to this request (operation "
+                          f"{kw.get('op_id')}) was released: its first connection went away "
+                          "before the answer; claim again")
+        return lease
 
     def undo(lease: Lease) -> None:
         if not held_before or not held_before[0]:
-            release_unused([lease], ledger())
+            release_unused([lease], ledger(), kw.get("op_id"))
 
     lease: Lease = await changes.wait_turn("task:" + task_id, attempt, timeout, retry_in, undo)
     return lease, lambda: undo(lease)
 
 
-def release_unused(leases: list[Lease], ledger: Ledger) -> None:
-    """Release ``leases`` granted to a waiter whose client went away before the answer."""
+def undo_op_id(op_id: str, task_id: str) -> str:
+    """The operation id that decides the fate of the grant of ``task_id`` made to a waiting
+    request with operation id ``op_id`` whose client went away: recorded either by the
+    release that gives the grant up (:func:`release_unused`) or by the extension that hands it
+    to a resend of the same request (:func:`keep_replayed`), whichever comes first."""
+    import hashlib
+
+    return "undo-" + hashlib.sha256(f"{op_id}\0{task_id}".encode()).hexdigest()[:40]
+
+
+def keep_replayed(ledger: Ledger, leases: list[Lease], op_id: str | None) -> list[Lease]:
+    """The leases of a waiting request's replayed grant (a resend of a request that applied)
+    that its holder still has: each is extended under :func:`undo_op_id`, which also stops a
+    pending give-up of that grant (the original request's client went away). A lease given
+    up already (or lost since) is left out: a resend is never answered with a released
+    lease."""
+    from leasehold.errors import LeaseholdError
+
+    if op_id is None or ledger.replayed_at is None:
+        return leases
+    kept = []
+    for lease in leases:
+        try:
+            kept.append(ledger.extend(lease.task_id, lease.holder, fence=lease.fence,
+                                      op_id=undo_op_id(op_id, lease.task_id)))
+        except LeaseholdError:
+            pass
+    return kept
+
+
+def release_unused(leases: list[Lease], ledger: Ledger, op_id: str | None = None) -> None:
+    """Release ``leases`` granted to a waiter whose client went away before the answer
+    (``op_id``: the request's operation id; a resend of it that got the lease first keeps
+    it, see :func:`keep_replayed`)."""
     from leasehold.errors import LeaseholdError
 
     for lease in leases:
         try:
-            ledger.release(lease.task_id, lease.holder)
+            ledger.release(lease.task_id, lease.holder,
+                           op_id=None if op_id is None else undo_op_id(op_id, lease.task_id))
         except LeaseholdError:
-            pass  # expired or taken over since: nothing of the gone waiter's is left
+            pass  # expired, taken over or handed to a resend since: nothing to give up
 
 
 async def next_wait(changes: Changes, ledger: Callable[[], Ledger], holder: Any, ttl: Any, count: int,
@@ -221,14 +259,21 @@ async def next_wait(changes: Changes, ledger: Callable[[], Ledger], holder: Any,
     releases them again (for a client found gone when the answer is due)."""
 
     def attempt() -> list[Lease]:
-        leases = ledger().next(holder, ttl, count, op_id=op_id)
+        led = ledger()
+        leases = led.next(holder, ttl, count, op_id=op_id)
+        if leases:
+            leases = keep_replayed(led, leases, op_id)
+            if not leases:
+                raise Refused(f"the leases granted to this request (operation {op_id}) were "
+                              "released: its first connection went away before the answer; "
+                              "ask again")
         if not leases:
             raise NoneAvailable("no task available")
         return leases
 
     try:
         leases: list[Lease] = await changes.wait_turn("next", attempt, timeout, lambda exc: RECHECK,
-                                                      lambda leases: release_unused(leases, ledger()))
+                                                      lambda leases: release_unused(leases, ledger(), op_id))
     except NoneAvailable:
         return [], lambda: None
-    return leases, lambda: release_unused(leases, ledger())
+    return leases, lambda: release_unused(leases, ledger(), op_id)
