@@ -629,3 +629,29 @@ def test_a_revoked_token_is_refused_despite_the_verification_cache(served) -> No
     with Ledger.open(served.db) as ledger:
         ledger.tokens.revoke(ids["frank"])
     wait_for(lambda: request(served, "GET", "/v1/whoami", second)[0] == 401, 30, "the direct revocation seen")
+
+
+def test_a_token_revoked_on_the_dashboard_is_refused_at_once(served) -> None:
+    """Revoked through this server process's dashboard (not only its API), a token verified a
+    moment ago is refused on its very next request, as the README promises."""
+    from urllib.parse import urlencode
+
+    from leasehold import Ledger
+    from leasehold.server.dashboard import COOKIE, csrf_token
+
+    victim = make_token(served.db, "gina")
+    with Ledger.open(served.db) as ledger:
+        token_id = next(t.id for t in ledger.tokens.list() if t.actor == "gina")
+    assert request(served, "GET", "/v1/whoami", victim)[0] == 200  # verified: now cached
+    admin = served.tokens["admin"]
+    form = urlencode({"csrf": csrf_token(admin), "token_id": token_id}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=30)
+    conn.request("POST", "/admin/revoke", body=form, headers={
+        "Cookie": f"{COOKIE}={admin}", "Origin": served.url,
+        "Content-Type": "application/x-www-form-urlencoded"})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 303, response.status
+    status, answer = request(served, "GET", "/v1/whoami", victim)
+    assert status == 401 and "revoked" in answer["error"]["message"], answer

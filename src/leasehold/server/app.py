@@ -143,6 +143,9 @@ class Service:
         self.stop = threading.Event()
         #: token hash -> (verified at, monotonic seconds; principal; expires_at UTC or None)
         self.verified: dict[str, tuple[float, api.Principal, float | None]] = {}
+        #: How many revocations this process has made (a verification that overlapped one is
+        #: not cached: it may have read the token before the revocation).
+        self.forgotten = 0
         #: Set after a change: the notifier thread sends one NOTIFY for however many changes
         #: happened since its last one (PostgreSQL; other server processes wake on it).
         self.pending_notify = threading.Event()
@@ -233,6 +236,7 @@ class Service:
         from leasehold.tokens import hash_token
 
         key = hash_token(token.strip())
+        forgotten = self.forgotten
         try:
             info = self.ledger().tokens.verify(token.strip())
         except PermissionDenied as exc:
@@ -241,11 +245,14 @@ class Service:
         principal = api.Principal(info.actor, info.role, info.id)
         if len(self.verified) > 10000:  # many tokens in turn: start over rather than grow
             self.verified.clear()
-        self.verified[key] = (time.monotonic(), principal, info.expires_at)
+        if forgotten == self.forgotten:  # no revocation meanwhile: this answer may be stale
+            self.verified[key] = (time.monotonic(), principal, info.expires_at)
         return principal
 
     def forget_token(self, token_id: str) -> None:
-        """A token revoked through this process: refused from the next request on."""
+        """A token revoked through this process: refused from the next request on (a
+        verification that ran meanwhile is not cached)."""
+        self.forgotten += 1
         for key, (_at, principal, _expires) in list(self.verified.items()):
             if principal.token_id == token_id:
                 self.verified.pop(key, None)

@@ -448,6 +448,7 @@ class Dashboard:
 
             by = Holder(session.principal.actor, "dashboard") if session.principal.actor else None
             info, revoked = self.service.ledger().tokens.revoke(form.get("token_id", "").strip(), by=by)
+            self.service.forget_token(info.id)  # refused from the next request on
             return f"revoked {info.id} ({info.actor}, {info.role})" if revoked else f"{info.id} was already revoked"
 
         return await self._admin_post(request, "token_revoke", action)
