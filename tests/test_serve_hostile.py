@@ -148,6 +148,19 @@ def test_a_deeply_nested_body_is_400_not_500(served) -> None:
         assert "nested" in answer["error"]["message"]
 
 
+def test_a_lone_surrogate_in_a_json_string_is_400_not_500(served) -> None:
+    """JSON may escape a lone UTF-16 surrogate (``"\\ud800"``), which no UTF-8 text can
+    hold: bad input (400, exit 2), not an internal error, wherever the string goes."""
+    token = served.tokens["agent"]
+    for path, body in (("/v1/tasks/sur/claim", b'{"holder": "bob:s", "title": "\\ud800"}'),
+                       ("/v1/feed", b'{"holder": "bob:s", "kind": "NOTE", "subject": "x", "body": "a\\udcff"}')):
+        head = (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+                + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        status, answer = _raw(served.port, head + body, [])
+        assert status == 400 and answer["error"]["exit_code"] == 2, (path, status, answer)
+        assert "surrogate" in answer["error"]["message"]
+
+
 def test_plain_http_on_a_public_address_warns_at_start(sqlite_url, base_env) -> None:
     """Serving plain HTTP on a non-loopback address prints a one-line warning (tokens travel
     in clear text); on loopback it does not."""

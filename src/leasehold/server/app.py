@@ -314,6 +314,12 @@ def _arguments(request: Request, params: dict[str, str], raw: bytes) -> dict[str
             raise InvalidInput("the request body is not JSON") from None
         except RecursionError:
             raise InvalidInput("the request body is JSON nested too deeply") from None
+        if b"\\u" in raw:  # an escape may name a lone UTF-16 surrogate, which no text can hold
+            try:
+                json.dumps(source, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidInput("the request body has a lone UTF-16 surrogate (\\ud800-\\udfff) "
+                                   "in a string") from None
         if not isinstance(source, dict):
             raise InvalidInput("the request body must be a JSON object")
         from_query = False
