@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 
-from leasehold.errors import LeaseHeld, NoneAvailable, Refused
+from leasehold.errors import LeaseHeld, NoneAvailable, NotHolder
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ async def claim_wait(changes: Changes, ledger: Callable[[], Ledger], task_id: st
             held_before.append(task is not None and task.held_by(Holder.parse(holder), led.now()))
         lease = led.claim(task_id, holder, ttl, **kw)
         if not keep_replayed(led, [lease], kw.get("op_id")):
-            raise Refused(f"the lease on {task_id} granted to this request (operation "
+            raise NotHolder(f"the lease on {task_id} granted to this request (operation "
                           f"{kw.get('op_id')}) was released: its first connection went away "
                           "before the answer; claim again")
         return lease
@@ -264,7 +264,7 @@ async def next_wait(changes: Changes, ledger: Callable[[], Ledger], holder: Any,
         if leases:
             leases = keep_replayed(led, leases, op_id)
             if not leases:
-                raise Refused(f"the leases granted to this request (operation {op_id}) were "
+                raise NotHolder(f"the leases granted to this request (operation {op_id}) were "
                               "released: its first connection went away before the answer; "
                               "ask again")
         if not leases:
