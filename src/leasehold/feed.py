@@ -823,6 +823,10 @@ class Feed:
             kind = _kind(kind, KINDS)
         low = -1.0e18 if since is None else since
         if after is not None:
+            import math
+
+            if not math.isfinite(after[0]):
+                raise InvalidInput(f"the cursor's ts must be a finite number, got {after[0]}")
             low = max(low, after[0])
         rows = self.store.iter_posts_since(low, kind)
         try:

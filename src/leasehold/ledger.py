@@ -813,6 +813,10 @@ class Ledger:
             raise InvalidInput(f"limit must be between 1 and {self.TASKS_PAGE_MAX}, got {limit}")
         if status is not None and status not in ("open", "in_progress", "done"):
             raise InvalidInput(f"status must be open, in_progress or done, got {status!r}")
+        import math
+
+        if after is not None and not math.isfinite(after[1]):
+            raise InvalidInput(f"the cursor's created_at must be a finite number, got {after[1]}")
         return self.store.tasks_page(status, held, after, limit)
 
     @staticmethod
