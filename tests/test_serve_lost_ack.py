@@ -61,13 +61,20 @@ class CuttingHTTPProxy:
         self.armed: str | None = None
         self.refuse_after_cut = False
         self.refusing = False
+        self.replacement: bytes | None = None
+        self.forward = True
         self.cuts = 0
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def cut(self, path: str, refuse_after: bool = False) -> None:
+    def cut(self, path: str, refuse_after: bool = False, replacement: bytes | None = None,
+            forward: bool = True) -> None:
+        """Arm the cut of the next request for ``path``: its answer dropped, or replaced by
+        ``replacement`` (a proxy's own error page); ``forward=False``: the request is not even
+        passed on (a proxy refusing it)."""
         with self.lock:
             self.armed, self.refuse_after_cut, self.refusing = path, refuse_after, False
+            self.replacement, self.forward = replacement, forward
 
     def close(self) -> None:
         self.closed = True
@@ -95,17 +102,23 @@ class CuttingHTTPProxy:
                 if request is None:
                     return
                 target = request.split(b" ", 2)[1].decode()
-                upstream.sendall(request)
-                answer = _read_message(upstream, from_server)
-                if answer is None:
-                    return
                 with self.lock:
                     cut = self.armed is not None and target.startswith(self.armed)
-                    if cut:
+                    forward = self.forward or not cut
+                    replacement = self.replacement
+                if forward:
+                    upstream.sendall(request)
+                    answer = _read_message(upstream, from_server)
+                    if answer is None:
+                        return
+                if cut:
+                    with self.lock:
                         self.armed = None
                         self.cuts += 1
                         self.refusing = self.refuse_after_cut
-                if cut:
+                    if replacement is not None:  # the proxy's own error page instead
+                        client.sendall(replacement)
+                        return
                     client.shutdown(socket.SHUT_RDWR)  # the change applied; its answer is dropped
                     return
                 client.sendall(answer)
@@ -194,3 +207,34 @@ def test_a_lost_answer_the_client_cannot_resolve_is_76_never_75(proxied, base_en
     assert run.returncode == 76, (run.returncode, run.stderr)
     with RemoteLedger(served.url, token) as direct:
         wait_for(lambda: direct.feed.last(1), 10, "the post recorded")
+
+
+def _page(status: str) -> bytes:
+    body = f"<html><body><h1>{status}</h1><hr>nginx</body></html>".encode()
+    return (f"HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body
+
+
+def test_a_proxy_error_page_after_a_change_is_resolved_never_75(proxied, base_env, tmp_path: Path) -> None:
+    """Behind a reverse proxy: the change reached the server and applied, but the proxy
+    answers with its own 502/504 page (the upstream connection broke, or timed out). That is a
+    lost answer, not "nothing applied": the client resends with the operation id and reports
+    the applied change (exit 0), or 76 when it cannot ask. A proxy's own 413 page (its body
+    limit, nothing forwarded) is exit 2, not 70."""
+    served, proxy = proxied
+    cli = CLI(proxy.url, base_env, tmp_path)
+    env = {"LEASEHOLD_TOKEN": served.tokens["agent"]}
+    for status, task in (("502 Bad Gateway", "gw-1"), ("504 Gateway Time-out", "gw-2")):
+        proxy.cut(f"/v1/tasks/{task}/claim", replacement=_page(status))
+        run = cli("claim", task, "--session", "s1", "--ttl", "5m", env=env)
+        assert run.returncode == 0, (status, run.returncode, run.stderr)
+        assert _kinds(served.db, task).count("claimed") == 1
+    proxy.cut("/v1/tasks/gw-1/release", refuse_after=True, replacement=_page("502 Bad Gateway"))
+    run = cli("release", "gw-1", "--session", "s1", env=env)
+    assert run.returncode == 76, (run.returncode, run.stderr)
+    assert _kinds(served.db, "gw-1").count("released") == 1
+
+    proxy.cut("/v1/tasks/gw-3/claim", replacement=_page("413 Request Entity Too Large"), forward=False)
+    run = cli("claim", "gw-3", "--session", "s1", env=env)
+    assert run.returncode == 2 and "413" in run.stderr, (run.returncode, run.stderr)
+    assert _kinds(served.db, "gw-3") == []

@@ -217,6 +217,9 @@ def error_in(status: int, body: object) -> Exception:
             return errors.PermissionDenied(f"the server refused the request (HTTP {status})")
         if status in (502, 503, 504, 429):
             return errors.StoreUnavailable(f"the server is unavailable (HTTP {status}); retry later")
+        if status == 413:
+            return errors.InvalidInput("the request is larger than the server, or a proxy in front of "
+                                       "it, accepts (HTTP 413)")
         return errors.LeaseholdError(f"unexpected answer from the server (HTTP {status})")
     kind = str(error.get("type", ""))
     message = str(error.get("message", ""))

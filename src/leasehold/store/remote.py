@@ -185,6 +185,12 @@ class Client:
             if isinstance(data.get("now"), (int, float)):
                 self.server_now, self.at = float(data["now"]), time.monotonic()
             return data["result"]
+        if not read and status not in _REFUSED_BEFORE and not (
+                isinstance(data, dict) and isinstance(data.get("error"), dict)):
+            # Not the server's answer: a proxy's own error page (502 or 504 when the upstream
+            # connection broke or timed out). The change may have reached the server: a lost
+            # answer, resolved by its operation id, never "nothing applied".
+            return self._resolve(op, op_id, OSError(f"HTTP {status} from a proxy, not the server's answer"))
         raise wire.error_in(status, data)
 
     @staticmethod
@@ -219,6 +225,11 @@ class Client:
             f"the answer to {op} was lost ({_reason(exc)}) and the server could not be reached "
             f"again: operation {op_id} may or may not have applied; run 'leasehold op {op_id}' or "
             f"retry with --op-id {op_id}", op_id)
+
+#: Statuses a proxy answers before passing a request on (authentication, size limits): a
+#: change refused with one of them did not reach the server.
+_REFUSED_BEFORE = frozenset({401, 403, 407, 413, 414, 431})
+
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
