@@ -193,12 +193,12 @@ async def claim_wait(changes: Changes, ledger: Callable[[], Ledger], task_id: st
         if not held_before:  # a lease this holder held already is renewed, never undone
             task = led.status(task_id)
             held_before.append(task is not None and task.held_by(Holder.parse(holder), led.now()))
-        lease = led.claim(task_id, holder, ttl, **kw)
-        if not keep_replayed(led, [lease], kw.get("op_id")):
-            raise NotHolder(f"the lease on {task_id} granted to this request (operation "
-                          f"{kw.get('op_id')}) was released: its first connection went away "
-                          "before the answer; claim again")
-        return lease
+        kept = keep_replayed(led, [led.claim(task_id, holder, ttl, **kw)], kw.get("op_id"))
+        if not kept:
+            raise NotHolder(f"the lease on {task_id} granted under operation {kw.get('op_id')} is "
+                            "no longer held (released since: e.g. the request's first connection "
+                            "went away before the answer); claim again with a new operation id")
+        return kept[0]
 
     def undo(lease: Lease) -> None:
         if not held_before or not held_before[0]:
@@ -264,9 +264,9 @@ async def next_wait(changes: Changes, ledger: Callable[[], Ledger], holder: Any,
         if leases:
             leases = keep_replayed(led, leases, op_id)
             if not leases:
-                raise NotHolder(f"the leases granted to this request (operation {op_id}) were "
-                              "released: its first connection went away before the answer; "
-                              "ask again")
+                raise NotHolder(f"the leases granted under operation {op_id} are no longer held "
+                                "(released since: e.g. the request's first connection went away "
+                                "before the answer); ask again with a new operation id")
         if not leases:
             raise NoneAvailable("no task available")
         return leases
