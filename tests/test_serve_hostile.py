@@ -349,3 +349,36 @@ def test_bogus_page_cursors_are_400(served) -> None:
         answer = json.loads(response.read())
         conn.close()
         assert response.status == 400 and answer["error"]["exit_code"] == 2, (query, answer)
+
+
+def test_many_waiters_killed_at_once_leave_the_queue_and_stall_no_one(served, base_env, tmp_path) -> None:
+    """Eight CLI processes wait on a task (claim --wait, next --wait) and are all killed with
+    SIGKILL at once: every place in the queues is freed, no lease goes to a dead process, and
+    a live waiter behind them is granted as soon as the task is released."""
+    import signal
+
+    from tests.conftest import CLI
+
+    cli = CLI(served.url, dict(base_env, LEASEHOLD_TOKEN=served.tokens["agent"]), tmp_path)
+    assert cli("claim", "crowd", "--session", "owner", "--ttl", "5m").returncode == 0
+    doomed = [cli.popen("claim", "crowd", "--session", f"dead{i}", "--wait", "5m", stdout=-1, stderr=-1)
+              for i in range(6)]
+    doomed += [cli.popen("next", "--session", f"deadnext{i}", "--wait", "5m", stdout=-1, stderr=-1)
+               for i in range(2)]
+    wait_for(lambda: _waiters(served) == 8, 60, "eight waiters queued")
+    for proc in doomed:
+        proc.send_signal(signal.SIGKILL)
+    for proc in doomed:
+        proc.communicate(timeout=30)
+    wait_for(lambda: _waiters(served) == 0, 30, "the killed waiters left the queues")
+    live = cli.popen("claim", "crowd", "--session", "live", "--wait", "60", stdout=-1, stderr=-1)
+    wait_for(lambda: _waiters(served) == 1, 30, "the live waiter queued")
+    assert cli("release", "crowd", "--session", "owner").returncode == 0
+    out, err = live.communicate(timeout=60)
+    assert live.returncode == 0 and "claimed crowd as bob:live" in out, err
+    assert cli("add", "loose").returncode == 0
+    from leasehold import Ledger
+
+    with Ledger.open(served.db) as ledger:
+        assert ledger.status("loose").lease_actor is None  # no dead next-waiter took it
+        assert not [e for e in ledger.events() if e.kind == "claimed" and (e.session or "").startswith("dead")]
