@@ -136,9 +136,11 @@ class Ledger:
         #: replayed lease's validity at this instant, not at its grant.
         self.replayed_at: float | None = None
         #: An operation id its caller vouches was never sent before (a client's first attempt
-        #: with an id it generated for this call): the next call with it skips the lookup
+        #: with an id it generated for this call): the next lease change with it (claim,
+        #: extend, release, force_release, complete, complete_many, next) skips the lookup
         #: that serves retries. A duplicate is still caught, by the record written in the
-        #: call's own transaction (then replayed), so a wrong claim costs nothing but speed.
+        #: call's own transaction or by the lookup after a call that changed nothing (then
+        #: replayed), so a wrong claim costs nothing but speed; other calls look up anyway.
         self.fresh_op_id: str | None = None
 
     @classmethod
