@@ -333,3 +333,24 @@ def test_a_reused_op_id_vouched_fresh_still_replays_every_kind(ledger: Ledger) -
     assert kinds(ledger, "T").count("claimed") == 2 and kinds(ledger, "T").count("released") == 1
     assert kinds(ledger, "deploy").count("dependency_added") == 1
     assert kinds(ledger, "deploy").count("dependency_removed") == 1
+
+    # The single-statement paths (PostgreSQL): next, done, done of several.
+    ledger.add("Q1")
+    got = ledger.next("w:1", ttl=60, op_id="f-next")
+    ledger.release(got[0].task_id, "w:1")
+    again = ledger.next("w:1", ttl=60, op_id=_vouched(ledger, "f-next"))
+    assert [(x.task_id, x.fence) for x in again] == [(x.task_id, x.fence) for x in got]
+    assert ledger.show(got[0].task_id).lease_holder is None  # not granted again
+    ledger.claim("D1", "a:1", ttl=60)
+    done = ledger.complete("D1", "a:1", op_id="f-done")
+    ledger.reopen("D1")
+    ledger.claim("D1", "a:1", ttl=60)
+    assert ledger.complete("D1", "a:1", op_id=_vouched(ledger, "f-done")).status == done.status
+    assert ledger.show("D1").lease_holder == "a:1"  # the new lease is not completed
+    ledger.claim("D2", "a:1", ttl=60)
+    ledger.complete_many(["D2"], "a:1", op_id="f-many")
+    ledger.reopen("D2")
+    ledger.claim("D2", "a:1", ttl=60)
+    assert [t.id for t in ledger.complete_many(["D2"], "a:1", op_id=_vouched(ledger, "f-many"))] == ["D2"]
+    assert ledger.show("D2").lease_holder == "a:1"
+    assert kinds(ledger, "D1").count("completed") == 1 and kinds(ledger, "D2").count("completed") == 1
