@@ -421,3 +421,10 @@ def test_feed_cli_errors(cli, tmp_path):
     assert r.returncode == 1
     error = json.loads(r.stdout)["error"]
     assert error["type"] == "DuplicatePost" and error["task_id"] == "CMB-1"
+
+
+def test_queue_limit_beyond_any_size_is_all_not_a_crash(ledger) -> None:
+    """A limit larger than any list (say 10**20, as a careless script or a hostile HTTP client
+    sends) returns every entry: not an internal error."""
+    ledger.feed.post("info", "a note", "bob:s")
+    assert ledger.feed.queue(limit=10**20) == ledger.feed.queue()

@@ -153,7 +153,7 @@ def test_a_lone_surrogate_in_a_json_string_is_400_not_500(served) -> None:
     hold: bad input (400, exit 2), not an internal error, wherever the string goes."""
     token = served.tokens["agent"]
     for path, body in (("/v1/tasks/sur/claim", b'{"holder": "bob:s", "title": "\\ud800"}'),
-                       ("/v1/feed", b'{"holder": "bob:s", "kind": "NOTE", "subject": "x", "body": "a\\udcff"}')):
+                       ("/v1/feed", b'{"holder": "bob:s", "kind": "info", "subject": "x", "body": "a\\udcff"}')):
         head = (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
                 + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
         status, answer = _raw(served.port, head + body, [])

@@ -945,7 +945,9 @@ class Feed:
         if limit is not None and limit < 1:
             raise InvalidInput(f"limit must be at least 1, got {limit}")
         entries = self.iter_queue(state, item, page=200 if limit is None else min(limit + 1, 1000))
-        return list(entries if limit is None else itertools.islice(entries, limit))
+        import sys
+
+        return list(entries if limit is None else itertools.islice(entries, min(limit, sys.maxsize)))
 
     def queue_by_reduction(self) -> list[dict[str, Any]]:
         """:meth:`queue` computed the slow way, by reducing every post (O(history)): the
