@@ -283,3 +283,43 @@ def test_concurrent_retries_of_one_release_both_report_it_released(pg_url: str) 
             led.close()
     with Ledger.open(pg_url) as check:
         assert kinds(check, "T").count("released") == 1
+
+
+RACED = {
+    "reserve": (["reserve", "DOC"], lambda out: out),
+    "post": (["feed", "post", "--kind", "actionable", "--item", "DOC-0001", "--subject", "s"],
+             lambda out: json.loads(out)["id"]),
+    "reserve-path": (["reserve-path", "src/**", "--ttl", "10m"],
+                     lambda out: [(r["pattern"], r["fence"]) for r in json.loads(out)]),
+}
+
+
+@pytest.mark.parametrize("what", sorted(RACED))
+def test_eight_processes_retrying_one_op_id_of_a_reservation_or_post_apply_it_once(
+        cli: CLI, tmp_path: Path, what: str) -> None:
+    """Eight real processes send the same reservation, post or file reservation with one op id
+    at once (a client's retries racing each other): it applies once, and every process exits 0
+    with that first outcome (none is told the post is a duplicate of itself)."""
+    me = ("--actor", "a", "--session", "1")
+    assert cli("reserve", "DOC", *me).returncode == 0  # DOC-0001, for the post
+    args, outcome = RACED[what]
+    go = tmp_path / "go"
+    procs = []
+    for i in range(8):
+        ready = tmp_path / f"ready-{i}"
+        env = dict(cli.env, LEASEHOLD_DB=cli.db, PYTHONPATH=str(REPO))
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "tests.racers", "cli", str(go), str(ready),
+             *args, *me, "--op-id", "dup-1", "--json"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ), ready))
+    wait_for(lambda: all(ready.exists() for _, ready in procs)
+             or any(p.poll() is not None for p, _ in procs), timeout=60, what="the racers")
+    assert all(p.poll() is None for p, _ in procs), "a racer died before the barrier"
+    go.touch()
+    results = [(p.wait(timeout=60), *p.communicate()) for p, _ in procs]
+    assert [code for code, _, _ in results] == [0] * 8, [err for _, _, err in results]
+    assert len({json.dumps(outcome(out)) for _, out, _ in results}) == 1
+    with Ledger.open(cli.db) as ledger:
+        written = [e.kind for e in ledger.events() if e.details.get("op") == "dup-1"]
+        assert written and len(set(written)) == len(written), written  # each event once

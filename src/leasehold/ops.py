@@ -16,7 +16,7 @@ the digest of its kind and arguments. Then:
 
 from __future__ import annotations
 
-from leasehold.errors import InvalidInput, OpRecorded
+from leasehold.errors import Conflict, InvalidInput, OpRecorded
 from leasehold.model import new_op_id, validate_op_id
 
 TYPE_CHECKING = False
@@ -76,7 +76,9 @@ def run_op(store: Any, op_id: str | None, kind: str, args: Any, call: Callable[[
     operation must match, for a clear message naming what the id was used for.
     ``unchanged(value)``: true when the call changed nothing; with a given id the id is then
     looked up again, since a concurrent call with the same id (a retry racing the first
-    attempt) may have applied it meanwhile: its outcome is replayed.
+    attempt) may have applied it meanwhile: its outcome is replayed. So is a call with a given
+    id that raised :class:`~leasehold.errors.Conflict` (a post refused as a duplicate of the
+    one its first attempt made).
 
     Raises :class:`InvalidInput` for a malformed id or an id recorded for a different call.
     """
@@ -95,6 +97,14 @@ def run_op(store: Any, op_id: str | None, kind: str, args: Any, call: Callable[[
         except OpRecorded as exc:
             record = exc.record or store.lookup_op(str(key))
             if record is None:  # pragma: no cover - a recorded id is never removed
+                raise
+        except Conflict:
+            # Refused (a duplicate post, a lease held...): by the first attempt of this very
+            # call, committed meanwhile, when a retry races it. Its outcome is replayed.
+            if op_id is None:
+                raise
+            record = store.lookup_op(str(key))
+            if record is None:
                 raise
     check_record(record, key, kinds or (kind,), task_id, holder)
     return None, record, key
