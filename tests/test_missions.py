@@ -366,6 +366,7 @@ def test_mission_commands_with_an_op_id_apply_their_ledger_steps_once(cli: CLI, 
     assert too_long.returncode == 2 and "180" in too_long.stderr
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres", "remote"], indirect=True)
 def test_a_mission_rerun_with_an_op_id_never_acts_on_a_lease_taken_over_since(cli: CLI, tree: Path) -> None:
     """A rerun with --op-id replays the ledger steps that applied; a replayed lease is the first
     run's: when another session has taken the mission over since, the rerun is refused (exit 1)

@@ -403,11 +403,11 @@ class _Steps:
             given = "op_id" in kwargs
             kwargs.setdefault("op_id", f"{self._base}/{name}-{rank}")
             value = attr(*args, **kwargs)
-            if name in _LEASE_STEPS and not given and self._ledger.replayed_at is not None \
-                    and not self._current(value):
-                # The lease the first run was granted has since expired or been taken over:
+            if name in _LEASE_STEPS and not given and not self._current(value):
+                # A replayed lease (the first run's) that has since expired or been taken over:
                 # acting on it would write another session's mission. The step is decided anew
-                # (and refused, or granted afresh), as without an operation id.
+                # (and refused, or granted afresh), as without an operation id. Checked on every
+                # ledger: a remote one does not say whether its answer was replayed.
                 del kwargs["op_id"]
                 value = attr(*args, **kwargs)
             return value
