@@ -202,6 +202,7 @@ def test_cli_op_id_on_reservations_posts_and_paths(cli: CLI) -> None:
     assert cli("op", "p-1").stdout.rstrip().endswith(f"; post #{post_id} (CMB-0002)")
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres", "remote"], indirect=True)
 def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> None:
     # The retry replays the first outcome (same lease, exit 0), but it must not call a lease
     # valid whose expiry has passed by the time of the retry.

@@ -207,6 +207,7 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
             principal = await _thread(service.authenticate, request)
             args = await _arguments(request, params)
             api.authorize(principal, op, role, args)
+            replayed_at = None
             if args.get("wait") and op in api.WAITING:
                 # Validate cheaply first (a bad id or TTL is 400 at once, not after the wait).
                 from leasehold.model import Holder, validate_task_id
@@ -222,8 +223,11 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
                 await _thread(service.changed)
             else:
                 op_id = request.headers.get("leasehold-op-id") if writes else None
-                result = await _thread(_call, service, handler, principal, args, writes, op_id)
-            response: Response = JSONResponse({"result": result, "now": time.time()})
+                result, replayed_at = await _thread(_call, service, handler, principal, args, writes, op_id)
+            body = {"result": result, "now": time.time()}
+            if replayed_at is not None:
+                body["replayed_at"] = replayed_at
+            response: Response = JSONResponse(body)
         except (PermissionDenied, api.Forbidden) as exc:
             status = 401 if isinstance(exc, Unauthenticated) else 403
             await _thread(service.audit, op, status, str(exc), principal, args)
@@ -271,10 +275,15 @@ async def _unless_disconnected(request: Request, waiting: Any) -> Any:
 
 
 def _call(service: Service, handler: Any, principal: api.Principal, args: dict[str, Any],
-          writes: bool, op_id: str | None = None) -> Any:
+          writes: bool, op_id: str | None = None) -> tuple[Any, float | None]:
+    """``(result, replayed_at)``: the handler's result, and the ledger's clock when the change
+    was a replay of the one its operation id recorded (else None; the client judges a replayed
+    lease's validity at that instant)."""
     ledger = service.ledger()
+    ledger.replayed_at = None
     try:
-        return handler(api.Call(ledger, principal, service, op_id), **args)
+        result = handler(api.Call(ledger, principal, service, op_id), **args)
+        return result, ledger.replayed_at if writes else None
     finally:
         if writes:
             service.changed()
