@@ -324,3 +324,11 @@ def test_eight_processes_retrying_one_op_id_of_a_reservation_or_post_apply_it_on
     with Ledger.open(cli.db) as ledger:
         written = [e.kind for e in ledger.events() if e.details.get("op") == "dup-1"]
         assert written and len(set(written)) == len(written), written  # each event once
+
+
+def test_op_names_only_the_patterns_a_file_release_released(cli: CLI) -> None:
+    me = ("--actor", "a", "--session", "1")
+    assert cli("reserve-path", "a/**", *me).returncode == 0
+    assert cli("release-path", "a/**", "zz/**", *me, "--op-id", "rp-1").returncode == 0
+    shown = cli("op", "rp-1")
+    assert shown.returncode == 0 and shown.stdout.rstrip().endswith("; a/**"), shown.stdout
