@@ -332,3 +332,18 @@ def test_op_names_only_the_patterns_a_file_release_released(cli: CLI) -> None:
     assert cli("release-path", "a/**", "zz/**", *me, "--op-id", "rp-1").returncode == 0
     shown = cli("op", "rp-1")
     assert shown.returncode == 0 and shown.stdout.rstrip().endswith("; a/**"), shown.stdout
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "remote"], indirect=True)
+def test_op_finds_an_id_holding_a_slash(cli: CLI) -> None:
+    """Operation ids may hold '/' (a mission command's steps are ID/KIND-N): `op` finds them,
+    through a server too (GET /v1/ops/ID with the slash escaped)."""
+    me = ("--actor", "a", "--session", "1")
+    assert cli("claim", "T", *me, "--op-id", "m/claim-1").returncode == 0
+    for op_id in ("m/claim-1", "m/claim-1/"):
+        found = cli("op", op_id, "--json")
+        if op_id.endswith("/"):
+            assert found.returncode == 3 and json.loads(found.stdout)["applied"] is False
+        else:
+            assert found.returncode == 0, found.stderr
+            assert json.loads(found.stdout)["kind"] == "claim"

@@ -406,11 +406,12 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
     from leasehold.server.dashboard import Dashboard
 
     routes.extend(Dashboard(service).routes())
-    # Task ids may hold '/': their parameter takes the rest of the path, so the routes with a
-    # suffix after it (/claim, /status, ...) go first.
+    # Task and operation ids may hold '/' (a mission command's steps are ID/KIND-N): their
+    # parameter takes the rest of the path, so the routes with a suffix after it (/claim,
+    # /status, ...) go first.
     for op, (method, path, _role, _params) in sorted(wire.OPS.items(), key=lambda item: item[1][1].endswith("}")):
-        routes.append(Route(path.replace("{task_id}", "{task_id:path}"), _endpoint(service, op),
-                            methods=[method], name=op))
+        path = path.replace("{task_id}", "{task_id:path}").replace("{operation_id}", "{operation_id:path}")
+        routes.append(Route(path, _endpoint(service, op), methods=[method], name=op))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
