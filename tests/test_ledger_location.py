@@ -972,3 +972,24 @@ def test_init_in_a_linked_worktree_writes_the_main_worktrees_files_and_says_comm
     git(fresh, "init", "-q")
     text = run(base_env, fresh, "init", "--no-hooks").stdout
     assert "commit leasehold.toml" in text and "worktrees" in text
+
+
+def test_a_ledger_replaced_under_an_open_store_is_refused_not_written(tmp_path: Path) -> None:
+    """The ledger file replaced (a backup restored with `mv`) while a process (a server) has it
+    open: its connection would go on reading and writing the old file, which no other process
+    sees (two ledgers: two holders of one task). Its next call is refused with 78, applying
+    nothing. (SQLite leaves the old file's -wal beside the new one: replace a ledger only with
+    every program using it stopped.)"""
+    target = tmp_path / "l.db"
+    _ledger(target)
+    restored = tmp_path / "restored.db"
+    _ledger(restored)
+    with Ledger.open(str(target)) as running:
+        running.claim("T", "a:s", ttl=600)
+        os.replace(restored, target)
+        with pytest.raises(ConfigError, match="replaced or removed while this process had it open"):
+            running.claim("U", "a:s", ttl=600)
+        with pytest.raises(ConfigError, match="replaced"):
+            running.status("T")
+    with Ledger.open(str(target)) as after:
+        assert after.status("U") is None  # the refused claim applied nowhere
