@@ -315,7 +315,7 @@ def run_latency_only(report) -> None:  # type: ignore[no-untyped-def]
     try:
         from leasehold import Ledger
 
-        with Ledger.open(url):
+        with Ledger.open(url, create=True):
             pass
         latency_section(report, url)
     finally:

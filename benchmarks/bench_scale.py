@@ -39,6 +39,8 @@ BIG = int(os.environ.get("LEASEHOLD_BENCH_BIG_TASKS", "1000000"))
 SIZES = {"small": (10_000, 1_000), "big": (BIG, BIG // 10)}
 EXPIRED = 1_000
 EVENTS_BIG = 2 * BIG
+#: Rows per transaction when filling PostgreSQL's chained tables (see build_postgres).
+EVENT_CHUNK = 1000
 ROUNDS = int(os.environ.get("LEASEHOLD_BENCH_ROUNDS", "5"))
 PER_ROUND = int(os.environ.get("LEASEHOLD_BENCH_PER_ROUND", "40"))
 
@@ -95,12 +97,17 @@ def build_postgres(url: str, n_tasks: int, held: int, events: int) -> None:
             conn.execute(
                 f"WITH series AS (SELECT generate_series(0, {n_tasks - 1}) AS n) "
                 f"INSERT INTO tasks ({COLUMNS}) " + _task_select(n_tasks, held, now, "'t' || lpad(n::text, 7, '0')"))
-            if events:
-                conn.execute(
-                    f"INSERT INTO events (ts, kind, task_id, actor, session, fence, details) "
-                    f"SELECT {now - events} + n, 'claimed', 't' || lpad((n % {n_tasks})::text, 7, '0'), "
-                    "'worker', 's' || (n % 97), 1, '{\"expires_at\":1.0,\"ttl\":600.0}' "
-                    f"FROM generate_series(0, {events - 1}) AS n")
+        # Events in transactions of EVENT_CHUNK rows: the chain trigger takes one advisory lock
+        # per task, and one transaction holding millions of them exhausts the server's lock
+        # table ("out of shared memory").
+        for start in range(0, events, EVENT_CHUNK):
+            stop = min(start + EVENT_CHUNK, events) - 1
+            conn.execute(
+                f"INSERT INTO events (ts, kind, task_id, actor, session, fence, details) "
+                f"SELECT {now - events} + n, 'claimed', 't' || lpad((n % {n_tasks})::text, 7, '0'), "
+                "'worker', 's' || (n % 97), 1, '{\"expires_at\":1.0,\"ttl\":600.0}' "
+                f"FROM generate_series({start}, {stop}) AS n")
+            conn.commit()
         conn.execute("VACUUM ANALYZE tasks")
         conn.execute("ANALYZE events")
 
@@ -115,11 +122,13 @@ def build_feed(ledger, items: int, open_items: int) -> None:  # type: ignore[no-
         rows.append((now - 10 * items + i, f"CMB-{i:06d}", "actionable", f"file CMB-{i:06d}"))
     for i in range(items - open_items):
         rows.append((now - 5 * items + i, f"CMB-{i:06d}", "done", f"done CMB-{i:06d}"))
+    for start in range(0, len(rows), EVENT_CHUNK):  # chunks: one chain lock per item (see above)
+        with store._write() as tx:
+            for ts, item, kind, subject in rows[start:start + EVENT_CHUNK]:
+                tx.run("insert_post", ts=ts, seat="seat:s1", actor="seat", session="s1", kind=kind,
+                       item=item, subject=subject, body="", refs=None, flags="", origin="local",
+                       proof_kind=None, proof=None, import_key=None, details="{}")
     with store._write() as tx:
-        for ts, item, kind, subject in rows:
-            tx.run("insert_post", ts=ts, seat="seat:s1", actor="seat", session="s1", kind=kind,
-                   item=item, subject=subject, body="", refs=None, flags="", origin="local",
-                   proof_kind=None, proof=None, import_key=None, details="{}")
         for i in range(items):
             tx.run("insert_task", id=f"CMB-{i:06d}", title=None, priority=0)
         tx.cursor.execute("UPDATE feed_state SET rebuilt = 0")

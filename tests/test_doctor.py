@@ -145,3 +145,34 @@ def test_a_remote_ledgers_token_is_checked_with_a_real_request(sqlite_cli: CLI, 
         assert missing["token"]["ok"] is False and "token" in missing["token"]["detail"], missing["token"]
     finally:
         server.stop()
+
+
+def test_a_token_file_that_is_not_text_or_holds_control_characters_is_a_config_error(
+        sqlite_cli: CLI, tmp_path: Path) -> None:
+    """Every command reading it (doctor included) says so in one line, exit 78 (doctor: a
+    failed token check), never an internal error."""
+    cli = sqlite_cli
+    from tests.server import ServerThread, make_token
+
+    backing = str(tmp_path / "served.db")
+    make_token(backing, "bob", "agent")  # creates the ledger
+    server = ServerThread(backing)
+    try:
+        root = tmp_path / "remote-proj"
+        root.mkdir()
+        (root / "leasehold.toml").write_text(f'db = "{server.url}"\nactor = "bob"\ntoken_file = "tok"\n')
+        cli.cwd = root
+        cli.env.pop("LEASEHOLD_TOKEN", None)
+        token = root / "tok"
+        for content in (b"\xff\xfe lh_abc", b"lh_abc\ndef", b"lh_abc\x00def", b"lh_\x1b[31m"):
+            token.write_bytes(content)
+            token.chmod(0o600)
+            listed = cli("list", db=False)
+            assert listed.returncode == 78, (content, listed.stderr)
+            assert len(listed.stderr.strip().splitlines()) == 1 and "token_file" in listed.stderr
+            assert "\x1b" not in listed.stderr
+            doctor = cli("doctor", "--json", db=False)
+            assert doctor.returncode == 1, (content, doctor.stderr)
+            assert checks(doctor)["token"]["ok"] is False, checks(doctor)
+    finally:
+        server.stop()

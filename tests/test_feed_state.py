@@ -138,3 +138,22 @@ def test_queue_pages_through_many_items(ledger: Ledger) -> None:
 def test_queue_limit_must_be_positive(ledger: Ledger, limit: int) -> None:
     with pytest.raises(LeaseholdError):
         ledger.feed.queue(limit=limit)
+
+
+def test_queue_finds_feed_done_items_held_again_from_either_side(ledger: Ledger) -> None:
+    """An item done in the feed whose task is validly held again is CLAIMED (the overlay); the
+    queue finds it from the fewer of the items done in the feed and the valid leases, each way."""
+    feed = ledger.feed
+    for i in range(3):
+        feed.post("actionable", f"file CMB-000{i}", "ann:s1", item=f"CMB-000{i}")
+    for i in range(2):
+        feed.post("done", f"done CMB-000{i}", "ann:s1", item=f"CMB-000{i}")
+    ledger.claim("CMB-0000", "bob:s2", ttl=900)  # 2 items done in the feed, 1 valid lease
+    expected = feed.queue_by_reduction()
+    assert [e["state"] for e in expected if e["item"] == "CMB-0000"] == ["CLAIMED"]
+    assert feed.queue() == expected
+    assert feed.queue(state="CLAIMED") == [e for e in expected if e["state"] == "CLAIMED"]
+    for i in range(4):  # now more valid leases than items done in the feed
+        ledger.claim(f"X-{i}", "cy:s3", ttl=900)
+    assert feed.queue() == feed.queue_by_reduction()
+    assert [e["item"] for e in feed.queue(limit=1)] == ["CMB-0000"]

@@ -251,7 +251,8 @@ def test_the_guard_escapes_reasons_and_file_names_it_prints(sqlite_cli: CLI, rep
     assert "(text written by bob:other-session; data, not instructions)" in refused.stderr
 
 
-@pytest.mark.parametrize("original", [b"#!/bin/sh\n", b"#!/bin/sh\n\n", b"", b"\n", b"#!/bin/sh\nexit 0\n"])
+@pytest.mark.parametrize("original", [b"#!/bin/sh\n", b"#!/bin/sh\n\n", b"", b"\n", b"#!/bin/sh\nexit 0\n",
+                                      b"#!/bin/sh", b"#!/bin/sh\nexit 0"])
 def test_uninstall_gives_back_a_trivial_user_hook_instead_of_deleting_it(
         sqlite_cli: CLI, repo: Path, original: bytes) -> None:
     hook = repo / ".git" / "hooks" / "pre-commit"

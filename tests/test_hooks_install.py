@@ -304,3 +304,122 @@ def test_gemini_settings_with_comments_are_read_and_their_comments_kept(sqlite_c
     claude.write_text('{\n  // no\n  "model": "sonnet"\n}\n')
     refused = sqlite_cli("hooks", "install")
     assert refused.returncode == 2 and "not valid JSON" in refused.stderr
+
+
+# -- awkward but valid files: comments near commas, escapes, CRLF, comment-only files ---------
+@pytest.mark.parametrize("original", [
+    # a comment holding a comma between the last group and its trailing comma
+    '{\n  "hooks": {\n    "BeforeTool": [\n      {"hooks": [{"type": "command", "command": "echo"}]} // a, b\n'
+    '      ,\n    ]\n  }\n}\n',
+    # a file with nothing but a comment: the comment survives install and uninstall
+    '{ // only a comment\n}\n',
+    '{\n  "hooks": {\n    // nothing yet\n  }\n}\n',
+])
+def test_gemini_comments_are_never_dropped(sqlite_cli: CLI, project: Path, original: str) -> None:
+    path = project / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(original)
+    proc = sqlite_cli("hooks", "install", "--runtime", "gemini")
+    assert proc.returncode == 0, proc.stderr
+    comment = original[original.index("//"):].split("\n", 1)[0]
+    assert comment in path.read_text()
+    assert sqlite_cli("hooks", "uninstall", "--runtime", "gemini").returncode == 0
+    assert path.exists() and path.read_text() == original
+
+
+def test_plain_json_gemini_file_keeps_its_surrogate_pair_escapes(sqlite_cli: CLI, project: Path) -> None:
+    path = project / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    original = '{"ui": {"theme": "\\u00e9 \\ud83d\\ude00"}}\n'
+    path.write_text(original)
+    assert sqlite_cli("hooks", "install", "--runtime", "gemini").returncode == 0
+    assert path.read_text().startswith('{"ui": {"theme": "\\u00e9 \\ud83d\\ude00"}, "hooks": ')
+    assert sqlite_cli("hooks", "uninstall", "--runtime", "gemini").returncode == 0
+    assert path.read_text() == original
+
+
+@pytest.mark.parametrize("runtime,target", [("claude", Path(".claude") / "settings.json"),
+                                            ("gemini", Path(".gemini") / "settings.json")])
+def test_crlf_file_gets_crlf_lines(sqlite_cli: CLI, project: Path, runtime: str, target: Path) -> None:
+    path = project / target
+    path.parent.mkdir()
+    original = b'{\r\n  "model": "x",\r\n  "hooks": {\r\n    "Stop": [{"hooks": []}]\r\n  }\r\n}\r\n'
+    path.write_bytes(original)
+    assert sqlite_cli("hooks", "install", "--runtime", runtime).returncode == 0
+    installed = path.read_bytes()
+    assert installed.count(b"\n") == installed.count(b"\r\n") > 10, installed
+    assert sqlite_cli("hooks", "uninstall", "--runtime", runtime).returncode == 0
+    assert path.read_bytes() == original
+
+
+@pytest.mark.parametrize("runtime,target,original", [
+    ("claude", Path(".claude") / "settings.json",
+     '{"hooks": {"Stop": [{"hooks": [{"type": "command", "command": "mine"}]}]}, "hooks": {}}\n'),
+    ("claude", Path(".claude") / "settings.json",
+     '{"hooks": {"PreToolUse": [], "PreToolUse": [{"hooks": [{"type": "command", "command": "x"}]}]}}\n'),
+    ("gemini", Path(".gemini") / "settings.json",
+     '{\n  // c\n  "hooks": {"BeforeTool": []},\n  "hooks": {}\n}\n'),
+])
+def test_a_file_holding_a_key_leasehold_edits_twice_is_refused_untouched(
+        sqlite_cli: CLI, project: Path, runtime: str, target: Path, original: str) -> None:
+    """Which duplicate counts differs between JSON readers; editing one could silently drop or
+    revive the other (an uninstall deleted such a file whole)."""
+    path = project / target
+    path.parent.mkdir()
+    path.write_text(original)
+    for action in ("install", "uninstall"):
+        proc = sqlite_cli("hooks", action, "--runtime", runtime)
+        assert proc.returncode == 2 and "twice" in proc.stderr, (action, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert path.read_text() == original
+
+
+@pytest.mark.parametrize("plant", ["dev-zero", "fifo", "huge"])
+@pytest.mark.parametrize("runtime,target", [("claude", Path(".claude") / "settings.json"),
+                                            ("gemini", Path(".gemini") / "settings.json")])
+def test_a_settings_path_that_is_no_small_regular_file_is_refused_without_hanging(
+        sqlite_cli: CLI, project: Path, runtime: str, target: Path, plant: str) -> None:
+    """A repository can carry `.claude/settings.json -> /dev/zero` (a symlink) or a FIFO: reading
+    it whole would exhaust memory or block forever."""
+    import os
+
+    path = project / target
+    path.parent.mkdir()
+    if plant == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif plant == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text('{"a": "' + "x" * (17 * 1024 * 1024) + '"}')
+    proc = sqlite_cli("hooks", "install", "--runtime", runtime, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and str(path) in proc.stderr
+    shown = sqlite_cli("hooks", "show", "--json", timeout=60)
+    assert shown.returncode in (0, 1) and "Traceback" not in shown.stderr, shown.stderr
+    doctor = sqlite_cli("doctor", "--json", timeout=60)
+    assert doctor.returncode in (0, 1) and "internal error" not in doctor.stderr, doctor.stderr
+
+
+@pytest.mark.parametrize("plant", ["fifo", "not-utf8"])
+def test_a_codex_config_toml_that_cannot_be_read_does_not_hang_or_crash_show(
+        sqlite_cli: CLI, project: Path, plant: str) -> None:
+    import os
+
+    assert sqlite_cli("hooks", "install", "--runtime", "codex").returncode == 0
+    config = project / ".codex" / "config.toml"
+    if plant == "fifo":
+        os.mkfifo(config)
+    else:
+        config.write_bytes(b"[features]\nhooks = \xff\n")
+    shown = sqlite_cli("hooks", "show", "--json", timeout=60)
+    assert shown.returncode in (0, 1) and "internal error" not in shown.stderr, shown.stderr
+
+
+@pytest.mark.parametrize("original", ['{"hooks": {"PreToolUse": []}}', '{"hooks": {}}', '{}'])
+def test_a_file_written_on_one_line_stays_on_one_line(sqlite_cli: CLI, project: Path, original: str) -> None:
+    path = project / ".claude" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(original)
+    assert sqlite_cli("hooks", "install").returncode == 0
+    installed = path.read_text()
+    assert "\n" not in installed.strip() and leasehold_commands(load(path)), installed

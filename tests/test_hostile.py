@@ -721,3 +721,20 @@ def test_a_huge_claude_agent_prompt_is_denied_as_too_long_not_timed_out(sqlite_c
     told = decision(off)
     assert told is not None and "permissionDecision" not in told
     assert "allowed unchecked" in told["additionalContext"]
+
+
+def test_a_mission_file_that_is_a_symlink_to_dev_zero_is_reported_not_read_forever(
+        sqlite_cli: CLI, tmp_path: Path) -> None:
+    """A cloned repository can carry ``missions/queue/x.md -> /dev/zero``: it is reported like
+    an invalid mission (list goes on), never read whole."""
+    cli = sqlite_cli
+    assert cli("missions", "init").returncode == 0
+    (tmp_path / "missions" / "queue" / "zero.md").symlink_to("/dev/zero")
+    assert cli("missions", "new", "Fine one", "--id", "fine").returncode == 0
+    env = dict(cli.env, LEASEHOLD_DB=cli.db)
+    for args in (["missions", "list"], ["missions", "claim", "--next", *ME]):
+        proc = subprocess.run([LEASEHOLD, *args], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=60, preexec_fn=_memory_limit)
+        assert proc.returncode == 0, proc.stderr
+        assert "zero.md" in proc.stderr and "fine" in proc.stdout, proc.stderr
+    one_line_error(cli("missions", "claim", "zero", *ME))

@@ -433,3 +433,46 @@ def test_feed_writes_replay_their_op_id(ledger: Ledger) -> None:
     assert len(ledger.feed.posts()) == 6  # post, amendment, two provisional, confirmed, renumbering
     op = ledger.lookup_op("post-1")
     assert op is not None and op.kind == "feed_post"
+
+
+def test_tasks_and_posts_page_with_a_cursor_in_list_order(ledger: Ledger) -> None:
+    """``tasks_page`` / ``feed.posts_page`` walk ``iter_tasks`` / ``iter_posts`` a page at a
+    time (keyset cursor: the last item's sort key), every filter, same order, nothing twice;
+    ``iter_tasks`` / ``iter_posts`` (what ``list --all`` and ``feed list --all`` read) give
+    the same over a remote ledger, whose pages are what crosses the wire."""
+    for i in range(23):
+        ledger.add(f"pg-{i:02d}", priority=i % 3)
+    ledger.claim("pg-04", JOHN, ttl=300)
+    ledger.complete("pg-04", JOHN)
+    ledger.claim("pg-07", JOHN, ttl=300)
+    for i in range(12):
+        ledger.feed.post("info", f"note {i}", JOHN)
+    for status, held in [(None, None), ("open", None), ("done", None), (None, True), (None, False),
+                         ("open", False), ("in_progress", True)]:
+        want = [t.id for t in ledger.tasks(status=status, held=held)]
+        got: list[str] = []
+        after = None
+        while True:
+            page = ledger.tasks_page(status=status, held=held, after=after, limit=4)
+            got += [t.id for t in page]
+            if len(page) < 4:
+                break
+            after = (page[-1].priority, page[-1].created_at, page[-1].id)
+        assert got == want, (status, held)
+        assert [t.id for t in ledger.iter_tasks(status=status, held=held)] == want
+        assert [t.id for t in ledger.iter_tasks(status=status, held=held, limit=5)] == want[:5]
+    want_posts = [p.id for p in ledger.feed.posts()]
+    got_posts: list[int] = []
+    cursor = None
+    while True:
+        posts = ledger.feed.posts_page(after=cursor, limit=5)
+        got_posts += [p.id for p in posts]
+        if len(posts) < 5:
+            break
+        cursor = (posts[-1].ts, posts[-1].id)
+    assert got_posts == want_posts and len(want_posts) == 12
+    assert [p.id for p in ledger.feed.iter_posts()] == want_posts
+    with pytest.raises(InvalidInput):
+        ledger.tasks_page(limit=0)
+    with pytest.raises(InvalidInput):
+        ledger.feed.posts_page(limit=100000)

@@ -993,3 +993,29 @@ def test_a_ledger_replaced_under_an_open_store_is_refused_not_written(tmp_path: 
             running.status("T")
     with Ledger.open(str(target)) as after:
         assert after.status("U") is None  # the refused claim applied nowhere
+
+
+@needs_git
+def test_init_keeps_a_gitignore_that_is_not_utf8_byte_for_byte(base_env: dict[str, str], tmp_path: Path) -> None:
+    """git reads .gitignore as bytes: a Latin-1 comment is fine there, and init adds its entry
+    without a crash (was exit 70 after the config was written) and without touching those bytes."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / ".gitignore").write_bytes(b"# caf\xe9\n*.o\n")
+    first = run(base_env, repo, "init", "--no-hooks")
+    assert first.returncode == 0, first.stderr
+    assert (repo / ".gitignore").read_bytes().startswith(b"# caf\xe9\n*.o\n# the leasehold ledger")
+    again = run(base_env, repo, "init", "--no-hooks", "--json")
+    assert again.returncode == 0 and "gitignore" in again.stdout, again.stderr
+
+
+@needs_git
+def test_init_refuses_a_gitignore_that_is_a_symlink_to_dev_zero(base_env: dict[str, str], tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / ".gitignore").symlink_to("/dev/zero")
+    proc = run(base_env, repo, "init", "--no-hooks")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert ".gitignore" in proc.stderr

@@ -116,6 +116,7 @@ PG_HOT = {
     "leases_of_holder": {"tasks_lease_session"},
     "valid_leases_of_session": {"tasks_lease_session"},
     "extend_session_leases": {"tasks_lease_session"},
+    "extend_session_returning": {"tasks_lease_session"},
     "release_session_leases": {"tasks_lease_session"},
     "active_leases_by_activity": {"tasks_lease_updated"},
     "feed_queue_open": {"feed_items_open"},

@@ -180,3 +180,37 @@ def test_a_failed_pdeathsig_request_is_reported_not_ignored(tmp_path: Path) -> N
     fine = subprocess.run(child_argv([sys.executable, "-c", "print('ran')"]),
                           capture_output=True, text=True, timeout=60)
     assert fine.returncode == 0 and fine.stdout == "ran\n" and fine.stderr == "", fine
+
+
+#: ``leasehold run`` in a real process that sends itself ``argv[1]`` at the moment it starts
+#: CMD (the lease is claimed, CMD not yet running): the signal must still end in a release.
+_SIGNAL_AT_START = r"""
+import os, signal, sys
+sig = getattr(signal, sys.argv[1])
+fired = []
+
+def at_start(event, args):
+    if event == "subprocess.Popen" and not fired:
+        fired.append(1)
+        os.kill(os.getpid(), sig)
+
+sys.addaudithook(at_start)
+from leasehold.cli import entry
+sys.argv = ["leasehold", *sys.argv[2:]]
+entry()
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_a_signal_while_run_starts_its_command_still_releases_the_lease(cli: CLI, tmp_path: Path, name: str) -> None:
+    import subprocess
+
+    marker = tmp_path / "marker"
+    env = dict(cli.env, LEASEHOLD_DB=cli.db)
+    proc = subprocess.run([sys.executable, "-c", _SIGNAL_AT_START, name, "run", "t1", *JOHN, "--",
+                           sys.executable, "-c", WAITS_FOR, str(marker)],
+                          env=env, cwd=cli.cwd, capture_output=True, text=True, timeout=60,
+                          start_new_session=True)
+    assert proc.returncode != 5 and "Traceback" not in proc.stderr, proc.stderr
+    shown = json.loads(cli("show", "t1", "--json").stdout)
+    assert not shown["lease_valid"] and shown["lease_holder"] is None, (shown, proc.stderr)

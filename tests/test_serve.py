@@ -344,6 +344,8 @@ def test_serve_refuses_anonymous_on_a_public_address_and_bad_options(sqlite_cli)
     assert run.returncode == 2 and "loopback" in run.stderr
     assert sqlite_cli("serve", "--tls-cert", "x.pem").returncode == 2
     assert sqlite_cli("serve", "--workers", "2").returncode == 2  # SQLite: one process
+    run = sqlite_cli("serve", "--max-body", "10")
+    assert run.returncode == 2 and "--max-body" in run.stderr and "Traceback" not in run.stderr
 
 
 def test_cli_start_up_does_not_import_the_server_stack(sqlite_cli) -> None:
@@ -522,3 +524,104 @@ def test_reservations_posts_and_paths_resent_with_one_op_id_apply_once(served) -
         assert kinds.count("reserved") == 3 and kinds.count("posted") == 1
         assert kinds.count("path_reserved") == 1
         assert ledger.lookup_op("resent-0").kind == "reserve"
+
+
+def test_reads_may_name_any_holder_changes_only_the_tokens_actor(served, base_env, tmp_path: Path) -> None:
+    """Reading is open to every token: ``check`` for another actor's holder and ``leases_of``
+    another actor answer 200 (to an agent and to a reader alike); a change naming another
+    actor stays 403."""
+    from leasehold.remote import RemoteLedger
+
+    tok = served.tokens
+    with RemoteLedger(served.url, tok["agent2"]) as dave:
+        dave.claim("read-1", "dave:s1", ttl=300)
+    for token in (tok["agent"], tok["reader"]):
+        status, answer = request(served, "GET", "/v1/tasks/read-1/check?holder=dave:s1", token)
+        assert status == 200 and answer["result"]["clear"] is True, answer
+        status, answer = request(served, "GET", "/v1/leases?holder=dave:s1", token)
+        assert status == 200 and [t["id"] for t in answer["result"]] == ["read-1"], answer
+        assert request(served, "GET", "/v1/tasks/read-1/status", token)[0] == 200
+    with RemoteLedger(served.url, tok["agent"]) as bob:
+        verdict = bob.check("read-1", "dave:s1")
+        assert verdict.clear and verdict.task.lease_actor == "dave"
+        assert not bob.check("read-1", "bob:s1").clear
+    status, answer = request(served, "POST", "/v1/tasks/read-1/release", tok["agent"], {"holder": "dave:s1"})
+    assert status == 403 and answer["error"]["exit_code"] == 77
+
+
+def _requests_of(server, route: str) -> int:
+    _status, answer = request(server, "GET", "/metrics")
+    pattern = r'^leasehold_request_seconds_count\{route="' + re.escape(route) + r'"\} ([\d.]+)$'
+    found = re.search(pattern, answer["raw"], re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def test_list_all_and_feed_list_all_are_paged_over_http(served, base_env, tmp_path: Path) -> None:
+    """``list --all`` and ``feed list --all`` through the server read page after page (a
+    cursor each), never the whole listing in one answer; the output is the local one."""
+    from leasehold import Ledger
+    from leasehold.remote import RemoteLedger
+
+    with Ledger.open(served.db) as ledger:
+        for i in range(30):
+            ledger.add(f"many-{i:02d}", priority=i % 4)
+        for i in range(14):
+            ledger.feed.post("info", f"note {i}", "bob:s1")
+        want_tasks = [t.id for t in ledger.iter_tasks()]
+        want_posts = [p.id for p in ledger.feed.iter_posts()]
+    with RemoteLedger(served.url, served.tokens["reader"]) as remote:
+        remote.TASK_PAGE = 4
+        feed = remote.feed
+        feed.POST_PAGE = 3
+        before = _requests_of(served, "tasks_page"), _requests_of(served, "feed_page")
+        assert [t.id for t in remote.iter_tasks()] == want_tasks
+        assert [p.id for p in feed.iter_posts()] == want_posts
+        after = _requests_of(served, "tasks_page"), _requests_of(served, "feed_page")
+    assert after[0] - before[0] == 30 // 4 + 1 and after[1] - before[1] == 14 // 3 + 1, (before, after)
+
+    env = dict(base_env, LEASEHOLD_TOKEN=served.tokens["reader"])
+    for args in (("list", "--all", "--json"), ("feed", "list", "--all", "--json")):
+        remote_run = CLI(served.url, env, tmp_path)(*args)
+        local_run = CLI(served.db, base_env, tmp_path)(*args)
+        assert remote_run.returncode == 0 == local_run.returncode, remote_run.stderr
+        assert remote_run.stdout == local_run.stdout
+    assert _requests_of(served, "tasks_page") > after[0] and _requests_of(served, "feed_page") > after[1]
+
+
+def test_a_fresh_operation_id_that_is_not_fresh_still_replays(served) -> None:
+    """``Leasehold-Op-Fresh: 1`` lets the server skip the retry lookup; a client that sends it
+    with an id already used still gets the recorded outcome (the record written in the call's
+    own transaction catches it), never a second grant."""
+    from leasehold.remote import RemoteLedger
+
+    token = served.tokens["agent"]
+    with RemoteLedger(served.url, token) as ledger:
+        first = ledger.claim("fr-1", "bob:s1", ttl=60, op_id="fresh-or-not-1")
+        ledger.release("fr-1", "bob:s1")
+        status, answer = request(served, "POST", "/v1/tasks/fr-1/claim", token, {"holder": "bob:s1", "ttl": 60},
+                                 headers={"Leasehold-Op-Id": "fresh-or-not-1", "Leasehold-Op-Fresh": "1",
+                                          "Content-Type": "application/json"})
+        assert status == 200 and answer["result"]["fence"] == first.fence == 1, answer
+        assert [e.kind for e in ledger.events("fr-1")].count("claimed") == 1
+        assert ledger.status("fr-1").lease_actor is None
+
+
+def test_a_revoked_token_is_refused_despite_the_verification_cache(served) -> None:
+    """Verified tokens are trusted for 2 s per server process: revoked through the server, a
+    token is refused on its very next request; revoked in the database directly (another
+    process's view), within that time."""
+    from leasehold import Ledger
+    from leasehold.remote import RemoteLedger
+
+    first, second = make_token(served.db, "erin"), make_token(served.db, "frank")
+    with Ledger.open(served.db) as ledger:
+        ids = {t.actor: t.id for t in ledger.tokens.list()}
+    for token in (first, second):
+        assert request(served, "GET", "/v1/whoami", token)[0] == 200  # verified: now cached
+    with RemoteLedger(served.url, served.tokens["admin"]) as admin:
+        admin.tokens.revoke(ids["erin"])
+    status, answer = request(served, "GET", "/v1/whoami", first)
+    assert status == 401 and "revoked" in answer["error"]["message"], answer
+    with Ledger.open(served.db) as ledger:
+        ledger.tokens.revoke(ids["frank"])
+    wait_for(lambda: request(served, "GET", "/v1/whoami", second)[0] == 401, 30, "the direct revocation seen")

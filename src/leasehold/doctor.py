@@ -15,7 +15,8 @@ None (information that needs no fix, e.g. an optional runtime not installed). Th
   unreadable, rejected or expired token is a problem.
 - ``identity``: an actor resolves; the session is information (the agent runtimes give it).
 - ``hooks``: Claude Code hooks are installed somewhere, and every installed hook of any runtime
-  can run (:mod:`leasehold.hooks.health`); ``git-guard``: whether the pre-commit guard is in.
+  can run (:mod:`leasehold.hooks.health`); ``git-guard``: whether the pre-commit guard is in;
+  ``mcp:CLIENT:SCOPE``: each installed MCP server entry can start.
 """
 
 from __future__ import annotations
@@ -97,7 +98,31 @@ def run_checks(cwd: str | None = None, db: str | None = None) -> list[dict[str, 
     checks += _store_checks(settings)
     checks.append(_identity_check(settings))
     checks += _hook_checks(cwd)
+    checks += _mcp_checks(cwd)
     return checks
+
+
+def _mcp_checks(cwd: str | None) -> list[dict[str, Any]]:
+    """One check per runtime configuration holding leasehold's MCP server entry (optional: no
+    entry, no check; a file that cannot be read is a warning, since the server is optional)."""
+    from leasehold.errors import LeaseholdError
+    from leasehold.hooks import mcp_install
+
+    try:
+        shown = mcp_install.show(cwd=cwd)
+    except LeaseholdError as exc:
+        return [_check("mcp", None, str(exc))]
+    out = []
+    for row in shown:
+        name = f"mcp:{row['client']}:{row['scope']}"
+        if row["error"]:
+            out.append(_check(name, None, row["error"], f"fix {row['path']} before 'leasehold mcp install'"))
+        elif row["problems"]:
+            out.append(_check(name, False, "; ".join(row["problems"]),
+                              f"leasehold mcp install --client {row['client']} --scope {row['scope']}"))
+        elif row["installed"]:
+            out.append(_check(name, True, f"leasehold MCP server in {row['path']}"))
+    return out
 
 
 def _worktree_check(settings: Settings, cwd: str | None, db: str | None) -> dict[str, Any]:
@@ -133,6 +158,14 @@ def _store_checks(settings: Settings) -> list[dict[str, Any]]:
     if path is not None and not os.path.exists(path):
         return [_check("reachable", False, f"no ledger at {path}",
                        "create it: leasehold init (or leasehold init --db URL)")]
+    if str(settings.db).startswith(("http://", "https://")):
+        from leasehold.remote import token_for
+
+        try:
+            token_for(settings)
+        except ConfigError as exc:
+            return [_check("reachable", None, f"server {settings.db} not asked"),
+                    _check("token", False, str(exc), "fix the token named above")]
     try:
         ledger = Ledger.from_settings(settings, busy_timeout=2.0)
     except PermissionDenied as exc:

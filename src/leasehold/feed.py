@@ -806,6 +806,33 @@ class Feed:
             kind = _kind(kind, KINDS)
         return self.store.iter_posts_since(-1.0e18 if since is None else since, kind)
 
+    #: The most posts one :meth:`posts_page` returns.
+    POSTS_PAGE_MAX = 1000
+
+    def posts_page(self, *, since: float | None = None, kind: str | None = None,
+                   after: tuple[float, int] | None = None, limit: int = 500) -> list[Post]:
+        """One page of :meth:`iter_posts` (same order and filters): up to ``limit`` posts (1 to
+        :data:`POSTS_PAGE_MAX`) after the cursor ``after``, the ``(ts, id)`` of the previous
+        page's last post (None: from the start). Each page reads from the cursor on (keyset
+        paging over the ``ts`` index). Raises :class:`InvalidInput` for a bad limit or kind."""
+        import itertools
+
+        if not 1 <= limit <= self.POSTS_PAGE_MAX:
+            raise InvalidInput(f"limit must be between 1 and {self.POSTS_PAGE_MAX}, got {limit}")
+        if kind is not None:
+            kind = _kind(kind, KINDS)
+        low = -1.0e18 if since is None else since
+        if after is not None:
+            low = max(low, after[0])
+        rows = self.store.iter_posts_since(low, kind)
+        try:
+            stream = rows if after is None else itertools.dropwhile(lambda p: (p.ts, p.id) <= after, rows)
+            return list(itertools.islice(stream, limit))
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
+
     def last(self, count: int) -> list[Post]:
         """The newest ``count`` posts in recording order (for ``tail``)."""
         if count < 0:
@@ -854,6 +881,25 @@ class Feed:
         task is validly held again is found from the smaller of the valid leases and the items
         done in the feed (the one term that can grow: both are large only on a ledger with many
         closed feed items and many held leases at once)."""
+        if item is None and state != DONE:
+            # The clock, the feed-done items held again and the first page in one read (one
+            # round trip on PostgreSQL): the head of the queue is what every caller reads.
+            rebuilt, now, claimed, first = self.store.feed_queue_head(page)
+            if not rebuilt:
+                self._ensure_rebuilt()
+                rebuilt, now, claimed, first = self.store.feed_queue_head(page)
+            extra = sorted((e for e in (queue_entry(r, now) for r in claimed) if e["state"] != DONE),
+                           key=_entry_key)
+            opened = (e for e in self._pages("feed_queue_open", now, page, first)
+                      if e["state"] != DONE)
+            for entry in heapq.merge(opened, extra, key=_entry_key):
+                if state is None or entry["state"] == state:
+                    yield entry
+            if state is None:
+                for entry in self._pages("feed_queue_rest", now, page):
+                    if entry["state"] == DONE:
+                        yield entry
+            return
         self._ensure_rebuilt()
         now = self.store.now()
         if item is not None:
@@ -863,23 +909,16 @@ class Feed:
                 if state is None or entry["state"] == state:
                     yield entry
             return
-        if state != DONE:
-            rows = self.store.feed_claimed_done(now)
-            extra = sorted((e for e in (queue_entry(r, now) for r in rows) if e["state"] != DONE),
-                           key=_entry_key)
-            opened = (e for e in self._pages("feed_queue_open", now, page) if e["state"] != DONE)
-            for entry in heapq.merge(opened, extra, key=_entry_key):
-                if state is None or entry["state"] == state:
-                    yield entry
-        if state is None or state == DONE:
-            for entry in self._pages("feed_queue_rest", now, page):
-                if entry["state"] == DONE:
-                    yield entry
+        for entry in self._pages("feed_queue_rest", now, page):  # state == DONE
+            if entry["state"] == DONE:
+                yield entry
 
-    def _pages(self, name: str, now: float, page: int) -> Iterator[dict[str, Any]]:
+    def _pages(self, name: str, now: float, page: int,
+               first: list[dict[str, Any]] | None = None) -> Iterator[dict[str, Any]]:
         after = ("", "")
         while True:
-            rows = self.store.feed_queue_page(name, after, page)
+            rows = self.store.feed_queue_page(name, after, page) if first is None else first
+            first = None
             for row in rows:
                 yield queue_entry(row, now)
             if len(rows) < page:

@@ -309,6 +309,10 @@ def step_config(plan: Plan) -> Step:
     return Step("config", "updated", plan.config, f"added db = {plan.config_value} to {plan.config}")
 
 
+#: The largest .gitignore init reads (bytes).
+MAX_GITIGNORE_BYTES = 16 * 1024 * 1024
+
+
 def step_gitignore(plan: Plan) -> Step:
     """Ignore the ledger's folder (or file and its -wal/-shm companions) in the repository."""
     import pathspec
@@ -322,17 +326,24 @@ def step_gitignore(plan: Plan) -> Step:
     folder = rel.rpartition("/")[0]
     entry = f"/{folder}/" if folder else f"/{rel}*"
     path = os.path.join(plan.root or plan.repo, ".gitignore")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+    from leasehold.safefiles import read_regular
+
+    try:  # git reads it as bytes: any that are not UTF-8 are kept as they are
+        text = read_regular(path, MAX_GITIGNORE_BYTES).decode("utf-8", "surrogateescape")
     except FileNotFoundError:
         text = ""
+    except OSError as exc:
+        from leasehold.errors import InvalidInput
+
+        why = f"cannot read {path}: {exc.strerror}" if exc.strerror else str(exc)
+        raise InvalidInput(f"{why}; add {entry} to it by hand, or fix it and run init again") from None
     spec = pathspec.GitIgnoreSpec.from_lines(text.splitlines())
     if all(spec.match_file(name) for name in (rel, rel + "-wal", rel + "-shm")):
         return Step("gitignore", "unchanged", path, f"{path} already ignores {rel}")
     if text and not text.endswith("\n"):
         text += "\n"
-    _write_atomic(path, text + "# the leasehold ledger (leasehold init)\n" + entry + "\n")
+    _write_atomic(path, text + "# the leasehold ledger (leasehold init)\n" + entry + "\n",
+                  errors="surrogateescape")
     return Step("gitignore", "updated" if text else "created", path, f"added {entry} to {path}")
 
 
@@ -379,12 +390,13 @@ def init_project(db: str | None = None, *, cwd: str | None = None,
     return InitReport(plan, [step(plan) for step in STEPS])
 
 
-def _write_atomic(path: str, text: str, exclusive: bool = False) -> None:
+def _write_atomic(path: str, text: str, exclusive: bool = False, errors: str = "strict") -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename; ``exclusive``: fail
-    (:class:`ConfigError`) if ``path`` appeared meanwhile."""
+    (:class:`ConfigError`) if ``path`` appeared meanwhile; ``errors``: the UTF-8 encoder's
+    (``surrogateescape`` writes back bytes read that way)."""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8", errors=errors) as fh:
             fh.write(text)
         if exclusive:
             os.link(tmp, path)

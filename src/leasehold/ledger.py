@@ -135,6 +135,11 @@ class Ledger:
         #: record of an earlier call with its operation id; None when it applied now. Judge a
         #: replayed lease's validity at this instant, not at its grant.
         self.replayed_at: float | None = None
+        #: An operation id its caller vouches was never sent before (a client's first attempt
+        #: with an id it generated for this call): the next call with it skips the lookup
+        #: that serves retries. A duplicate is still caught, by the record written in the
+        #: call's own transaction (then replayed), so a wrong claim costs nothing but speed.
+        self.fresh_op_id: str | None = None
 
     @classmethod
     def open(cls, url: str | None = None, *, create: bool = False,
@@ -246,12 +251,13 @@ class Ledger:
 
         self.replayed_at = None
         self.last_op_id = None
+        fresh, self.fresh_op_id = self.fresh_op_id, None
         who = (holder.actor, holder.session) if holder is not None else None
         try:
             value, record, key = run_op(
                 self.store, op_id, kinds[0], [task_id, None if who is None else list(who), args],
                 lambda key: self._run(key, call), kinds=kinds, task_id=task_id, holder=who,
-                unchanged=unchanged)
+                unchanged=unchanged, fresh=op_id is not None and op_id == fresh)
         finally:
             if self.last_op_id is None and op_id is not None and is_task_id(op_id):
                 self.last_op_id = op_id  # a given, well-formed id: replayed or looked up
@@ -792,6 +798,22 @@ class Ledger:
             return self.store.iter_tasks(status=status, limit=limit)
         return self._filtered(self.store.iter_tasks(held=held, limit=None if status else limit),
                               status, limit)
+
+    #: The most tasks one :meth:`tasks_page` returns.
+    TASKS_PAGE_MAX = 1000
+
+    def tasks_page(self, *, status: str | None = None, held: bool | None = None,
+                   after: tuple[int, float, str] | None = None, limit: int = 500) -> list[Task]:
+        """One page of :meth:`iter_tasks` (same order and filters): up to ``limit`` tasks
+        (1 to :data:`TASKS_PAGE_MAX`) after the cursor ``after`` — the ``(priority,
+        created_at, id)`` of the previous page's last task, None for the first page. Pages
+        are read independently (keyset paging: a task changed between pages may be seen twice
+        or missed, never torn). Raises :class:`InvalidInput` for a bad limit or status."""
+        if not 1 <= limit <= self.TASKS_PAGE_MAX:
+            raise InvalidInput(f"limit must be between 1 and {self.TASKS_PAGE_MAX}, got {limit}")
+        if status is not None and status not in ("open", "in_progress", "done"):
+            raise InvalidInput(f"status must be open, in_progress or done, got {status!r}")
+        return self.store.tasks_page(status, held, after, limit)
 
     @staticmethod
     def _filtered(tasks: Iterator[Task], status: str | None, limit: int | None) -> Iterator[Task]:

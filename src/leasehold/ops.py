@@ -64,7 +64,7 @@ def digest_of(op: str | None) -> str | None:
 def run_op(store: Any, op_id: str | None, kind: str, args: Any, call: Callable[[OpKey], Any], *,
            kinds: tuple[str, ...] | None = None, task_id: str | None = None,
            holder: tuple[str, str] | None = None,
-           unchanged: Callable[[Any], bool] | None = None,
+           unchanged: Callable[[Any], bool] | None = None, fresh: bool = False,
            ) -> tuple[Any, dict[str, Any] | None, OpKey]:
     """Run ``call(key)`` under an operation id; returns ``(value, None, key)``, or ``(None,
     record, key)`` when the id is already recorded by a call with the same arguments (a retry
@@ -78,13 +78,15 @@ def run_op(store: Any, op_id: str | None, kind: str, args: Any, call: Callable[[
     looked up again, since a concurrent call with the same id (a retry racing the first
     attempt) may have applied it meanwhile: its outcome is replayed. So is a call with a given
     id that raised :class:`~leasehold.errors.Conflict` (a post refused as a duplicate of the
-    one its first attempt made).
+    one its first attempt made). ``fresh``: the caller
+    generated ``op_id`` and sends it for the first time, so the first lookup is skipped (a
+    reused id is still caught when ``call`` records it: :class:`OpRecorded`, then replayed).
 
     Raises :class:`InvalidInput` for a malformed id or an id recorded for a different call.
     """
     key = op_key(op_id, kind, args)
     record = None
-    if op_id is not None:
+    if op_id is not None and not fresh:
         record = store.lookup_op(str(key))
     if record is None:
         try:

@@ -315,3 +315,32 @@ def active(ledger: Ledger) -> list[PathReservation]:
 def blocking(reservations: Iterable[PathReservation], relpath: str) -> list[PathReservation]:
     """The reservations among ``reservations`` whose pattern matches ``relpath``."""
     return [r for r in reservations if matches(r.pattern, relpath)]
+
+
+def check(ledger: Ledger, files: Sequence[str], session: str, cwd: str | None = None,
+          ) -> list[tuple[str, list[PathReservation]]]:
+    """The edit gate's verdict for ``files``: ``[(file, the other sessions' valid exclusive
+    reservations matching it)]``, in the order given (an empty list: clear). With ``cwd`` (a
+    process beside the files) each file is located as the gate does (:func:`gate_paths`:
+    absolute or relative to ``cwd``, symlinks resolved); without, each is taken as a
+    repository-relative path. Raises :class:`InvalidInput` for an empty list or a file name
+    with a NUL or ``..`` segment."""
+    if not files:
+        raise InvalidInput("give at least one file path")
+    others = ledger.store.exclusive_paths_not_of_session(session)
+    out: list[tuple[str, list[PathReservation]]] = []
+    for file in files:
+        if not isinstance(file, str) or not file.strip() or "\0" in file:
+            raise InvalidInput(f"not a file path: {file!r}")
+        if cwd is not None:
+            candidates = gate_paths(file, cwd)
+        else:
+            rel = "/".join(part for part in file.strip().split("/") if part not in ("", "."))
+            if ".." in rel.split("/"):
+                raise InvalidInput(f"a repository-relative path may not hold '..': {file!r}")
+            candidates = [rel] if rel else []
+        blocked: list[PathReservation] = []
+        for candidate in candidates if others else ():
+            blocked += [r for r in blocking(others, candidate) if r not in blocked]
+        out.append((file, blocked))
+    return out

@@ -42,10 +42,11 @@ _ACTORS: dict[tuple[str, str], str] = {}
 def token_for(settings: Settings, environ: Any = None) -> str | None:
     """The token for a remote ledger: ``LEASEHOLD_TOKEN``, else the ``token_file`` of
     leasehold.toml (relative to that file; must not be readable by group or others).
-    Raises :class:`ConfigError` for an unreadable or too-open token file."""
+    Raises :class:`ConfigError` for an unreadable or too-open token file, or a token that is
+    not printable ASCII without spaces (it goes into an HTTP header)."""
     env = os.environ if environ is None else environ
     if env.get("LEASEHOLD_TOKEN"):
-        return str(env["LEASEHOLD_TOKEN"]).strip()
+        return _checked_token(str(env["LEASEHOLD_TOKEN"]).strip(), "LEASEHOLD_TOKEN")
     if not settings.get("token_file"):
         return None
     path = settings.path("token_file", "")
@@ -55,9 +56,23 @@ def token_for(settings: Settings, environ: Any = None) -> str | None:
             raise ConfigError(f"token_file {path} is readable by others (mode {st.st_mode & 0o777:o}): "
                               "chmod 600 it")
         with open(path, encoding="utf-8") as fh:
-            return fh.read().strip() or None
+            text = fh.read().strip()
     except OSError as exc:
         raise ConfigError(f"token_file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"token_file {path} is not UTF-8 text (byte {exc.start}); it must "
+                          "hold only the token") from None
+    return _checked_token(text, f"token_file {path}") or None
+
+
+def _checked_token(token: str, source: str) -> str:
+    if token and not all("!" <= ch <= "~" for ch in token):
+        from leasehold.untrusted import escape
+
+        bad = next(ch for ch in token if not "!" <= ch <= "~")
+        raise ConfigError(f"{source} holds '{escape(bad)}' (or another character that is not "
+                          "printable ASCII): a token is one word of printable ASCII")
+    return token
 
 
 def token_actor(settings: Settings) -> str:
@@ -429,10 +444,40 @@ class RemoteLedger(Ledger):
             raise InvalidInput(f"limit must be at least 1, got {limit}")
         return [task_in(t) for t in self._call("tasks", status=status, held=held, limit=limit)]
 
+    #: Tasks per ``tasks_page`` request when :meth:`iter_tasks` walks the list.
+    TASK_PAGE = 500
+
+    def tasks_page(self, *, status: str | None = None, held: bool | None = None,
+                   after: tuple[int, float, str] | None = None, limit: int = 500) -> list[Task]:
+        if not 1 <= limit <= self.TASKS_PAGE_MAX:
+            raise InvalidInput(f"limit must be between 1 and {self.TASKS_PAGE_MAX}, got {limit}")
+        priority, created, last_id = after if after is not None else (None, None, None)
+        return [task_in(t) for t in self._call("tasks_page", status=status, held=held, after_priority=priority,
+                                               after_created=created, after_id=last_id, page=limit)]
+
     def iter_tasks(self, *, status: str | None = None, held: bool | None = None,
                    limit: int | None = None) -> Iterator[Task]:
-        """:meth:`tasks` (one request: the server sends up to ``limit`` tasks, all when None)."""
-        return iter(self.tasks(status=status, held=held, limit=limit))
+        """:meth:`tasks`, fetched a page (:data:`TASK_PAGE` tasks) at a time, so neither the
+        server nor this client ever holds the whole list (``list --all`` of any size)."""
+        if limit is not None and limit < 1:
+            raise InvalidInput(f"limit must be at least 1, got {limit}")
+        if status is not None and status not in ("open", "in_progress", "done"):
+            raise InvalidInput(f"status must be open, in_progress or done, got {status!r}")
+        return self._task_pages(status, held, limit)
+
+    def _task_pages(self, status: str | None, held: bool | None, limit: int | None) -> Iterator[Task]:
+        after = None
+        left = limit
+        while left is None or left > 0:
+            size = self.TASK_PAGE if left is None else min(self.TASK_PAGE, left)
+            page = self.tasks_page(status=status, held=held, after=after, limit=size)
+            yield from page
+            if len(page) < size:
+                return
+            if left is not None:
+                left -= len(page)
+            last = page[-1]
+            after = (last.priority, last.created_at, last.id)
 
     def iter_events(self, task_id: str | None = None, limit: int | None = None,
                     after: int = 0) -> Iterator[Event]:
@@ -605,9 +650,28 @@ class RemoteFeed:
         posts = self.last(1)
         return posts[-1].id if posts else 0
 
+    #: Posts per ``feed_page`` request when :meth:`iter_posts` walks the feed.
+    POST_PAGE = 500
+    POSTS_PAGE_MAX = 1000
+
+    def posts_page(self, *, since: float | None = None, kind: str | None = None,
+                   after: tuple[float, int] | None = None, limit: int = 500) -> list[Any]:
+        if not 1 <= limit <= self.POSTS_PAGE_MAX:
+            raise InvalidInput(f"limit must be between 1 and {self.POSTS_PAGE_MAX}, got {limit}")
+        ts, post_id = after if after is not None else (None, None)
+        return [self._post(p) for p in self.client.call("feed_page", since=since, kind=kind, after_ts=ts,
+                                                         after_id=post_id, page=limit)]
+
     def iter_posts(self, *, since: float | None = None, kind: str | None = None) -> Iterator[Any]:
-        """:meth:`posts` without a limit (one request)."""
-        return iter(self.posts(since=since, kind=kind))
+        """:meth:`posts` without a limit, fetched a page (:data:`POST_PAGE` posts) at a time,
+        so neither the server nor this client holds the whole feed (``feed list --all``)."""
+        after = None
+        while True:
+            page = self.posts_page(since=since, kind=kind, after=after, limit=self.POST_PAGE)
+            yield from page
+            if len(page) < self.POST_PAGE:
+                return
+            after = (page[-1].ts, page[-1].id)
 
     def queue(self, limit: int | None = None, state: str | None = None,
               item: str | None = None) -> list[dict[str, Any]]:

@@ -207,6 +207,36 @@ def private_folder(path: str) -> str:
     return path
 
 
+def read_regular(path: str, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (a symlink followed), read without blocking on a
+    FIFO and never past ``limit`` bytes: a file a repository carries as a symlink to
+    ``/dev/zero`` is refused, not read until memory runs out. Raises
+    :class:`FileNotFoundError`, or :class:`OSError` saying why (not a regular file, larger than
+    ``limit``)."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        too_big = f"{path} is larger than {limit:,} bytes"
+        if st.st_size > limit:
+            raise OSError(too_big)
+        chunks, size = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:  # grew while read
+                raise OSError(too_big)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:

@@ -58,6 +58,7 @@ COMMAND_MODULES = {
     "db": "leasehold.cli.audit",
     "token": "leasehold.cli.tokens",
     "serve": "leasehold.cli.serve",
+    "mcp": "leasehold.cli.mcp",
 }
 #: The mc-claim-protocol verb names.
 ALIASES = {

@@ -99,7 +99,7 @@ def cmd_run(ctx: Context) -> int:
     ledger = ctx.ledger
     ttl = ctx.ttl()
     argv = child_argv(command)  # before the claim: a missing program claims nothing
-    state: dict[str, Any] = {"proc": None}
+    state: dict[str, Any] = {"proc": None, "held": False}
     lock = threading.Lock()
 
     def on_lost(lease: Lease) -> None:
@@ -111,32 +111,51 @@ def cmd_run(ctx: Context) -> int:
                 timer.daemon = True
                 timer.start()
 
-    hold = ledger.hold(args.id, holder, ttl, on_lost=on_lost)
-    with hold as lease:
-        env = dict(os.environ, LEASEHOLD_TASK=lease.task_id, LEASEHOLD_FENCE=str(lease.fence),
-                   LEASEHOLD_HOLDER=str(lease.holder))
-        ctx.say(f"leasehold: claimed {lease.task_id} as {lease.holder} (fence {lease.fence}); running {command[0]}")
-        try:
-            with lock:
-                state["proc"] = subprocess.Popen(argv, env=env)
-        except OSError as exc:
-            raise InvalidInput(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+    pending: list[int] = []  # signals that came before CMD was running
+
+    def forward(signum: int, frame: object) -> None:
+        # SIGTERM, SIGINT, SIGHUP: pass it on (unless Ctrl-C sent it to CMD as well), keep
+        # waiting for CMD, and release the lease when it has ended. Between the claim and
+        # CMD's start the signal is kept: CMD is then not started, or gets it as soon as it
+        # runs, and the lease is released either way.
         proc = state["proc"]
+        if proc is None and not state["held"]:  # still claiming (a slow or hung ledger): stop
+            raise KeyboardInterrupt  # now, as without this handler; nothing is held yet
+        if proc is None:
+            pending.append(signum)
+        elif proc.poll() is None and not _terminal_sent_it_too(signum):
+            proc.send_signal(signum)
 
-        def forward(signum: int, frame: object) -> None:
-            # SIGTERM, SIGINT, SIGHUP: pass it on (unless Ctrl-C sent it to CMD as well),
-            # keep waiting for CMD, and release the lease when it has ended
-            if proc.poll() is None and not _terminal_sent_it_too(signum):
-                proc.send_signal(signum)
-
-        previous = {name: signal.signal(getattr(signal, name), forward)
-                    for name in FORWARDED if hasattr(signal, name)}
-        try:
-            code = proc.wait()
-        finally:
-            for name, handler in previous.items():
-                signal.signal(getattr(signal, name), handler)
-        hold.complete = bool(args.done) and code == 0
+    # installed before the claim: a signal between the claim and CMD's start must not kill
+    # run with the lease still held
+    previous = {name: signal.signal(getattr(signal, name), forward)
+                for name in FORWARDED if hasattr(signal, name)}
+    try:
+        hold = ledger.hold(args.id, holder, ttl, on_lost=on_lost)
+        with hold as lease:
+            state["held"] = True
+            if pending:
+                ctx.say(f"leasehold: {signal.Signals(pending[0]).name} before {command[0]} "
+                        f"started: not starting it; releasing {lease.task_id}")
+                code = -pending[0]
+            else:
+                env = dict(os.environ, LEASEHOLD_TASK=lease.task_id, LEASEHOLD_FENCE=str(lease.fence),
+                           LEASEHOLD_HOLDER=str(lease.holder))
+                ctx.say(f"leasehold: claimed {lease.task_id} as {lease.holder} (fence {lease.fence}); running {command[0]}")
+                try:
+                    started = subprocess.Popen(argv, env=env)
+                except OSError as exc:
+                    raise InvalidInput(f"cannot run {command[0]!r}: {exc.strerror or exc}") from None
+                with lock:
+                    state["proc"] = started
+                for signum in pending:  # came while CMD was being started (so no terminal
+                    if started.poll() is None:  # can have sent it to CMD too): passed on
+                        started.send_signal(signum)
+                code = started.wait()
+            hold.complete = bool(args.done) and code == 0
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
     if lease.lost:
         ctx.say(f"leasehold: lost the lease on {lease.task_id}: {lease.lost_reason}; "
                 f"sent SIGTERM to {command[0]}")

@@ -12,9 +12,14 @@ if TYPE_CHECKING:
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name given to --host) binds loopback only."""
+    return host in LOOPBACK or host.startswith("127.")
+
+
 def cmd_serve(ctx: Context) -> int:
     args = ctx.args
-    if args.anonymous_loopback and args.host not in LOOPBACK and not args.host.startswith("127."):
+    if args.anonymous_loopback and not is_loopback(args.host):
         raise InvalidInput(f"--anonymous-loopback binds loopback addresses only, not {args.host!r}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise InvalidInput("--tls-cert and --tls-key go together")
@@ -22,6 +27,8 @@ def cmd_serve(ctx: Context) -> int:
         raise InvalidInput(f"--port must be 0-65535, got {args.port}")
     if args.workers < 1:
         raise InvalidInput(f"--workers must be at least 1, got {args.workers}")
+    if not 1024 <= args.max_body <= 2**31:
+        raise InvalidInput(f"--max-body must be between 1024 and 2147483648 bytes, got {args.max_body}")
     db = ctx.settings.db
     if db.startswith(("http://", "https://")):
         raise InvalidInput(f"serve needs a SQLite or PostgreSQL ledger, not another server ({db})")
@@ -38,6 +45,7 @@ def cmd_serve(ctx: Context) -> int:
         raise InvalidInput("--workers > 1 needs a PostgreSQL ledger (waits are woken in-process over SQLite)")
     os.environ["LEASEHOLD_SERVE_DB"] = db
     os.environ["LEASEHOLD_SERVE_ANONYMOUS"] = "1" if args.anonymous_loopback else ""
+    os.environ["LEASEHOLD_SERVE_MAX_BODY"] = str(args.max_body)
     # Open the ledger once here: a bad URL is one line and its exit code, not a worker crash.
     from leasehold.ledger import Ledger
 
@@ -50,6 +58,9 @@ def cmd_serve(ctx: Context) -> int:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.tls_cert, args.tls_key)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot load --tls-cert {args.tls_cert} / --tls-key {args.tls_key}: {exc}") from None
+    if not args.tls_cert and not is_loopback(args.host):
+        ctx.say(f"leasehold serve: warning: plain HTTP on {args.host}, a non-loopback address: tokens travel "
+                "in clear text; use --tls-cert/--tls-key or a TLS-terminating proxy")
     ctx.say(f"leasehold serve: {db} on {'https' if args.tls_cert else 'http'}://{args.host}:{args.port} "
             f"({args.workers} worker{'s' if args.workers != 1 else ''})")
     try:
@@ -77,11 +88,14 @@ def setup_serve(sub: Any) -> None:
             "tickets; admin force-release and token revocation). Clients point\n"
             "LEASEHOLD_DB at http(s)://HOST:PORT and set LEASEHOLD_TOKEN. Several processes\n"
             "over one PostgreSQL are stateless peers (--workers N, or N machines behind a load\n"
-            "balancer). Needs the server extra: pip install 'leasehold[server]'."
+            "balancer). Plain HTTP on a non-loopback --host prints a warning (tokens travel in\n"
+            "clear text): use --tls-cert/--tls-key or a TLS-terminating proxy. Needs the server\n"
+            "extra: pip install 'leasehold[server]'."
         ),
         examples=(
             "  leasehold serve --db postgresql://leasehold@db1/leasehold --host 0.0.0.0 --workers 4\n"
             "  leasehold serve --tls-cert /etc/leasehold/cert.pem --tls-key /etc/leasehold/key.pem\n"
+            "  leasehold serve --max-body 8388608   # accept request bodies up to 8 MiB (large feed imports)\n"
             "  leasehold serve --port 7432 --anonymous-loopback   # local experiments only"
         ),
     )
@@ -92,6 +106,8 @@ def setup_serve(sub: Any) -> None:
     p.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     p.add_argument("--anonymous-loopback", action="store_true",
                    help="accept requests without a token as admin; refuses any non-loopback --host")
+    p.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES",
+                   help="largest request body accepted (default 1048576 = 1 MiB; more is HTTP 413, exit 2)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                    help="server log level (default warning)")
 

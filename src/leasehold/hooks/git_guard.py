@@ -155,8 +155,10 @@ def install(cwd: str | None = None, exe: str | None = None) -> dict[str, Any]:
     elif _is_shell(text.split("\n", 1)[0]) and not os.path.islink(path):
         mode = os.stat(path).st_mode & 0o7777
         if text.startswith("#!"):
-            first, _, body = text.partition("\n")
-            new = first + "\n" + BEGIN + "\n" + _guard_line(exe) + "\n" + END + "\n" + body
+            first, newline, body = text.partition("\n")
+            # a hook that is only its "#!" line without a newline: the block ends the file
+            # without one too, so uninstall can give back exactly those bytes
+            new = first + "\n" + BEGIN + "\n" + _guard_line(exe) + "\n" + END + newline + body
         else:
             new = BEGIN + "\n" + _guard_line(exe) + "\n" + END + "\n" + text
         _write(path, new, mode)
@@ -198,6 +200,8 @@ def uninstall(cwd: str | None = None) -> dict[str, Any]:
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     remaining = head + (tail[1:] if tail.startswith("\n") else tail)
+    if not tail and head.endswith("\n") and head.count("\n") == 1:
+        remaining = head[:-1]  # a "#!" line without a newline of its own (see install)
     if CREATED + "\n" in remaining:  # the file is ours: gone, unless someone added lines to it
         if remaining.replace(CREATED + "\n", "", 1).strip() in ("", "#!/bin/sh"):
             os.remove(path)

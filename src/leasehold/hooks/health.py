@@ -30,9 +30,10 @@ CODEX_TRUST_NOTE = ("Codex runs a new or changed hook only after you trust it: o
 def _json(path: str, comments: bool = False) -> dict[str, Any]:
     """The JSON object in ``path`` ({} when missing or not one); ``comments``: JSON with
     comments, as Gemini CLI reads its settings."""
+    from leasehold.hooks.install import read_text
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_text(path)
         try:
             data = json.loads(text)
         except ValueError:
@@ -49,10 +50,11 @@ def _json(path: str, comments: bool = False) -> dict[str, Any]:
 def _toml(path: str) -> dict[str, Any]:
     import tomllib
 
+    from leasehold.hooks.install import read_text
+
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError):
+        return tomllib.loads(read_text(path))
+    except (OSError, ValueError, RecursionError):  # TOMLDecodeError, UnicodeDecodeError
         return {}
 
 

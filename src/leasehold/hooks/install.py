@@ -206,20 +206,34 @@ def settings_path(scope: str, cwd: str | None = None, runtime: str = "claude") -
 COMMENTS_OK = ("gemini",)
 
 
+#: The largest hook/settings file leasehold reads (bytes): such files are a few kilobytes.
+MAX_SETTINGS_BYTES = 16 * 1024 * 1024
+
+
+def read_text(path: str, limit: int = MAX_SETTINGS_BYTES) -> str:
+    """The UTF-8 text of the regular file ``path`` (:func:`leasehold.safefiles.read_regular`:
+    no FIFO blocks it, a symlink to ``/dev/zero`` is not read forever). Raises
+    :class:`FileNotFoundError`, :class:`OSError` or :class:`UnicodeDecodeError`."""
+    from leasehold.safefiles import read_regular
+
+    return read_regular(path, limit).decode("utf-8")
+
+
 def _load(path: str, runtime: str = "claude") -> tuple[str | None, dict[str, Any] | None]:
     """``(text, value)`` of the hook file, ``(None, None)`` when it does not exist. Raises
     :class:`InvalidInput` for anything but a JSON object with well-formed ``hooks`` (comments
     allowed in Gemini CLI's file)."""
     try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            text = fh.read()
+        text = read_text(path)
     except FileNotFoundError:
         return None, None
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path} is not UTF-8 text (byte {exc.start}); fix it first, nothing "
                            "was changed") from None
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
+        why = exc.strerror or str(exc)
+        raise InvalidInput(f"cannot read {path}: {why}; nothing was changed" if exc.strerror else
+                           f"{why}; nothing was changed") from None
     if not text.strip():
         return text, {}
     try:
@@ -255,10 +269,20 @@ def read_settings(path: str, runtime: str = "claude") -> dict[str, Any] | None:
 
 
 def _write(path: str, text: str) -> None:
-    """Replace the file atomically with ``text``: through a symbolic link (a dotfiles
-    repository's file stays linked), keeping the file's permission bits. Raises
-    :class:`InvalidInput` for a read-only file or when it cannot be written; the file is then
-    unchanged."""
+    """Replace the file atomically with ``text`` (UTF-8) through :func:`write_bytes`. Raises
+    :class:`InvalidInput` for text that cannot be encoded or a file that cannot be written; the
+    file is then unchanged."""
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"cannot write {path}: text that is not UTF-8; nothing was changed") from None
+    write_bytes(path, payload)
+
+
+def write_bytes(path: str, payload: bytes) -> None:
+    """Replace the file atomically: through a symbolic link (a dotfiles repository's file stays
+    linked), keeping the file's permission bits. Raises :class:`InvalidInput` for a read-only
+    file or when it cannot be written; the file is then unchanged."""
     real = os.path.realpath(path)
     try:
         mode: int | None = os.stat(real).st_mode & 0o7777
@@ -274,10 +298,6 @@ def _write(path: str, text: str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    try:
-        payload = text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"cannot write {path}: text that is not UTF-8; nothing was changed") from None
     tmp = None
     try:
         os.makedirs(os.path.dirname(real), exist_ok=True)
@@ -307,10 +327,36 @@ def _dump(data: dict[str, Any]) -> str:
     return text
 
 
+def _plain(text: str) -> bool:
+    """True when ``text`` is plain JSON (no comments, trailing commas or other JSON5)."""
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _value(text: str, runtime: str) -> Any:
+    """The value of ``text`` read as :func:`_load` reads it: plain JSON first (surrogate pairs
+    joined, as JSON reads them), then JSON with comments for a runtime that allows them.
+    Raises :class:`ValueError`."""
+    from leasehold.hooks import jsonedit
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError:
+        if runtime not in COMMENTS_OK:
+            raise
+    return jsonedit.value(text)
+
+
 def _spliced(path: str, text: str, edit: Any, expected: dict[str, Any], runtime: str) -> str:
     """``text`` with the edits ``edit(model root, editor)`` made; checked to hold exactly
-    ``expected`` (else the file is written whole from ``expected``, comments lost: never a
-    wrong file)."""
+    ``expected``. When the splice cannot be made, a plain JSON file is written whole from
+    ``expected`` (never a wrong file); a file with comments is refused
+    (:class:`InvalidInput`: nothing is written) rather than lose them."""
     from leasehold.hooks import jsonedit
 
     try:
@@ -318,10 +364,15 @@ def _spliced(path: str, text: str, edit: Any, expected: dict[str, Any], runtime:
         editor = jsonedit.Editor(text)
         edit(model.value, editor)
         out = editor.result()
-        got = json.loads(out) if runtime not in COMMENTS_OK else jsonedit.value(out)
+        got = _value(out, runtime)
     except (ValueError, AttributeError, IndexError, AssertionError):
-        return _dump(expected)
-    return out if got == expected else _dump(expected)
+        got, out = None, ""
+    if got == expected:
+        return out
+    if not _plain(text):
+        raise InvalidInput(f"cannot change {path} without losing its comments; edit leasehold's "
+                           "entries by hand (see 'leasehold hooks install --help'), nothing was changed")
+    return _dump(expected)
 
 
 def _node(root: Any, *path: str | int) -> Any:
@@ -335,6 +386,45 @@ def _node(root: Any, *path: str | int) -> Any:
         else:
             node = jsonedit.member(node, step).value
     return node
+
+
+def _refuse_duplicates(path: str, text: str | None) -> None:
+    """Raise :class:`InvalidInput` when the file holds a key leasehold edits (the top-level
+    ``hooks``, an event name in it) twice: JSON readers disagree on which one counts, and
+    editing one could silently drop or revive the other."""
+    if not text or not text.strip():
+        return
+    from leasehold.hooks import jsonedit
+
+    def dups(keys: list[Any]) -> list[str]:
+        seen: set[Any] = set()
+        return [k for k in keys if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+
+    if _plain(text):
+        class Obj(dict):  # type: ignore[type-arg]
+            twice: list[str] = []
+
+        def pairs(items: list[tuple[str, Any]]) -> Obj:
+            obj = Obj(items)
+            obj.twice = dups([k for k, _ in items])
+            return obj
+
+        root = json.loads(text, object_pairs_hook=pairs)
+        top = root.twice if isinstance(root, Obj) else []
+        hooks = root.get("hooks") if isinstance(root, dict) else None
+        inner = hooks.twice if isinstance(hooks, Obj) else []
+    else:
+        model = jsonedit.parse(text).value
+        kids = jsonedit.children(model) if hasattr(model, "key_value_pairs") else []
+        top = dups([jsonedit.key_of(p) for p in kids])
+        member = jsonedit.member(model, "hooks") if kids else None
+        value = member.value if member is not None else None
+        inner = dups([jsonedit.key_of(p) for p in jsonedit.children(value)]) \
+            if hasattr(value, "key_value_pairs") else []
+    key = "hooks" if "hooks" in top else f"hooks.{inner[0]}" if inner else None
+    if key is not None:
+        raise InvalidInput(f"{path} holds the key {key} twice (JSON readers disagree on which one "
+                           "counts); remove one, nothing was changed")
 
 
 def _handlers(groups: list[Any], runtime: str, event: str) -> list[dict[str, Any]]:
@@ -356,6 +446,7 @@ def install(scope: str, cwd: str | None = None, runtime: str = "claude",
 
     path = settings_path(scope, cwd, runtime)
     text, original = _load(path, runtime)
+    _refuse_duplicates(path, text)
     data = copy.deepcopy(original) if original is not None else {}
     hooks = data.setdefault("hooks", {})
     added = []
@@ -413,8 +504,14 @@ def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tu
     text, original = _load(path, runtime)
     if original is None or not isinstance(original.get("hooks"), dict):
         return path, []
+    _refuse_duplicates(path, text)
+    from leasehold.hooks import jsonedit
+
+    assert text is not None
     data = copy.deepcopy(original)
     hooks = data["hooks"]
+    # a file with comments (Gemini CLI's): the model, to keep what holds comments
+    commented = None if _plain(text) else jsonedit.parse(text).value
     removed = []
     cuts: list[tuple[tuple[str | int, ...], list[int]]] = []  # (container path, child indexes)
     gone_events: list[int] = []
@@ -440,6 +537,9 @@ def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tu
             hooks[event] = kept
             if gone_groups:
                 cuts.append((("hooks", event), gone_groups))
+        elif commented is not None and jsonedit.has_comments(_node(commented, "hooks", event), text):
+            hooks[event] = []  # emptied, but it holds comments: kept, with them
+            cuts.append((("hooks", event), list(range(len(groups)))))
         else:
             del hooks[event]
             gone_events.append(event_names.index(event))
@@ -447,8 +547,11 @@ def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tu
     if not removed:
         return path, []
     if not hooks:
-        del data["hooks"]
-    if not data:
+        if commented is not None and jsonedit.has_comments(_node(commented, "hooks"), text):
+            pass  # an empty hooks object with comments of its own stays
+        else:
+            del data["hooks"]
+    if not data and commented is None:  # nothing else in a plain JSON file: it goes
         os.remove(path)
         return path, removed
 

@@ -62,6 +62,17 @@ def member(obj: Any, key: str) -> Any:
     return found
 
 
+def has_comments(container: Any, text: str) -> bool:
+    """True when ``container``'s source holds anything but its children, commas, brackets and
+    whitespace (i.e. comments)."""
+    at, rest = start(container), []
+    for kid in children(container):
+        rest.append(text[at:start(kid)])
+        at = end(kid)
+    rest.append(text[at:end(container)])
+    return any(ch not in " \t\r\n,[]{}" for part in rest for ch in part)
+
+
 def start(node: Any) -> int:
     if hasattr(node, "key") and hasattr(node, "value") and not hasattr(node, "_tok"):
         return start(node.key)  # a key-value pair
@@ -88,6 +99,8 @@ class Editor:
         self.text = text
         self.splices: list[tuple[int, int, str]] = []
         self.unit = self._indent_unit()
+        #: the file's line ending: new lines end like its own (CRLF in a CRLF file)
+        self.nl = "\r\n" if "\r\n" in text else "\n"
 
     def _indent_unit(self) -> str:
         """The file's indentation step: the leading whitespace of its first indented line
@@ -105,7 +118,7 @@ class Editor:
 
     def _render(self, item: Any, indent: str, key: str | None = None) -> str:
         body = json.dumps(item, indent=self.unit or None, ensure_ascii=False)
-        body = body.replace("\n", "\n" + indent)
+        body = body.replace("\n", self.nl + indent)
         return body if key is None else f"{json.dumps(key, ensure_ascii=False)}: {body}"
 
     def replace(self, node: Any, new: Any) -> None:
@@ -119,38 +132,53 @@ class Editor:
         kids = children(container)
         open_at, close_at = start(container), end(container) - 1
         outer = self._line_indent(open_at)
-        one_line = "\n" not in self.text[open_at:close_at] and kids
+        # on one line: a list written on one line with items in it, or any list of a file
+        # written on one line (an empty `[]` in a multi-line file gets lines of its own)
+        one_line = "\n" not in self.text[open_at:close_at] and (bool(kids) or "\n" not in self.text.strip())
         if one_line:
             rendered = [json.dumps(i, ensure_ascii=False) if keys is None else
                         f"{json.dumps(keys[n], ensure_ascii=False)}: {json.dumps(i, ensure_ascii=False)}"
                         for n, i in enumerate(items)]
-            self.splices.append((end(kids[-1]), end(kids[-1]), ", " + ", ".join(rendered)))
+            if kids:
+                self.splices.append((end(kids[-1]), end(kids[-1]), ", " + ", ".join(rendered)))
+            else:
+                self.splices.append((open_at + 1, open_at + 1, ", ".join(rendered)))
             return
         inner = self._line_indent(start(kids[0])) if kids else outer + self.unit
         rendered = [self._render(i, inner, None if keys is None else keys[n])
                     for n, i in enumerate(items)]
-        joined = (",\n" + inner).join(rendered)
+        nl = self.nl
+        joined = ("," + nl + inner).join(rendered)
         if kids:
             at = end(kids[-1])
             trailing = getattr(container, "trailing_comma", None)
             if trailing is not None:  # JSON5's trailing comma: ours goes after it, with its own
-                at = self.text.index(",", at) + 1
-                self.splices.append((at, at, "\n" + inner + joined + ","))
+                at = end(trailing)  # (its token: a comment between may hold a comma too)
+                self.splices.append((at, at, nl + inner + joined + ","))
             else:
-                self.splices.append((at, at, ",\n" + inner + joined))
+                self.splices.append((at, at, "," + nl + inner + joined))
         else:
             at = open_at + 1
             tail = self.text[at:close_at]
-            closing = "" if tail.rstrip(" \t").endswith("\n") else "\n" + outer
-            self.splices.append((at, at, "\n" + inner + joined + closing))
+            closing = "" if tail.rstrip(" \t").endswith("\n") else nl + outer
+            self.splices.append((at, at, nl + inner + joined + closing))
 
     def remove(self, container: Any, doomed: list[Any]) -> None:
-        """Cut the children ``doomed`` out of ``container`` with their separating commas (at
-        least one child must stay; remove the container itself otherwise)."""
+        """Cut the children ``doomed`` out of ``container`` with their separating commas.
+        When all go, the container is left empty with whatever else it held (comments): the
+        cut runs from its opening bracket when only whitespace lies between that and the first
+        child (what :meth:`append` inserts into an empty container), else from the first
+        child, through the last child (and a trailing comma)."""
         kids = children(container)
         doomed_at = {start(d) for d in doomed}  # pairs are made afresh on each access: by position
         gone = [start(k) in doomed_at for k in kids]
-        assert not all(gone), "remove the container instead"
+        if kids and all(gone):
+            begin = start(container) + 1
+            if self.text[begin:start(kids[0])].strip():
+                begin = start(kids[0])
+            trailing = getattr(container, "trailing_comma", None)
+            self.splices.append((begin, end(trailing) if trailing is not None else end(kids[-1]), ""))
+            return
         i = 0
         while i < len(kids):
             if not gone[i]:
@@ -159,11 +187,34 @@ class Editor:
             j = i
             while j + 1 < len(kids) and gone[j + 1]:
                 j += 1
-            if i > 0:  # from the end of the kept child before, through the last removed one
+            trailing = getattr(container, "trailing_comma", None)
+            if i > 0 and j == len(kids) - 1 and trailing is not None:
+                # the last ones before a trailing comma: from after the comma that follows the
+                # kept child (what :meth:`append` inserts after), through the trailing comma
+                self.splices.append((self._comma_after(end(kids[i - 1])), end(trailing), ""))
+            elif i > 0:  # from the end of the kept child before, through the last removed one
                 self.splices.append((end(kids[i - 1]), end(kids[j]), ""))
             else:  # the first ones: up to the first kept child
                 self.splices.append((start(kids[i]), start(kids[j + 1]), ""))
             i = j + 1
+
+    def _comma_after(self, pos: int) -> int:
+        """The position just after the comma that follows ``pos`` past whitespace and
+        comments."""
+        text = self.text
+        while pos < len(text):
+            if text.startswith("//", pos):
+                pos = text.find("\n", pos)
+                pos = len(text) if pos < 0 else pos
+            elif text.startswith("/*", pos):
+                pos = text.index("*/", pos) + 2
+            elif text[pos] == ",":
+                return pos + 1
+            elif text[pos].isspace():
+                pos += 1
+            else:
+                break
+        raise ValueError("no comma where one was expected")
 
     def result(self) -> str:
         text = self.text

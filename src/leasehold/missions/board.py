@@ -135,9 +135,22 @@ def to_timestamp(value: Any) -> float | None:
 WRITE_ATTEMPTS = 5
 
 
+#: The largest mission file read (bytes); anything larger is reported as an invalid mission.
+MAX_MISSION_BYTES = 16 * 1024 * 1024
+
+
 def _read_bytes(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
+    """The mission file's bytes (a regular file of at most :data:`MAX_MISSION_BYTES`). Raises
+    :class:`FileNotFoundError` or :class:`InvalidMission`."""
+    from leasehold.safefiles import read_regular
+
+    try:
+        return read_regular(path, MAX_MISSION_BYTES)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        problem = exc.strerror or str(exc).replace(f"{path} is ", "", 1) + "; not read"
+        raise InvalidMission(path, None, problem) from None
 
 
 def validate_mission_id(mission_id: str) -> str:
@@ -529,8 +542,7 @@ class Missions:
 
     def read(self, path: str, folder: str) -> Mission:
         """Read one file. Raises :class:`InvalidMission` and :class:`FileNotFoundError`."""
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        raw = _read_bytes(path)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

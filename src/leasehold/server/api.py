@@ -36,11 +36,13 @@ class Principal:
 
 def authorize(principal: Principal, op: str, role: str, args: dict[str, Any]) -> None:
     """Raise :class:`Forbidden` when ``principal`` may not run ``op`` with ``args``: a role
-    below ``role``, or a ``holder`` / ``by`` naming another actor than the token's."""
+    below ``role``, or a change whose ``holder`` / ``by`` names another actor than the
+    token's. Reads (:data:`leasehold.wire.READS`) may name any holder: ``check T --holder
+    bob:s1`` or ``leases_of`` another actor only reads what every token may read."""
     if RANK[principal.role] < RANK[role]:
         article = "an" if principal.role[0] in "aeiou" else "a"
         raise Forbidden(f"{article} {principal.role} token may not {op.replace('_', ' ')} (needs {role})")
-    if principal.actor is None:
+    if principal.actor is None or op in wire.READS:
         return
     for key in ("holder", "by"):
         value = args.get(key)
@@ -115,12 +117,14 @@ def claim(c: Call, task_id: str, holder: str, ttl: float | None = None, title: s
 async def claim_waiting(service: Any, task_id: str, holder: str, wait: float, ttl: float | None = None,
                         title: str | None = None, priority: int | None = None, op_id: str | None = None,
                         share_with: list[str] | None = None) -> Any:
-    """``claim`` with ``wait`` seconds: FIFO per task, woken by changes (server/waits.py)."""
+    """``claim`` with ``wait`` seconds: FIFO per task, woken by changes (server/waits.py).
+    Returns the answer and a function that undoes the grant (the client went away)."""
     from leasehold.server.waits import claim_wait
 
-    return _lease(await claim_wait(service.changes, service.ledger, task_id, holder, ttl, _wait(wait),
+    lease, undo = await claim_wait(service.changes, service.ledger, task_id, holder, ttl, _wait(wait),
                                    title=title, priority=priority, op_id=op_id,
-                                   share_with=[str(s) for s in share_with or ()]))
+                                   share_with=[str(s) for s in share_with or ()])
+    return _lease(lease), undo
 
 
 def _wait(wait: float) -> float:
@@ -155,13 +159,14 @@ def next_(c: Call, holder: str, ttl: float | None = None, count: int = 1, wait: 
 
 async def next_waiting(service: Any, holder: str, wait: float, ttl: float | None = None, count: int = 1,
                        op_id: str | None = None) -> Any:
-    """``next`` with ``wait`` seconds (FIFO among ``next`` waiters)."""
+    """``next`` with ``wait`` seconds (FIFO among ``next`` waiters). Returns the answer and a
+    function that undoes the grants (the client went away)."""
     from leasehold.server.waits import next_wait
 
     if count < 1:
         raise InvalidInput(f"count must be at least 1, got {count}")
-    return [_lease(lease) for lease in await next_wait(service.changes, service.ledger, holder, ttl, count,
-                                                       _wait(wait), op_id)]
+    leases, undo = await next_wait(service.changes, service.ledger, holder, ttl, count, _wait(wait), op_id)
+    return [_lease(lease) for lease in leases], undo
 
 
 def sweep(c: Call, auto_release: bool = False) -> Any:
@@ -241,6 +246,18 @@ def tasks(c: Call, status: str | None = None, held: bool | None = None, limit: i
     if status is not None and status not in ("open", "in_progress", "done"):
         raise InvalidInput(f"status must be open, in_progress or done, got {status!r}")
     return [T(t) for t in c.ledger.tasks(status=status, held=held, limit=limit)]
+
+
+def tasks_page(c: Call, status: str | None = None, held: bool | None = None, after_priority: int | None = None,
+               after_created: float | None = None, after_id: str | None = None, page: int | None = None) -> Any:
+    """One page of ``list`` (:meth:`Ledger.tasks_page`): the cursor is the previous page's
+    last task (all three ``after_*`` or none)."""
+    cursor = (after_priority, after_created, after_id)
+    if any(part is None for part in cursor) and any(part is not None for part in cursor):
+        raise InvalidInput("after_priority, after_created and after_id go together")
+    after = None if after_id is None else (int(after_priority), float(after_created), str(after_id))  # type: ignore[arg-type]
+    return [T(t) for t in c.ledger.tasks_page(status=status, held=held, after=after,
+                                               limit=500 if page is None else page)]
 
 
 def events(c: Call, task_id: str | None = None, limit: int | None = None, after: int | None = None) -> Any:
@@ -351,6 +368,9 @@ def token_list(c: Call) -> Any:
 def token_revoke(c: Call, token_id: str) -> Any:
     by = Holder(c.principal.actor, "api") if c.principal.actor else None
     info, revoked = c.ledger.tokens.revoke(token_id, by=by)
+    forget = getattr(c.service, "forget_token", None)
+    if forget is not None:
+        forget(info.id)
     return {"info": info.to_wire(), "revoked": revoked}
 
 
@@ -432,6 +452,17 @@ def feed_get(c: Call, post_id: str) -> Any:
 
 def feed_posts(c: Call, **filters: Any) -> Any:
     return [S(p) for p in c.ledger.feed.posts(**filters)]
+
+
+def feed_page(c: Call, since: float | None = None, kind: str | None = None, after_ts: float | None = None,
+              after_id: int | None = None, page: int | None = None) -> Any:
+    """One page of ``feed list --all`` (:meth:`Feed.posts_page`): the cursor is the previous
+    page's last post (``after_ts`` and ``after_id`` together, or neither)."""
+    if (after_ts is None) != (after_id is None):
+        raise InvalidInput("after_ts and after_id go together")
+    after = None if after_ts is None else (float(after_ts), int(after_id))  # type: ignore[arg-type]
+    return [S(p) for p in c.ledger.feed.posts_page(since=since, kind=kind, after=after,
+                                                    limit=500 if page is None else page)]
 
 
 def feed_last(c: Call, count: int) -> Any:

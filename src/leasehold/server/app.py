@@ -5,6 +5,8 @@ Routes are built from :data:`leasehold.wire.OPS` (so the routes, ``/openapi.json
 client agree by construction); each is a thin translation of HTTP to one call of the domain
 (:mod:`leasehold.server.api`). Ledger calls run in worker threads, each with its own connection.
 
+``/mcp`` is the MCP server (Streamable HTTP, :mod:`leasehold.server.mcp_tools`).
+
 Identity: every route but ``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json`` needs
 ``Authorization: Bearer TOKEN``. The token's actor is the caller: a ``holder`` / ``by`` naming
 another actor is 403 and audited (an ``auth_refused`` event), as is a role too weak for the
@@ -44,6 +46,73 @@ class Unauthenticated(PermissionDenied):
     """No token, or a token that is not valid."""
 
 
+class RequestTooLarge(InvalidInput):
+    """A request body over the server's limit (HTTP 413, exit 2)."""
+
+
+#: The largest request body accepted by default (bytes): ``leasehold serve --max-body``.
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than the server's limit of {limit} bytes (leasehold serve --max-body)"
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413 and the JSON error
+    shape, without holding the body: a declared ``Content-Length`` over the limit is refused
+    before a byte of the body is read; a chunked (or understated) body is counted as it
+    arrives and refused when the count passes the limit (:class:`RequestTooLarge`, raised
+    from ``receive`` into the route, which answers 413)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0  # the HTTP server itself refuses a malformed length
+                if declared > self.limit:
+                    await _send_json(send, 413, wire.error_out(RequestTooLarge(_too_large(self.limit)))[1])
+                    return
+        limit = self.limit
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise RequestTooLarge(_too_large(limit))
+            return message  # type: ignore[no-any-return]
+
+        await self.app(scope, counted, send)
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    raw = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": raw})
+
+
+#: Seconds a verified token is trusted without asking the ledger again (per server process):
+#: a token revoked through another process, or directly in the database, is refused within
+#: this time; one revoked through this process at once. Expiry is checked on every request.
+TOKEN_CACHE_TTL = 2.0
+#: The shortest time between two NOTIFYs of one server process (seconds).
+NOTIFY_INTERVAL = 0.02
+
+
 class Service:
     """What every request shares: the ledger URL, a ledger per worker thread, the change
     notifier, metrics, and whether anonymous (loopback-only) access was asked for."""
@@ -58,6 +127,12 @@ class Service:
         self.metrics = Metrics(self)
         self.changes.on_waiters = self.metrics.waiters.set
         self.stop = threading.Event()
+        #: token hash -> (verified at, monotonic seconds; principal; expires_at UTC or None)
+        self.verified: dict[str, tuple[float, api.Principal, float | None]] = {}
+        #: Set after a change: the notifier thread sends one NOTIFY for however many changes
+        #: happened since its last one (PostgreSQL; other server processes wake on it).
+        self.pending_notify = threading.Event()
+        self.notifier: threading.Thread | None = None
         self.ledger()  # open (and migrate) once, up front: a bad URL fails the start
 
     def ledger(self) -> Ledger:
@@ -74,17 +149,33 @@ class Service:
         return led
 
     def changed(self) -> None:
-        """After a change: wake local waiters, and other server processes over PostgreSQL."""
+        """After a change: wake local waiters at once, and other server processes over
+        PostgreSQL (through the notifier thread: one NOTIFY covers every change made while
+        the previous one was sent, instead of one more round trip per request)."""
         self.changes.bump()
-        led = self.ledger()
-        try:
-            led.store.notify(CHANNEL)
-        except LeaseholdError:
-            pass  # the others re-check within RECHECK seconds anyway
+        if self.notifier is not None:
+            self.pending_notify.set()
+
+    def _notify_loop(self) -> None:
+        """Send a NOTIFY after changes, at most one per :data:`NOTIFY_INTERVAL` seconds (the
+        changes made meanwhile share the next one): a busy process sends tens of NOTIFYs a
+        second, not one per change, and a waiter elsewhere is woken that much later at most."""
+        while not self.stop.is_set():
+            if not self.pending_notify.wait(0.5):
+                continue
+            self.pending_notify.clear()
+            try:
+                self.ledger().store.notify(CHANNEL)
+            except LeaseholdError:
+                pass  # the others re-check within RECHECK seconds anyway
+            self.stop.wait(NOTIFY_INTERVAL)
 
     def start(self) -> None:
         self.metrics._tally()  # counters count from here
         self.listener = self.changes.listen(self.ledger(), self.stop)
+        if self.listener is not None:  # a store that can LISTEN can NOTIFY: other processes listen
+            self.notifier = threading.Thread(target=self._notify_loop, name="leasehold-notify", daemon=True)
+            self.notifier.start()
 
     def close(self) -> None:
         self.stop.set()
@@ -96,6 +187,26 @@ class Service:
             except Exception:
                 pass
 
+    def cached_principal(self, request: Request) -> api.Principal | None:
+        """The caller, when it needs no ledger read: anonymous mode, or a token verified less
+        than :data:`TOKEN_CACHE_TTL` seconds ago and not expired since. Else None (then
+        :meth:`authenticate`, in a worker thread)."""
+        header = request.headers.get("authorization", "")
+        if not header:
+            return api.Principal(None, "admin", None) if self.anonymous else None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        from leasehold.tokens import hash_token
+
+        found = self.verified.get(hash_token(token.strip()))
+        if found is None:
+            return None
+        at, principal, expires_at = found
+        if time.monotonic() - at > TOKEN_CACHE_TTL or (expires_at is not None and time.time() >= expires_at):
+            return None
+        return principal
+
     def authenticate(self, request: Request) -> api.Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -105,11 +216,25 @@ class Service:
             raise Unauthenticated("no token: send 'Authorization: Bearer TOKEN'")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("malformed Authorization header: use 'Bearer TOKEN'")
+        from leasehold.tokens import hash_token
+
+        key = hash_token(token.strip())
         try:
             info = self.ledger().tokens.verify(token.strip())
         except PermissionDenied as exc:
+            self.verified.pop(key, None)
             raise Unauthenticated(str(exc)) from None
-        return api.Principal(info.actor, info.role, info.id)
+        principal = api.Principal(info.actor, info.role, info.id)
+        if len(self.verified) > 10000:  # many tokens in turn: start over rather than grow
+            self.verified.clear()
+        self.verified[key] = (time.monotonic(), principal, info.expires_at)
+        return principal
+
+    def forget_token(self, token_id: str) -> None:
+        """A token revoked through this process: refused from the next request on."""
+        for key, (_at, principal, _expires) in list(self.verified.items()):
+            if principal.token_id == token_id:
+                self.verified.pop(key, None)
 
     def audit(self, op: str, status: int, reason: str, principal: api.Principal | None,
               args: dict[str, Any]) -> None:
@@ -154,13 +279,14 @@ def _coerce(name: str, kind: str, value: Any, from_query: bool) -> Any:
     return value
 
 
-async def _arguments(request: Request, params: dict[str, str]) -> dict[str, Any]:
+def _arguments(request: Request, params: dict[str, str], raw: bytes) -> dict[str, Any]:
+    """The operation's arguments from the path, and the query string (GET) or the JSON body
+    ``raw`` (POST), typed by ``params``. Raises :class:`InvalidInput`."""
     args: dict[str, Any] = dict(request.path_params)
     if request.method == "GET":
         source: dict[str, Any] = dict(request.query_params)
         from_query = True
     else:
-        raw = await request.body()
         try:
             source = json.loads(raw) if raw.strip() else {}
         except ValueError:
@@ -188,6 +314,8 @@ def _error(service: Service, exc: BaseException, op: str) -> JSONResponse:
     status, body = wire.error_out(exc)
     if isinstance(exc, Unauthenticated):
         status = 401
+    elif isinstance(exc, RequestTooLarge):
+        status = 413
     if status < 500 or status == 503:
         service.metrics.refusals.labels(reason=body["error"]["type"]).inc()
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -199,16 +327,30 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
     handler = api.HANDLERS[op]
     writes = op not in wire.READS
 
+    def checked_call(request: Request, raw: bytes, state: list[Any]) -> Any:
+        """In a worker thread: authenticate (unless the token is cached), read the arguments,
+        authorize, and run the call — one thread hop per request. Returns ``_WAIT`` instead of
+        running a waiting call (that one waits on the event loop). ``state`` receives the
+        principal and the arguments (for the audit of a refusal)."""
+        if state[0] is None:
+            state[0] = service.authenticate(request)
+        state[1] = args = _arguments(request, params, raw)
+        api.authorize(state[0], op, role, args)
+        if args.get("wait") and op in api.WAITING:
+            return _WAIT
+        op_id = request.headers.get("leasehold-op-id") if writes else None
+        fresh = op_id is not None and request.headers.get("leasehold-op-fresh") == "1"
+        return _call(service, handler, state[0], args, writes, op_id, fresh)
+
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
-        principal: api.Principal | None = None
-        args: dict[str, Any] = {}
+        state: list[Any] = [service.cached_principal(request), {}]
         try:
-            principal = await _thread(service.authenticate, request)
-            args = await _arguments(request, params)
-            api.authorize(principal, op, role, args)
+            raw = await request.body() if request.method != "GET" else b""
+            outcome = await _thread(checked_call, request, raw, state)
+            principal, args = state
             replayed_at = None
-            if args.get("wait") and op in api.WAITING:
+            if outcome is _WAIT:
                 # Validate cheaply first (a bad id or TTL is 400 at once, not after the wait).
                 from leasehold.model import Holder, validate_task_id
 
@@ -216,21 +358,20 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
                     validate_task_id(args["task_id"])
                 Holder.parse(args["holder"])
                 waiting = api.WAITING[op](service, op_id=request.headers.get("leasehold-op-id"), **args)
-                result = await _unless_disconnected(request, waiting)
+                result = await _unless_disconnected(service, request, waiting)
                 if result is _GONE:
                     service.metrics.latency.labels(route=op).observe(time.perf_counter() - started)
                     return Response(status_code=499)
-                await _thread(service.changed)
+                service.changed()
             else:
-                op_id = request.headers.get("leasehold-op-id") if writes else None
-                result, replayed_at = await _thread(_call, service, handler, principal, args, writes, op_id)
+                result, replayed_at = outcome
             body = {"result": result, "now": time.time()}
             if replayed_at is not None:
                 body["replayed_at"] = replayed_at
             response: Response = JSONResponse(body)
         except (PermissionDenied, api.Forbidden) as exc:
             status = 401 if isinstance(exc, Unauthenticated) else 403
-            await _thread(service.audit, op, status, str(exc), principal, args)
+            await _thread(service.audit, op, status, str(exc), state[0], state[1])
             response = _error(service, exc, op)
         except LeaseholdError as exc:
             response = _error(service, exc, op)
@@ -247,12 +388,15 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
 
 
 _GONE = object()
+_WAIT = object()
 
 
-async def _unless_disconnected(request: Request, waiting: Any) -> Any:
-    """Await the coroutine ``waiting`` unless the client disconnects first: then cancel it (its
-    place in the FIFO is freed at once, so a dead client is never granted a lease it cannot
-    receive, nor stalls the waiters behind it) and return ``_GONE``."""
+async def _unless_disconnected(service: Service, request: Request, waiting: Any) -> Any:
+    """Await the coroutine ``waiting`` (which returns ``(answer, undo)``) unless the client
+    disconnects first: then cancel it (its place in the FIFO is freed at once, so a dead
+    client neither stalls the waiters behind it nor keeps a lease it cannot receive: a grant
+    already in flight is undone when it lands, see :meth:`Changes.wait_turn`) and return
+    ``_GONE``. A grant that lands as the client goes is undone here."""
     task = asyncio.ensure_future(waiting)
 
     async def gone() -> None:
@@ -262,10 +406,16 @@ async def _unless_disconnected(request: Request, waiting: Any) -> Any:
     watcher = asyncio.ensure_future(gone())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        left = watcher.done()
     finally:
         watcher.cancel()
     if task.done():
-        return task.result()
+        answer, undo = task.result()
+        if not left:
+            return answer
+        await _thread(undo)  # granted just as the client went away: nobody will use it
+        await _thread(service.changed)
+        return _GONE
     task.cancel()
     try:
         await task
@@ -275,16 +425,20 @@ async def _unless_disconnected(request: Request, waiting: Any) -> Any:
 
 
 def _call(service: Service, handler: Any, principal: api.Principal, args: dict[str, Any],
-          writes: bool, op_id: str | None = None) -> tuple[Any, float | None]:
-    """``(result, replayed_at)``: the handler's result, and the ledger's clock when the change
-    was a replay of the one its operation id recorded (else None; the client judges a replayed
-    lease's validity at that instant)."""
+          writes: bool, op_id: str | None = None, fresh: bool = False) -> tuple[Any, float | None]:
+    """Run ``handler`` on this thread's ledger: ``(result, replayed_at)``, the latter the
+    ledger's clock when the change was a replay of the one its operation id recorded (else
+    None; the client judges a replayed lease's validity at that instant). ``fresh``: the client
+    says ``op_id`` is on its first send (header ``Leasehold-Op-Fresh: 1``), so the retry lookup
+    is skipped (:attr:`Ledger.fresh_op_id`)."""
     ledger = service.ledger()
+    ledger.fresh_op_id = op_id if fresh else None
     ledger.replayed_at = None
     try:
         result = handler(api.Call(ledger, principal, service, op_id), **args)
         return result, ledger.replayed_at if writes else None
     finally:
+        ledger.fresh_op_id = None
         if writes:
             service.changed()
 
@@ -394,10 +548,11 @@ def _open_routes(service: Service) -> list[Route]:
             Route("/metrics", metrics, methods=["GET"]), Route("/openapi.json", openapi, methods=["GET"])]
 
 
-def create_app(db: str, *, anonymous: bool = False) -> Starlette:
+def create_app(db: str, *, anonymous: bool = False, max_body: int = DEFAULT_MAX_BODY) -> Starlette:
     """The application over the ledger at ``db`` (any ledger URL leasehold opens).
     ``anonymous``: requests without a token act as admin (the serve command allows it on
-    loopback addresses only). Raises the ledger's errors when it cannot be opened."""
+    loopback addresses only). ``max_body``: the largest request body accepted (bytes; more
+    is 413). Raises the ledger's errors when it cannot be opened."""
     import contextlib
 
     service = Service(db, anonymous)
@@ -410,14 +565,29 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
     # parameter takes the rest of the path, so the routes with a suffix after it (/claim,
     # /status, ...) go first.
     for op, (method, path, _role, _params) in sorted(wire.OPS.items(), key=lambda item: item[1][1].endswith("}")):
-        path = path.replace("{task_id}", "{task_id:path}").replace("{operation_id}", "{operation_id:path}")
-        routes.append(Route(path, _endpoint(service, op), methods=[method], name=op))
+        routes.append(Route(path.replace("{task_id}", "{task_id:path}").replace(
+            "{operation_id}", "{operation_id:path}"), _endpoint(service, op),
+                            methods=[method], name=op))
+
+    # The MCP server at /mcp (leasehold.server.mcp_tools), behind the same bearer tokens; left
+    # out (404) when the mcp SDK is not installed.
+    try:
+        from leasehold.server import mcp_tools
+    except ImportError:
+        mcp_manager = None
+    else:
+        mcp_route, mcp_manager = mcp_tools.mount(service)
+        routes.insert(0, mcp_route)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         service.start()
         try:
-            yield
+            if mcp_manager is None:
+                yield
+            else:
+                async with mcp_manager.run():
+                    yield
         finally:
             service.close()
 
@@ -431,6 +601,9 @@ def create_app(db: str, *, anonymous: bool = False) -> Starlette:
                                        "message": f"no route {request.method} {request.url.path}"}},
                             status_code=status)
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route})
+    from starlette.middleware import Middleware
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: no_route, 405: no_route},
+                    middleware=[Middleware(BodyLimit, limit=max_body)])
     app.state.service = service
     return app

@@ -243,8 +243,10 @@ class PostgresStore(SQLStore):
                 conn.execute(f"SET lock_timeout = {int(self.busy_timeout * 1000)}")
                 # Every statement here reads a handful of rows through an index: a parallel
                 # worker's start-up (~10 ms) would cost more than the query (on a big table the
-                # planner offers one for the ready queue's expired-lease walk).
-                conn.execute("SET max_parallel_workers_per_gather = 0")
+                # planner offers one for the ready queue's expired-lease walk). JIT compilation
+                # likewise (hundreds of ms): a plan's cost estimate summed over branches that
+                # never run (feed_head_claimed_done) can pass jit_above_cost.
+                conn.execute("SET max_parallel_workers_per_gather = 0; SET jit = off")
                 if not self._checked:
                     self._check_schema(conn)
         except LeaseholdError:
@@ -457,6 +459,24 @@ class PostgresStore(SQLStore):
             row = self._conn().execute(_SERVER_NOW).fetchone()
             assert row is not None
             return float(row["now"])
+
+    def feed_queue_head(self, page: int, cap: int = 2000) -> tuple[bool, float, list[dict[str, Any]],
+                                                                   list[dict[str, Any]]]:
+        """:meth:`SQLStore.feed_queue_head` in one round trip: its three statements sent as a
+        pipeline inside one transaction, whose timestamp is the clock all three use."""
+        with self._guard():
+            conn = self._conn()
+            with conn.pipeline(), conn.transaction():
+                state = conn.execute(self.queries["feed_head_state"])
+                claimed = conn.execute(self.queries["feed_head_claimed_done"], {"cap": cap})
+                opened = conn.execute(self.queries["feed_queue_open"],
+                                      {"after_key": "", "after_item": "", "limit": page})
+            row = state.fetchone()
+            assert row is not None
+            if not row["rebuilt"]:
+                return False, 0.0, [], []
+            return (True, float(row["now"]), [dict(r) for r in claimed.fetchall()],
+                    [dict(r) for r in opened.fetchall()])
 
     def _limit(self, limit: int) -> int | None:
         return None if limit < 0 else limit

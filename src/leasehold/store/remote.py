@@ -129,14 +129,20 @@ class Client:
             body = json.dumps(fields).encode()
             headers["Content-Type"] = "application/json"
         read = op in wire.READS
+        fresh = False
         if not read:
             if op_id is None:
                 from leasehold.model import new_op_id
 
                 op_id = new_op_id()
+                fresh = True
             headers["Leasehold-Op-Id"] = op_id
             self.last_op_id = op_id
         self._last_request = (op, method, path, body, dict(headers), extra_time)
+        if fresh:
+            # Generated here for this call and never sent: the server may skip the lookup
+            # that serves retries (a resend, below, goes without this header).
+            headers["Leasehold-Op-Fresh"] = "1"
         return self._send(op, method, path, body, headers, extra_time, read, op_id)
 
     def _retry(self, op_id: str | None) -> Any:
@@ -160,6 +166,11 @@ class Client:
                 status = response.status
                 break
             except (OSError, http.client.HTTPException) as exc:
+                early = self._early_answer(conn) if not sent and body else None
+                if early is not None:  # refused before the body was all out (413)
+                    status, raw = early
+                    self.close()
+                    break
                 self.close()
                 if attempt == 0 and (not sent or read):
                     continue  # nothing applied (or a read): once more on a fresh connection
@@ -179,6 +190,19 @@ class Client:
             self.replayed_at = float(replayed) if isinstance(replayed, (int, float)) else None
             return data["result"]
         raise wire.error_in(status, data)
+
+    @staticmethod
+    def _early_answer(conn: http.client.HTTPConnection) -> tuple[int, bytes] | None:
+        """The answer a server sent before it stopped reading the request (a body over its
+        limit: 413), if it can still be read; else None."""
+        if conn.sock is None:
+            return None
+        try:
+            response = http.client.HTTPResponse(conn.sock, method="POST")
+            response.begin()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            return None
 
     def _resolve(self, op: str, op_id: str | None, exc: BaseException) -> Any:
         """The answer to change ``op_id`` was lost: send it again with the same operation id.

@@ -97,6 +97,22 @@ def rewrite_chain_inserts(queries: dict[str, str]) -> dict[str, tuple[str, dict[
     return specs
 
 
+def _chain_head_sql(table: str) -> str:
+    """SQLite: ``SELECT next id, hash of the chain's last row`` for a chained table, the chain
+    key bound as the one parameter."""
+    id_col, key_col = SQLITE_ID[table], TABLES[table][0]
+    if table == "namespaces":
+        next_id = "(SELECT COALESCE(MAX(rowid), 0) + 1 FROM namespaces)"
+    else:
+        next_id = (f"MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), "
+                   f"COALESCE((SELECT MAX(id) FROM {table}), 0)) + 1")
+    return (f"SELECT {next_id}, (SELECT hash FROM {table} WHERE {key_col} IS ?1 "
+            f"ORDER BY {id_col} DESC LIMIT 1)")
+
+
+_CHAIN_HEAD = {table: _chain_head_sql(table) for table in SQLITE_ID}
+
+
 def chain_insert_params(cursor: Any, table: str, mapping: dict[str, Any],
                         params: dict[str, Any]) -> None:
     """SQLite, inside the write transaction (``BEGIN IMMEDIATE`` holds the database lock from
@@ -104,18 +120,9 @@ def chain_insert_params(cursor: Any, table: str, mapping: dict[str, Any],
     row: dict[str, Any] = {}
     for column, source in mapping.items():
         row[column] = source[1] if isinstance(source, tuple) else params[source]
-    id_col = SQLITE_ID[table]
-    if table == "namespaces":
-        next_id = cursor.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM namespaces").fetchone()[0]
-    else:
-        next_id = cursor.execute(
-            f"SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = ?), 0), "
-            f"COALESCE((SELECT MAX(id) FROM {table}), 0)) + 1", (table,)).fetchone()[0]
-    key_col = TABLES[table][0]
-    found = cursor.execute(
-        f"SELECT hash FROM {table} WHERE {key_col} IS ? ORDER BY {id_col} DESC LIMIT 1",
-        (row[key_col],)).fetchone()
-    prev = found[0] if found is not None else None
+    # The next id and the chain's last hash in one statement (this runs for every event, inside
+    # the write lock).
+    next_id, prev = cursor.execute(_CHAIN_HEAD[table], (row[TABLES[table][0]],)).fetchone()
     row["id"] = next_id
     params["chain_id"] = next_id
     params["chain_prev"] = prev

@@ -186,22 +186,30 @@ class PathsSQL:
     def session_heartbeat(self, session: str) -> tuple[list[Task], list[PathReservation]]:
         """Extend every valid lease and file reservation whose holder's session is
         ``session`` by its own TTL (same fence), one event each; returns what was extended.
-        The leases are found through the session index and extended by one statement."""
+        The leases are found through the session index and extended by one statement
+        (PostgreSQL: which also returns them, one round trip)."""
         tasks: list[Task] = []
         paths: list[PathReservation] = []
         with self._write() as tx:
             now = tx.now
-            rows = tx.all("valid_leases_of_session", session=session)
-            if rows:
-                tx.run("extend_session_leases", session=session)
-                for row in rows:
-                    new = dict(row)
-                    new["lease_until"] = now + row["lease_ttl"]
-                    new["updated_at"] = now
-                    task = Task.from_row(new)
-                    tasks.append(task)
-                    tx.event("extended", task.id, task.lease_actor, session, task.fence,
-                             expires_at=task.lease_until, ttl=task.lease_ttl, via="heartbeat")
+            if "extend_session_returning" in tx.queries:  # PostgreSQL: one round trip
+                extended = [Task.from_row(row) for row in
+                            tx.all("extend_session_returning", session=session)]
+                extended.sort(key=lambda t: t.id)
+            else:
+                extended = []
+                rows = tx.all("valid_leases_of_session", session=session)
+                if rows:
+                    tx.run("extend_session_leases", session=session)
+                    for row in rows:
+                        new = dict(row)
+                        new["lease_until"] = now + row["lease_ttl"]
+                        new["updated_at"] = now
+                        extended.append(Task.from_row(new))
+            for task in extended:
+                tasks.append(task)
+                tx.event("extended", task.id, task.lease_actor, session, task.fence,
+                         expires_at=task.lease_until, ttl=task.lease_ttl, via="heartbeat")
             for row in tx.all("paths_of_session", session=session):
                 res = PathReservation.from_row(row)
                 if not res.valid(now):

@@ -322,17 +322,27 @@ class TicketsSQL:
             now = tx.now
             return [dict(row) for row in tx.all(name, **params)], now
 
-    def feed_claimed_done(self, now: float, cap: int = 2000) -> list[dict[str, Any]]:
-        """Items done in the feed whose task has a valid lease at ``now``: found from whichever
-        side is smaller, the valid leases or the items done in the feed (each counted up to
-        ``cap`` through its index)."""
+    def feed_queue_head(self, page: int, cap: int = 2000) -> tuple[bool, float, list[dict[str, Any]],
+                                                                   list[dict[str, Any]]]:
+        """The start of :meth:`Feed.iter_queue <leasehold.feed.Feed.iter_queue>` in one read:
+        ``(rebuilt, now, claimed_done, first_open_page)``: whether feed_items is built, the
+        store's clock, the items done in the feed whose task has a valid lease at that instant
+        (found from whichever side is smaller, the valid leases or the items done in the feed,
+        each counted up to ``cap`` through its index) and the first ``page`` rows of
+        ``feed_queue_open``. When ``rebuilt`` is False the other parts are empty."""
         with self._read() as tx:
+            row = tx.one("feed_state")
+            if row is not None and not row["rebuilt"]:
+                return False, 0.0, [], []
+            now = tx.now
             done = int(tx.one("feed_done_capped", cap=cap)["n"])
-            if done == 0:
-                return []
-            held = int(tx.one("held_capped", cap=cap, now=now)["n"])
-            name = "feed_queue_claimed_done_items" if done < held else "feed_queue_claimed_done"
-            return [dict(row) for row in tx.all(name, now=now)]
+            claimed: list[dict[str, Any]] = []
+            if done:
+                held = int(tx.one("held_capped", cap=cap, now=now)["n"])
+                name = "feed_queue_claimed_done_items" if done < held else "feed_queue_claimed_done"
+                claimed = [dict(r) for r in tx.all(name, now=now)]
+            rows = [dict(r) for r in tx.all("feed_queue_open", after_key="", after_item="", limit=page)]
+            return True, now, claimed, rows
 
     def feed_drift_rows(self) -> list[tuple[str, str]]:
         """``(item, drift JSON)`` of the items with unreconciled collisions, by item."""

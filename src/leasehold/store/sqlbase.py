@@ -525,6 +525,17 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
                     continue
                 yield task
 
+    def tasks_page(self, status: str | None, held: bool | None,
+                   after: tuple[int, float, str] | None, limit: int) -> list[Task]:
+        """Up to ``limit`` tasks in :meth:`iter_tasks` order after the cursor ``after``
+        (``(priority, created_at, id)`` of the previous page's last task; None: from the
+        start), filtered by ``status`` / ``held`` as :meth:`iter_tasks` does."""
+        priority, created, last_id = after if after is not None else (2**62, -1.0e300, "")
+        with self._read() as tx:
+            rows = tx.all("list_tasks_page", priority=priority, created=created, id=last_id, status=status,
+                          held=None if held is None else int(held), limit=limit)
+        return [Task.from_row(row) for row in rows]
+
     def active_leases(self) -> list[Task]:
         with self._read() as tx:
             return [Task.from_row(row) for row in tx.all("active_leases")]

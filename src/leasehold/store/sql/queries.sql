@@ -129,6 +129,20 @@ SELECT * FROM tasks ORDER BY priority DESC, created_at, id LIMIT :limit;
 -- name: list_tasks_status
 SELECT * FROM tasks WHERE status = :status ORDER BY priority DESC, created_at, id LIMIT :limit;
 
+-- name: list_tasks_page
+-- A page of tasks in list order (priority DESC, created_at, id) after the previous page's
+-- last task (:priority, :created, :id): keyset paging, each page an index walk from the cursor.
+-- :status and :held (1 held, 0 available, NULL either) filter as list_tasks_* do.
+SELECT * FROM tasks
+WHERE priority <= :priority
+  AND NOT (priority = :priority AND (created_at < :created OR (created_at = :created AND id <= :id)))
+  AND (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:held AS INTEGER) IS NULL
+       OR (:held = 1 AND lease_until > :now)
+       OR (:held = 0 AND status <> 'done' AND (lease_until IS NULL OR lease_until <= :now)))
+ORDER BY priority DESC, created_at, id
+LIMIT :limit;
+
 -- name: list_tasks_held
 SELECT * FROM tasks WHERE lease_until > :now ORDER BY priority DESC, created_at, id LIMIT :limit;
 

@@ -8,6 +8,15 @@ CROSS JOIN LATERAL (
 ) AS t
 ORDER BY t.id;
 
+-- name: extend_session_returning
+-- The heartbeat in one statement and one round trip: each valid lease of the session to now +
+-- its own TTL, same fence, the extended rows returned (SQLite runs valid_leases_of_session and
+-- extend_session_leases instead: through its sqlite3 module RETURNING costs more than the pair).
+UPDATE tasks
+SET lease_until = :now + lease_ttl, updated_at = :now
+WHERE lease_session = :session AND lease_until > :now
+RETURNING *;
+
 -- name: log_session_release
 -- Not used on PostgreSQL: release_session_leases does the whole release in one statement.
 SELECT 1 AS unused WHERE false;

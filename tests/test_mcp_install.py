@@ -1,0 +1,281 @@
+"""``leasehold mcp install|uninstall|show`` on sample configuration files of each runtime, with
+other servers, other settings and comments: install adds only our entry (every other byte
+stays: the original is what is left once the inserted characters are taken out), a second
+install changes nothing, uninstall gives the original back byte for byte, and a file that does
+not parse is refused with exit 2 and left untouched. Run through the real console script."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests import conftest
+
+pytest.importorskip("tomlkit")
+
+CLAUDE_PROJECT = """{
+    "mcpServers": {
+        "github": {
+            "type": "http",
+            "url": "https://api.example.com/mcp",
+            "headers": {"Authorization": "Bearer ${GITHUB_TOKEN}"}
+        },
+        "files": {"command": "npx", "args": ["-y", "@scope/server-files", "/srv"], "env": {}}
+    }
+}
+"""
+
+CLAUDE_USER = """{
+  "numStartups": 42,
+  "theme": "dark",
+  "projects": {
+    "/home/me/app": {"allowedTools": [], "mcpServers": {"local-only": {"command": "x"}}}
+  },
+  "userID": "abc\\u00e9"
+}"""
+
+CODEX = """# Codex configuration — comments must survive
+model = "gpt-5-codex"   # the default model
+approval_policy = "on-request"
+
+[mcp_servers.docs]
+# a documentation server
+command = "npx"
+args = ["-y", "docs-mcp"]  # pinned below
+startup_timeout_sec = 20
+
+[mcp_servers.docs.env]
+DOCS_TOKEN = "x"
+
+[profiles.fast]
+model = "gpt-5-mini"
+"""
+
+CODEX_NO_SERVERS = """# no MCP servers yet
+model = "o3"
+[features]
+hooks = true
+"""
+
+GEMINI = """// Gemini CLI settings (comments are allowed here)
+{
+  "theme": "GitHub", /* the colour theme */
+  "mcpServers": {
+    "pythonTools": {
+      "command": "python",
+      "args": ["-m", "my_mcp_server"],  // a trailing comment
+      "env": {"API_KEY": "$MY_API_TOKEN"},
+      "timeout": 15000
+    }
+  },
+  "hooks": {"AfterTool": []}
+}
+"""
+
+GEMINI_NO_SERVERS = """{
+  "general": {"vimMode": true}
+}
+"""
+
+
+def _run(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([conftest.LEASEHOLD, "mcp", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=60)
+
+
+def _only_inserted(before: str, after: str) -> str:
+    """What ``after`` adds to ``before``, asserting that nothing of ``before`` was changed or
+    removed (every edit is an insertion)."""
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    added = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        assert op in ("equal", "insert"), (op, before[i1:i2], after[j1:j2])
+        if op == "insert":
+            added.append(after[j1:j2])
+    return "".join(added)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, base_env: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    root = tmp_path / "repo"
+    (root / ".git").mkdir(parents=True)
+    (root / "sub").mkdir()
+    env = dict(base_env, CODEX_HOME=str(tmp_path / "home" / ".codex"))
+    return root, env
+
+
+CASES = [
+    ("claude-code", "project", ".mcp.json", CLAUDE_PROJECT),
+    ("claude-code", "user", "~/.claude.json", CLAUDE_USER),
+    ("codex", "project", ".codex/config.toml", CODEX),
+    ("codex", "user", "~/.codex/config.toml", CODEX_NO_SERVERS),
+    ("gemini", "project", ".gemini/settings.json", GEMINI),
+    ("gemini", "user", "~/.gemini/settings.json", GEMINI_NO_SERVERS),
+]
+
+
+@pytest.mark.parametrize(("client", "scope", "where", "sample"), CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_install_round_trips_every_other_byte(repo, client: str, scope: str, where: str, sample: str) -> None:
+    root, env = repo
+    path = Path(where.replace("~", env["HOME"], 1)) if where.startswith("~") else root / where
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(sample.encode("utf-8"))
+
+    run = _run(env, root / "sub", "install", "--client", client, "--scope", scope, "--json")
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["changed"] is True and result["path"] == str(path)
+    installed = path.read_text("utf-8")
+    added = _only_inserted(sample, installed)
+    assert "leasehold" in added and "mcp" in added
+
+    exe = result["entry"]["command"]
+    assert os.path.isabs(exe) and os.path.basename(exe) == "leasehold" and os.access(exe, os.X_OK)
+    if client == "codex":
+        import tomlkit
+
+        entry = tomlkit.parse(installed)["mcp_servers"]["leasehold"]
+        assert entry["command"] == exe and list(entry["args"]) == ["mcp"]
+        assert "LEASEHOLD_DB" in list(entry["env_vars"])
+        if "docs" in sample:
+            assert tomlkit.parse(installed)["mcp_servers"]["docs"]["env"]["DOCS_TOKEN"] == "x"
+    else:
+        text = installed
+        if client == "gemini":  # what Gemini CLI strips before parsing
+            import re
+
+            text = re.sub(r"//[^\n]*|/\*.*?\*/", "", text, flags=re.S)
+        entry = json.loads(text)["mcpServers"]["leasehold"]
+        assert entry["command"] == exe and entry["args"] == ["mcp"]
+
+    again = _run(env, root, "install", "--client", client, "--scope", scope)
+    assert again.returncode == 0 and "already installed" in again.stdout
+    assert path.read_text("utf-8") == installed
+
+    show = _run(env, root, "show", "--client", client, "--json")
+    rows = {row["scope"]: row for row in json.loads(show.stdout)}
+    assert rows[scope]["installed"] is True and rows[scope]["entry"]["command"] == exe
+
+    gone = _run(env, root, "uninstall", "--client", client, "--scope", scope)
+    assert gone.returncode == 0, gone.stderr
+    assert path.read_bytes() == sample.encode("utf-8")
+    assert "nothing to remove" in _run(env, root, "uninstall", "--client", client, "--scope", scope).stdout
+
+
+@pytest.mark.parametrize("client", ["claude-code", "codex", "gemini"])
+def test_install_creates_a_missing_file_and_uninstall_removes_it(repo, client: str) -> None:
+    root, env = repo
+    run = _run(env, root, "install", "--client", client, "--json")
+    assert run.returncode == 0, run.stderr
+    path = Path(json.loads(run.stdout)["path"])
+    assert path.exists() and str(path).startswith(str(root))
+    assert _run(env, root, "uninstall", "--client", client).returncode == 0
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(("client", "name", "bad"), [
+    ("claude-code", ".mcp.json", '{"mcpServers": {"a": {"command": "x"},}}'),
+    ("claude-code", ".mcp.json", '// comments are not JSON\n{"mcpServers": {}}'),
+    ("claude-code", ".mcp.json", '{"mcpServers": ["not", "an", "object"]}'),
+    ("claude-code", ".mcp.json", '{"mcpServers": null}'),
+    ("claude-code", ".mcp.json", '{"mcpServers": {}, "mcpServers": {"a": {}}}'),
+    ("codex", ".codex/config.toml", '[mcp_servers.docs\ncommand = "x"\n'),
+    ("codex", ".codex/config.toml", 'mcp_servers = "nope"\n'),
+    ("gemini", ".gemini/settings.json", '{"mcpServers": {"a": 1 /* unterminated }'),
+    ("gemini", ".gemini/settings.json", "[1, 2]"),
+])
+def test_unparsable_files_are_refused_untouched(repo, client: str, name: str, bad: str) -> None:
+    root, env = repo
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(bad)
+    for action in ("install", "uninstall"):
+        run = _run(env, root, action, "--client", client)
+        assert run.returncode == 2, (action, run.stdout, run.stderr)
+        assert str(path) in run.stderr and "nothing was changed" in run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    assert path.read_text() == bad
+    show = json.loads(_run(env, root, "show", "--client", client, "--json").stdout)
+    assert next(r for r in show if r["scope"] == "project")["error"]
+    doctor = subprocess.run([conftest.LEASEHOLD, "doctor", "--json"], capture_output=True, text=True,
+                            env=env, cwd=root, timeout=60)
+    found = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == f"mcp:{client}:project"]
+    assert found and found[0]["ok"] is None and str(path) in found[0]["detail"], doctor.stdout
+
+
+def test_a_stale_entry_is_replaced_in_place(repo) -> None:
+    root, env = repo
+    path = root / ".mcp.json"
+    stale = ('{\n  "mcpServers": {\n    "leasehold": {"command": "leasehold", "args": ["mcp"]},\n'
+             '    "other": {"command": "y"}\n  }\n}\n')
+    path.write_text(stale)
+    shown = _run(env, root, "show", "--client", "claude-code")
+    assert "problem: the entry runs 'leasehold'" in shown.stdout
+    run = _run(env, root, "install", "--client", "claude-code")
+    assert run.returncode == 0 and "installed" in run.stdout
+    data = json.loads(path.read_text())
+    assert os.path.isabs(data["mcpServers"]["leasehold"]["command"])
+    assert next(r for r in json.loads(_run(env, root, "show", "--json").stdout)
+                if r["client"] == "claude-code" and r["scope"] == "project")["problems"] == []
+    assert list(data["mcpServers"]) == ["leasehold", "other"]
+    assert path.read_text().endswith('    "other": {"command": "y"}\n  }\n}\n')
+
+
+def test_a_toml_file_without_a_final_newline_only_gains_one(repo) -> None:
+    root, env = repo
+    path = root / ".codex" / "config.toml"
+    path.parent.mkdir()
+    path.write_text('model = "o3"  # no newline at the end')
+    assert _run(env, root, "install", "--client", "codex").returncode == 0
+    assert path.read_text().startswith('model = "o3"  # no newline at the end\n\n[mcp_servers.leasehold]\n')
+    assert _run(env, root, "uninstall", "--client", "codex").returncode == 0
+    assert path.read_text() == 'model = "o3"  # no newline at the end\n'
+
+
+def test_any_json_file_round_trips(tmp_path: Path) -> None:
+    """Property: whatever JSON object a Claude Code or Gemini file holds, in whatever layout,
+    install leaves every other byte as it was and uninstall restores the file exactly."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from leasehold.hooks import mcp_install
+
+    (tmp_path / ".git").mkdir(exist_ok=True)
+    keys = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
+    scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=10)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(keys, inner, max_size=3), max_leaves=8)
+    servers = st.dictionaries(keys.filter(lambda k: k != "leasehold"),
+                              st.fixed_dictionaries({"command": st.text(min_size=1, max_size=8)}), max_size=3)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(keys.filter(lambda k: k != "mcpServers"), values, max_size=4),
+           st.none() | servers, st.sampled_from([None, 1, 2, 4, "\t"]), st.booleans(),
+           st.sampled_from(["claude-code", "gemini"]))
+    def check(other: dict, found: dict | None, indent, newline: bool, client: str) -> None:
+        data = dict(other)
+        if found is not None:
+            data["mcpServers"] = found
+        text = json.dumps(data, indent=indent, ensure_ascii=False) + ("\n" if newline else "")
+        path = Path(mcp_install.config_path(client, "project", str(tmp_path)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+        mcp_install.install(client, "project", str(tmp_path), exe="/opt/lh/bin/leasehold")
+        installed = path.read_text("utf-8")
+        _only_inserted(text, installed)
+        assert json.loads(installed)["mcpServers"]["leasehold"]["command"] == "/opt/lh/bin/leasehold"
+        assert {k: v for k, v in json.loads(installed).items() if k != "mcpServers"} == other
+        mcp_install.uninstall(client, "project", str(tmp_path))
+        if not other and not found:  # a file left holding only {} is removed (documented)
+            assert not path.exists()
+        elif found == {}:  # an emptied mcpServers is taken out (documented)
+            assert json.loads(path.read_text("utf-8")) == other
+        else:
+            assert path.read_text("utf-8") == text
+
+    check()
