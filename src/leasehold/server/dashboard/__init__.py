@@ -171,6 +171,8 @@ class Dashboard:
                 info = self.service.ledger().tokens.verify(token)
             except PermissionDenied:
                 return None
+            except LeaseholdError as exc:  # the ledger cannot be read: not the token's fault
+                raise Refused(503, f"the ledger is unavailable: {exc}") from None
             return api.Principal(info.actor, info.role, info.id)
 
         principal = await _thread(verify)
@@ -179,7 +181,11 @@ class Dashboard:
     async def _page(self, request: Request, build: Any, *args: Any, admin: bool = False) -> Response:
         """Run ``build(session, *args) -> (template, context)`` in a worker thread for a signed-in
         session and render it; no session: to the sign-in page."""
-        session = await self._session(request)
+        try:
+            session = await self._session(request)
+        except Refused as exc:
+            return self._render("error.html", exc.status, session=None, title="Ledger unavailable",
+                                message=exc.message)
         if session is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
@@ -256,7 +262,8 @@ class Dashboard:
         return session, form
 
     def _refused(self, exc: Refused, session: Session | None = None) -> HTMLResponse:
-        return self._render("error.html", exc.status, session=session, title="Refused", message=exc.message)
+        title = "Ledger unavailable" if exc.status == 503 else "Refused"
+        return self._render("error.html", exc.status, session=session, title=title, message=exc.message)
 
     def _by(self, session: Session) -> str | None:
         actor = session.principal.actor
@@ -284,8 +291,13 @@ class Dashboard:
             except PermissionDenied as exc:
                 self._audit("dashboard_login", 401, str(exc), None, {})
                 return "That token is not valid (unknown, revoked or expired)."
+            except LeaseholdError as exc:
+                raise Refused(503, f"the ledger is unavailable: {exc}") from None
 
-        error = "Paste a token." if not token else await _thread(verify)
+        try:
+            error = "Paste a token." if not token else await _thread(verify)
+        except Refused as exc:
+            return self._refused(exc)
         if error:
             return self._render("login.html", 401, session=None, next=target, error=error)
         response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
@@ -459,7 +471,10 @@ class Dashboard:
         NOTIFY) or directly on the ledger (the head is looked at every :data:`HEAD_POLL` s) —
         and once more a second later (a commit that took a lower id may land after a higher one
         on PostgreSQL). The page then fetches its fragment again: no polling in the browser."""
-        session = await self._session(request)
+        try:
+            session = await self._session(request)
+        except Refused as exc:
+            return Response(exc.message, status_code=exc.status, headers=SECURITY_HEADERS)
         if session is None:
             return Response("sign in first", status_code=401, headers=SECURITY_HEADERS)
         service = self.service
