@@ -59,3 +59,65 @@ def test_a_ledger_gone_under_the_server_gives_error_pages_not_500s(pg_url: str, 
     log = server.proc.stderr.read()
     server.stop()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_event_streams_are_capped_and_all_hear_a_direct_write(sqlite_url: str, base_env: dict[str, str]) -> None:
+    """A flood of event streams: the server keeps at most MAX_STREAMS open (one more is 503, and
+    a closed one frees its place), stays responsive, and every open stream hears of a change
+    written directly on the ledger file (one head follower wakes them all)."""
+    import asyncio
+
+    from leasehold import Ledger
+    from leasehold.server.dashboard import MAX_STREAMS
+
+    token = make_token(sqlite_url, "carol", "reader")
+    server = ServerProcess(sqlite_url, dict(base_env))
+    port = server.port
+
+    async def open_stream() -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /ui/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     f"Cookie: leasehold_session={token}\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        return reader, writer, head
+
+    async def until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
+        data = b""
+        while marker not in data:
+            chunk = await reader.read(4096)
+            assert chunk, data
+            data += chunk
+        return data
+
+    async def main() -> None:
+        streams = []
+        for start in range(0, MAX_STREAMS, 64):
+            streams += await asyncio.gather(*[open_stream() for _ in range(min(64, MAX_STREAMS - start))])
+        assert all(head.startswith(b"HTTP/1.1 200") for _, _, head in streams)
+        await asyncio.wait_for(asyncio.gather(*[until(r, b"event: hello") for r, _, _ in streams]), 60)
+        reader, writer, head = await open_stream()
+        assert head.startswith(b"HTTP/1.1 503"), head
+        writer.close()
+        loop = asyncio.get_running_loop()
+        status, _, _ = await loop.run_in_executor(None, _request, server.url, "GET", "/", token)
+        assert status == 200  # the pages still answer
+        with Ledger.open(sqlite_url) as ledger:  # not through the server: only the head moves
+            ledger.claim("flood-1", "bob:s", ttl=60)
+        await asyncio.wait_for(asyncio.gather(*[until(r, b"event: change") for r, _, _ in streams]), 60)
+        streams.pop()[1].close()  # a closed stream frees its place (once the server notices)
+        deadline = loop.time() + 30
+        while True:
+            reader, writer, head = await open_stream()
+            writer.close()
+            if head.startswith(b"HTTP/1.1 200"):
+                break
+            assert loop.time() < deadline, head
+            await asyncio.sleep(0.05)
+        for _, w, _ in streams:
+            w.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.stop()

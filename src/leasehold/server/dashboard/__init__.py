@@ -58,6 +58,9 @@ TASK_EVENTS = 2000
 #: How often the event stream looks at the event log's head (seconds): writes made directly on
 #: the ledger (not through this server) notify no one.
 HEAD_POLL = 0.1
+#: Event streams (``/ui/events``) one server process keeps open at most; one more is refused
+#: with 503. A browser holds one for all its tabs of the dashboard.
+MAX_STREAMS = 256
 #: The largest form body accepted (bytes).
 FORM_MAX = 64 * 1024
 SECURITY_HEADERS = {
@@ -133,6 +136,7 @@ class Dashboard:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.env = _environment()
+        self.follower = _HeadFollower(service)
 
     # -- plumbing --------------------------------------------------------------------------
     def routes(self) -> list[Route | Mount]:
@@ -468,30 +472,38 @@ class Dashboard:
     async def events(self, request: Request) -> Response:
         """``text/event-stream``: a ``change`` event (data: ``{"head": id}``) whenever the event
         log's head moves — a change through this server, another server process (PostgreSQL
-        NOTIFY) or directly on the ledger (the head is looked at every :data:`HEAD_POLL` s) —
-        and once more a second later (a commit that took a lower id may land after a higher one
-        on PostgreSQL). The page then fetches its fragment again: no polling in the browser."""
+        NOTIFY) or directly on the ledger (the head is looked at every :data:`HEAD_POLL` s, once
+        for all the streams of this process) — and once more a second later (a commit that took
+        a lower id may land after a higher one on PostgreSQL). The page then fetches its
+        fragment again: no polling in the browser. At most :data:`MAX_STREAMS` streams are open
+        at once in one server process: beyond, 503."""
         try:
             session = await self._session(request)
         except Refused as exc:
             return Response(exc.message, status_code=exc.status, headers=SECURITY_HEADERS)
         if session is None:
             return Response("sign in first", status_code=401, headers=SECURITY_HEADERS)
-        service = self.service
+        follower = self.follower
+        if len(follower.streams) >= MAX_STREAMS:
+            return Response(f"too many open event streams (at most {MAX_STREAMS}); reload the page later",
+                            status_code=503, headers=dict(SECURITY_HEADERS, **{"Retry-After": "30"}))
         token = request.cookies.get(COOKIE)
 
         async def stream() -> AsyncIterator[bytes]:
-            loop = asyncio.get_running_loop()
             wake = asyncio.Event()
-            service.changes.watch(loop, wake)
+            follower.subscribe(wake)
             try:
-                last = await _thread(lambda: _head(service.ledger()))
+                try:
+                    last = await _thread(lambda: _head(self.service.ledger()))
+                except LeaseholdError:
+                    last = follower.head or 0
+                seen = follower.reads
                 yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'head': last})}\n\n".encode()
                 settle_at: float | None = None
                 checked = quiet = time.monotonic()
                 while True:
                     wake.clear()
-                    head = await _thread(lambda: _head(service.ledger()))
+                    head = follower.head if follower.reads > seen and follower.head is not None else last
                     now = time.monotonic()
                     if head != last or (settle_at is not None and now >= settle_at):
                         settle_at = now + 1.0 if head != last else None
@@ -503,18 +515,69 @@ class Dashboard:
                         yield b": keep-alive\n\n"
                     if token and now - checked > 30:  # a revoked token ends the stream
                         checked = now
-                        if await self._session(request) is None:
+                        try:
+                            signed_out = await self._session(request) is None
+                        except Refused:
+                            signed_out = False  # the ledger is unavailable: ask again later
+                        if signed_out:
                             yield b"event: signed-out\ndata: {}\n\n"
                             return
+                    due = [quiet + 15, checked + 30] + ([settle_at] if settle_at is not None else [])
                     try:
-                        await asyncio.wait_for(wake.wait(), HEAD_POLL)
+                        await asyncio.wait_for(wake.wait(), max(0.01, min(due) - time.monotonic()))
                     except TimeoutError:
                         pass
             finally:
-                service.changes.unwatch(loop, wake)
+                follower.unsubscribe(wake)
 
         headers = dict(SECURITY_HEADERS, **{"X-Accel-Buffering": "no"})
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+class _HeadFollower:
+    """Follows the event log's head for all the open event streams of one server process: one
+    read every :data:`HEAD_POLL` seconds while a stream is open (not one per stream), and one at
+    once after a change made through this server. ``head`` is the last head read (None before
+    the first read), ``reads`` counts the reads; every stream's event is set when the head
+    moves. A ledger that cannot be read keeps the last head and is tried again."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.head: int | None = None
+        self.reads = 0
+        self.streams: set[asyncio.Event] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def subscribe(self, event: asyncio.Event) -> None:
+        self.streams.add(event)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        self.streams.discard(event)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        self.service.changes.watch(loop, wake)
+        try:
+            while self.streams:
+                wake.clear()
+                try:
+                    head: int | None = await _thread(lambda: _head(self.service.ledger()))
+                except LeaseholdError:
+                    head = self.head
+                self.reads += 1
+                if head != self.head:
+                    self.head = head
+                    for event in list(self.streams):
+                        event.set()
+                try:
+                    await asyncio.wait_for(wake.wait(), HEAD_POLL)
+                except TimeoutError:
+                    pass
+        finally:
+            self.service.changes.unwatch(loop, wake)
 
 
 def _head(ledger: Any) -> int:
