@@ -373,3 +373,31 @@ def test_over_postgresql_pages_of_leases_and_a_direct_write_appears_live(browser
     finally:
         ctx.close()
         site.server.stop()
+
+
+def test_many_tabs_share_one_event_stream_and_all_update(browser, site: Site) -> None:
+    """A browser opens at most six connections to a server: with an event stream per tab, a
+    seventh tab of the dashboard would never load. Eight tabs load, and a claim written on the
+    ledger file reaches the first and the last without a reload, also once the tab that held
+    the stream is closed."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        tabs = [sign_in(ctx, site, "reader")]
+        for _ in range(7):
+            tab = ctx.new_page()
+            tab.goto(site.url + "/", timeout=LIVE_TIMEOUT_MS)
+            tabs.append(tab)
+        for tab in (tabs[0], tabs[-1]):
+            tab.evaluate("window.__sameDocument = true")
+        with site.ledger() as ledger:
+            ledger.claim("tabs-1", "bob:tabs", ttl=600)
+        for tab in (tabs[-1], tabs[0]):
+            tab.locator('tr[data-lease="tabs-1"]').wait_for(timeout=LIVE_TIMEOUT_MS)
+            assert tab.evaluate("window.__sameDocument") is True
+        tabs.pop(0).close()  # the tab that held the stream: another takes it over
+        with site.ledger() as ledger:
+            ledger.claim("tabs-2", "bob:tabs", ttl=600)
+        tabs[-1].locator('tr[data-lease="tabs-2"]').wait_for(timeout=LIVE_TIMEOUT_MS)
+        assert tabs[-1].evaluate("window.__sameDocument") is True
+    finally:
+        ctx.close()

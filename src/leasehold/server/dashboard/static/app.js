@@ -110,23 +110,51 @@
       });
   }
 
+  // One event stream for all the dashboard's tabs of this browser: a browser opens at most six
+  // connections to a server (HTTP/1.1), so a stream per tab would leave the seventh tab hanging.
+  // The tab holding the lock (Web Locks) opens the stream and relays it to the others
+  // (BroadcastChannel); when that tab closes, another takes the lock and the stream over.
   function listen() {
     if (!body.hasAttribute("data-live") || !window.EventSource) { return; }
-    source = new EventSource("/ui/events");
     var seen = parseInt(body.getAttribute("data-head"), 10) || 0;
-    function onHead(event) {
-      var head = JSON.parse(event.data).head;
-      if (event.type === "change" || head !== seen) { refresh(); }
+    function deliver(type, data) {
+      if (type === "open") { say("Live: updates arrive as the ledger changes."); return; }
+      if (type === "error") { say("Connection lost; reconnecting…"); return; }
+      if (type === "closed") { say("Live updates are unavailable; reload the page later."); return; }
+      if (type === "signed-out") { say("Signed out: sign in again to see live updates."); return; }
+      var head = JSON.parse(data).head;
+      if (type === "change" || head !== seen) { refresh(); }
       seen = head;
     }
-    source.addEventListener("hello", onHead);
-    source.addEventListener("change", onHead);
-    source.addEventListener("signed-out", function () {
-      say("Signed out: sign in again to see live updates.");
-      source.close();
+    if (!(navigator.locks && window.BroadcastChannel)) { open(deliver); return; }
+    var channel = new BroadcastChannel("leasehold-events"), leading = false;
+    channel.onmessage = function (event) {
+      var message = event.data || {};
+      if (message.type === "ask") {
+        if (leading && last !== null) { channel.postMessage({ type: "hello", data: last }); }
+        return;
+      }
+      deliver(message.type, message.data);
+    };
+    navigator.locks.request("leasehold-events", function () {
+      leading = true;
+      open(function (type, data) { channel.postMessage({ type: type, data: data }); deliver(type, data); });
+      return new Promise(function () {}); // held while this page lives
     });
-    source.onerror = function () { say("Connection lost; reconnecting…"); };
-    source.onopen = function () { say("Live: updates arrive as the ledger changes."); };
+    channel.postMessage({ type: "ask" }); // a stream already open elsewhere: its head, at once
+  }
+
+  var last = null;
+  function open(relay) {
+    source = new EventSource("/ui/events");
+    ["hello", "change", "signed-out"].forEach(function (type) {
+      source.addEventListener(type, function (event) {
+        if (type === "signed-out") { source.close(); } else { last = event.data; }
+        relay(type, event.data);
+      });
+    });
+    source.onerror = function () { relay(source.readyState === 2 ? "closed" : "error", null); };
+    source.onopen = function () { relay("open", null); };
   }
 
   syncClock();
