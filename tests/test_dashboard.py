@@ -401,3 +401,39 @@ def test_many_tabs_share_one_event_stream_and_all_update(browser, site: Site) ->
         assert tabs[-1].evaluate("window.__sameDocument") is True
     finally:
         ctx.close()
+
+
+def test_markup_in_names_stays_text_and_odd_task_ids_open_their_pages(context, site: Site) -> None:
+    """Titles, actor and session names, reasons, feed subjects and path patterns written with
+    HTML and script in them show as text on every page and run nothing; task ids ``..`` and
+    ``a/../../admin`` (valid ids) open their own Task pages, not the pages they resemble."""
+    from leasehold import paths
+
+    evil = '<img src=x onerror="window.__pwned=1">"\'</textarea><script>window.__pwned=2</script>'
+    with site.ledger() as ledger:
+        ledger.claim("mark-1", "<b>mallory</b>:s", ttl=600, title=evil)
+        ledger.claim("..", "bob:dots", ttl=600, title="Dots")
+        ledger.claim("a/../../admin", "bob:dots", ttl=600, title="Slashes")
+        ledger.force_release("mark-1", evil, "alice:review")
+        ledger.claim("mark-1", "<b>mallory</b>:s", ttl=600, title=evil)
+        paths.reserve(ledger, ["src/<i>x</i>/**"], "<b>mallory</b>:s", 600, reason=evil)
+        ledger.tickets.add_namespace("MRK", "{prefix}-{seq}", by="alice:setup")
+        ledger.feed.post("actionable", evil, "<b>mallory</b>:s", reserve="MRK")
+    page = sign_in(context, site, "admin")
+    for path in ("/", "/tasks/mark-1", "/tickets", "/admin?task=" + evil + "&pattern=" + evil + "&done=" + evil):
+        page.goto(site.url + path)
+        assert page.evaluate("window.__pwned") is None, path
+        assert page.locator("main img, main script, main b, main i").count() == 0, path
+    page.goto(site.url + "/tasks/mark-1")
+    assert evil in page.locator("#leases-table").inner_text()  # the reason, as text
+    page.goto(site.url + "/")
+    assert page.locator('tr[data-lease="mark-1"]').inner_text().count(evil) == 1
+    for task_id in ("..", "a/../../admin"):
+        page.goto(site.url + "/")
+        page.locator(f'tr[data-lease="{task_id}"] td[data-label="Task"] a').click()
+        page.wait_for_load_state()
+        assert page.locator("h1").inner_text() == f"Task {task_id}", page.url
+        page.get_by_label("Task", exact=True).fill(task_id)
+        page.get_by_role("button", name="Open").click()
+        page.wait_for_load_state()
+        assert page.locator("h1").inner_text() == f"Task {task_id}", page.url

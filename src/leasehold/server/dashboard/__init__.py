@@ -117,8 +117,19 @@ def _environment() -> Environment:
     env.filters["clock"] = lambda ts: "-" if ts is None else time.strftime("%H:%M:%S", time.gmtime(ts))
     env.filters["duration"] = lambda s: "-" if s is None else format_duration(round(float(s), 3))
     env.filters["quote"] = lambda s: quote(str(s), safe="/")
+    env.filters["task_url"] = task_url
     env.filters["left"] = _left
     return env
+
+
+def task_url(task_id: object) -> str:
+    """The Task page's address of ``task_id``: one escaped path segment (a ``/`` in an id is
+    escaped too, so that ``a/../../admin`` cannot lead to another page); ``.`` and ``..``, which
+    browsers resolve away even escaped, go by ``/task?id=``."""
+    text = str(task_id)
+    if text in (".", ".."):
+        return "/task?id=" + quote(text, safe="")
+    return "/tasks/" + quote(text, safe="")
 
 
 def _left(seconds: float) -> str:
@@ -353,7 +364,9 @@ class Dashboard:
     # -- Task --------------------------------------------------------------------------------
     async def task_lookup(self, request: Request) -> Response:
         task_id = request.query_params.get("id", "").strip()
-        return RedirectResponse(f"/tasks/{quote(task_id, safe='/')}" if task_id else "/", status_code=303)
+        if task_id in (".", ".."):  # no /tasks/ address survives the browser: the page itself
+            return await self._page(request, self._task, task_id)
+        return RedirectResponse(task_url(task_id) if task_id else "/", status_code=303)
 
     async def task_page(self, request: Request) -> Response:
         return await self._page(request, self._task, request.path_params["task_id"])
