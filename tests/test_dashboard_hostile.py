@@ -121,3 +121,22 @@ def test_event_streams_are_capped_and_all_hear_a_direct_write(sqlite_url: str, b
         asyncio.run(main())
     finally:
         server.stop()
+
+
+def test_anonymous_forms_work_on_every_worker_process(pg_url: str, base_env: dict[str, str]) -> None:
+    """``--anonymous-loopback --workers 3``: a form's CSRF token, rendered by one worker
+    process, is accepted by the others (it was keyed by a per-process random secret, so most
+    posts landed on a worker that refused them)."""
+    import re
+
+    server = ServerProcess(pg_url, dict(base_env), "--workers", "3", "--anonymous-loopback")
+    try:
+        status, _, text = _request(server.url, "GET", "/", "")
+        assert status == 200
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', text)
+        assert csrf
+        for _ in range(24):  # a connection each: the kernel spreads them over the workers
+            status, _, text = _request(server.url, "POST", "/logout", "", {"csrf": csrf.group(1)})
+            assert status == 303, text[:300]
+    finally:
+        server.stop()

@@ -38,6 +38,9 @@ def cmd_serve(ctx: Context) -> int:
         raise InvalidInput("--workers > 1 needs a PostgreSQL ledger (waits are woken in-process over SQLite)")
     os.environ["LEASEHOLD_SERVE_DB"] = db
     os.environ["LEASEHOLD_SERVE_ANONYMOUS"] = "1" if args.anonymous_loopback else ""
+    # The key of the dashboard's CSRF tokens when there is no session token: one for all the
+    # worker processes (each would otherwise refuse the forms the others rendered).
+    os.environ["LEASEHOLD_SERVE_SECRET"] = os.urandom(32).hex()
     # Open the ledger once here: a bad URL is one line and its exit code, not a worker crash.
     from leasehold.ledger import Ledger
 

@@ -97,13 +97,22 @@ class Session:
         return self.principal.role == "admin"
 
 
-_ANONYMOUS_KEY = os.urandom(32)
+#: The CSRF key of anonymous sessions: the one ``leasehold serve`` hands all its worker
+#: processes (``LEASEHOLD_SERVE_SECRET``), else this process's own.
+def _anonymous_key() -> bytes:
+    try:
+        return bytes.fromhex(os.environ.get("LEASEHOLD_SERVE_SECRET", "")) or os.urandom(32)
+    except ValueError:
+        return os.urandom(32)
+
+
+_ANONYMOUS_KEY = _anonymous_key()
 
 
 def csrf_token(token: str | None) -> str:
     """The CSRF token of the session signed in with ``token``: an HMAC-SHA256 keyed by the
     token itself (only its holder's browser knows it; any server process can check it). In
-    anonymous mode (no token) the key is this process's random secret."""
+    anonymous mode (no token) the key is the server's random secret (:data:`_ANONYMOUS_KEY`)."""
     key = token.encode("utf-8", "surrogatepass") if token else _ANONYMOUS_KEY
     return hmac.new(key, b"leasehold dashboard csrf v1", hashlib.sha256).hexdigest()
 
