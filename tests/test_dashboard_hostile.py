@@ -140,3 +140,30 @@ def test_anonymous_forms_work_on_every_worker_process(pg_url: str, base_env: dic
             assert status == 303, text[:300]
     finally:
         server.stop()
+
+
+def test_sign_out_forgets_a_token_revoked_since_the_page_was_drawn(sqlite_url: str, base_env: dict[str, str]) -> None:
+    """*Sign out* after the session's token was revoked (or expired) still forgets the cookie,
+    instead of a "sign in first" page that keeps it; from another site it is still refused."""
+    from leasehold import Ledger
+
+    token = make_token(sqlite_url, "carol", "reader")
+    server = ServerProcess(sqlite_url, dict(base_env))
+    try:
+        with Ledger.open(sqlite_url) as ledger:
+            (info,) = [t for t in ledger.tokens.list() if t.actor == "carol"]
+            ledger.tokens.revoke(info.id)
+        parts = urlsplit(server.url)
+        for origin, status in (("https://evil.example", 403), (server.url, 303)):
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            conn.request("POST", "/logout", body="csrf=stale", headers={
+                "Cookie": f"leasehold_session={token}", "Origin": origin,
+                "Content-Type": "application/x-www-form-urlencoded"})
+            response = conn.getresponse()
+            assert response.status == status, response.read()[:300]
+            cookie = response.getheader("set-cookie") or ""
+            conn.close()
+        assert response.getheader("location") == "/login"
+        assert cookie.startswith("leasehold_session=") and "Max-Age=0" in cookie
+    finally:
+        server.stop()

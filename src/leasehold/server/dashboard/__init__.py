@@ -333,7 +333,9 @@ class Dashboard:
         try:
             await self._post(request, "dashboard_logout", "reader")
         except Refused as exc:
-            return self._refused(exc)
+            # a token revoked or expired since the page was drawn: forget it all the same
+            if not (exc.status == 401 and request.cookies.get(COOKIE)):
+                return self._refused(exc)
         response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
