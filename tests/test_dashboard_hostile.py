@@ -167,3 +167,22 @@ def test_sign_out_forgets_a_token_revoked_since_the_page_was_drawn(sqlite_url: s
         assert cookie.startswith("leasehold_session=") and "Max-Age=0" in cookie
     finally:
         server.stop()
+
+
+def test_the_now_page_lists_at_most_a_hundred_file_reservations(sqlite_url: str, base_env: dict[str, str]) -> None:
+    """Thousands of file reservations made the Now page megabytes (fetched again on every
+    change): it lists the first RESERVATIONS_TOP by pattern and says how many there are."""
+    from leasehold import Ledger, paths
+    from leasehold.server.dashboard import RESERVATIONS_TOP
+
+    with Ledger.open(sqlite_url) as ledger:
+        paths.reserve(ledger, [f"src/m{i:03d}/**" for i in range(RESERVATIONS_TOP + 5)], "bob:s", 600)
+    token = make_token(sqlite_url, "carol", "reader")
+    server = ServerProcess(sqlite_url, dict(base_env))
+    try:
+        status, _, text = _request(server.url, "GET", "/", token)
+    finally:
+        server.stop()
+    assert status == 200
+    assert text.count("<tr data-path=") == RESERVATIONS_TOP
+    assert f"({RESERVATIONS_TOP} of {RESERVATIONS_TOP + 5})" in text and "leasehold paths" in text

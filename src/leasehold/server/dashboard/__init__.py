@@ -53,6 +53,8 @@ PAGE_SIZE = 100
 #: Tasks shown from the ready queue, and at most this many blocked tasks.
 READY_TOP = 10
 BLOCKED_TOP = 25
+#: File reservations listed on the Now page at most (``leasehold paths`` lists them all).
+RESERVATIONS_TOP = 100
 #: Events of one task drawn on its page (the newest).
 TASK_EVENTS = 2000
 #: How often the event stream looks at the event log's head (seconds): writes made directly on
@@ -368,7 +370,7 @@ class Dashboard:
         return "now.html", {
             "title": "Now", "nav": "now", "live": True, "now": now, "head": head, "groups": groups,
             "counts": counts, "page": page, "pages": pages, "page_size": PAGE_SIZE,
-            "reservations": reservations, "ready": ready, "blocked": blocked[:BLOCKED_TOP],
+            "reservations": reservations[:RESERVATIONS_TOP], "reservations_total": len(reservations), "ready": ready, "blocked": blocked[:BLOCKED_TOP],
             "blocked_total": len(blocked), "ready_top": READY_TOP,
         }
 
