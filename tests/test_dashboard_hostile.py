@@ -186,3 +186,31 @@ def test_the_now_page_lists_at_most_a_hundred_file_reservations(sqlite_url: str,
     assert status == 200
     assert text.count("<tr data-path=") == RESERVATIONS_TOP
     assert f"({RESERVATIONS_TOP} of {RESERVATIONS_TOP + 5})" in text and "leasehold paths" in text
+
+
+def test_anonymous_mode_answers_loopback_host_names_only(sqlite_url: str, base_env: dict[str, str]) -> None:
+    """``--anonymous-loopback`` binds loopback, but a web page whose own name was made to resolve
+    to 127.0.0.1 (DNS rebinding) reaches it too, same-origin, and would act as admin: requests
+    whose ``Host`` is not a loopback name get no anonymous session (dashboard: to the sign-in
+    page; API: 401), while 127.0.0.1 and localhost work as before."""
+    server = ServerProcess(sqlite_url, dict(base_env), "--anonymous-loopback")
+    parts = urlsplit(server.url)
+
+    def get(path: str, host: str) -> int:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    try:
+        for host in (f"127.0.0.1:{parts.port}", f"localhost:{parts.port}"):
+            assert get("/admin", host) == 200 and get("/v1/leases/board", host) == 200
+        for host in (f"rebound.example:{parts.port}", f"127.0.0.1.evil.example:{parts.port}"):
+            assert get("/admin", host) == 303  # to the sign-in page
+            assert get("/v1/leases/board", host) == 401
+    finally:
+        server.stop()

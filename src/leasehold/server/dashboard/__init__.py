@@ -188,7 +188,7 @@ class Dashboard:
         """The signed-in session, or None (no cookie, or a token no longer valid)."""
         token = request.cookies.get(COOKIE)
         if not token:
-            if self.service.anonymous:
+            if self.service.anonymous_allowed(request):
                 return Session(api.Principal(None, "admin", None), csrf_token(None))
             return None
 
