@@ -437,3 +437,33 @@ def test_markup_in_names_stays_text_and_odd_task_ids_open_their_pages(context, s
         page.get_by_role("button", name="Open").click()
         page.wait_for_load_state()
         assert page.locator("h1").inner_text() == f"Task {task_id}", page.url
+
+
+def test_a_tab_signed_in_again_gets_live_updates_after_a_revocation(browser, site: Site) -> None:
+    """The tab that held the shared event stream is signed out (its token revoked): it lets
+    the stream go, so another tab, signed in again with a new token, opens its own and sees
+    changes live (it would otherwise wait for the stale tab to close)."""
+    site.tokens["frank"] = make_token(site.db, "frank", "reader")
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        stale = sign_in(ctx, site, "frank")
+        other = ctx.new_page()
+        other.goto(site.url + "/")
+        with site.ledger() as ledger:
+            (info,) = [t for t in ledger.tokens.list() if t.actor == "frank"]
+            ledger.tokens.revoke(info.id)
+            ledger.claim("revoked-1", "bob:rv", ttl=600)  # a change: the open pages look again
+        for page in (stale, other):
+            page.wait_for_function("() => /Signed out|stopped/.test(document.getElementById('live-status').textContent)",
+                                   timeout=LIVE_TIMEOUT_MS)
+        other.goto(site.url + "/login")
+        other.get_by_label("Token").fill(site.tokens["reader"])
+        other.get_by_role("button", name="Sign in").click()
+        other.wait_for_url(site.url + "/")
+        other.evaluate("window.__sameDocument = true")
+        with site.ledger() as ledger:
+            ledger.claim("revoked-2", "bob:rv", ttl=600)
+        other.locator('tr[data-lease="revoked-2"]').wait_for(timeout=LIVE_TIMEOUT_MS)
+        assert other.evaluate("window.__sameDocument") is True
+    finally:
+        ctx.close()

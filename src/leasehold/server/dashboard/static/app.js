@@ -64,7 +64,14 @@
   });
 
   // -- live updates ---------------------------------------------------------------------------
-  var busy = false, again = false, source = null;
+  var busy = false, again = false, source = null, release = null, last = null;
+
+  // This tab's stream is over for good (signed out, or refused): close it and, if it served the
+  // other tabs, let another tab (perhaps one signed in again) take the lock and open its own.
+  function stop() {
+    if (source) { source.close(); }
+    if (release) { release(); release = null; last = null; }
+  }
 
   function focusKey(el) {
     if (!el || el === document.body) { return null; }
@@ -79,7 +86,7 @@
       .then(function (response) {
         if (response.redirected || response.status === 401) {
           say("Signed out: sign in again to see live updates.");
-          if (source) { source.close(); }
+          stop();
           return null;
         }
         return response.text();
@@ -120,7 +127,7 @@
     function deliver(type, data) {
       if (type === "open") { say("Live: updates arrive as the ledger changes."); return; }
       if (type === "error") { say("Connection lost; reconnecting…"); return; }
-      if (type === "closed") { say("Live updates are unavailable; reload the page later."); return; }
+      if (type === "closed") { say("Live updates stopped; reload the page."); return; }
       if (type === "signed-out") { say("Signed out: sign in again to see live updates."); return; }
       var head = JSON.parse(data).head;
       if (type === "change" || head !== seen) { refresh(); }
@@ -139,21 +146,24 @@
     navigator.locks.request("leasehold-events", function () {
       leading = true;
       open(function (type, data) { channel.postMessage({ type: type, data: data }); deliver(type, data); });
-      return new Promise(function () {}); // held while this page lives
+      return new Promise(function (resolve) { release = resolve; }); // held while the stream lives
     });
     channel.postMessage({ type: "ask" }); // a stream already open elsewhere: its head, at once
   }
 
-  var last = null;
   function open(relay) {
     source = new EventSource("/ui/events");
     ["hello", "change", "signed-out"].forEach(function (type) {
       source.addEventListener(type, function (event) {
-        if (type === "signed-out") { source.close(); } else { last = event.data; }
+        if (type === "signed-out") { stop(); } else { last = event.data; }
         relay(type, event.data);
       });
     });
-    source.onerror = function () { relay(source.readyState === 2 ? "closed" : "error", null); };
+    source.onerror = function () {
+      var closed = source.readyState === 2;
+      if (closed) { stop(); }
+      relay(closed ? "closed" : "error", null);
+    };
     source.onopen = function () { relay("open", null); };
   }
 
