@@ -406,7 +406,8 @@ def test_many_tabs_share_one_event_stream_and_all_update(browser, site: Site) ->
 def test_markup_in_names_stays_text_and_odd_task_ids_open_their_pages(context, site: Site) -> None:
     """Titles, actor and session names, reasons, feed subjects and path patterns written with
     HTML and script in them show as text on every page and run nothing; task ids ``..`` and
-    ``a/../../admin`` (valid ids) open their own Task pages, not the pages they resemble."""
+    ``a/../../admin`` (valid ids) open their own Task pages, not the pages they resemble; long
+    unbroken names wrap instead of widening the page."""
     from leasehold import paths
 
     evil = '<img src=x onerror="window.__pwned=1">"\'</textarea><script>window.__pwned=2</script>'
@@ -414,6 +415,8 @@ def test_markup_in_names_stays_text_and_odd_task_ids_open_their_pages(context, s
         ledger.claim("mark-1", "<b>mallory</b>:s", ttl=600, title=evil)
         ledger.claim("..", "bob:dots", ttl=600, title="Dots")
         ledger.claim("a/../../admin", "bob:dots", ttl=600, title="Slashes")
+        ledger.claim("long-" + "y" * 150, "a" * 100 + ":s", ttl=600, title="x" * 300)  # no place to break
+        paths.reserve(ledger, ["src/" + "z" * 200 + "/**"], "bob:dots", 600, reason="r" * 300)
         ledger.force_release("mark-1", evil, "alice:review")
         ledger.claim("mark-1", "<b>mallory</b>:s", ttl=600, title=evil)
         paths.reserve(ledger, ["src/<i>x</i>/**"], "<b>mallory</b>:s", 600, reason=evil)
@@ -424,6 +427,9 @@ def test_markup_in_names_stays_text_and_odd_task_ids_open_their_pages(context, s
         page.goto(site.url + path)
         assert page.evaluate("window.__pwned") is None, path
         assert page.locator("main img, main script, main b, main i").count() == 0, path
+    for path in ("/", "/tasks/long-" + "y" * 150):  # long words wrap: nothing wider than the window
+        page.goto(site.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280, path
     page.goto(site.url + "/tasks/mark-1")
     assert evil in page.locator("#leases-table").inner_text()  # the reason, as text
     page.goto(site.url + "/")
