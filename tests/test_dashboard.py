@@ -432,6 +432,8 @@ def test_markup_in_names_stays_text_and_odd_task_ids_open_their_pages(context, s
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280, path
     page.goto(site.url + "/tasks/mark-1")
     assert evil in page.locator("#leases-table").inner_text()  # the reason, as text
+    # and in the events' details, as JSON but not mangled into \u003c and \u0027
+    assert "'</textarea><script>window.__pwned=2</script>" in page.locator("table.events").inner_text()
     page.goto(site.url + "/")
     assert page.locator('tr[data-lease="mark-1"]').inner_text().count(evil) == 1
     for task_id in ("..", "a/../../admin"):

@@ -129,6 +129,8 @@ def _environment() -> Environment:
     env.filters["duration"] = lambda s: "-" if s is None else format_duration(round(float(s), 3))
     env.filters["quote"] = lambda s: quote(str(s), safe="/")
     env.filters["task_url"] = task_url
+    # as JSON text, escaped by the template like any text (tojson's \u0027 for ' is for scripts)
+    env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)
     env.filters["left"] = _left
     return env
 
