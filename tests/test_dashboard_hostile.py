@@ -214,3 +214,37 @@ def test_anonymous_mode_answers_loopback_host_names_only(sqlite_url: str, base_e
             assert get("/v1/leases/board", host) == 401
     finally:
         server.stop()
+
+
+def test_the_admin_page_shows_only_outcomes_the_server_wrote(sqlite_url: str, base_env: dict[str, str]) -> None:
+    """``/admin?done=TEXT`` showed any TEXT as the green outcome of an admin action: a link
+    could make the page say "Sign in again at https://evil.example". The outcome now carries a
+    signature of the session's; a force-release still shows its own."""
+    import re
+
+    from leasehold import Ledger
+
+    token = make_token(sqlite_url, "alice", "admin")
+    with Ledger.open(sqlite_url) as ledger:
+        ledger.claim("t-1", "bob:s", ttl=600)
+    server = ServerProcess(sqlite_url, dict(base_env))
+    try:
+        phish = "Session expired: sign in again at https://evil.example"
+        status, _, text = _request(server.url, "GET", "/admin?done=" + phish.replace(" ", "+"), token)
+        assert status == 200 and "evil.example" not in text and 'role="status"' not in text.split("<main", 1)[1]
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', text)
+        assert csrf
+        parts = urlsplit(server.url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.request("POST", "/admin/force-release", body=urlencode({"csrf": csrf.group(1), "task_id": "t-1",
+                                                                       "reason": "stuck"}),
+                     headers={"Cookie": f"leasehold_session={token}", "Origin": server.url,
+                              "Content-Type": "application/x-www-form-urlencoded"})
+        response = conn.getresponse()
+        location = response.getheader("location") or ""
+        conn.close()
+        assert response.status == 303 and location.startswith("/admin?done=")
+        status, _, text = _request(server.url, "GET", location, token)
+        assert status == 200 and "released t-1" in text
+    finally:
+        server.stop()

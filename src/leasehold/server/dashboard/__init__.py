@@ -422,10 +422,14 @@ class Dashboard:
     async def admin_page(self, request: Request) -> Response:
         return await self._page(request, self._admin, request.query_params.get("task", ""),
                                 request.query_params.get("pattern", ""), request.query_params.get("done", ""),
-                                admin=True)
+                                request.query_params.get("sig", ""), admin=True)
 
-    def _admin(self, session: Session, task_id: str, pattern: str, done: str) -> tuple[str, dict[str, Any]]:
+    def _admin(self, session: Session, task_id: str, pattern: str, done: str,
+               sig: str) -> tuple[str, dict[str, Any]]:
         from leasehold import paths
+
+        if not hmac.compare_digest(sig, _done_sig(session, done)):
+            done = ""  # not a message this server wrote for this session: a link could say anything
 
         ledger = self.service.ledger()
         now = ledger.now()
@@ -454,7 +458,8 @@ class Dashboard:
                                 title="Not done", message=str(exc))
         except LeaseholdError as exc:
             return self._render("error.html", 409, session=session, title="Not done", message=str(exc))
-        return RedirectResponse(f"/admin?done={quote(message, safe='')}", status_code=303,
+        done = message[:300]
+        return RedirectResponse(f"/admin?done={quote(done, safe='')}&sig={_done_sig(session, done)}", status_code=303,
                                 headers=SECURITY_HEADERS)
 
     async def force_release(self, request: Request) -> Response:
@@ -606,6 +611,13 @@ class _HeadFollower:
                     pass
         finally:
             self.service.changes.unwatch(loop, wake)
+
+
+def _done_sig(session: Session | None, message: str) -> str:
+    """The signature of an Admin page outcome ``message`` for ``session`` (keyed by its CSRF
+    token), so that only the server's own outcomes are shown as such."""
+    key = (session.csrf if session else "").encode()
+    return hmac.new(key, b"done\0" + message.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def _head(ledger: Any) -> int:
