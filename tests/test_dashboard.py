@@ -475,3 +475,51 @@ def test_a_tab_signed_in_again_gets_live_updates_after_a_revocation(browser, sit
         assert other.evaluate("window.__sameDocument") is True
     finally:
         ctx.close()
+
+
+def test_a_busy_ledger_does_not_make_the_page_fetch_itself_back_to_back(context, site: Site) -> None:
+    """Writes without pause move the head at every look (0.1 s): the open page fetches itself
+    at most about once a second, not at each change, and still ends on the newest state."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    page = sign_in(context, site, "reader")
+    page.wait_for_load_state("networkidle")
+    page.evaluate("""() => { window.__fetches = 0; const real = window.fetch;
+                             window.fetch = function () { window.__fetches++; return real.apply(this, arguments); }; }""")
+    parts = urlsplit(site.url)
+    stream = socket.create_connection((parts.hostname, parts.port), timeout=60)
+    stream.sendall(f"GET /ui/events HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                   f"Cookie: leasehold_session={site.tokens['reader']}\r\n\r\n".encode())
+    stop = threading.Event()
+    with site.ledger() as ledger:
+        ledger.claim("busy-1", "bob:busy", ttl=600)
+
+    def write() -> None:
+        with site.ledger() as ledger:
+            while not stop.is_set():
+                ledger.extend("busy-1", "bob:busy")  # a heartbeat: an event each
+
+    writer = threading.Thread(target=write)
+    try:
+        data = b""
+        while b"event: hello" not in data:
+            data += stream.recv(4096)
+        data = b""
+        writer.start()
+        first = None
+        while data.count(b"event: change") < 15:  # the server saw the head move 15 times
+            data += stream.recv(4096)
+            first = first or time.monotonic()
+        elapsed = time.monotonic() - first
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join(30)
+        stream.close()
+    count = page.evaluate("window.__fetches")
+    assert count <= elapsed + 2, (count, elapsed)
+    with site.ledger() as ledger:
+        ledger.claim("busy-last", "bob:busy", ttl=600)
+    page.locator('tr[data-lease="busy-last"]').wait_for(timeout=LIVE_TIMEOUT_MS)

@@ -78,9 +78,20 @@
     return el.id ? "#" + el.id : (el.getAttribute("href") ? "a[href='" + el.getAttribute("href") + "']" : null);
   }
 
+  // At most one fetch a second: a busy fleet moves the event log's head many times a second,
+  // and every open tab fetching its page at each move would keep the server rendering. The
+  // first change after a quiet second is fetched at once.
+  var GAP_MS = 1000, started = 0, timer = null;
+
   function refresh() {
     if (busy) { again = true; return; }
+    var wait = started + GAP_MS - Date.now();
+    if (wait > 0) {
+      if (!timer) { timer = window.setTimeout(function () { timer = null; refresh(); }, wait); }
+      return;
+    }
     busy = true;
+    started = Date.now();
     var key = focusKey(document.activeElement);
     fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (response) {
