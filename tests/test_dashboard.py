@@ -479,7 +479,7 @@ def test_a_tab_signed_in_again_gets_live_updates_after_a_revocation(browser, sit
 
 def test_a_busy_ledger_does_not_make_the_page_fetch_itself_back_to_back(context, site: Site) -> None:
     """Writes without pause move the head at every look (0.1 s): the open page fetches itself
-    at most about once a second, not at each change, and still ends on the newest state."""
+    at most about twice a second, not at each change, and still ends on the newest state."""
     import socket
     import threading
     from urllib.parse import urlsplit
@@ -519,7 +519,7 @@ def test_a_busy_ledger_does_not_make_the_page_fetch_itself_back_to_back(context,
             writer.join(30)
         stream.close()
     count = page.evaluate("window.__fetches")
-    assert count <= elapsed + 2, (count, elapsed)
+    assert count <= 3 + 2 * elapsed + 1, (count, elapsed)  # a burst of 3, then 2 a second
     with site.ledger() as ledger:
         ledger.claim("busy-last", "bob:busy", ttl=600)
     page.locator('tr[data-lease="busy-last"]').wait_for(timeout=LIVE_TIMEOUT_MS)

@@ -78,20 +78,24 @@
     return el.id ? "#" + el.id : (el.getAttribute("href") ? "a[href='" + el.getAttribute("href") + "']" : null);
   }
 
-  // At most one fetch a second: a busy fleet moves the event log's head many times a second,
-  // and every open tab fetching its page at each move would keep the server rendering. The
-  // first change after a quiet second is fetched at once.
-  var GAP_MS = 1000, started = 0, timer = null;
+  // At most two fetches a second (after a burst of three): a busy fleet moves the event log's
+  // head up to ten times a second, and every open tab fetching its page at each move would keep
+  // the server rendering. Changes now and then are fetched at once.
+  var RATE = 2, BURST = 3, tokens = BURST, filled = Date.now(), timer = null;
 
   function refresh() {
     if (busy) { again = true; return; }
-    var wait = started + GAP_MS - Date.now();
-    if (wait > 0) {
-      if (!timer) { timer = window.setTimeout(function () { timer = null; refresh(); }, wait); }
+    var now = Date.now();
+    tokens = Math.min(BURST, tokens + (now - filled) * RATE / 1000);
+    filled = now;
+    if (tokens < 1) {
+      if (!timer) {
+        timer = window.setTimeout(function () { timer = null; refresh(); }, (1 - tokens) * 1000 / RATE);
+      }
       return;
     }
+    tokens -= 1;
     busy = true;
-    started = Date.now();
     var key = focusKey(document.activeElement);
     fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (response) {
