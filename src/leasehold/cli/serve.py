@@ -94,7 +94,8 @@ def setup_serve(sub: Any) -> None:
     p.add_argument("--tls-cert", metavar="FILE", help="TLS certificate (PEM): serve HTTPS")
     p.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     p.add_argument("--anonymous-loopback", action="store_true",
-                   help="accept requests without a token as admin; refuses any non-loopback --host")
+                   help="accept requests without a token as admin when addressed to localhost, 127.x.x.x "
+                        "or [::1] (Host header); refuses any non-loopback --host")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),
                    help="server log level (default warning)")
 
