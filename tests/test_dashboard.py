@@ -423,10 +423,14 @@ def test_markup_in_names_stays_text_and_odd_task_ids_open_their_pages(context, s
         ledger.tickets.add_namespace("MRK", "{prefix}-{seq}", by="alice:setup")
         ledger.feed.post("actionable", evil, "<b>mallory</b>:s", reserve="MRK")
     page = sign_in(context, site, "admin")
+    elsewhere: list[str] = []
+    page.on("request", lambda r: r.url.startswith(site.url + "/") or elsewhere.append(r.url))
     for path in ("/", "/tasks/mark-1", "/tickets", "/admin?task=" + evil + "&pattern=" + evil + "&done=" + evil):
-        page.goto(site.url + path)
+        response = page.goto(site.url + path)
+        assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
         assert page.evaluate("window.__pwned") is None, path
         assert page.locator("main img, main script, main b, main i").count() == 0, path
+    assert elsewhere == []  # nothing fetched from anywhere else
     for path in ("/", "/tasks/long-" + "y" * 150):  # long words wrap: nothing wider than the window
         page.goto(site.url + path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280, path
