@@ -187,13 +187,27 @@ class Service:
             except Exception:
                 pass
 
+    def anonymous_allowed(self, request: Request) -> bool:
+        """In anonymous mode, whether ``request`` may act as admin without a token: only when its
+        ``Host`` header names a loopback address or ``localhost``. A web page whose name was made
+        to resolve to 127.0.0.1 (DNS rebinding) sends its own name as ``Host`` and is refused."""
+        if not self.anonymous:
+            return False
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
+        except ValueError:
+            return False
+        return host in ("localhost", "::1") or (host.startswith("127.") and host.replace(".", "").isdigit())
+
     def cached_principal(self, request: Request) -> api.Principal | None:
         """The caller, when it needs no ledger read: anonymous mode, or a token verified less
         than :data:`TOKEN_CACHE_TTL` seconds ago and not expired since. Else None (then
         :meth:`authenticate`, in a worker thread)."""
         header = request.headers.get("authorization", "")
         if not header:
-            return api.Principal(None, "admin", None) if self.anonymous else None
+            return api.Principal(None, "admin", None) if self.anonymous_allowed(request) else None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
@@ -211,8 +225,11 @@ class Service:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
-            if self.anonymous:
+            if self.anonymous_allowed(request):
                 return api.Principal(None, "admin", None)
+            if self.anonymous:
+                raise Unauthenticated("no token: anonymous access answers requests for a loopback host "
+                                      "only (Host: localhost, 127.0.0.1 or [::1])")
             raise Unauthenticated("no token: send 'Authorization: Bearer TOKEN'")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("malformed Authorization header: use 'Bearer TOKEN'")
