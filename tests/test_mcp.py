@@ -387,4 +387,74 @@ def test_stdio_bad_ledger_is_one_line_and_its_exit_code(base_env, tmp_path: Path
     assert run.returncode == 78 and run.stdout == "" and len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
+def test_stdio_out_of_range_values_are_tool_errors_not_bugs(sqlite_url: str, base_env, tmp_path: Path) -> None:
+    """Values the schema lets through but the ledger refuses — an integer TTL too large for a
+    float, a session argument that is not a valid name — are tool errors with exit code 2,
+    never an internal error (70) nor silently read as something else."""
+    (tmp_path / ".git").mkdir()
+
+    async def main() -> None:
+        async with stdio(sqlite_url, base_env, "vic", "v1", tmp_path) as client:
+            for name, args in (("claim", {"task": "V-1", "ttl": 10**400}),
+                               ("reserve_paths", {"paths": ["src/**"], "ttl": 10**400}),
+                               ("claim", {"task": "V-1", "ttl": -(10**400)}),
+                               ("claim", {"task": "V-1", "ttl": 0})):
+                result = await client.call_tool(name, args)
+                assert result.is_error, (name, args, _text(result))
+                assert result.structured_content["error"]["exit_code"] == 2, _text(result)
+                assert "out of range" in _text(result)
+            assert not (await client.call_tool("claim", {"task": "V-1", "ttl": 90})).is_error
+            # an invalid session is an error, not "no session" (which would answer BLOCKED)
+            for session in ("two words", "a:b"):
+                bad = await client.call_tool("check", {"task": "V-1", "session": session})
+                assert bad.is_error and bad.structured_content["error"]["exit_code"] == 2, _text(bad)
+                assert "session" in _text(bad)
+            assert (await client.call_tool("check", {"task": "V-1"})).structured_content["verdict"] == "CLEAR"
+
+    anyio.run(main)
+
+
+def test_anonymous_loopback_mcp_refuses_a_foreign_host_or_origin(sqlite_url: str, base_env) -> None:
+    """DNS rebinding: a page at evil.example whose name re-resolves to 127.0.0.1 must not act
+    through an ``--anonymous-loopback`` service's /mcp (no token is needed there). A foreign
+    Host is 421, a foreign Origin 403, nothing is claimed; loopback callers still work."""
+    import http.client
+
+    from leasehold import Ledger
+
+    server = ServerProcess(sqlite_url, dict(base_env), "--anonymous-loopback")
+    try:
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "claim", "arguments": {"task": "evil", "session": "x"}}}
+        port = server.port
+        for headers, status in (({"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}, 421),
+                                ({"Host": f"127.0.0.1:{port}", "Origin": f"http://evil.example:{port}"}, 403)):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/mcp", body=json.dumps(call),
+                         headers={"Content-Type": "application/json", "MCP-Protocol-Version": "2025-11-25",
+                                  "Accept": "application/json, text/event-stream", **headers})
+            response = conn.getresponse()
+            response.read()
+            assert response.status == status, (headers, response.status)
+            conn.close()
+        with Ledger.open(sqlite_url) as ledger:
+            assert ledger.status("evil") is None
+
+        async def main() -> None:
+            async with over_http(server.url, None, "local") as client:
+                claimed = await client.call_tool("claim", {"task": "fine"})
+                assert claimed.structured_content["lease_holder"] == "anonymous:local"
+
+        anyio.run(main)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # a browser on localhost
+        conn.request("POST", "/mcp", body=json.dumps(dict(call, params={"name": "who", "arguments": {}})),
+                     headers={"Content-Type": "application/json", "MCP-Protocol-Version": "2025-11-25",
+                              "Accept": "application/json, text/event-stream",
+                              "Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        server.stop()
+
+
 __all__ = ["os"]

@@ -38,6 +38,7 @@ def cmd_serve(ctx: Context) -> int:
         raise InvalidInput("--workers > 1 needs a PostgreSQL ledger (waits are woken in-process over SQLite)")
     os.environ["LEASEHOLD_SERVE_DB"] = db
     os.environ["LEASEHOLD_SERVE_ANONYMOUS"] = "1" if args.anonymous_loopback else ""
+    os.environ["LEASEHOLD_SERVE_HOST"] = args.host  # /mcp's loopback Host check (anonymous)
     # Open the ledger once here: a bad URL is one line and its exit code, not a worker crash.
     from leasehold.ledger import Ledger
 

@@ -259,13 +259,11 @@ def _refused(exc: BaseException, kind: str, code: int, message: str) -> types.Ca
 
 
 def _ttl(value: Any) -> float | None:
-    from leasehold.model import parse_duration, validate_ttl
+    """A TTL argument (a duration string or seconds; any size of integer) in seconds, or
+    None. Raises :class:`InvalidInput` (exit 2) for anything out of 1 s to 7 days."""
+    from leasehold.model import parse_ttl
 
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return validate_ttl(float(value))
-    return validate_ttl(parse_duration(str(value)))
+    return None if value is None else parse_ttl(value)
 
 
 def _lease_line(verb: str, lease: Any) -> str:
@@ -298,10 +296,9 @@ def _done(led: Ledger, c: Caller, a: dict[str, Any]) -> types.CallToolResult:
 
 
 def _check(led: Ledger, c: Caller, a: dict[str, Any]) -> types.CallToolResult:
-    try:
-        holder: Holder | None = c.holder(a.get("session"))
-    except InvalidInput:
-        holder = None  # no session: every valid lease blocks
+    # No session at all: every valid lease blocks. A session given but invalid is an error
+    # (never read as "no session").
+    holder: Holder | None = c.holder(a.get("session")) if a.get("session") or c.session else None
     verdict = led.check(a["task"], holder)
     enforce = os.environ.get("LEASEHOLD_ENFORCE", "1").strip().lower() not in ("0", "false", "no", "off")
     text = "VERDICT: CLEAR" if verdict.clear else f"VERDICT: BLOCKED — {verdict.reason}"
@@ -596,6 +593,29 @@ class Authenticated:
             self.service.metrics.latency.labels(route="mcp").observe(time.perf_counter() - started)
 
 
+def security_settings(service: Any) -> Any:
+    """The SDK's DNS-rebinding protection for ``/mcp``, or None. Without a token an
+    ``--anonymous-loopback`` service acts for anyone who reaches it, so a web page whose host
+    name re-resolves to 127.0.0.1 could call the tools from a browser: there a request must
+    name a loopback host (``Host``: 127.0.0.1, localhost, [::1] or the address served,
+    ``LEASEHOLD_SERVE_HOST``; else 421) and any ``Origin`` must be a loopback one (else 403).
+    With tokens nothing is ambient (a page cannot attach a bearer token it does not have), so
+    a service behind a proxy keeps whatever host name the proxy passes on."""
+    if not getattr(service, "anonymous", False):
+        return None
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    served = os.environ.get("LEASEHOLD_SERVE_HOST", "").strip()
+    if served and served not in ("::1", *names):
+        names.append(f"[{served}]" if ":" in served else served)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[name + port for name in names for port in ("", ":*")],
+        allowed_origins=[f"{scheme}://{name}{port}" for scheme in ("http", "https")
+                         for name in names for port in ("", ":*")])
+
+
 def mount(service: Any) -> tuple[Any, Any]:
     """``(route, session manager)`` for ``/mcp`` in the service's application: Streamable
     HTTP, stateless (any ``serve`` process answers any request: they stay peers behind a load
@@ -605,7 +625,7 @@ def mount(service: Any) -> tuple[Any, Any]:
     from starlette.routing import Route
 
     manager = StreamableHTTPSessionManager(app=build(ServiceBackend(service)), json_response=True,
-                                           stateless=True)
+                                           stateless=True, security_settings=security_settings(service))
     return Route("/mcp", endpoint=Authenticated(service, StreamableHTTPASGIApp(manager))), manager
 
 
