@@ -414,6 +414,50 @@ def test_stdio_out_of_range_values_are_tool_errors_not_bugs(sqlite_url: str, bas
     anyio.run(main)
 
 
+def test_stdio_against_a_remote_ledger_that_revokes_the_token_then_goes_away(sqlite_url: str, base_env,
+                                                                               tmp_path: Path) -> None:
+    """``leasehold mcp`` with LEASEHOLD_DB=http://... and a token: the token revoked mid-session
+    makes each call a tool error with exit code 77, the service gone makes it 75 (nothing
+    applied, retry), and a resource read says the same in its error data — the session
+    survives both."""
+    import subprocess
+
+    token = make_token(sqlite_url, "rita")
+    server = ServerProcess(sqlite_url, dict(base_env))
+    try:
+        env = dict(base_env, LEASEHOLD_DB=server.url, LEASEHOLD_TOKEN=token)
+
+        async def main() -> None:
+            params = StdioServerParameters(command=conftest.LEASEHOLD, args=["mcp", "--session", "r1"],
+                                           env=env, cwd=str(tmp_path))
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write) as client:
+                    await client.initialize()
+                    claimed = await client.call_tool("claim", {"task": "REM-1"})
+                    assert claimed.structured_content["lease_holder"] == "rita:r1", _text(claimed)
+                    listed = subprocess.run([conftest.LEASEHOLD, "token", "list", "--db", sqlite_url, "--json"],
+                                            capture_output=True, text=True, env=base_env, timeout=60)
+                    token_id = next(t["id"] for t in json.loads(listed.stdout) if t["actor"] == "rita")
+                    assert subprocess.run([conftest.LEASEHOLD, "token", "revoke", token_id, "--db", sqlite_url],
+                                          capture_output=True, env=base_env, timeout=60).returncode == 0
+                    for expected in (77, 75):
+                        if expected == 75:
+                            server.stop()
+                        result = await client.call_tool("extend", {"task": "REM-1"})
+                        assert result.is_error, _text(result)
+                        assert result.structured_content["error"]["exit_code"] == expected, _text(result)
+                        with pytest.raises(MCPError) as info:
+                            await client.read_resource("leasehold://task/REM-1")
+                        assert info.value.code == -32603 and info.value.data["exit_code"] == expected
+                    with pytest.raises(MCPError) as info:
+                        await client.read_resource("leasehold://nothing")
+                    assert info.value.code == -32002
+
+        anyio.run(main)
+    finally:
+        server.stop()
+
+
 def test_anonymous_loopback_mcp_refuses_a_foreign_host_or_origin(sqlite_url: str, base_env) -> None:
     """DNS rebinding: a page at evil.example whose name re-resolves to 127.0.0.1 must not act
     through an ``--anonymous-loopback`` service's /mcp (no token is needed there). A foreign

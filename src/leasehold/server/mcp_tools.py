@@ -459,6 +459,8 @@ def _validate(name: str, arguments: dict[str, Any]) -> None:
                        message=f"invalid arguments for {name}{' at ' + where if where else ''}: {what}")
 
 
+#: The MCP specification's error code for a resource that does not exist.
+RESOURCE_NOT_FOUND = -32002
 WHO_URI = "leasehold://who"
 TASK_TEMPLATE = "leasehold://task/{id}"
 
@@ -507,12 +509,16 @@ def build(backend: Backend) -> Server[Any]:
                 task_id = unquote(uri[len(prefix):])
                 task = led.status(task_id)
                 return status_dict(task_id, task, led.now())
-            raise MCPError(code=types.INVALID_PARAMS, message=f"unknown resource {uri}")
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=f"unknown resource {uri}")
 
         try:
             data = await anyio.to_thread.run_sync(read, limiter=backend.limiter())
         except LeaseholdError as exc:
-            raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
+            # A bad task id is the caller's (-32602); a store that cannot answer, a revoked
+            # token, ... are not (-32603). The data carries the CLI's type and exit code.
+            code = types.INVALID_PARAMS if exc.exit_code == 2 else types.INTERNAL_ERROR
+            raise MCPError(code=code, message=str(exc),
+                           data={"type": type(exc).__name__, "exit_code": exc.exit_code}) from None
         return types.ReadResourceResult(contents=[types.TextResourceContents(
             uri=uri, mime_type="application/json", text=json.dumps(data, ensure_ascii=False))])
 
