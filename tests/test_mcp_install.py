@@ -367,3 +367,21 @@ def test_reinstall_keeps_the_entrys_own_settings_and_replaces_a_remote_one(repo)
     data = json.loads(gemini.read_text())["mcpServers"]["leasehold"]
     assert set(data) == {"command", "args", "timeout"} and data["timeout"] == 9
     assert set(tomlkit.parse(codex.read_text())["mcp_servers"]["leasehold"]) == {"command", "args", "env_vars"}
+
+
+@pytest.mark.parametrize("sample", [
+    '{\n  "mcpServers": { /* none yet */ }\n}\n',
+    '{\n  "theme": "x",\n  "mcpServers": {\n    // servers go here\n  }\n}\n',
+    '{"mcpServers": {/* a */}}',
+], ids=["block-comment", "line-comment", "compact"])
+def test_a_gemini_mcp_servers_holding_only_a_comment_survives_uninstall(repo, sample: str) -> None:
+    """An mcpServers with nothing but a comment in it: uninstall takes out our entry only (the
+    comment, the object and the file stay), not everything between the braces."""
+    root, env = repo
+    path = root / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(sample)
+    assert _run(env, root, "install", "--client", "gemini").returncode == 0
+    _only_inserted(sample, path.read_text())
+    assert _run(env, root, "uninstall", "--client", "gemini").returncode == 0
+    assert path.exists() and path.read_text() == sample

@@ -266,7 +266,17 @@ def _remove_member(doc: _Json, obj: int, key: str) -> str:
     text = doc.text
     k = next(n for n, m in enumerate(members) if m[0] == key)
     if len(members) == 1:
-        return text[:obj + 1] + text[close:]
+        _, key_at, _, end = members[0]
+        if not (text[obj + 1:key_at] + text[end:close]).strip():
+            return text[:obj + 1] + text[close:]
+        # Comments share the object: only the member goes, with the line break and indent
+        # that install put before the closing brace.
+        after = text[end:]
+        for trailer in ("\r\n" + _line_indent(text, obj), "\n" + _line_indent(text, obj)):
+            if after.startswith(trailer):
+                after = after[len(trailer):]
+                break
+        return (text[:key_at] if text[obj + 1:key_at].strip() else text[:obj + 1]) + after
     if k == len(members) - 1:
         return text[:members[k - 1][3]] + text[members[k][3]:]
     return text[:members[k][1]] + text[members[k + 1][1]:]
@@ -322,8 +332,9 @@ def _json_uninstall(path: str, client: str) -> bool:
     top, _ = doc.members(root)
     servers = next(m for m in top if m[0] == "mcpServers")
     text = _remove_member(doc, servers[2], NAME)
-    if len(doc.data["mcpServers"]) == 1:  # mcpServers is empty now: take it out too
-        doc = _Json(path, text, comments=client == "gemini")
+    doc = _Json(path, text, comments=client == "gemini")
+    emptied = next(m for m in doc.members(root)[0] if m[0] == "mcpServers")
+    if text[emptied[2]:emptied[3]] == "{}":  # mcpServers is empty now (no comment in it): take it out too
         text = _remove_member(doc, root, "mcpServers")
         if text.strip() == "{}":  # nothing else was in the file: install created it
             os.remove(path)
