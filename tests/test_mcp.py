@@ -310,6 +310,11 @@ def test_http_tokens_every_tool_race_and_check(mcp_db: str, base_env: dict[str, 
             async with over_http(server.url, tokens["dave"]) as no_session:  # no Leasehold-Session header
                 missing = await no_session.call_tool("claim", {"task": "R"})
                 assert missing.is_error and "no session" in _text(missing)
+            # a runtime that sends an unset ${VAR} literally: refused, not one shared holder
+            async with over_http(server.url, tokens["dave"], "${RUN_ID}") as literal:
+                shared = await literal.call_tool("claim", {"task": "R"})
+                assert shared.is_error and "unexpanded" in _text(shared), _text(shared)
+                assert shared.structured_content["error"]["exit_code"] == 2
 
         anyio.run(main)
 

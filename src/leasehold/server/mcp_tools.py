@@ -139,7 +139,8 @@ class Caller:
 
     def holder(self, session: str | None) -> Holder:
         """``actor:session`` with ``session`` (the tool argument) or the default. Raises
-        :class:`InvalidInput` when neither names one."""
+        :class:`InvalidInput` when neither names one, or the name is not valid (or is an
+        unexpanded ``${VAR}``)."""
         from leasehold.model import Holder, validate_name
 
         chosen = session if session else self.session
@@ -147,6 +148,11 @@ class Caller:
             raise InvalidInput("no session: pass the session argument (or start the MCP server "
                                "with --session / LEASEHOLD_SESSION, or send a Leasehold-Session "
                                "header)")
+        if "${" in chosen:
+            # A runtime that sends an unset ${VAR} as its literal text (Claude Code does, in
+            # headers) would make every one of its agents the same holder.
+            raise InvalidInput(f"session {chosen!r} is an unexpanded ${{VAR}}: set the variable, or "
+                               "pass the session argument")
         return Holder(self.actor, validate_name(chosen, "session"))
 
 
