@@ -281,6 +281,24 @@ def test_any_json_file_round_trips(tmp_path: Path) -> None:
     check()
 
 
+@pytest.mark.parametrize("sample", ['[mcp_servers]\nleasehold = "x"\n', 'mcp_servers = { leasehold = [] }\n'],
+                         ids=["string", "inline-array"])
+def test_a_codex_leasehold_key_that_is_not_a_table_is_replaced_validly(repo, sample: str) -> None:
+    """``leasehold = "x"`` under mcp_servers: install replaces it (it used to append a second
+    [mcp_servers.leasehold], a file Codex could not read and uninstall refused)."""
+    import tomlkit
+
+    root, env = repo
+    path = root / ".codex" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(sample)
+    assert _run(env, root, "install", "--client", "codex").returncode == 0
+    assert tomlkit.parse(path.read_text())["mcp_servers"]["leasehold"]["args"] == ["mcp"]
+    assert "already installed" in _run(env, root, "install", "--client", "codex").stdout
+    assert _run(env, root, "uninstall", "--client", "codex").returncode == 0
+    assert "leasehold" not in tomlkit.parse(path.read_text() if path.exists() else "").get("mcp_servers", {})
+
+
 @pytest.mark.parametrize(("name", "sample"), [
     ("inline", 'mcp_servers = { docs = { command = "x" } }\n'),
     ("dotted", '# servers as dotted keys\nmcp_servers.docs.command = "x"\n'),

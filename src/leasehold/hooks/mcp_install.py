@@ -314,6 +314,13 @@ def _json_install(path: str, client: str, wanted: dict[str, Any]) -> bool:
         _, key_at, start, end = next(m for m in members if m[0] == NAME)
         indent = doc.indent_at(key_at) or _line_indent(doc.text, key_at)
         text = doc.text[:start] + _nl(doc.text, _render(wanted, indent, _unit(doc, servers[2], indent))) + doc.text[end:]
+    try:  # never write a file the runtime could not read, or one without our entry as wanted
+        ok = _Json(path, text, comments=client == "gemini").data["mcpServers"][NAME] == wanted
+    except (LeaseholdError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise InvalidInput(f"cannot add leasehold's entry to {path} in its present layout; add "
+                           "mcpServers.leasehold by hand (see 'leasehold mcp show'); nothing was changed")
     write_bytes(path, text.encode("utf-8"))
     return True
 
@@ -378,7 +385,16 @@ def _toml_install(path: str, wanted: dict[str, Any]) -> bool:
         return False
     text = text or ""
     servers = doc.get("mcp_servers")
-    if servers is not None and NAME in servers and isinstance(servers[NAME], dict):
+    if servers is not None and NAME in servers and not isinstance(servers[NAME], dict):
+        # leasehold = "something" (not a table): replaced by our table
+        if isinstance(servers, tomlkit.items.InlineTable):
+            inline = tomlkit.inline_table()
+            inline.update(wanted)
+            servers[NAME] = inline
+        else:
+            servers[NAME] = _toml_table(wanted)
+        out = tomlkit.dumps(doc)
+    elif servers is not None and NAME in servers:
         # An entry is there (another path, a remote one, or written by hand): its keys are
         # rewritten in place, so that its comments, sub-tables (env) and layout stay.
         found = servers[NAME]
@@ -401,6 +417,13 @@ def _toml_install(path: str, wanted: dict[str, Any]) -> bool:
         # bytes out again.
         sep = "" if not text.strip() else ("\n" if text.endswith("\n") else "\n\n")
         out = text + _nl(text, sep + _toml_block(_toml_table(wanted)))
+    try:  # never write a file Codex could not read, or one without our entry as wanted
+        ok = _toml_current(tomlkit.parse(out)) == wanted
+    except Exception:
+        ok = False
+    if not ok:
+        raise InvalidInput(f"cannot add leasehold's entry to {path} in its present layout; add "
+                           f"[mcp_servers.leasehold] by hand (see 'leasehold mcp show'); nothing was changed")
     write_bytes(path, out.encode("utf-8"))
     return True
 
