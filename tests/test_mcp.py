@@ -395,7 +395,8 @@ def test_stdio_bad_ledger_is_one_line_and_its_exit_code(base_env, tmp_path: Path
 def test_stdio_out_of_range_values_are_tool_errors_not_bugs(sqlite_url: str, base_env, tmp_path: Path) -> None:
     """Values the schema lets through but the ledger refuses — an integer TTL too large for a
     float, a session argument that is not a valid name — are tool errors with exit code 2,
-    never an internal error (70) nor silently read as something else."""
+    never an internal error (70) nor silently read as something else; an integral float where
+    the schema says integer (which JSON Schema admits) is taken as the integer."""
     (tmp_path / ".git").mkdir()
 
     async def main() -> None:
@@ -409,6 +410,12 @@ def test_stdio_out_of_range_values_are_tool_errors_not_bugs(sqlite_url: str, bas
                 assert result.structured_content["error"]["exit_code"] == 2, _text(result)
                 assert "out of range" in _text(result)
             assert not (await client.call_tool("claim", {"task": "V-1", "ttl": 90})).is_error
+            # JSON Schema's "integer" admits 2.0 (a client whose numbers are all floats): taken as 2
+            tickets = await client.call_tool("reserve_ticket", {"prefix": "FL", "count": 2.0})
+            assert not tickets.is_error, _text(tickets)
+            assert [r["ticket_id"] for r in tickets.structured_content["reservations"]] == ["FL-0001", "FL-0002"]
+            with pytest.raises(MCPError):
+                await client.call_tool("reserve_ticket", {"prefix": "FL", "count": 2.5})
             # an invalid session is an error, not "no session" (which would answer BLOCKED)
             for session in ("two words", "a:b"):
                 bad = await client.call_tool("check", {"task": "V-1", "session": session})

@@ -484,6 +484,9 @@ def build(backend: Backend) -> Server[Any]:
             raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {name!r}")
         arguments = dict(params.arguments or {})
         _validate(name, arguments)
+        for key, value in arguments.items():  # JSON Schema's integer admits 2.0: pass on 2
+            if isinstance(value, float) and TOOLS[name][1]["properties"][key] is _I:
+                arguments[key] = int(value)
         caller = backend.caller(ctx.request)
         return await anyio.to_thread.run_sync(call, backend, caller, name, arguments,
                                               limiter=backend.limiter())
