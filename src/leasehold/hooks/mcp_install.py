@@ -325,7 +325,6 @@ def _json_install(path: str, client: str, wanted: dict[str, Any]) -> bool:
     return True
 
 
-
 def _nl(text: str, piece: str) -> str:
     """``piece`` (inserted into ``text``) with ``text``'s line breaks: a CRLF file stays CRLF."""
     return piece.replace("\n", "\r\n") if "\r\n" in text else piece
