@@ -513,4 +513,36 @@ def test_anonymous_loopback_mcp_refuses_a_foreign_host_or_origin(sqlite_url: str
         server.stop()
 
 
+def test_the_ledgers_of_ended_worker_threads_are_closed(tmp_path: Path) -> None:
+    """``leasehold mcp`` and ``leasehold serve`` open a ledger per worker thread, and anyio ends
+    idle workers (10 s) and starts new ones for the next burst: the ended threads' ledgers
+    must be closed, or every burst after a quiet spell leaves its connections open (over
+    PostgreSQL, dozens per burst until the server refuses more). Counted as this process's
+    open descriptors of the ledger file."""
+    import threading
+
+    from leasehold import Ledger
+    from leasehold.server.ledgers import ThreadLedgers
+
+    db = conftest.create_ledger(str(tmp_path / "ledger.db"))
+
+    def descriptors() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == os.path.realpath(db))
+
+    before = descriptors()
+    ledgers = ThreadLedgers(lambda: Ledger.open(db))
+    ledgers.REAP_EVERY = 0.0  # look on every call
+    workers = [threading.Thread(target=lambda: ledgers.get().now()) for _ in range(5)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert 1 <= len(ledgers) <= 5  # each later thread may already have closed earlier ones
+    ledgers.get().now()  # a live thread's call closes the ended threads' ledgers
+    assert len(ledgers) == 1 and descriptors() - before == 1
+    ledgers.close()
+    assert len(ledgers) == 0 and descriptors() == before
+
+
 __all__ = ["os"]

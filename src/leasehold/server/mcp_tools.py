@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 
 import anyio
 import mcp_types as types
@@ -189,11 +188,10 @@ class LocalBackend(Backend):
 
     def __init__(self, settings: Any, actor_flag: str | None = None, session_flag: str | None = None) -> None:
         from leasehold.config import resolve_actor, resolve_session
+        from leasehold.server.ledgers import ThreadLedgers
 
         self.settings = settings
-        self.local = threading.local()
-        self.opened: list[Ledger] = []
-        self.lock = threading.Lock()
+        self.ledgers = ThreadLedgers(self._open_ledger)
         actor, _ = resolve_actor(actor_flag, settings)
         session, source = resolve_session(session_flag, required=False)
         if session is None and os.environ.get("CLAUDE_SESSION_ID"):  # an older Claude Code name
@@ -210,15 +208,12 @@ class LocalBackend(Backend):
         self.ledger().now()  # open it now: a bad ledger fails the start, in one line
 
     def ledger(self) -> Ledger:
-        led = getattr(self.local, "ledger", None)
-        if led is None:
-            from leasehold.ledger import Ledger
+        return self.ledgers.get()
 
-            led = Ledger.from_settings(self.settings)
-            self.local.ledger = led
-            with self.lock:
-                self.opened.append(led)
-        return led
+    def _open_ledger(self) -> Ledger:
+        from leasehold.ledger import Ledger
+
+        return Ledger.from_settings(self.settings)
 
     def caller(self, request: Any) -> Caller:
         return self._caller
@@ -234,13 +229,7 @@ class LocalBackend(Backend):
         return os.getcwd()
 
     def close(self) -> None:
-        with self.lock:
-            opened, self.opened = self.opened, []
-        for led in opened:
-            try:
-                led.close()
-            except Exception:
-                pass
+        self.ledgers.close()
 
 
 # -- results -----------------------------------------------------------------------------------
