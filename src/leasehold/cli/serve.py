@@ -49,6 +49,7 @@ def cmd_serve(ctx: Context) -> int:
     # The key of the dashboard's CSRF tokens when there is no session token: one for all the
     # worker processes (each would otherwise refuse the forms the others rendered).
     os.environ["LEASEHOLD_SERVE_SECRET"] = os.urandom(32).hex()
+    os.environ["LEASEHOLD_SERVE_HOST"] = args.host  # /mcp's loopback Host check (anonymous)
     # Open the ledger once here: a bad URL is one line and its exit code, not a worker crash.
     from leasehold.ledger import Ledger
 

@@ -120,9 +120,9 @@ class Service:
     def __init__(self, db: str, anonymous: bool = False) -> None:
         self.db = db
         self.anonymous = anonymous
-        self.local = threading.local()
-        self.opened: list[Ledger] = []
-        self.lock = threading.Lock()
+        from leasehold.server.ledgers import ThreadLedgers
+
+        self.ledgers = ThreadLedgers(self._open_ledger)
         self.changes = Changes()
         self.metrics = Metrics(self)
         self.changes.on_waiters = self.metrics.waiters.set
@@ -136,17 +136,14 @@ class Service:
         self.ledger()  # open (and migrate) once, up front: a bad URL fails the start
 
     def ledger(self) -> Ledger:
-        led = getattr(self.local, "ledger", None)
-        if led is None:
-            from leasehold.config import load_settings
-            from leasehold.ledger import Ledger
+        """This worker thread's ledger (those of ended threads are closed)."""
+        return self.ledgers.get()
 
-            settings = load_settings(self.db)
-            led = Ledger.from_settings(settings)
-            self.local.ledger = led
-            with self.lock:
-                self.opened.append(led)
-        return led
+    def _open_ledger(self) -> Ledger:
+        from leasehold.config import load_settings
+        from leasehold.ledger import Ledger
+
+        return Ledger.from_settings(load_settings(self.db))
 
     def changed(self) -> None:
         """After a change: wake local waiters at once, and other server processes over
@@ -179,13 +176,7 @@ class Service:
 
     def close(self) -> None:
         self.stop.set()
-        with self.lock:
-            opened, self.opened = self.opened, []
-        for led in opened:
-            try:
-                led.close()
-            except Exception:
-                pass
+        self.ledgers.close()
 
     def anonymous_allowed(self, request: Request) -> bool:
         """In anonymous mode, whether ``request`` may act as admin without a token: only when its
