@@ -4,7 +4,8 @@
 A share names the task's fencing token when it was made: it lasts as long as that grant (the
 holder's renewals keep the fence; a takeover or a new claim after release makes a new fence, and
 the share no longer counts). Sharing takes the task's row lock (``lock_task``) and checks in the
-same transaction that the caller holds a valid lease, then appends a ``shared`` event.
+same transaction that the caller holds a valid lease, then appends a ``shared`` event naming the
+sessions not yet shared with, then their shares (a share follows its event: migration 0013).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ class SharesSQL:
             if not (task.lease_actor == actor and task.lease_session == session
                     and task.lease_valid(tx.now)):
                 return task, False
-            added = []
-            for other in dict.fromkeys(sessions):
-                if tx.run("insert_share", id=task_id, fence=task.fence, session=other,
-                          by=f"{actor}:{session}"):
-                    added.append(other)
+            have = {r["session"] for r in tx.all("shares_of_grant", id=task_id, fence=task.fence)}
+            added = [other for other in dict.fromkeys(sessions) if other not in have]
             if added:
+                # the event first: each share must follow it (lease_shares_explained, 0013)
                 tx.event("shared", task_id, actor, session, task.fence, sessions=added)
+                for other in added:
+                    tx.run("insert_share", id=task_id, fence=task.fence, session=other,
+                           by=f"{actor}:{session}")
             return task, True
 
     def shares_among(self, ids: Sequence[str]) -> dict[str, list[str]]:
