@@ -58,7 +58,7 @@ def _race(db_url: str, tmp_path, workers: int, rounds: int) -> None:  # type: ig
 def test_concurrent_feed_posts_and_taskless_events_chain_in_id_order(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with Ledger.open(db_url):
         pass
-    workers, rounds = 12, 40
+    workers, rounds = 10, 20
     _race(db_url, tmp_path, workers, rounds)
     with Ledger.open(db_url) as ledger:
         report = verify_ledger(ledger.store)
