@@ -52,7 +52,7 @@ def _prepare(schema: str, chains: bool, round_no: int, workers: int, claims: int
 
     from leasehold import Ledger
 
-    with Ledger.open(_url(schema)):
+    with Ledger.open(_url(schema), create=True):  # creates the schema's ledger once
         pass
     with psycopg.connect(_url(schema), autocommit=True) as conn:
         for table, trigger in CHAIN_TRIGGERS.items():

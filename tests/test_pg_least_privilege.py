@@ -249,3 +249,29 @@ def test_a_temporary_events_table_does_not_feed_the_chain_trigger(pg_url: str, a
         pinned = conn.execute("SELECT proconfig FROM pg_proc WHERE proname = 'leasehold_chain_events' "
                               "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
         assert pinned == [f"search_path={schema}, pg_temp"], pinned
+
+
+def test_migration_0013_takes_the_feed_state_writes_from_roles_granted_before(pg_url: str, app_role, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A ledger whose role was granted before migration 0013 (full DML on feed_items and
+    feed_state, as `db grant` gave then): applying 0013 leaves that role SELECT only."""
+    import psycopg
+
+    from leasehold.store import postgres
+
+    role, _ = app_role
+    every = postgres.migration_files
+    with monkeypatch.context() as patch:  # a ledger of the code before 0013
+        patch.setattr(postgres, "migration_files", lambda d: [m for m in every(d) if m[0] < 13])
+        with Ledger.open(pg_url, create=True) as old:
+            assert "0013_tamper_checks" not in old.store.applied_on_open
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'GRANT USAGE ON SCHEMA "{conn.execute("SELECT current_schema()").fetchone()[0]}" TO "{role}"')
+        conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON feed_items, feed_state TO "{role}"')
+    with Ledger.open(pg_url) as ledger:
+        assert "0013_tamper_checks" in ledger.store.applied_on_open
+        assert verify_ledger(ledger.store).ok
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for table in ("feed_items", "feed_state"):
+            can = {p: conn.execute("SELECT has_table_privilege(%s, %s, %s)", (role, table, p)).fetchone()[0]
+                   for p in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+            assert can == {"SELECT": True, "INSERT": False, "UPDATE": False, "DELETE": False}, (table, can)

@@ -326,25 +326,27 @@ def _check_feed_items(reader: AuditReader, report: Report) -> None:
 
     stored = reader.feed_items()
     names = reader.feed_item_names()
-    row = next(stored, None)
-    name = next(names, None)
+    row: Any = next(stored, None)
+    name: Any = next(names, None)
     while row is not None or name is not None:
-        item = name["item"] if row is None or (name is not None and name["item"] < row["item"]) \
-            else row["item"]
+        if row is None or (name is not None and name["item"] < row["item"]):
+            item = name["item"]
+        else:
+            item = row["item"]
         have = None
         if row is not None and row["item"] == item:
             have, row = row, next(stored, None)
         named = name is not None and name["item"] == item
         if named:
             name = next(names, None)
-        want = None
+        want: Any = None
         if named:
             st = reduce_items([Post.from_row(p) for p in reader.posts_for_item(item)]).get(item)
             want = item_row(st) if st is not None else None
         if have is None and want is None:
             continue
         if have is None:
-            report.add("feed_items", item, f"the posts give {item} the state {want['state']} but "  # type: ignore[index]
+            report.add("feed_items", item, f"the posts give {item} the state {want['state']} but "
                                            "feed_items has no row for it: it was deleted")
         elif want is None:
             report.add("feed_items", item, f"feed_items has a row for {item} but no post gives "

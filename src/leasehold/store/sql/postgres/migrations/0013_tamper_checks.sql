@@ -65,7 +65,8 @@ BEGIN
         SELECT p.id, p.hash INTO prev_id, prev FROM feed_posts p WHERE p.item = NEW.item ORDER BY p.id DESC LIMIT 1;
     END IF;
     -- As for events: an id drawn before the chain lock that is not above the chain's last row is
-    -- drawn again under the lock (post ids stay dense unless two posts of one chain raced).
+    -- drawn again under the lock (the ledger takes a post's chain locks before its INSERT, so
+    -- its posts keep dense ids; a post inserted without them may leave a gap).
     IF prev_id IS NOT NULL AND (NEW.id IS NULL OR NEW.id <= prev_id) THEN
         NEW.id := nextval(pg_get_serial_sequence(quote_ident(TG_TABLE_SCHEMA) || '.feed_posts', 'id'));
     END IF;
