@@ -191,3 +191,19 @@ def test_a_rewritten_feed_state_is_reported(db_url: str) -> None:
                "(state 'DONE' not 'AWAITING_CLAIM')" in text, text
         assert "feed_items #X-1: the posts give X-1 the state CLAIMED but feed_items has no row" in text
         assert "feed_items #GHOST-1: feed_items has a row for GHOST-1 but no post gives it a state" in text
+
+
+def test_a_repeated_import_leaves_no_false_break(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Importing the same posts again appends nothing; on SQLite the skipped INSERT must not
+    draw ids either (verify would call the drawn-but-missing ids a deleted tail)."""
+    path = tmp_path / "posts.jsonl"
+    path.write_text(json.dumps({"ts": "2026-04-16T20:04:22Z", "seat": "ORA-01", "kind": "info",
+                                "subject": "note"}) + "\n")
+    with Ledger.open(db_url) as ledger:
+        assert len(ledger.feed.import_file(str(path), ALICE).posts) == 1
+        again = ledger.feed.import_file(str(path), ALICE)
+        assert again.posts == [] and again.skipped == 1
+        ledger.feed.post("info", "after", ALICE)
+        report = verify_ledger(ledger.store)
+        assert report.ok, everything(report)
+        assert [p.id for p in ledger.store.all_posts()] == [1, 2]

@@ -118,6 +118,11 @@ class TicketTx:
         from leasehold.store.sqlbase import encode_details
 
         tx = self.tx
+        if import_key is not None and tx.one("post_imported", import_key=import_key) is not None:
+            # Already imported: append nothing, and draw no id (a skipped INSERT ... ON CONFLICT
+            # still advances SQLite's AUTOINCREMENT and a PostgreSQL identity; verify reads ids
+            # drawn but missing on SQLite as a deleted tail). ON CONFLICT stays for a race.
+            return None
         if self.store.dialect == "postgres":
             # Take the post's chain locks before the INSERT draws its id (the column default):
             # then ids follow the chain's order and stay dense. The chain trigger takes them
