@@ -251,14 +251,27 @@ def test_a_temporary_events_table_does_not_feed_the_chain_trigger(pg_url: str, a
         assert pinned == [f"search_path={schema}, pg_temp"], pinned
 
 
-def test_migration_0013_takes_the_feed_state_writes_from_roles_granted_before(pg_url: str, app_role, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def bare_role(pg_schema_url: str):  # type: ignore[no-untyped-def]
+    role = "lh_old_" + uuid.uuid4().hex[:10]
+    with pg.admin() as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        yield role
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_migration_0013_takes_the_feed_state_writes_from_roles_granted_before(pg_schema_url: str, bare_role: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A ledger whose role was granted before migration 0013 (full DML on feed_items and
     feed_state, as `db grant` gave then): applying 0013 leaves that role SELECT only."""
     import psycopg
 
     from leasehold.store import postgres
 
-    role, _ = app_role
+    pg_url, role = pg_schema_url, bare_role
     every = postgres.migration_files
     with monkeypatch.context() as patch:  # a ledger of the code before 0013
         patch.setattr(postgres, "migration_files", lambda d: [m for m in every(d) if m[0] < 13])
