@@ -336,8 +336,8 @@ class SQLiteStore(SQLStore):
                         (version, name, self.clock()),
                     )
                     applied.append(f"{version:04d}_{name}")
-                if any(name.startswith("0009_") for name in applied):
-                    self._genesis(SQLiteTx(conn.cursor(), self.queries, self.clock()))
+                    if version == 9:  # before any later migration checks checkpoints (0013)
+                        self._genesis(SQLiteTx(conn.cursor(), self.queries, self.clock()))
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {schema_mask(known)}")
             except BaseException:
