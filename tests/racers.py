@@ -71,6 +71,8 @@ def main(argv: list[str]) -> int:
                 leases = []
     if mode == "ackloop":
         return ackloop(*argv[1:])
+    if mode == "ticketloop":
+        return ticketloop(*argv[1:])
     return 2
 
 
@@ -135,6 +137,52 @@ def ackloop(go: str, ready: str, db: str, name: str, cycles: str, tasks: str, pi
         while held:
             result = call("release", task_id, session, lambda t=task_id, s=session: ledger.release(t, f"{name}:{s}"))
             held = result == "75" or (result == "76" and not settle(ledger.last_op_id))
+    out.close()
+    ledger.close()
+    return 0
+
+
+def ticketloop(go: str, ready: str, db: str, name: str, cycles: str, pid_file: str,
+               out_file: str) -> int:
+    """``cycles`` ticket reservations and feed posts (reserving their number) in namespace DOC,
+    each with its own operation id, publishing the backend pid before each call (for the
+    terminator) and writing one JSON line per call: op, result (ok/75/76/other) and what the
+    call returned (the ticket id)."""
+    import json
+
+    from leasehold import Ledger
+    from leasehold.errors import LeaseholdError, OutcomeUnknown, StoreError
+
+    ledger = Ledger.open(db, busy_timeout=5)
+    out = open(out_file, "w")
+    barrier(go, ready)
+    for n in range(int(cycles)):
+        for kind in ("reserve", "post"):
+            op = f"{name}-{n}-{kind}"
+            while True:
+                try:
+                    pid = ledger.store.backend_pid()
+                    break
+                except StoreError:
+                    time.sleep(0.01)
+            with open(pid_file + ".tmp", "w") as fh:
+                fh.write(str(pid))
+            os.replace(pid_file + ".tmp", pid_file)
+            item = None
+            try:
+                if kind == "reserve":
+                    item = ledger.tickets.reserve("DOC", f"{name}:s", op_id=op)[0].ticket_id
+                else:
+                    item = ledger.feed.post("actionable", op, f"{name}:s", reserve="DOC", op_id=op).item
+                result = "ok"
+            except OutcomeUnknown:
+                result = "76"
+            except StoreError:
+                result = "75"
+            except LeaseholdError as exc:
+                result = f"other:{type(exc).__name__}:{exc}"
+            out.write(json.dumps({"kind": kind, "op": op, "result": result, "item": item}) + "\n")
+            out.flush()
     out.close()
     ledger.close()
     return 0

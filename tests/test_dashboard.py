@@ -373,3 +373,157 @@ def test_over_postgresql_pages_of_leases_and_a_direct_write_appears_live(browser
     finally:
         ctx.close()
         site.server.stop()
+
+
+def test_many_tabs_share_one_event_stream_and_all_update(browser, site: Site) -> None:
+    """A browser opens at most six connections to a server: with an event stream per tab, a
+    seventh tab of the dashboard would never load. Eight tabs load, and a claim written on the
+    ledger file reaches the first and the last without a reload, also once the tab that held
+    the stream is closed."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        tabs = [sign_in(ctx, site, "reader")]
+        for _ in range(7):
+            tab = ctx.new_page()
+            tab.goto(site.url + "/", timeout=LIVE_TIMEOUT_MS)
+            tabs.append(tab)
+        for tab in (tabs[0], tabs[-1]):
+            tab.evaluate("window.__sameDocument = true")
+        with site.ledger() as ledger:
+            ledger.claim("tabs-1", "bob:tabs", ttl=600)
+        for tab in (tabs[-1], tabs[0]):
+            tab.locator('tr[data-lease="tabs-1"]').wait_for(timeout=LIVE_TIMEOUT_MS)
+            assert tab.evaluate("window.__sameDocument") is True
+        tabs.pop(0).close()  # the tab that held the stream: another takes it over
+        with site.ledger() as ledger:
+            ledger.claim("tabs-2", "bob:tabs", ttl=600)
+        tabs[-1].locator('tr[data-lease="tabs-2"]').wait_for(timeout=LIVE_TIMEOUT_MS)
+        assert tabs[-1].evaluate("window.__sameDocument") is True
+    finally:
+        ctx.close()
+
+
+def test_markup_in_names_stays_text_and_odd_task_ids_open_their_pages(context, site: Site) -> None:
+    """Titles, actor and session names, reasons, feed subjects and path patterns written with
+    HTML and script in them show as text on every page and run nothing; task ids ``..`` and
+    ``a/../../admin`` (valid ids) open their own Task pages, not the pages they resemble; long
+    unbroken names wrap instead of widening the page."""
+    from leasehold import paths
+
+    evil = '<img src=x onerror="window.__pwned=1">"\'</textarea><script>window.__pwned=2</script>'
+    with site.ledger() as ledger:
+        ledger.claim("mark-1", "<b>mallory</b>:s", ttl=600, title=evil)
+        ledger.claim("..", "bob:dots", ttl=600, title="Dots")
+        ledger.claim("a/../../admin", "bob:dots", ttl=600, title="Slashes")
+        ledger.claim("long-" + "y" * 150, "a" * 100 + ":s", ttl=600, title="x" * 300)  # no place to break
+        paths.reserve(ledger, ["src/" + "z" * 200 + "/**"], "bob:dots", 600, reason="r" * 300)
+        ledger.force_release("mark-1", evil, "alice:review")
+        ledger.claim("mark-1", "<b>mallory</b>:s", ttl=600, title=evil)
+        paths.reserve(ledger, ["src/<i>x</i>/**"], "<b>mallory</b>:s", 600, reason=evil)
+        ledger.tickets.add_namespace("MRK", "{prefix}-{seq}", by="alice:setup")
+        ledger.feed.post("actionable", evil, "<b>mallory</b>:s", reserve="MRK")
+    page = sign_in(context, site, "admin")
+    elsewhere: list[str] = []
+    page.on("request", lambda r: r.url.startswith(site.url + "/") or elsewhere.append(r.url))
+    for path in ("/", "/tasks/mark-1", "/tickets", "/admin?task=" + evil + "&pattern=" + evil + "&done=" + evil):
+        response = page.goto(site.url + path)
+        assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+        assert page.evaluate("window.__pwned") is None, path
+        assert page.locator("main img, main script, main b, main i").count() == 0, path
+    assert elsewhere == []  # nothing fetched from anywhere else
+    for path in ("/", "/tasks/long-" + "y" * 150):  # long words wrap: nothing wider than the window
+        page.goto(site.url + path)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280, path
+    page.goto(site.url + "/tasks/mark-1")
+    assert evil in page.locator("#leases-table").inner_text()  # the reason, as text
+    # and in the events' details, as JSON but not mangled into \u003c and \u0027
+    assert "'</textarea><script>window.__pwned=2</script>" in page.locator("table.events").inner_text()
+    page.goto(site.url + "/")
+    assert page.locator('tr[data-lease="mark-1"]').inner_text().count(evil) == 1
+    for task_id in ("..", "a/../../admin"):
+        page.goto(site.url + "/")
+        page.locator(f'tr[data-lease="{task_id}"] td[data-label="Task"] a').click()
+        page.wait_for_load_state()
+        assert page.locator("h1").inner_text() == f"Task {task_id}", page.url
+        page.get_by_label("Task", exact=True).fill(task_id)
+        page.get_by_role("button", name="Open").click()
+        page.wait_for_load_state()
+        assert page.locator("h1").inner_text() == f"Task {task_id}", page.url
+
+
+def test_a_tab_signed_in_again_gets_live_updates_after_a_revocation(browser, site: Site) -> None:
+    """The tab that held the shared event stream is signed out (its token revoked): it lets
+    the stream go, so another tab, signed in again with a new token, opens its own and sees
+    changes live (it would otherwise wait for the stale tab to close)."""
+    site.tokens["frank"] = make_token(site.db, "frank", "reader")
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        stale = sign_in(ctx, site, "frank")
+        other = ctx.new_page()
+        other.goto(site.url + "/")
+        with site.ledger() as ledger:
+            (info,) = [t for t in ledger.tokens.list() if t.actor == "frank"]
+            ledger.tokens.revoke(info.id)
+            ledger.claim("revoked-1", "bob:rv", ttl=600)  # a change: the open pages look again
+        for page in (stale, other):
+            page.wait_for_function("() => /Signed out|stopped/.test(document.getElementById('live-status').textContent)",
+                                   timeout=LIVE_TIMEOUT_MS)
+        other.goto(site.url + "/login")
+        other.get_by_label("Token").fill(site.tokens["reader"])
+        other.get_by_role("button", name="Sign in").click()
+        other.wait_for_url(site.url + "/")
+        other.evaluate("window.__sameDocument = true")
+        with site.ledger() as ledger:
+            ledger.claim("revoked-2", "bob:rv", ttl=600)
+        other.locator('tr[data-lease="revoked-2"]').wait_for(timeout=LIVE_TIMEOUT_MS)
+        assert other.evaluate("window.__sameDocument") is True
+    finally:
+        ctx.close()
+
+
+def test_a_busy_ledger_does_not_make_the_page_fetch_itself_back_to_back(context, site: Site) -> None:
+    """Writes without pause move the head at every look (0.1 s): the open page fetches itself
+    at most about twice a second, not at each change, and still ends on the newest state."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    page = sign_in(context, site, "reader")
+    page.wait_for_load_state("networkidle")
+    page.evaluate("""() => { window.__fetches = 0; const real = window.fetch;
+                             window.fetch = function () { window.__fetches++; return real.apply(this, arguments); }; }""")
+    parts = urlsplit(site.url)
+    stream = socket.create_connection((parts.hostname, parts.port), timeout=60)
+    stream.sendall(f"GET /ui/events HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                   f"Cookie: leasehold_session={site.tokens['reader']}\r\n\r\n".encode())
+    stop = threading.Event()
+    with site.ledger() as ledger:
+        ledger.claim("busy-1", "bob:busy", ttl=600)
+
+    def write() -> None:
+        with site.ledger() as ledger:
+            while not stop.is_set():
+                ledger.extend("busy-1", "bob:busy")  # a heartbeat: an event each
+
+    writer = threading.Thread(target=write)
+    try:
+        data = b""
+        while b"event: hello" not in data:
+            data += stream.recv(4096)
+        data = b""
+        writer.start()
+        first = None
+        while data.count(b"event: change") < 15:  # the server saw the head move 15 times
+            data += stream.recv(4096)
+            first = first or time.monotonic()
+        elapsed = time.monotonic() - first
+    finally:
+        stop.set()
+        if writer.is_alive():
+            writer.join(30)
+        stream.close()
+    count = page.evaluate("window.__fetches")
+    assert count <= 3 + 2 * elapsed + 1, (count, elapsed)  # a burst of 3, then 2 a second
+    with site.ledger() as ledger:
+        ledger.claim("busy-last", "bob:busy", ttl=600)
+    page.locator('tr[data-lease="busy-last"]').wait_for(timeout=LIVE_TIMEOUT_MS)

@@ -451,6 +451,45 @@ def test_a_ledger_marked_only_in_its_wal_or_unmarked_with_a_pending_wal_opens(
         assert header_application_id(target.read_bytes()[:100]) == APPLICATION_ID
 
 
+
+def test_a_file_put_where_a_ledger_was_beside_its_live_wal_is_refused(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    """A ledger moved away (or replaced) while in use leaves its -wal, which carries the
+    ledger's mark, under the old name. Another application's database put at that path is not
+    a ledger for that: SQLite would read the ledger's -wal as the file's own and checkpoint
+    ledger pages into it. Refused with 78; both files left byte-identical."""
+    from leasehold.store.sqlite_files import wal_application_id
+
+    ledger = tmp_path / "ledger.db"
+    _ledger(ledger)
+    # a ledger written by a process still running (here: one that ends without closing): the
+    # file grew, so its -wal holds page 1 (with the mark) and the new pages
+    subprocess.run([str(Path(LEASEHOLD).parent / "python"), "-c", f"""if 1:
+        import os
+        from leasehold import Ledger
+        ledger = Ledger.open({str(ledger)!r})
+        for i in range(300):
+            ledger.add(f"W{{i}}", title="in the wal " * 20)
+        os._exit(0)
+        """], check=True, timeout=60)
+    assert wal_application_id(f"{ledger}-wal") == 0x4C484C44
+    folder = tmp_path / "data"
+    folder.mkdir()
+    target = folder / "app.db"
+    _crash_leaving_wal(target, """
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")""")
+    os.unlink(f"{target}-wal")
+    shutil.copyfile(f"{ledger}-wal", f"{target}-wal")
+    kept = {name: (folder / name).read_bytes() for name in os.listdir(folder) if name != "app.db-shm"}
+    for command in (["claim", "T", "--actor", "a", "--session", "s"], ["status", "T"]):
+        result = run(dict(base_env, LEASEHOLD_DB=str(target)), tmp_path, *command)
+        assert {name: (folder / name).read_bytes() for name in kept} == kept, command
+        assert result.returncode == 78 and str(target) in one_line(result), result.stderr
+        assert "not a leasehold ledger (a SQLite database with tables users)" in result.stderr
+    with Ledger.open(str(ledger)) as real:  # the ledger itself, with its -wal, still opens
+        assert real.show("W299").title.startswith("in the wal")
+
 def test_a_second_open_in_a_process_keeps_the_first_connections_locks(tmp_path: Path) -> None:
     """A process with the ledger open opens it again (a server's connection per thread): the
     file must not be probed again, since closing any descriptor of it drops the process's
@@ -933,6 +972,27 @@ def test_init_in_a_linked_worktree_writes_the_main_worktrees_files_and_says_comm
     git(fresh, "init", "-q")
     text = run(base_env, fresh, "init", "--no-hooks").stdout
     assert "commit leasehold.toml" in text and "worktrees" in text
+
+
+def test_a_ledger_replaced_under_an_open_store_is_refused_not_written(tmp_path: Path) -> None:
+    """The ledger file replaced (a backup restored with `mv`) while a process (a server) has it
+    open: its connection would go on reading and writing the old file, which no other process
+    sees (two ledgers: two holders of one task). Its next call is refused with 78, applying
+    nothing. (SQLite leaves the old file's -wal beside the new one: replace a ledger only with
+    every program using it stopped.)"""
+    target = tmp_path / "l.db"
+    _ledger(target)
+    restored = tmp_path / "restored.db"
+    _ledger(restored)
+    with Ledger.open(str(target)) as running:
+        running.claim("T", "a:s", ttl=600)
+        os.replace(restored, target)
+        with pytest.raises(ConfigError, match="replaced or removed while this process had it open"):
+            running.claim("U", "a:s", ttl=600)
+        with pytest.raises(ConfigError, match="replaced"):
+            running.status("T")
+    with Ledger.open(str(target)) as after:
+        assert after.status("U") is None  # the refused claim applied nowhere
 
 
 @needs_git

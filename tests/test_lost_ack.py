@@ -367,3 +367,65 @@ def test_reservation_unreachable_after_commit_is_76_with_the_op_id_and_the_retry
         assert [r.ticket_id for r in again] == ["DOC-0001", "DOC-0002"]
     with Ledger.open(pg_url) as direct:
         assert direct.tickets.reserve("DOC", "b:2")[0].seq == 3
+
+
+def test_terminated_backends_never_make_75_a_lie_for_reservations_and_posts(
+        pg_url: str, tmp_path: Path, base_env: dict) -> None:
+    """Backends terminated in a loop while 6 processes reserve ticket numbers and post (each
+    call with its own op id): a call that reported 75 reserved and posted nothing, one that
+    reported success holds exactly the number it printed, and no number is reserved twice."""
+    cycles = int(os.environ.get("LEASEHOLD_LOST_ACK_CYCLES", "25"))
+    go = tmp_path / "go"
+    workers = []
+    for i in range(6):
+        ready = tmp_path / f"ready-{i}"
+        env = dict(base_env, PYTHONPATH=str(REPO))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.racers", "ticketloop", str(go), str(ready), pg_url,
+             f"w{i}", str(cycles), str(tmp_path / f"pid-{i}"), str(tmp_path / f"out-{i}")],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        workers.append((proc, ready))
+    wait_for(lambda: all(r.exists() for _, r in workers) or any(p.poll() is not None for p, _ in workers),
+             timeout=60, what="the workers to reach the barrier")
+    assert all(p.poll() is None for p, _ in workers), "a worker died before the barrier"
+    go.touch()
+    kills = 0
+    rng = random.Random(11)
+    with pg.admin() as admin:
+        while any(p.poll() is None for p, _ in workers):
+            try:
+                pid = int((tmp_path / f"pid-{rng.randrange(6)}").read_text())
+            except (OSError, ValueError):
+                continue
+            row = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid = %s AND application_name = 'leasehold' AND state = 'active'",
+                (pid,)).fetchone()
+            kills += bool(row and row[0])
+            time.sleep(rng.uniform(0, 0.004))
+    for proc, _ in workers:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    calls = []
+    for i in range(6):
+        calls += [json.loads(line) for line in (tmp_path / f"out-{i}").read_text().splitlines()]
+    outcome = Counter(c["result"] for c in calls)
+    assert not [c for c in calls if c["result"].startswith("other")], outcome
+    with Ledger.open(pg_url) as ledger:
+        reserved = Counter(e.details.get("op") for e in ledger.events() if e.kind == "reserved")
+        assert set(reserved.values()) <= {1}, "an operation reserved twice"
+        by_op = {e.details.get("op"): e.task_id for e in ledger.events() if e.kind == "reserved"}
+        assert len(set(by_op.values())) == len(by_op), "a number reserved twice"
+        posts = Counter(p.subject for p in ledger.feed.posts())
+        for c in calls:
+            recorded = ledger.lookup_op(c["op"]) is not None
+            if c["result"] == "75":
+                assert c["op"] not in by_op and not recorded, f"reported 75 (not applied) but applied: {c}"
+                assert posts[c["op"]] == 0, c
+            elif c["result"] == "ok":
+                assert recorded and by_op.get(c["op"]) == c["item"], c
+                assert posts[c["op"]] == (c["kind"] == "post"), c
+            else:
+                assert (c["op"] in by_op) == recorded, c
+    print(f"\n{len(calls)} calls, {kills} backends terminated, outcomes {dict(outcome)}")
+    assert kills > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -310,6 +311,11 @@ def test_http_tokens_every_tool_race_and_check(mcp_db: str, base_env: dict[str, 
             async with over_http(server.url, tokens["dave"]) as no_session:  # no Leasehold-Session header
                 missing = await no_session.call_tool("claim", {"task": "R"})
                 assert missing.is_error and "no session" in _text(missing)
+            # a runtime that sends an unset ${VAR} literally: refused, not one shared holder
+            async with over_http(server.url, tokens["dave"], "${RUN_ID}") as literal:
+                shared = await literal.call_tool("claim", {"task": "R"})
+                assert shared.is_error and "unexpanded" in _text(shared), _text(shared)
+                assert shared.structured_content["error"]["exit_code"] == 2
 
         anyio.run(main)
 
@@ -385,6 +391,166 @@ def test_stdio_bad_ledger_is_one_line_and_its_exit_code(base_env, tmp_path: Path
     run = subprocess.run([conftest.LEASEHOLD, "mcp", "--db", str(tmp_path / "missing.db"), "--session", "s"],
                          capture_output=True, text=True, env=base_env, timeout=60, stdin=subprocess.DEVNULL)
     assert run.returncode == 78 and run.stdout == "" and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_stdio_out_of_range_values_are_tool_errors_not_bugs(sqlite_url: str, base_env, tmp_path: Path) -> None:
+    """Values the schema lets through but the ledger refuses — an integer TTL too large for a
+    float, a session argument that is not a valid name — are tool errors with exit code 2,
+    never an internal error (70) nor silently read as something else; an integral float where
+    the schema says integer (which JSON Schema admits) is taken as the integer."""
+    (tmp_path / ".git").mkdir()
+
+    async def main() -> None:
+        async with stdio(sqlite_url, base_env, "vic", "v1", tmp_path) as client:
+            for name, args in (("claim", {"task": "V-1", "ttl": 10**400}),
+                               ("reserve_paths", {"paths": ["src/**"], "ttl": 10**400}),
+                               ("claim", {"task": "V-1", "ttl": -(10**400)}),
+                               ("claim", {"task": "V-1", "ttl": 0})):
+                result = await client.call_tool(name, args)
+                assert result.is_error, (name, args, _text(result))
+                assert result.structured_content["error"]["exit_code"] == 2, _text(result)
+                assert "out of range" in _text(result)
+            assert not (await client.call_tool("claim", {"task": "V-1", "ttl": 90})).is_error
+            # JSON Schema's "integer" admits 2.0 (a client whose numbers are all floats): taken as 2
+            tickets = await client.call_tool("reserve_ticket", {"prefix": "FL", "count": 2.0})
+            assert not tickets.is_error, _text(tickets)
+            assert [r["ticket_id"] for r in tickets.structured_content["reservations"]] == ["FL-0001", "FL-0002"]
+            with pytest.raises(MCPError):
+                await client.call_tool("reserve_ticket", {"prefix": "FL", "count": 2.5})
+            # an invalid session is an error, not "no session" (which would answer BLOCKED)
+            for session in ("two words", "a:b"):
+                bad = await client.call_tool("check", {"task": "V-1", "session": session})
+                assert bad.is_error and bad.structured_content["error"]["exit_code"] == 2, _text(bad)
+                assert "session" in _text(bad)
+            assert (await client.call_tool("check", {"task": "V-1"})).structured_content["verdict"] == "CLEAR"
+
+    anyio.run(main)
+
+
+def test_stdio_against_a_remote_ledger_that_revokes_the_token_then_goes_away(sqlite_url: str, base_env,
+                                                                               tmp_path: Path) -> None:
+    """``leasehold mcp`` with LEASEHOLD_DB=http://... and a token: the token revoked mid-session
+    makes each call a tool error with exit code 77, the service gone makes it 75 (nothing
+    applied, retry), and a resource read says the same in its error data — the session
+    survives both."""
+    import subprocess
+
+    token = make_token(sqlite_url, "rita")
+    server = ServerProcess(sqlite_url, dict(base_env))
+    try:
+        env = dict(base_env, LEASEHOLD_DB=server.url, LEASEHOLD_TOKEN=token)
+
+        async def main() -> None:
+            params = StdioServerParameters(command=conftest.LEASEHOLD, args=["mcp", "--session", "r1"],
+                                           env=env, cwd=str(tmp_path))
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write) as client:
+                    await client.initialize()
+                    claimed = await client.call_tool("claim", {"task": "REM-1"})
+                    assert claimed.structured_content["lease_holder"] == "rita:r1", _text(claimed)
+                    listed = subprocess.run([conftest.LEASEHOLD, "token", "list", "--db", sqlite_url, "--json"],
+                                            capture_output=True, text=True, env=base_env, timeout=60)
+                    token_id = next(t["id"] for t in json.loads(listed.stdout) if t["actor"] == "rita")
+                    assert subprocess.run([conftest.LEASEHOLD, "token", "revoke", token_id, "--db", sqlite_url],
+                                          capture_output=True, env=base_env, timeout=60).returncode == 0
+                    for expected in (77, 75):
+                        if expected == 75:
+                            server.stop()
+                        result = await client.call_tool("extend", {"task": "REM-1"})
+                        # a token revoked outside the server is refused within its 2 s token cache
+                        deadline = time.monotonic() + 15
+                        while not result.is_error and expected == 77 and time.monotonic() < deadline:
+                            await anyio.sleep(0.2)
+                            result = await client.call_tool("extend", {"task": "REM-1"})
+                        assert result.is_error, _text(result)
+                        assert result.structured_content["error"]["exit_code"] == expected, _text(result)
+                        with pytest.raises(MCPError) as info:
+                            await client.read_resource("leasehold://task/REM-1")
+                        assert info.value.code == -32603 and info.value.data["exit_code"] == expected
+                    with pytest.raises(MCPError) as info:
+                        await client.read_resource("leasehold://nothing")
+                    assert info.value.code == -32002
+
+        anyio.run(main)
+    finally:
+        server.stop()
+
+
+def test_anonymous_loopback_mcp_refuses_a_foreign_host_or_origin(sqlite_url: str, base_env) -> None:
+    """DNS rebinding: a page at evil.example whose name re-resolves to 127.0.0.1 must not act
+    through an ``--anonymous-loopback`` service's /mcp (no token is needed there). A foreign
+    Host is 401 (or 421), a foreign Origin 403, nothing is claimed; loopback callers still work."""
+    import http.client
+
+    from leasehold import Ledger
+
+    server = ServerProcess(sqlite_url, dict(base_env), "--anonymous-loopback")
+    try:
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "claim", "arguments": {"task": "evil", "session": "x"}}}
+        port = server.port
+        # A foreign Host is refused before /mcp by the service's loopback-Host rule (401), or by
+        # the SDK's own check (421); a foreign Origin by the SDK (403).
+        for headers, status in (({"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}, (401, 421)),
+                                ({"Host": f"127.0.0.1:{port}", "Origin": f"http://evil.example:{port}"}, (403,))):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/mcp", body=json.dumps(call),
+                         headers={"Content-Type": "application/json", "MCP-Protocol-Version": "2025-11-25",
+                                  "Accept": "application/json, text/event-stream", **headers})
+            response = conn.getresponse()
+            response.read()
+            assert response.status in status, (headers, response.status)
+            conn.close()
+        with Ledger.open(sqlite_url) as ledger:
+            assert ledger.status("evil") is None
+
+        async def main() -> None:
+            async with over_http(server.url, None, "local") as client:
+                claimed = await client.call_tool("claim", {"task": "fine"})
+                assert claimed.structured_content["lease_holder"] == "anonymous:local"
+
+        anyio.run(main)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # a browser on localhost
+        conn.request("POST", "/mcp", body=json.dumps(dict(call, params={"name": "who", "arguments": {}})),
+                     headers={"Content-Type": "application/json", "MCP-Protocol-Version": "2025-11-25",
+                              "Accept": "application/json, text/event-stream",
+                              "Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"})
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        server.stop()
+
+
+def test_the_ledgers_of_ended_worker_threads_are_closed(tmp_path: Path) -> None:
+    """``leasehold mcp`` and ``leasehold serve`` open a ledger per worker thread, and anyio ends
+    idle workers (10 s) and starts new ones for the next burst: the ended threads' ledgers
+    must be closed, or every burst after a quiet spell leaves its connections open (over
+    PostgreSQL, dozens per burst until the server refuses more). Counted as this process's
+    open descriptors of the ledger file."""
+    import threading
+
+    from leasehold import Ledger
+    from leasehold.server.ledgers import ThreadLedgers
+
+    db = conftest.create_ledger(str(tmp_path / "ledger.db"))
+
+    def descriptors() -> int:
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == os.path.realpath(db))
+
+    before = descriptors()
+    ledgers = ThreadLedgers(lambda: Ledger.open(db))
+    ledgers.REAP_EVERY = 0.0  # look on every call
+    workers = [threading.Thread(target=lambda: ledgers.get().now()) for _ in range(5)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert 1 <= len(ledgers) <= 5  # each later thread may already have closed earlier ones
+    ledgers.get().now()  # a live thread's call closes the ended threads' ledgers
+    assert len(ledgers) == 1 and descriptors() - before == 1
+    ledgers.close()
+    assert len(ledgers) == 0 and descriptors() == before
 
 
 __all__ = ["os"]

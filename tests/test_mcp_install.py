@@ -279,3 +279,127 @@ def test_any_json_file_round_trips(tmp_path: Path) -> None:
             assert path.read_text("utf-8") == text
 
     check()
+
+
+@pytest.mark.parametrize("sample", ['[mcp_servers]\nleasehold = "x"\n', 'mcp_servers = { leasehold = [] }\n'],
+                         ids=["string", "inline-array"])
+def test_a_codex_leasehold_key_that_is_not_a_table_is_replaced_validly(repo, sample: str) -> None:
+    """``leasehold = "x"`` under mcp_servers: install replaces it (it used to append a second
+    [mcp_servers.leasehold], a file Codex could not read and uninstall refused)."""
+    import tomlkit
+
+    root, env = repo
+    path = root / ".codex" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(sample)
+    assert _run(env, root, "install", "--client", "codex").returncode == 0
+    assert tomlkit.parse(path.read_text())["mcp_servers"]["leasehold"]["args"] == ["mcp"]
+    assert "already installed" in _run(env, root, "install", "--client", "codex").stdout
+    assert _run(env, root, "uninstall", "--client", "codex").returncode == 0
+    assert "leasehold" not in tomlkit.parse(path.read_text() if path.exists() else "").get("mcp_servers", {})
+
+
+@pytest.mark.parametrize(("name", "sample"), [
+    ("inline", 'mcp_servers = { docs = { command = "x" } }\n'),
+    ("dotted", '# servers as dotted keys\nmcp_servers.docs.command = "x"\n'),
+    ("super-table", '[mcp_servers]\n# servers\n[mcp_servers.docs]\ncommand = "x"\n[x]\ny = 1\n'),
+    ("crlf", 'model = "o3"\r\n[mcp_servers.docs]\r\ncommand = "x"\r\n'),
+], ids=["inline", "dotted", "super-table", "crlf"])
+def test_codex_files_in_every_toml_layout_round_trip(repo, name: str, sample: str) -> None:
+    """mcp_servers as an inline table, as dotted keys, as an explicit super-table, or in a file
+    with CRLF line breaks: install adds only our entry (a CRLF file gets CRLF lines), and
+    uninstall gives the file back byte for byte (no internal error, no stray blank line)."""
+    import tomlkit
+
+    root, env = repo
+    path = root / ".codex" / "config.toml"
+    path.parent.mkdir()
+    path.write_bytes(sample.encode())
+    run = _run(env, root, "install", "--client", "codex", "--json")
+    assert run.returncode == 0, run.stderr
+    installed = path.read_bytes().decode()
+    _only_inserted(sample, installed)
+    doc = tomlkit.parse(installed)
+    assert doc["mcp_servers"]["leasehold"]["args"] == ["mcp"] and doc["mcp_servers"]["docs"]["command"] == "x"
+    if "\r\n" in sample:
+        assert "\n" not in installed.replace("\r\n", "")
+    assert "already installed" in _run(env, root, "install", "--client", "codex").stdout
+    assert _run(env, root, "uninstall", "--client", "codex").returncode == 0
+    assert path.read_bytes() == sample.encode()
+
+
+def test_a_crlf_json_file_gets_crlf_lines(repo) -> None:
+    root, env = repo
+    sample = '{\r\n  "mcpServers": {\r\n    "a": {"command": "x"}\r\n  }\r\n}\r\n'
+    path = root / ".mcp.json"
+    path.write_bytes(sample.encode())
+    assert _run(env, root, "install", "--client", "claude-code").returncode == 0
+    installed = path.read_bytes().decode()
+    assert "\n" not in installed.replace("\r\n", "") and json.loads(installed)["mcpServers"]["leasehold"]
+    assert _run(env, root, "uninstall", "--client", "claude-code").returncode == 0
+    assert path.read_bytes() == sample.encode()
+
+
+def test_reinstall_keeps_the_entrys_own_settings_and_replaces_a_remote_one(repo) -> None:
+    """An entry written by hand or by an older install, with env and a timeout: install
+    rewrites command and args and keeps the rest (the user's LEASEHOLD_DB stays). A remote
+    entry (the README's HTTP form) is reported as installed, not as a problem, and install
+    turns it into the stdio entry without its URL and headers."""
+    import tomlkit
+
+    root, env = repo
+    codex = root / ".codex" / "config.toml"
+    codex.parent.mkdir()
+    codex.write_text('[mcp_servers.leasehold]\n# mine\ncommand = "leasehold"\nargs = ["mcp"]\n'
+                     'startup_timeout_sec = 30\n\n[mcp_servers.leasehold.env]\nLEASEHOLD_DB = "postgresql://db/x"\n')
+    claude = root / ".mcp.json"
+    claude.write_text('{"mcpServers": {"leasehold": {"command": "leasehold", "args": ["mcp"], '
+                      '"env": {"LEASEHOLD_DB": "postgresql://db/x"}, "timeout": 5}}}\n')
+    for client in ("codex", "claude-code"):
+        assert _run(env, root, "install", "--client", client).returncode == 0
+    entry = tomlkit.parse(codex.read_text())["mcp_servers"]["leasehold"]
+    assert os.path.isabs(entry["command"]) and entry["startup_timeout_sec"] == 30
+    assert entry["env"]["LEASEHOLD_DB"] == "postgresql://db/x" and "# mine" in codex.read_text()
+    data = json.loads(claude.read_text())["mcpServers"]["leasehold"]
+    assert os.path.isabs(data["command"]) and data["env"] == {"LEASEHOLD_DB": "postgresql://db/x"}
+    assert data["timeout"] == 5 and data["type"] == "stdio"
+    for client in ("codex", "claude-code"):
+        assert "already installed" in _run(env, root, "install", "--client", client).stdout
+
+    gemini = root / ".gemini" / "settings.json"
+    gemini.parent.mkdir()
+    gemini.write_text('{"mcpServers": {"leasehold": {"httpUrl": "https://ledger:7432/mcp", '
+                      '"headers": {"Authorization": "Bearer $LEASEHOLD_TOKEN"}, "timeout": 9}}}\n')
+    codex.write_text('[mcp_servers.leasehold]\nurl = "https://ledger:7432/mcp"\nbearer_token_env_var = "LEASEHOLD_TOKEN"\n')
+    shown = json.loads(_run(env, root, "show", "--json").stdout)
+    for client in ("gemini", "codex"):
+        row = next(r for r in shown if r["client"] == client and r["scope"] == "project")
+        assert row["installed"] and row["problems"] == [], row
+    assert "https://ledger:7432/mcp (remote)" in _run(env, root, "show", "--client", "gemini").stdout
+    doctor = subprocess.run([conftest.LEASEHOLD, "doctor", "--json"], capture_output=True, text=True,
+                            env=env, cwd=root, timeout=60)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["mcp:gemini:project"]["ok"] is True and checks["mcp:codex:project"]["ok"] is True
+    for client in ("gemini", "codex"):
+        assert _run(env, root, "install", "--client", client).returncode == 0
+    data = json.loads(gemini.read_text())["mcpServers"]["leasehold"]
+    assert set(data) == {"command", "args", "timeout"} and data["timeout"] == 9
+    assert set(tomlkit.parse(codex.read_text())["mcp_servers"]["leasehold"]) == {"command", "args", "env_vars"}
+
+
+@pytest.mark.parametrize("sample", [
+    '{\n  "mcpServers": { /* none yet */ }\n}\n',
+    '{\n  "theme": "x",\n  "mcpServers": {\n    // servers go here\n  }\n}\n',
+    '{"mcpServers": {/* a */}}',
+], ids=["block-comment", "line-comment", "compact"])
+def test_a_gemini_mcp_servers_holding_only_a_comment_survives_uninstall(repo, sample: str) -> None:
+    """An mcpServers with nothing but a comment in it: uninstall takes out our entry only (the
+    comment, the object and the file stay), not everything between the braces."""
+    root, env = repo
+    path = root / ".gemini" / "settings.json"
+    path.parent.mkdir()
+    path.write_text(sample)
+    assert _run(env, root, "install", "--client", "gemini").returncode == 0
+    _only_inserted(sample, path.read_text())
+    assert _run(env, root, "uninstall", "--client", "gemini").returncode == 0
+    assert path.exists() and path.read_text() == sample

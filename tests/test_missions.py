@@ -366,6 +366,29 @@ def test_mission_commands_with_an_op_id_apply_their_ledger_steps_once(cli: CLI, 
     assert too_long.returncode == 2 and "180" in too_long.stderr
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres", "remote"], indirect=True)
+def test_a_mission_rerun_with_an_op_id_never_acts_on_a_lease_taken_over_since(cli: CLI, tree: Path) -> None:
+    """A rerun with --op-id replays the ledger steps that applied; a replayed lease is the first
+    run's: when another session has taken the mission over since, the rerun is refused (exit 1)
+    and leaves the mission file alone, as the same command without --op-id is."""
+    assert run(cli, tree, "claim", THAIFA, who="a:s").returncode == 0
+    assert run(cli, tree, "log", THAIFA, "first", "--op-id", "L1", who="a:s").returncode == 0
+    # the first `done` proved (extended) the lease, then died before moving the file
+    crash_at(cli, tree, "move", "done", THAIFA, "--actor", "a", "--session", "s", "--op-id", "D1")
+    taken = run(cli, tree, "requeue", THAIFA, "--force", "--reason", "a:s is gone", who="b:t")
+    assert taken.returncode == 0, taken.stderr
+    assert run(cli, tree, "claim", THAIFA, who="b:t").returncode == 0
+    before = (tree / "active" / f"{THAIFA}.md").read_bytes()
+    for args in (("done", THAIFA, "--op-id", "D1"), ("log", THAIFA, "first", "--op-id", "L1")):
+        r = run(cli, tree, *args, who="a:s")
+        assert r.returncode == 1, (args, r.returncode, r.stdout, r.stderr)
+        assert "held by b:t" in r.stderr, r.stderr
+        assert (tree / "active" / f"{THAIFA}.md").read_bytes() == before, args
+    with Ledger.open(cli.db) as ledger:
+        task = ledger.show(THAIFA)
+        assert task.status != "done" and task.lease_actor == "b" and task.fence == 3
+
+
 def test_crash_between_move_and_rewrite_is_finished_by_the_holder(cli: CLI, tree: Path) -> None:
     original = (tree / "queue" / f"{THAIFA}.md").read_bytes()
     crash_at(cli, tree, "atomic_write", "claim", THAIFA, "--actor", "a", "--session", "crashed")

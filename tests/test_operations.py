@@ -202,6 +202,7 @@ def test_cli_op_id_on_reservations_posts_and_paths(cli: CLI) -> None:
     assert cli("op", "p-1").stdout.rstrip().endswith(f"; post #{post_id} (CMB-0002)")
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres", "remote"], indirect=True)
 def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> None:
     # The retry replays the first outcome (same lease, exit 0), but it must not call a lease
     # valid whose expiry has passed by the time of the retry.
@@ -354,3 +355,66 @@ def test_a_reused_op_id_vouched_fresh_still_replays_every_kind(ledger: Ledger) -
     assert [t.id for t in ledger.complete_many(["D2"], "a:1", op_id=_vouched(ledger, "f-many"))] == ["D2"]
     assert ledger.show("D2").lease_holder == "a:1"
     assert kinds(ledger, "D1").count("completed") == 1 and kinds(ledger, "D2").count("completed") == 1
+
+
+RACED = {
+    "reserve": (["reserve", "DOC"], lambda out: out),
+    "post": (["feed", "post", "--kind", "actionable", "--item", "DOC-0001", "--subject", "s"],
+             lambda out: json.loads(out)["id"]),
+    "reserve-path": (["reserve-path", "src/**", "--ttl", "10m"],
+                     lambda out: [(r["pattern"], r["fence"]) for r in json.loads(out)]),
+}
+
+
+@pytest.mark.parametrize("what", sorted(RACED))
+def test_eight_processes_retrying_one_op_id_of_a_reservation_or_post_apply_it_once(
+        cli: CLI, tmp_path: Path, what: str) -> None:
+    """Eight real processes send the same reservation, post or file reservation with one op id
+    at once (a client's retries racing each other): it applies once, and every process exits 0
+    with that first outcome (none is told the post is a duplicate of itself)."""
+    me = ("--actor", "a", "--session", "1")
+    assert cli("reserve", "DOC", *me).returncode == 0  # DOC-0001, for the post
+    args, outcome = RACED[what]
+    go = tmp_path / "go"
+    procs = []
+    for i in range(8):
+        ready = tmp_path / f"ready-{i}"
+        env = dict(cli.env, LEASEHOLD_DB=cli.db, PYTHONPATH=str(REPO))
+        procs.append((subprocess.Popen(
+            [sys.executable, "-m", "tests.racers", "cli", str(go), str(ready),
+             *args, *me, "--op-id", "dup-1", "--json"],
+            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ), ready))
+    wait_for(lambda: all(ready.exists() for _, ready in procs)
+             or any(p.poll() is not None for p, _ in procs), timeout=60, what="the racers")
+    assert all(p.poll() is None for p, _ in procs), "a racer died before the barrier"
+    go.touch()
+    results = [(p.wait(timeout=60), *p.communicate()) for p, _ in procs]
+    assert [code for code, _, _ in results] == [0] * 8, [err for _, _, err in results]
+    assert len({json.dumps(outcome(out)) for _, out, _ in results}) == 1
+    with Ledger.open(cli.db) as ledger:
+        written = [e.kind for e in ledger.events() if e.details.get("op") == "dup-1"]
+        assert written and len(set(written)) == len(written), written  # each event once
+
+
+def test_op_names_only_the_patterns_a_file_release_released(cli: CLI) -> None:
+    me = ("--actor", "a", "--session", "1")
+    assert cli("reserve-path", "a/**", *me).returncode == 0
+    assert cli("release-path", "a/**", "zz/**", *me, "--op-id", "rp-1").returncode == 0
+    shown = cli("op", "rp-1")
+    assert shown.returncode == 0 and shown.stdout.rstrip().endswith("; a/**"), shown.stdout
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "remote"], indirect=True)
+def test_op_finds_an_id_holding_a_slash(cli: CLI) -> None:
+    """Operation ids may hold '/' (a mission command's steps are ID/KIND-N): `op` finds them,
+    through a server too (GET /v1/ops/ID with the slash escaped)."""
+    me = ("--actor", "a", "--session", "1")
+    assert cli("claim", "T", *me, "--op-id", "m/claim-1").returncode == 0
+    for op_id in ("m/claim-1", "m/claim-1/"):
+        found = cli("op", op_id, "--json")
+        if op_id.endswith("/"):
+            assert found.returncode == 3 and json.loads(found.stdout)["applied"] is False
+        else:
+            assert found.returncode == 0, found.stderr
+            assert json.loads(found.stdout)["kind"] == "claim"

@@ -99,6 +99,19 @@ FORBIDDEN = [
      "share of task t1 with s9 written without its shared event"),
     ("CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS "
      "$$ BEGIN RETURN OLD; END $$", "permission denied for schema"),
+    # the feed's reduced state: read-only to the role, written by the SECURITY DEFINER functions
+    # of migration 0013 only beside a post of the item in the same transaction
+    ("UPDATE feed_items SET state = 'DONE'", "permission denied for table feed_items"),
+    ("DELETE FROM feed_items", "permission denied for table feed_items"),
+    ("INSERT INTO feed_items (item, state, subject, post, seat, filed_at, filed_key) "
+     "VALUES ('G-1', 'AWAITING_CLAIM', 'x', 1, 'm:s', 0, '0')", "permission denied for table feed_items"),
+    ("TRUNCATE feed_items", "permission denied for table feed_items"),
+    ("UPDATE feed_state SET rebuilt = 0", "permission denied for table feed_state"),
+    ("SELECT leasehold_feed_item_put(1, 'TK-0001', 'DONE', NULL, 0, 'x', 1, 'm:s', 0, '0', NULL, 0, '[]')",
+     "feed item TK-0001 written without a post of it in the same transaction"),
+    ("SELECT leasehold_feed_item_put(NULL, 'TK-0001', NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+     "NULL, NULL, NULL, NULL)", "feed item TK-0001 written without a post of it in the same transaction"),
+    ("SELECT leasehold_feed_items_clear()", "feed_items is rebuilt only once"),
 ]
 
 
@@ -111,6 +124,7 @@ def test_the_role_cannot_rewrite_history(pg_url: str, app_role, base_env, tmp_pa
         owner.share("t1", ALICE, ["s8"])
         owner.tickets.reserve("TK", ALICE)
         owner.feed.post("info", "hello", BOB)
+        assert owner.feed.post("actionable", "fix it", ALICE, reserve="TK").item == "TK-0002"
         owner.store.checkpoint()
     assert CLI(pg_url, base_env, tmp_path)("db", "grant", role).returncode == 0
     refused = []
@@ -126,6 +140,14 @@ def test_the_role_cannot_rewrite_history(pg_url: str, app_role, base_env, tmp_pa
                          "VALUES (extract(epoch FROM now()), 'claimed', 't1', 'mallory', 's9', 1, "
                          "'{\"expires_at\": 9999999999}')")
             conn.execute("UPDATE tasks SET lease_actor = 'mallory', lease_session = 's9' WHERE id = 't1'")
+        # so does a forged feed state written beside a genuine post of the item
+        with conn.transaction():
+            post = conn.execute("INSERT INTO feed_posts (ts, recorded_at, seat, kind, item, subject) "
+                                "VALUES (extract(epoch FROM now()), extract(epoch FROM now()), "
+                                "'mallory:s9', 'info', 'TK-0002', 'hi') "
+                                "RETURNING id").fetchone()[0]
+            conn.execute("SELECT leasehold_feed_item_put(%s, 'TK-0002', 'DONE', NULL, 0, 'x', 1, "
+                         "'m:s', 0, '0', NULL, 0, '[]')", (post,))
     assert len(refused) == len(FORBIDDEN)
     made = CLI(url, base_env, tmp_path)("token", "create", "--actor", "mallory", "--role", "admin")
     assert made.returncode == 78 and "permission denied" in made.stderr, made.stderr
@@ -134,6 +156,8 @@ def test_the_role_cannot_rewrite_history(pg_url: str, app_role, base_env, tmp_pa
         report = verify_ledger(ledger.store)
         text = "\n".join(str(b) for b in report.breaks)
         assert "t1 granted to mallory:s9 while the lease of alice:s1" in text
+        assert "feed_items #TK-0002: the state of TK-0002 differs from what its posts reduce to " \
+            "(state 'DONE' not 'AWAITING_CLAIM'" in text, text
 
 
 def test_grant_refuses_an_owner_and_sqlite(pg_url: str, cli: CLI, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -225,3 +249,42 @@ def test_a_temporary_events_table_does_not_feed_the_chain_trigger(pg_url: str, a
         pinned = conn.execute("SELECT proconfig FROM pg_proc WHERE proname = 'leasehold_chain_events' "
                               "AND pronamespace = current_schema()::regnamespace").fetchone()[0]
         assert pinned == [f"search_path={schema}, pg_temp"], pinned
+
+
+@pytest.fixture
+def bare_role(pg_schema_url: str):  # type: ignore[no-untyped-def]
+    role = "lh_old_" + uuid.uuid4().hex[:10]
+    with pg.admin() as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')
+    try:
+        yield role
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f'DROP OWNED BY "{role}"')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_migration_0013_takes_the_feed_state_writes_from_roles_granted_before(pg_schema_url: str, bare_role: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A ledger whose role was granted before migration 0013 (full DML on feed_items and
+    feed_state, as `db grant` gave then): applying 0013 leaves that role SELECT only."""
+    import psycopg
+
+    from leasehold.store import postgres
+
+    pg_url, role = pg_schema_url, bare_role
+    every = postgres.migration_files
+    with monkeypatch.context() as patch:  # a ledger of the code before 0013
+        patch.setattr(postgres, "migration_files", lambda d: [m for m in every(d) if m[0] < 13])
+        with Ledger.open(pg_url, create=True) as old:
+            assert "0013_tamper_checks" not in old.store.applied_on_open
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'GRANT USAGE ON SCHEMA "{conn.execute("SELECT current_schema()").fetchone()[0]}" TO "{role}"')
+        conn.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON feed_items, feed_state TO "{role}"')
+    with Ledger.open(pg_url) as ledger:
+        assert "0013_tamper_checks" in ledger.store.applied_on_open
+        assert verify_ledger(ledger.store).ok
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for table in ("feed_items", "feed_state"):
+            can = {p: conn.execute("SELECT has_table_privilege(%s, %s, %s)", (role, table, p)).fetchone()[0]
+                   for p in ("SELECT", "INSERT", "UPDATE", "DELETE")}
+            assert can == {"SELECT": True, "INSERT": False, "UPDATE": False, "DELETE": False}, (table, can)

@@ -16,6 +16,7 @@ from verify.mutate import KINDS, mutate
 from verify.recorder import Pool, load_history, save_history
 
 from leasehold import Ledger
+from leasehold.verify import verify_ledger
 
 
 def op(i, process, f, holder, invoke, ret, value=None, outcome="ok", task="t"):
@@ -113,6 +114,16 @@ def test_the_time_limit_reports_unknown_instead_of_hanging() -> None:
 
 
 # -- recorded histories from real processes ---------------------------------------------------
+def _ledger_verifies_clean(url: str) -> None:
+    """``leasehold verify`` on a ledger the recorded workers wrote, after a checkpoint."""
+    with Ledger.open(url) as ledger:
+        ledger.store.checkpoint()
+        report = verify_ledger(ledger.store)
+    assert report.ok, "\n".join(str(b) for b in report.breaks)
+    assert report.tasks >= 2
+
+
+
 def test_recorded_histories_are_linearizable_and_every_mutation_is_flagged(sqlite_url: str,
                                                                            tmp_path: Path) -> None:
     clean = []
@@ -127,6 +138,7 @@ def test_recorded_histories_are_linearizable_and_every_mutation_is_flagged(sqlit
                 clean.append(ops)
             else:
                 assert stats["killed"] >= 1
+    _ledger_verifies_clean(sqlite_url)  # the ledger those writers (some killed) left
     saved = tmp_path / "h.jsonl"
     save_history(saved, clean[0], {"config": "test"})
     assert [o.to_dict() for o in load_history(saved)[0]] == [o.to_dict() for o in clean[0]]
@@ -173,6 +185,7 @@ def test_postgres_histories_with_backends_terminated(tmp_path: Path) -> None:
                 assert result.verdict == LINEARIZABLE, result.explain()
                 if terminated:
                     break
+        _ledger_verifies_clean(url)  # backends terminated mid-transaction leave no break
     assert terminated >= 1
 
 

@@ -202,7 +202,32 @@ def stall_runs(store: str, url: str, runs: int, duration: float, workdir: Path, 
     return total
 
 
-def render(tallies: list[Tally], selftest: dict, stalls: dict, seconds: float, quick: bool) -> str:
+def ledger_verification(label: str, url: str, progress) -> dict | None:
+    """``leasehold verify`` (hash chains, checkpoints, the event log's invariants, task rows) on a
+    ledger the campaign wrote, after an anchor (a checkpoint of every table): the histories'
+    writers were killed mid-call and their backends terminated, and the ledger must still verify
+    clean."""
+    from leasehold import Ledger
+    from leasehold.errors import ConfigError
+    from leasehold.verify import verify_ledger
+
+    try:
+        ledger = Ledger.open(url)
+    except ConfigError:  # nothing was written there (every configuration resumed)
+        return None
+    with ledger:
+        ledger.store.checkpoint()
+        report = verify_ledger(ledger.store)
+    out = {"ok": report.ok, "rows": sum(report.rows.values()), "chains": report.chains,
+           "tasks": report.tasks, "breaks": [str(b) for b in report.breaks[:10]],
+           "break_count": report.total}
+    progress(f"{label}: leasehold verify {'clean' if report.ok else 'BROKEN'} "
+             f"({out['rows']} rows, {out['chains']} chains, {out['tasks']} tasks)")
+    return out
+
+
+def render(tallies: list[Tally], selftest: dict, stalls: dict, seconds: float, quick: bool,
+           ledgers: dict | None = None) -> str:
     lines = ["# Verification: linearizability of recorded histories", "",
              f"`make verify` ({'quick sample' if quick else 'full run'}), "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {seconds / 60:.1f} min. "
@@ -240,6 +265,15 @@ def render(tallies: list[Tally], selftest: dict, stalls: dict, seconds: float, q
         lines.append(f"| {store} | {s['runs']} | {s['events']} | {s['grants']} | {s['renewals']} "
                      f"| {s['takeovers']} | {s['lost']} | {s['expired_when_returned']} "
                      f"| {len(s['violations'])} |")
+    if ledgers:
+        lines += ["", "## Ledger verification (`leasehold verify`) of the ledgers written above", "",
+                  "| ledger | rows | chains | tasks checked | breaks |", "|---|---:|---:|---:|---:|"]
+        for label, v in ledgers.items():
+            if v is None:
+                continue
+            lines.append(f"| {label} | {v['rows']} | {v['chains']} | {v['tasks']} | {v['break_count']} |")
+        for label, v in ledgers.items():
+            lines += [f"- {label}: {b}" for b in (v or {}).get("breaks", [])]
     findings = [f for t in tallies for f in t.findings[:5]]
     stall_findings = [v for s in stalls.values() for v in s["violations"][:10]]
     lines += ["", "## Findings", ""]
@@ -307,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         urls = {"sqlite": str(workdir / "ledger.db")}
         stalls: dict = {}
+        ledgers: dict = {}
         if any(c.store == "postgres" for c in configs):
             with pgdb.temporary_database() as (url, name):
                 urls["postgres"] = url
@@ -315,20 +350,24 @@ def main(argv: list[str] | None = None) -> int:
                 if stall_count:
                     stalls["postgres"] = stall_runs("postgres", url, stall_count, 6.0,
                                                     workdir / "stalls", progress)
+                ledgers["postgres"] = ledger_verification("postgres", url, progress)
         else:
             tallies, clean = record(configs, urls, None, workdir / "logs", Path(args.save),
                                     args.time_limit, 40, progress, partial, resume)
+        ledgers = {"sqlite": ledger_verification("sqlite", urls["sqlite"], progress), **ledgers}
         if stall_count:
             stalls = {"sqlite": stall_runs("sqlite", str(workdir / "stalls.db"), stall_count, 6.0,
                                            workdir / "stalls", progress), **stalls}
+            ledgers["sqlite short TTLs"] = ledger_verification(
+                "sqlite short TTLs", str(workdir / "stalls.db"), progress)
     selftest = self_test(clean)
-    report = render(tallies, selftest, stalls, time.monotonic() - started, args.quick)
+    report = render(tallies, selftest, stalls, time.monotonic() - started, args.quick, ledgers)
     if out:
         Path(out).write_text(report)
         progress(f"wrote {out}")
     else:
         print(report)
-    bad = (sum(t.violations for t in tallies)
+    bad = (sum(t.violations for t in tallies) + sum(v is not None and not v["ok"] for v in ledgers.values())
            + sum(applied - flagged for applied, flagged, _ in selftest.values())
            + sum(len(s["violations"]) for s in stalls.values()))
     return 1 if bad else 0

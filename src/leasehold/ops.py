@@ -16,7 +16,7 @@ the digest of its kind and arguments. Then:
 
 from __future__ import annotations
 
-from leasehold.errors import InvalidInput, OpRecorded
+from leasehold.errors import Conflict, InvalidInput, OpRecorded
 from leasehold.model import new_op_id, validate_op_id
 
 TYPE_CHECKING = False
@@ -76,7 +76,9 @@ def run_op(store: Any, op_id: str | None, kind: str, args: Any, call: Callable[[
     operation must match, for a clear message naming what the id was used for.
     ``unchanged(value)``: true when the call changed nothing; with a given id the id is then
     looked up again, since a concurrent call with the same id (a retry racing the first
-    attempt) may have applied it meanwhile: its outcome is replayed. ``fresh``: the caller
+    attempt) may have applied it meanwhile: its outcome is replayed. So is a call with a given
+    id that raised :class:`~leasehold.errors.Conflict` (a post refused as a duplicate of the
+    one its first attempt made). ``fresh``: the caller
     generated ``op_id`` and sends it for the first time, so the first lookup is skipped when
     ``unchanged`` is given (a reused id is still caught when ``call`` records it:
     :class:`OpRecorded`, then replayed; or by the lookup after a call that changed nothing).
@@ -100,6 +102,14 @@ def run_op(store: Any, op_id: str | None, kind: str, args: Any, call: Callable[[
         except OpRecorded as exc:
             record = exc.record or store.lookup_op(str(key))
             if record is None:  # pragma: no cover - a recorded id is never removed
+                raise
+        except Conflict:
+            # Refused (a duplicate post, a lease held...): by the first attempt of this very
+            # call, committed meanwhile, when a retry races it. Its outcome is replayed.
+            if op_id is None:
+                raise
+            record = store.lookup_op(str(key))
+            if record is None:
                 raise
     check_record(record, key, kinds or (kind,), task_id, holder)
     return None, record, key

@@ -199,10 +199,12 @@ class RemoteLedger(Ledger):
             from leasehold.model import validate_op_id
 
             validate_op_id(op_id)
+        self.client.replayed_at = None
         try:
             return self.client.call(op, op_id=op_id, **args)
         finally:
             self.last_op_id = self.client.last_op_id
+            self.replayed_at = self.client.replayed_at
 
     def _apply(self, op_id: str | None, kinds: tuple[str, ...], task_id: str | None,
                call: Any, **_checks: Any) -> tuple[Any, dict[str, Any] | None]:
@@ -213,10 +215,12 @@ class RemoteLedger(Ledger):
 
         if op_id is not None:
             validate_op_id(op_id)
+        self.client.replayed_at = None
         try:
             return call(op_id), None
         finally:
             self.last_op_id = self.client.last_op_id
+            self.replayed_at = self.client.replayed_at
 
     def lookup_op(self, op_id: str) -> Any:
         from leasehold.model import Operation, validate_op_id

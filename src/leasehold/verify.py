@@ -14,7 +14,9 @@ Checks, in this order (the first break found is the one reported first):
    exactly when an ``abandoned`` event of its ticket exists (the abandonment columns are the one
    part of a chained row that may change, so they are checked against the chained events); every
    reservation's namespace row exists (a namespace is a chain of one row: only its
-   reservations see it deleted after the last checkpoint);
+   reservations see it deleted after the last checkpoint); every share (``lease_shares``) has
+   its ``shared`` event, given by the lease's holder at its fence; the feed's reduced state
+   (``feed_items``) is what the posts reduce to, item by item;
 5. checkpoints: each covers the id range after the previous one; its row count and digest
    recompute from the rows (so a row deleted from, or slipped into, a covered range is found even
    where the chains cannot see it: the tail of a chain, or a whole chain). On SQLite, where ids
@@ -133,6 +135,11 @@ def verify_ledger(store: Any, anchor: Mapping[str, tuple[int, str]] | None = Non
         for row in reader.reservations_without_namespace():
             report.add("reservations", row["id"], f"namespace {row['prefix']} is missing: its "
                                                   "row was deleted")
+        for row in reader.shares_unexplained():
+            report.add("lease_shares", f"{row['task_id']}/{row['fence']}/{row['session']}",
+                       f"share of {row['task_id']} (fence {row['fence']}) with {row['session']} by "
+                       f"{row['shared_by']} has no shared event: it was written by hand")
+        _check_feed_items(reader, report)
         for table in CHAINED:
             _check_checkpoints(reader, table, report, None if anchor is None else anchor.get(table))
         report.anchor_checked = anchor is not None
@@ -262,6 +269,10 @@ class _TaskWalk:
             self.holder = None
             if "status" in details:
                 self.status = details["status"]
+        elif kind == "shared":
+            if self.holder != who or self.fence != fence or ts >= self.until + _SLACK:
+                report.add("events", e["id"], f"{self.task_id} shared without a valid lease of "
+                                              "that holder and fence")
         elif kind == "reopened":
             self.completions = 0
             self.status = "open"
@@ -296,6 +307,56 @@ class _TaskWalk:
         if problems:
             report.add("tasks", self.task_id, "task row disagrees with its events (last #"
                        f"{self.last_id}): " + "; ".join(problems))
+
+
+#: feed_items columns, compared with the state the posts reduce to.
+_FEED_COLUMNS = ("state", "owner", "pending", "subject", "post", "seat", "filed_at", "filed_key",
+                 "last_activity", "drift_count", "drift")
+
+
+def _check_feed_items(reader: AuditReader, report: Report) -> None:
+    """feed_items is derived: each item's row must be what its posts reduce to (the feed's own
+    refresh, :meth:`leasehold.feed.Feed._refresh`), and no row may name an item no post gives a
+    state. Walks the stored rows and the items the posts name together, in item order; memory:
+    one item's posts. Skipped while the one-time rebuild is pending (nothing derived yet)."""
+    if not reader.feed_rebuilt():
+        return
+    from leasehold.feed import item_row, reduce_items
+    from leasehold.model import Post
+
+    stored = reader.feed_items()
+    names = reader.feed_item_names()
+    row: Any = next(stored, None)
+    name: Any = next(names, None)
+    while row is not None or name is not None:
+        if row is None or (name is not None and name["item"] < row["item"]):
+            item = name["item"]
+        else:
+            item = row["item"]
+        have = None
+        if row is not None and row["item"] == item:
+            have, row = row, next(stored, None)
+        named = name is not None and name["item"] == item
+        if named:
+            name = next(names, None)
+        want: Any = None
+        if named:
+            st = reduce_items([Post.from_row(p) for p in reader.posts_for_item(item)]).get(item)
+            want = item_row(st) if st is not None else None
+        if have is None and want is None:
+            continue
+        if have is None:
+            report.add("feed_items", item, f"the posts give {item} the state {want['state']} but "
+                                           "feed_items has no row for it: it was deleted")
+        elif want is None:
+            report.add("feed_items", item, f"feed_items has a row for {item} but no post gives "
+                                           "it a state: it was written by hand")
+        else:
+            differ = [c for c in _FEED_COLUMNS if have[c] != want[c]]
+            if differ:
+                report.add("feed_items", item, f"the state of {item} differs from what its posts "
+                           f"reduce to ({', '.join(f'{c} {have[c]!r} not {want[c]!r}' for c in differ)}):"
+                           " it was rewritten")
 
 
 def _h(holder: Any) -> str:

@@ -56,7 +56,9 @@ def setup_verify(sub: Any) -> None:
             "the append-only triggers exist and are enabled, that checkpointed id ranges lost\n"
             "or gained no row, the event log's invariants (no overlapping valid leases, fence\n"
             "+1 per grant, completed at most once per reopen) and that every task row agrees\n"
-            "with its last events (holder, fence, status). Streams: O(rows), bounded memory.\n"
+            "with its last events (holder, fence, status), every share with its shared event,\n"
+            "the feed's state (feed_items) with what its posts reduce to. Streams: O(rows),\n"
+            "bounded memory.\n"
             "With --anchor, also detect a truncated or rewritten history up to the anchor."),
         examples=("  leasehold verify\n  leasehold verify --json\n"
                   "  leasehold verify --anchor \"$(cat anchors/2026-12-01.txt)\""),
@@ -112,7 +114,8 @@ def setup_db(sub: Any) -> None:
         description=(
             "db grant ROLE: give an existing PostgreSQL role every ledger operation (run it as\n"
             "the tables' owner). The role may SELECT everything and INSERT history, but not\n"
-            "UPDATE/DELETE/TRUNCATE events, feed_posts, namespaces or chain_checkpoints, may\n"
+            "UPDATE/DELETE/TRUNCATE events, feed_posts, namespaces or chain_checkpoints, only\n"
+            "reads feed_items and feed_state (the ledger writes them through functions), may\n"
             "change only a reservation's abandonment, cannot alter or disable triggers (it owns\n"
             "nothing), and a deferred trigger refuses any change to a task row that does not\n"
             "come with its event in the same transaction. See the README for the limits."),

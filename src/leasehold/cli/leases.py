@@ -642,7 +642,10 @@ def cmd_op(ctx: Context) -> int:
         tasks = ", ".join(str(r["ticket_id"]) for r in result["reservations"])
     elif "paths" in result or "released" in result or "cleared" in result:
         pairs = result.get("paths") or result.get("released") or result.get("cleared") or []
-        tasks = ", ".join(str(p["pattern"] if isinstance(p, dict) else p[0]) for p in pairs)
+        # released/cleared: [pattern, what it released]; a pattern that released nothing is
+        # not named (the call reported it as not reserved)
+        tasks = ", ".join(str(p["pattern"] if isinstance(p, dict) else p[0]) for p in pairs
+                          if isinstance(p, dict) or p[1]) or "-"
     elif "post" in result:
         tasks = f"post #{result['post']}" + (f" ({op.task_id})" if op.task_id else "")
     by = f" by {op.holder}" if op.holder else ""

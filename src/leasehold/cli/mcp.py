@@ -58,12 +58,21 @@ def cmd_show(ctx: Context) -> int:
     lines = []
     for row in rows:
         state = ("error: " + row["error"] if row["error"] else
-                 "installed: " + " ".join([str(row["entry"].get("command"))] + [str(a) for a in row["entry"].get("args") or []]) if row["installed"] else
+                 "installed: " + _runs(row["entry"]) if row["installed"] else
                  "not installed" + ("" if row["exists"] else " (no file)"))
         lines.append(f"{row['client']:<12} {row['scope']:<8} {row['path']}  {state}")
         lines.extend(f"    problem: {problem}" for problem in row.get("problems", []))
     ctx.out(rows, "\n".join(lines))
     return 0
+
+
+def _runs(entry: Any) -> str:
+    """What an installed entry runs (its command line) or reaches (its URL)."""
+    if not isinstance(entry, dict):
+        return repr(entry)
+    if "command" not in entry and (entry.get("url") or entry.get("httpUrl")):
+        return f"{entry.get('url') or entry.get('httpUrl')} (remote)"
+    return " ".join([str(entry.get("command"))] + [str(a) for a in entry.get("args") or []])
 
 
 def _scope(p: Any) -> None:

@@ -52,6 +52,10 @@ def cmd_serve(ctx: Context) -> int:
     os.environ["LEASEHOLD_SERVE_DB"] = db
     os.environ["LEASEHOLD_SERVE_ANONYMOUS"] = "1" if args.anonymous_loopback else ""
     os.environ["LEASEHOLD_SERVE_MAX_BODY"] = str(args.max_body)
+    # The key of the dashboard's CSRF tokens when there is no session token: one for all the
+    # worker processes (each would otherwise refuse the forms the others rendered).
+    os.environ["LEASEHOLD_SERVE_SECRET"] = os.urandom(32).hex()
+    os.environ["LEASEHOLD_SERVE_HOST"] = args.host  # /mcp's loopback Host check (anonymous)
     # Open the ledger once here: a bad URL is one line and its exit code, not a worker crash.
     from leasehold.ledger import Ledger
 
@@ -112,7 +116,8 @@ def setup_serve(sub: Any) -> None:
     p.add_argument("--tls-cert", metavar="FILE", help="TLS certificate (PEM): serve HTTPS")
     p.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
     p.add_argument("--anonymous-loopback", action="store_true",
-                   help="accept requests without a token as admin; refuses any non-loopback --host")
+                   help="accept requests without a token as admin when addressed to localhost, 127.x.x.x "
+                        "or [::1] (Host header); refuses any non-loopback --host")
     p.add_argument("--max-body", type=int, default=1024 * 1024, metavar="BYTES",
                    help="largest request body accepted (default 1048576 = 1 MiB; more is HTTP 413, exit 2)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"),

@@ -17,7 +17,11 @@ holding ``.git``):
 
 The JSON files are edited in place as text: the entry's bytes are inserted, replaced or cut
 out, every other byte stays (install then uninstall gives the file back byte for byte; a file
-that install created and uninstall emptied is removed). Install is idempotent. A file that does
+that install created and uninstall emptied is removed; a CRLF file gets CRLF lines). Install is
+idempotent. An entry already there keeps its own settings (``env``, timeouts, ...): install
+rewrites ``command`` and ``args`` (a remote entry's URL and headers go). Codex's
+``[mcp_servers.leasehold]`` is appended as text at the end (an inline ``mcp_servers = {...}``
+gets an inline entry). A file that does
 not parse (or whose ``mcpServers`` is not an object) is refused with :class:`InvalidInput`
 (exit 2) and left untouched.
 """
@@ -59,6 +63,27 @@ def config_path(client: str, scope: str, cwd: str | None = None) -> str:
     if scope == "user":
         return os.path.join(home, ".gemini", "settings.json")
     return os.path.join(project_root(cwd), ".gemini", "settings.json")
+
+
+#: The keys of a remote (Streamable HTTP) entry, which install's stdio entry replaces.
+REMOTE_KEYS = ("type", "url", "httpUrl", "headers", "headersHelper", "oauth", "bearer_token_env_var",
+               "http_headers", "env_http_headers")
+
+
+def merged(current: Any, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The entry install leaves: ``wanted`` over the settings of an existing entry that stay
+    meaningful for a stdio server (``env``, ``cwd``, timeouts, tool filters, ...); a remote
+    entry's URL and headers go."""
+    if not isinstance(current, dict):
+        return dict(wanted)
+    out = {k: wanted.get(k, v) for k, v in current.items() if k in wanted or k not in REMOTE_KEYS}
+    out.update(wanted)  # in place for keys already there, appended otherwise
+    return out
+
+
+def is_remote(current: Any) -> bool:
+    """True for an entry that reaches a server by URL (no command to start)."""
+    return isinstance(current, dict) and "command" not in current and bool(current.get("url") or current.get("httpUrl"))
 
 
 def entry(client: str, exe: str) -> dict[str, Any]:
@@ -225,13 +250,13 @@ def _insert_member(doc: _Json, obj: int, key: str, value: Any) -> str:
         indent = doc.indent_at(members[0][1]) or _line_indent(text, obj) + "  "
         last_end = members[-1][3]
         piece = f",\n{indent}{json.dumps(key)}: {_render(value, indent, _unit(doc, obj, indent))}"
-        return text[:last_end] + piece + text[last_end:]
+        return text[:last_end] + _nl(text, piece) + text[last_end:]
     outer = _line_indent(text, obj)
     parent_members = doc.members(doc.skip(0))[0]
     unit = _unit(doc, doc.skip(0), doc.indent_at(parent_members[0][1])) if parent_members else 2
     indent = outer + " " * unit
     piece = f"\n{indent}{json.dumps(key)}: {_render(value, indent, unit)}\n{outer}"
-    return text[:obj + 1] + piece + text[obj + 1:]
+    return text[:obj + 1] + _nl(text, piece) + text[obj + 1:]
 
 
 def _remove_member(doc: _Json, obj: int, key: str) -> str:
@@ -241,7 +266,17 @@ def _remove_member(doc: _Json, obj: int, key: str) -> str:
     text = doc.text
     k = next(n for n, m in enumerate(members) if m[0] == key)
     if len(members) == 1:
-        return text[:obj + 1] + text[close:]
+        _, key_at, _, end = members[0]
+        if not (text[obj + 1:key_at] + text[end:close]).strip():
+            return text[:obj + 1] + text[close:]
+        # Comments share the object: only the member goes, with the line break and indent
+        # that install put before the closing brace.
+        after = text[end:]
+        for trailer in ("\r\n" + _line_indent(text, obj), "\n" + _line_indent(text, obj)):
+            if after.startswith(trailer):
+                after = after[len(trailer):]
+                break
+        return (text[:key_at] if text[obj + 1:key_at].strip() else text[:obj + 1]) + after
     if k == len(members) - 1:
         return text[:members[k - 1][3]] + text[members[k][3]:]
     return text[:members[k][1]] + text[members[k + 1][1]:]
@@ -264,6 +299,7 @@ def _json_install(path: str, client: str, wanted: dict[str, Any]) -> bool:
         text = _read(path) or ""
         write_bytes(path, (text + json.dumps({"mcpServers": {NAME: wanted}}, indent=2) + "\n").encode())
         return True
+    wanted = merged(current, wanted)
     if current == wanted:
         return False
     root = doc.skip(0)
@@ -277,9 +313,21 @@ def _json_install(path: str, client: str, wanted: dict[str, Any]) -> bool:
         members, _ = doc.members(servers[2])
         _, key_at, start, end = next(m for m in members if m[0] == NAME)
         indent = doc.indent_at(key_at) or _line_indent(doc.text, key_at)
-        text = doc.text[:start] + _render(wanted, indent, _unit(doc, servers[2], indent)) + doc.text[end:]
+        text = doc.text[:start] + _nl(doc.text, _render(wanted, indent, _unit(doc, servers[2], indent))) + doc.text[end:]
+    try:  # never write a file the runtime could not read, or one without our entry as wanted
+        ok = _Json(path, text, comments=client == "gemini").data["mcpServers"][NAME] == wanted
+    except (LeaseholdError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise InvalidInput(f"cannot add leasehold's entry to {path} in its present layout; add "
+                           "mcpServers.leasehold by hand (see 'leasehold mcp show'); nothing was changed")
     write_bytes(path, text.encode("utf-8"))
     return True
+
+
+def _nl(text: str, piece: str) -> str:
+    """``piece`` (inserted into ``text``) with ``text``'s line breaks: a CRLF file stays CRLF."""
+    return piece.replace("\n", "\r\n") if "\r\n" in text else piece
 
 
 def _json_uninstall(path: str, client: str) -> bool:
@@ -290,8 +338,9 @@ def _json_uninstall(path: str, client: str) -> bool:
     top, _ = doc.members(root)
     servers = next(m for m in top if m[0] == "mcpServers")
     text = _remove_member(doc, servers[2], NAME)
-    if len(doc.data["mcpServers"]) == 1:  # mcpServers is empty now: take it out too
-        doc = _Json(path, text, comments=client == "gemini")
+    doc = _Json(path, text, comments=client == "gemini")
+    emptied = next(m for m in doc.members(root)[0] if m[0] == "mcpServers")
+    if text[emptied[2]:emptied[3]] == "{}":  # mcpServers is empty now (no comment in it): take it out too
         text = _remove_member(doc, root, "mcpServers")
         if text.strip() == "{}":  # nothing else was in the file: install created it
             os.remove(path)
@@ -329,24 +378,52 @@ def _toml_install(path: str, wanted: dict[str, Any]) -> bool:
     import tomlkit
 
     doc, text = _toml_doc(path)
-    if _toml_current(doc) == wanted:
+    current = _toml_current(doc)
+    wanted = merged(current, wanted)
+    if current == wanted:
         return False
-    table = _toml_table(wanted)
+    text = text or ""
     servers = doc.get("mcp_servers")
-    if servers is None:
-        # Appended as text after everything else (one blank line between), so that uninstall
-        # can cut exactly these bytes out again.
-        block = _toml_block(table)
-        text = text or ""
-        sep = "" if not text.strip() else ("\n" if text.endswith("\n") else "\n\n")
-        write_bytes(path, (text + sep + block).encode("utf-8"))
-        return True
-    if NAME in servers:
-        servers[NAME] = table
+    if servers is not None and NAME in servers and not isinstance(servers[NAME], dict):
+        # leasehold = "something" (not a table): replaced by our table
+        if isinstance(servers, tomlkit.items.InlineTable):
+            inline = tomlkit.inline_table()
+            inline.update(wanted)
+            servers[NAME] = inline
+        else:
+            servers[NAME] = _toml_table(wanted)
+        out = tomlkit.dumps(doc)
+    elif servers is not None and NAME in servers:
+        # An entry is there (another path, a remote one, or written by hand): its keys are
+        # rewritten in place, so that its comments, sub-tables (env) and layout stay.
+        found = servers[NAME]
+        for key in [k for k in found if k not in wanted]:
+            if key in REMOTE_KEYS:
+                del found[key]
+        for key, value in wanted.items():
+            if json.loads(json.dumps(found.get(key))) != value:
+                found[key] = value
+        out = tomlkit.dumps(doc)
+    elif isinstance(servers, tomlkit.items.InlineTable):
+        # mcp_servers = { ... } on one line: our entry joins it, inline too.
+        inline = tomlkit.inline_table()
+        inline.update(wanted)
+        servers[NAME] = inline
+        out = tomlkit.dumps(doc)
     else:
-        table.add(tomlkit.nl())  # a blank line before whatever table follows
-        servers.add(NAME, table)
-    write_bytes(path, tomlkit.dumps(doc).encode("utf-8"))
+        # [mcp_servers.leasehold] appended as text after everything else (one blank line
+        # between; a table header may come anywhere), so that uninstall cuts exactly these
+        # bytes out again.
+        sep = "" if not text.strip() else ("\n" if text.endswith("\n") else "\n\n")
+        out = text + _nl(text, sep + _toml_block(_toml_table(wanted)))
+    try:  # never write a file Codex could not read, or one without our entry as wanted
+        ok = _toml_current(tomlkit.parse(out)) == wanted
+    except Exception:
+        ok = False
+    if not ok:
+        raise InvalidInput(f"cannot add leasehold's entry to {path} in its present layout; add "
+                           f"[mcp_servers.leasehold] by hand (see 'leasehold mcp show'); nothing was changed")
+    write_bytes(path, out.encode("utf-8"))
     return True
 
 
@@ -377,12 +454,14 @@ def _toml_uninstall(path: str) -> bool:
     if text is None or _toml_current(doc) is None:
         return False
     servers = doc["mcp_servers"]
-    block = _toml_block(_toml_table(_toml_current(doc)))
-    if len(servers) == 1 and text.endswith(block):
+    block = _nl(text, _toml_block(_toml_table(_toml_current(doc))))
+    if text.endswith(block) and not isinstance(servers, tomlkit.items.InlineTable):
         # The table install appended: cut those bytes (and the blank line before them) out.
         out = text[:len(text) - len(block)]
-        if out.endswith("\n\n"):
-            out = out[:-1]
+        for blank in ("\r\n\r\n", "\n\n"):
+            if out.endswith(blank):
+                out = out[:-len(blank) // 2]
+                break
     else:
         del servers[NAME]
         if not servers:
@@ -447,7 +526,9 @@ def show(clients: list[str] | tuple[str, ...] = CLIENTS, cwd: str | None = None)
                 row["installed"] = True
                 row["entry"] = current
                 command = current.get("command") if isinstance(current, dict) else None
-                if not isinstance(command, str) or not (os.path.isabs(command) and os.access(command, os.X_OK)):
+                if is_remote(current):
+                    pass  # a Streamable HTTP entry (the README's): nothing to start here
+                elif not isinstance(command, str) or not (os.path.isabs(command) and os.access(command, os.X_OK)):
                     row["problems"].append(f"the entry runs {command!r}, not an executable at an absolute "
                                            f"path: run 'leasehold mcp install --client {client} --scope {scope}'")
             out.append(row)

@@ -391,6 +391,8 @@ class Outcome:
 #: The longest operation id a mission command takes: its steps' ids add ``/KIND-N``.
 MISSION_OP_ID_MAX = 180
 _STEPS = ("claim", "extend", "release", "force_release", "complete", "reopen")
+#: The steps returning a lease: a replayed one is used only while it is still the task's lease.
+_LEASE_STEPS = ("claim", "extend")
 
 
 class _Steps:
@@ -411,10 +413,25 @@ class _Steps:
 
         def step(*args: Any, **kwargs: Any) -> Any:
             rank = self._count[name] = self._count.get(name, 0) + 1
+            given = "op_id" in kwargs
             kwargs.setdefault("op_id", f"{self._base}/{name}-{rank}")
-            return attr(*args, **kwargs)
+            value = attr(*args, **kwargs)
+            if name in _LEASE_STEPS and not given and not self._current(value):
+                # A replayed lease (the first run's) that has since expired or been taken over:
+                # acting on it would write another session's mission. The step is decided anew
+                # (and refused, or granted afresh), as without an operation id. Checked on every
+                # ledger: a remote one does not say whether its answer was replayed.
+                del kwargs["op_id"]
+                value = attr(*args, **kwargs)
+            return value
 
         return step
+
+    def _current(self, lease: Lease) -> bool:
+        """True when ``lease`` (a replayed grant or extension) is still the task's valid lease."""
+        task = self._ledger.status(lease.task_id)
+        return (task is not None and task.fence == lease.fence
+                and task.held_by(lease.holder, self._ledger.now()))
 
 
 def _with_op_id(method: Callable[..., Outcome]) -> Callable[..., Outcome]:

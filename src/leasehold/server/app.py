@@ -134,9 +134,9 @@ class Service:
     def __init__(self, db: str, anonymous: bool = False) -> None:
         self.db = db
         self.anonymous = anonymous
-        self.local = threading.local()
-        self.opened: list[Ledger] = []
-        self.lock = threading.Lock()
+        from leasehold.server.ledgers import ThreadLedgers
+
+        self.ledgers = ThreadLedgers(self._open_ledger)
         self.changes = Changes()
         self.metrics = Metrics(self)
         self.changes.on_waiters = self.metrics.waiters.set
@@ -153,17 +153,14 @@ class Service:
         self.ledger()  # open (and migrate) once, up front: a bad URL fails the start
 
     def ledger(self) -> Ledger:
-        led = getattr(self.local, "ledger", None)
-        if led is None:
-            from leasehold.config import load_settings
-            from leasehold.ledger import Ledger
+        """This worker thread's ledger (those of ended threads are closed)."""
+        return self.ledgers.get()
 
-            settings = load_settings(self.db)
-            led = Ledger.from_settings(settings)
-            self.local.ledger = led
-            with self.lock:
-                self.opened.append(led)
-        return led
+    def _open_ledger(self) -> Ledger:
+        from leasehold.config import load_settings
+        from leasehold.ledger import Ledger
+
+        return Ledger.from_settings(load_settings(self.db))
 
     def changed(self) -> None:
         """After a change: wake local waiters at once, and other server processes over
@@ -196,13 +193,21 @@ class Service:
 
     def close(self) -> None:
         self.stop.set()
-        with self.lock:
-            opened, self.opened = self.opened, []
-        for led in opened:
-            try:
-                led.close()
-            except Exception:
-                pass
+        self.ledgers.close()
+
+    def anonymous_allowed(self, request: Request) -> bool:
+        """In anonymous mode, whether ``request`` may act as admin without a token: only when its
+        ``Host`` header names a loopback address or ``localhost``. A web page whose name was made
+        to resolve to 127.0.0.1 (DNS rebinding) sends its own name as ``Host`` and is refused."""
+        if not self.anonymous:
+            return False
+        from urllib.parse import urlsplit
+
+        try:
+            host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
+        except ValueError:
+            return False
+        return host in ("localhost", "::1") or (host.startswith("127.") and host.replace(".", "").isdigit())
 
     def cached_principal(self, request: Request) -> api.Principal | None:
         """The caller, when it needs no ledger read: anonymous mode, or a token verified less
@@ -210,7 +215,7 @@ class Service:
         :meth:`authenticate`, in a worker thread)."""
         header = request.headers.get("authorization", "")
         if not header:
-            return api.Principal(None, "admin", None) if self.anonymous else None
+            return api.Principal(None, "admin", None) if self.anonymous_allowed(request) else None
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
@@ -228,8 +233,11 @@ class Service:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if not header:
-            if self.anonymous:
+            if self.anonymous_allowed(request):
                 return api.Principal(None, "admin", None)
+            if self.anonymous:
+                raise Unauthenticated("no token: anonymous access answers requests for a loopback host "
+                                      "only (Host: localhost, 127.0.0.1 or [::1])")
             raise Unauthenticated("no token: send 'Authorization: Bearer TOKEN'")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("malformed Authorization header: use 'Bearer TOKEN'")
@@ -376,9 +384,10 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
         state: list[Any] = [service.cached_principal(request), {}]
         try:
             raw = await request.body() if request.method != "GET" else b""
-            result = await _thread(checked_call, request, raw, state)
+            outcome = await _thread(checked_call, request, raw, state)
             principal, args = state
-            if result is _WAIT:
+            replayed_at = None
+            if outcome is _WAIT:
                 # Validate cheaply first (a bad id or TTL is 400 at once, not after the wait).
                 from leasehold.model import Holder, validate_task_id
 
@@ -391,7 +400,12 @@ def _endpoint(service: Service, op: str) -> Callable[[Request], Any]:
                     service.metrics.latency.labels(route=op).observe(time.perf_counter() - started)
                     return Response(status_code=499)
                 service.changed()
-            response: Response = JSONResponse({"result": result, "now": time.time()})
+            else:
+                result, replayed_at = outcome
+            body = {"result": result, "now": time.time()}
+            if replayed_at is not None:
+                body["replayed_at"] = replayed_at
+            response: Response = JSONResponse(body)
         except (PermissionDenied, api.Forbidden) as exc:
             status = 401 if isinstance(exc, Unauthenticated) else 403
             await _thread(service.audit, op, status, str(exc), state[0], state[1])
@@ -448,14 +462,18 @@ async def _unless_disconnected(service: Service, request: Request, waiting: Any)
 
 
 def _call(service: Service, handler: Any, principal: api.Principal, args: dict[str, Any],
-          writes: bool, op_id: str | None = None, fresh: bool = False) -> Any:
-    """Run ``handler`` on this thread's ledger. ``fresh``: the client says ``op_id`` is on its
-    first send (header ``Leasehold-Op-Fresh: 1``), so the retry lookup is skipped
-    (:attr:`Ledger.fresh_op_id`)."""
+          writes: bool, op_id: str | None = None, fresh: bool = False) -> tuple[Any, float | None]:
+    """Run ``handler`` on this thread's ledger: ``(result, replayed_at)``, the latter the
+    ledger's clock when the change was a replay of the one its operation id recorded (else
+    None; the client judges a replayed lease's validity at that instant). ``fresh``: the client
+    says ``op_id`` is on its first send (header ``Leasehold-Op-Fresh: 1``), so the retry lookup
+    is skipped (:attr:`Ledger.fresh_op_id`)."""
     ledger = service.ledger()
     ledger.fresh_op_id = op_id if fresh else None
+    ledger.replayed_at = None
     try:
-        return handler(api.Call(ledger, principal, service, op_id), **args)
+        result = handler(api.Call(ledger, principal, service, op_id), **args)
+        return result, ledger.replayed_at if writes else None
     finally:
         ledger.fresh_op_id = None
         if writes:
@@ -580,10 +598,12 @@ def create_app(db: str, *, anonymous: bool = False, max_body: int = DEFAULT_MAX_
     from leasehold.server.dashboard import Dashboard
 
     routes.extend(Dashboard(service).routes())
-    # Task ids may hold '/': their parameter takes the rest of the path, so the routes with a
-    # suffix after it (/claim, /status, ...) go first.
+    # Task and operation ids may hold '/' (a mission command's steps are ID/KIND-N): their
+    # parameter takes the rest of the path, so the routes with a suffix after it (/claim,
+    # /status, ...) go first.
     for op, (method, path, _role, _params) in sorted(wire.OPS.items(), key=lambda item: item[1][1].endswith("}")):
-        routes.append(Route(path.replace("{task_id}", "{task_id:path}"), _endpoint(service, op),
+        routes.append(Route(path.replace("{task_id}", "{task_id:path}").replace(
+            "{operation_id}", "{operation_id:path}"), _endpoint(service, op),
                             methods=[method], name=op))
 
     # The MCP server at /mcp (leasehold.server.mcp_tools), behind the same bearer tokens; left

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 
 import anyio
 import mcp_types as types
@@ -139,7 +138,8 @@ class Caller:
 
     def holder(self, session: str | None) -> Holder:
         """``actor:session`` with ``session`` (the tool argument) or the default. Raises
-        :class:`InvalidInput` when neither names one."""
+        :class:`InvalidInput` when neither names one, or the name is not valid (or is an
+        unexpanded ``${VAR}``)."""
         from leasehold.model import Holder, validate_name
 
         chosen = session if session else self.session
@@ -147,6 +147,11 @@ class Caller:
             raise InvalidInput("no session: pass the session argument (or start the MCP server "
                                "with --session / LEASEHOLD_SESSION, or send a Leasehold-Session "
                                "header)")
+        if "${" in chosen:
+            # A runtime that sends an unset ${VAR} as its literal text (Claude Code does, in
+            # headers) would make every one of its agents the same holder.
+            raise InvalidInput(f"session {chosen!r} is an unexpanded ${{VAR}}: set the variable, or "
+                               "pass the session argument")
         return Holder(self.actor, validate_name(chosen, "session"))
 
 
@@ -183,11 +188,10 @@ class LocalBackend(Backend):
 
     def __init__(self, settings: Any, actor_flag: str | None = None, session_flag: str | None = None) -> None:
         from leasehold.config import resolve_actor, resolve_session
+        from leasehold.server.ledgers import ThreadLedgers
 
         self.settings = settings
-        self.local = threading.local()
-        self.opened: list[Ledger] = []
-        self.lock = threading.Lock()
+        self.ledgers = ThreadLedgers(self._open_ledger)
         actor, _ = resolve_actor(actor_flag, settings)
         session, source = resolve_session(session_flag, required=False)
         if session is None and os.environ.get("CLAUDE_SESSION_ID"):  # an older Claude Code name
@@ -204,15 +208,12 @@ class LocalBackend(Backend):
         self.ledger().now()  # open it now: a bad ledger fails the start, in one line
 
     def ledger(self) -> Ledger:
-        led = getattr(self.local, "ledger", None)
-        if led is None:
-            from leasehold.ledger import Ledger
+        return self.ledgers.get()
 
-            led = Ledger.from_settings(self.settings)
-            self.local.ledger = led
-            with self.lock:
-                self.opened.append(led)
-        return led
+    def _open_ledger(self) -> Ledger:
+        from leasehold.ledger import Ledger
+
+        return Ledger.from_settings(self.settings)
 
     def caller(self, request: Any) -> Caller:
         return self._caller
@@ -228,13 +229,7 @@ class LocalBackend(Backend):
         return os.getcwd()
 
     def close(self) -> None:
-        with self.lock:
-            opened, self.opened = self.opened, []
-        for led in opened:
-            try:
-                led.close()
-            except Exception:
-                pass
+        self.ledgers.close()
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -259,13 +254,11 @@ def _refused(exc: BaseException, kind: str, code: int, message: str) -> types.Ca
 
 
 def _ttl(value: Any) -> float | None:
-    from leasehold.model import parse_duration, validate_ttl
+    """A TTL argument (a duration string or seconds; any size of integer) in seconds, or
+    None. Raises :class:`InvalidInput` (exit 2) for anything out of 1 s to 7 days."""
+    from leasehold.model import parse_ttl
 
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return validate_ttl(float(value))
-    return validate_ttl(parse_duration(str(value)))
+    return None if value is None else parse_ttl(value)
 
 
 def _lease_line(verb: str, lease: Any) -> str:
@@ -298,10 +291,9 @@ def _done(led: Ledger, c: Caller, a: dict[str, Any]) -> types.CallToolResult:
 
 
 def _check(led: Ledger, c: Caller, a: dict[str, Any]) -> types.CallToolResult:
-    try:
-        holder: Holder | None = c.holder(a.get("session"))
-    except InvalidInput:
-        holder = None  # no session: every valid lease blocks
+    # No session at all: every valid lease blocks. A session given but invalid is an error
+    # (never read as "no session").
+    holder: Holder | None = c.holder(a.get("session")) if a.get("session") or c.session else None
     verdict = led.check(a["task"], holder)
     enforce = os.environ.get("LEASEHOLD_ENFORCE", "1").strip().lower() not in ("0", "false", "no", "off")
     text = "VERDICT: CLEAR" if verdict.clear else f"VERDICT: BLOCKED — {verdict.reason}"
@@ -462,6 +454,8 @@ def _validate(name: str, arguments: dict[str, Any]) -> None:
                        message=f"invalid arguments for {name}{' at ' + where if where else ''}: {what}")
 
 
+#: The MCP specification's error code for a resource that does not exist.
+RESOURCE_NOT_FOUND = -32002
 WHO_URI = "leasehold://who"
 TASK_TEMPLATE = "leasehold://task/{id}"
 
@@ -479,6 +473,9 @@ def build(backend: Backend) -> Server[Any]:
             raise MCPError(code=types.INVALID_PARAMS, message=f"unknown tool {name!r}")
         arguments = dict(params.arguments or {})
         _validate(name, arguments)
+        for key, value in arguments.items():  # JSON Schema's integer admits 2.0: pass on 2
+            if isinstance(value, float) and TOOLS[name][1]["properties"][key] is _I:
+                arguments[key] = int(value)
         caller = backend.caller(ctx.request)
         return await anyio.to_thread.run_sync(call, backend, caller, name, arguments,
                                               limiter=backend.limiter())
@@ -510,12 +507,16 @@ def build(backend: Backend) -> Server[Any]:
                 task_id = unquote(uri[len(prefix):])
                 task = led.status(task_id)
                 return status_dict(task_id, task, led.now())
-            raise MCPError(code=types.INVALID_PARAMS, message=f"unknown resource {uri}")
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=f"unknown resource {uri}")
 
         try:
             data = await anyio.to_thread.run_sync(read, limiter=backend.limiter())
         except LeaseholdError as exc:
-            raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
+            # A bad task id is the caller's (-32602); a store that cannot answer, a revoked
+            # token, ... are not (-32603). The data carries the CLI's type and exit code.
+            code = types.INVALID_PARAMS if exc.exit_code == 2 else types.INTERNAL_ERROR
+            raise MCPError(code=code, message=str(exc),
+                           data={"type": type(exc).__name__, "exit_code": exc.exit_code}) from None
         return types.ReadResourceResult(contents=[types.TextResourceContents(
             uri=uri, mime_type="application/json", text=json.dumps(data, ensure_ascii=False))])
 
@@ -596,6 +597,29 @@ class Authenticated:
             self.service.metrics.latency.labels(route="mcp").observe(time.perf_counter() - started)
 
 
+def security_settings(service: Any) -> Any:
+    """The SDK's DNS-rebinding protection for ``/mcp``, or None. Without a token an
+    ``--anonymous-loopback`` service acts for anyone who reaches it, so a web page whose host
+    name re-resolves to 127.0.0.1 could call the tools from a browser: there a request must
+    name a loopback host (``Host``: 127.0.0.1, localhost, [::1] or the address served,
+    ``LEASEHOLD_SERVE_HOST``; else 421) and any ``Origin`` must be a loopback one (else 403).
+    With tokens nothing is ambient (a page cannot attach a bearer token it does not have), so
+    a service behind a proxy keeps whatever host name the proxy passes on."""
+    if not getattr(service, "anonymous", False):
+        return None
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    served = os.environ.get("LEASEHOLD_SERVE_HOST", "").strip()
+    if served and served not in ("::1", *names):
+        names.append(f"[{served}]" if ":" in served else served)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[name + port for name in names for port in ("", ":*")],
+        allowed_origins=[f"{scheme}://{name}{port}" for scheme in ("http", "https")
+                         for name in names for port in ("", ":*")])
+
+
 def mount(service: Any) -> tuple[Any, Any]:
     """``(route, session manager)`` for ``/mcp`` in the service's application: Streamable
     HTTP, stateless (any ``serve`` process answers any request: they stay peers behind a load
@@ -605,7 +629,7 @@ def mount(service: Any) -> tuple[Any, Any]:
     from starlette.routing import Route
 
     manager = StreamableHTTPSessionManager(app=build(ServiceBackend(service)), json_response=True,
-                                           stateless=True)
+                                           stateless=True, security_settings=security_settings(service))
     return Route("/mcp", endpoint=Authenticated(service, StreamableHTTPASGIApp(manager))), manager
 
 

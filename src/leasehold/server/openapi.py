@@ -24,7 +24,10 @@ _ERROR = {
     }},
 }
 _OK = {"type": "object", "required": ["result", "now"],
-       "properties": {"result": {}, "now": {"type": "number"}}}
+       "properties": {"result": {}, "now": {"type": "number"},
+                      "replayed_at": {"type": "number", "description":
+                                      "present when the change replayed the outcome its "
+                                      "Leasehold-Op-Id recorded: the ledger's clock then"}}}
 
 
 def _schema(kind: str) -> dict[str, Any]:

@@ -552,8 +552,8 @@ class PostgresStore(SQLStore):
                         (version, name),
                     )
                     applied.append(f"{version:04d}_{name}")
-                if any(name.startswith("0009_") for name in applied):
-                    self._genesis(PgTx(conn.cursor(), self.queries, None))
+                    if version == 9:  # before 0013 installs the checkpoint check (no genesis)
+                        self._genesis(PgTx(conn.cursor(), self.queries, None))
         self._checked = True
         return applied
 
@@ -568,8 +568,11 @@ class PostgresStore(SQLStore):
         INSERT and UPDATE of the abandonment columns only; on ``tasks`` INSERT and UPDATE,
         checked at commit by the ``tasks_explained`` trigger installed here; INSERT only on
         ``lease_shares``, each share checked at commit against its ``shared`` event
-        (``lease_shares_explained``); read-only ``schema_migrations`` and ``tokens`` (the bearer
-        tokens of ``leasehold serve``: only the owner creates or revokes them); full DML on the other (state) tables. Returns the statements run.
+        (``lease_shares_explained``, migration 0013); read-only ``schema_migrations`` and
+        ``tokens`` (the bearer tokens of ``leasehold serve``: only the owner creates or revokes
+        them); read-only ``feed_items`` and ``feed_state`` (the feed's reduced state, written
+        through the SECURITY DEFINER functions of migration 0013); full DML on the other (state)
+        tables. Returns the statements run.
 
         Raises InvalidInput for an unknown role or one that owns the tables or is a superuser
         (ownership carries the power to drop triggers: it cannot be restricted)."""
@@ -592,7 +595,7 @@ class PostgresStore(SQLStore):
             path = os.path.join(SQL_DIR, "postgres", "least_privilege.ddl")
             with open(path, encoding="utf-8") as fh:
                 cur.execute(fh.read())
-            done.append("install triggers tasks_explained on tasks, lease_shares_explained on lease_shares")
+            done.append("install trigger tasks_explained on tasks")
             r, s = sql.Identifier(role), sql.Identifier(schema)
             statements = [sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(s, r)]
             tables = [row["tablename"] for row in cur.execute(
@@ -613,6 +616,10 @@ class PostgresStore(SQLStore):
                                   "abandon_reason)")
                 elif table == "tasks":
                     privileges = "SELECT, INSERT, UPDATE"
+                elif table in ("feed_items", "feed_state"):
+                    # the feed's reduced state: written only through the SECURITY DEFINER
+                    # functions of migration 0013 (an item's row only beside a post of it)
+                    privileges = "SELECT"
                 elif table in ("schema_migrations", "tokens"):
                     # tokens: bearer tokens of `leasehold serve`; an INSERT (an admin token) or
                     # clearing revoked_at would escalate on the server. Tokens are created and

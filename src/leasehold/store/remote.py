@@ -79,6 +79,8 @@ class Client:
         self.server_now: float | None = None
         self.at = 0.0
         self.last_op_id: str | None = None
+        #: The server's clock when the last answer replayed a recorded change (else None).
+        self.replayed_at: float | None = None
 
     def _connection(self, fresh: bool) -> http.client.HTTPConnection:
         if self.conn is not None and (fresh or time.monotonic() - self.used > IDLE_REUSE):
@@ -184,6 +186,8 @@ class Client:
         if status == 200 and isinstance(data, dict) and "result" in data:
             if isinstance(data.get("now"), (int, float)):
                 self.server_now, self.at = float(data["now"]), time.monotonic()
+            replayed = data.get("replayed_at")
+            self.replayed_at = float(replayed) if isinstance(replayed, (int, float)) else None
             return data["result"]
         if not read and status not in _REFUSED_BEFORE and not (
                 isinstance(data, dict) and isinstance(data.get("error"), dict)):

@@ -338,6 +338,51 @@ class AuditReader:
             "(SELECT 1 FROM namespaces n WHERE n.prefix = r.prefix) GROUP BY r.prefix "
             "ORDER BY MIN(r.id)")
 
+    def shares_unexplained(self) -> Iterator[Any]:
+        """Shares (``lease_shares``) without their ``shared`` event: the same task, at the
+        share's fence, by its holder (``shared_by`` = actor:session), naming its session."""
+        if self.store.dialect == "postgres":
+            names = "(CAST(e.details AS jsonb) -> 'sessions') @> jsonb_build_array(s.session)"
+        else:
+            names = ("EXISTS (SELECT 1 FROM json_each(e.details, '$.sessions') j "
+                     "WHERE j.value = s.session)")
+        return self._stream(
+            "SELECT s.task_id, s.fence, s.session, s.shared_by FROM lease_shares s "
+            "WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.task_id = s.task_id "
+            "AND e.kind = 'shared' AND e.fence = s.fence "
+            f"AND e.actor || ':' || e.session = s.shared_by AND {names}) "
+            "ORDER BY s.task_id, s.fence, s.session")
+
+    # -- the feed's reduced state (feed_items): derived from the posts ----------------------
+    def _by_item(self) -> str:
+        return ' COLLATE "C"' if self.store.dialect == "postgres" else ""
+
+    def feed_rebuilt(self) -> bool:
+        """False while feed_items waits for its one-time rebuild (nothing derived yet)."""
+        for row in self._stream("SELECT rebuilt FROM feed_state WHERE id = 1"):
+            return bool(row["rebuilt"])
+        return True
+
+    def feed_items(self) -> Iterator[Any]:
+        """The stored feed_items rows, by item (bytewise)."""
+        return self._stream(f"SELECT * FROM feed_items ORDER BY item{self._by_item()}")
+
+    def feed_item_names(self) -> Iterator[Any]:
+        """Every item the posts give (or took) a state: named by a post, or renumbered from;
+        by item (bytewise), each once."""
+        if self.store.dialect == "postgres":
+            renumbered = "CAST(details AS jsonb) ->> 'renumbered_from'"
+        else:
+            renumbered = "json_extract(details, '$.renumbered_from')"
+        return self._stream(
+            "SELECT item FROM (SELECT item FROM feed_posts WHERE item IS NOT NULL UNION "
+            f"SELECT {renumbered} AS item FROM feed_posts WHERE details LIKE '%renumbered_from%') "
+            f"AS x WHERE item IS NOT NULL ORDER BY item{self._by_item()}")
+
+    def posts_for_item(self, item: str) -> list[Any]:
+        """The posts the feed reduces ``item`` from (``posts_for_item``), oldest first."""
+        return list(self.tx.all("posts_for_item", item=item))
+
     def sequence_top(self, table: str) -> int | None:
         """The highest id ever drawn for ``table`` when ids are dense (SQLite: AUTOINCREMENT
         never reuses an id and a rolled-back insert draws none, so every id up to it exists

@@ -4,7 +4,8 @@
 A share names the task's fencing token when it was made: it lasts as long as that grant (the
 holder's renewals keep the fence; a takeover or a new claim after release makes a new fence, and
 the share no longer counts). Sharing takes the task's row lock (``lock_task``) and checks in the
-same transaction that the caller holds a valid lease, then appends a ``shared`` event.
+same transaction that the caller holds a valid lease, then appends a ``shared`` event naming the
+sessions not yet shared with, then their shares (a share follows its event: migration 0013).
 """
 
 from __future__ import annotations
@@ -38,13 +39,14 @@ class SharesSQL:
     def _insert_shares(tx: Any, task: Task, actor: str, session: str, sessions: Sequence[str]) -> list[str]:
         """Share ``task``'s current grant (its fence) with ``sessions``, in ``tx``; one
         ``shared`` event naming the sessions newly added. Returns them."""
-        added = []
-        for other in dict.fromkeys(sessions):
-            if tx.run("insert_share", id=task.id, fence=task.fence, session=other,
-                      by=f"{actor}:{session}"):
-                added.append(other)
+        have = {r["session"] for r in tx.all("shares_of_grant", id=task.id, fence=task.fence)}
+        added = [other for other in dict.fromkeys(sessions) if other not in have]
         if added:
+            # the event first: each share must follow it (lease_shares_explained, 0013)
             tx.event("shared", task.id, actor, session, task.fence, sessions=added)
+            for other in added:
+                tx.run("insert_share", id=task.id, fence=task.fence, session=other,
+                       by=f"{actor}:{session}")
         return added
 
     def shares_among(self, ids: Sequence[str]) -> dict[str, list[str]]:

@@ -39,8 +39,9 @@ class TicketTx:
         self.store = store
         self.tx = tx
         #: Items whose reduced state this transaction's posts may have changed (the post's item
-        #: and, for a renumbering, the item it left): the feed refreshes them before commit.
-        self.touched: set[str] = set()
+        #: and, for a renumbering, the item it left), each with the id of the (last) post that
+        #: touched it: the feed refreshes them before commit.
+        self.touched: dict[str, int] = {}
 
     @property
     def now(self) -> float:
@@ -123,6 +124,18 @@ class TicketTx:
         from leasehold.store.sqlbase import encode_details
 
         tx = self.tx
+        if import_key is not None and tx.one("post_imported", import_key=import_key) is not None:
+            # Already imported: append nothing, and draw no id (a skipped INSERT ... ON CONFLICT
+            # still advances SQLite's AUTOINCREMENT and a PostgreSQL identity; verify reads ids
+            # drawn but missing on SQLite as a deleted tail). ON CONFLICT stays for a race.
+            return None
+        if self.store.dialect == "postgres":
+            # Take the post's chain locks before the INSERT draws its id (the column default):
+            # then ids follow the chain's order and stay dense. The chain trigger takes them
+            # again (held already) and draws a new id only if this one is not above the chain.
+            if item is not None:
+                tx.run("lock_post_item", item=item)
+            tx.run("lock_post_chain", item=item)
         row = tx.one(
             "insert_post", ts=tx.now if ts is None else ts, seat=seat, actor=actor,
             session=session, kind=kind, item=item, subject=subject, body=body, refs=refs,
@@ -134,9 +147,9 @@ class TicketTx:
             return None
         post = Post.from_row(row)
         if item is not None:
-            self.touched.add(item)
+            self.touched[item] = post.id
         if post.details.get("renumbered_from"):
-            self.touched.add(str(post.details["renumbered_from"]))
+            self.touched[str(post.details["renumbered_from"])] = post.id
         extra: dict[str, Any] = {"post": post.id, "post_kind": kind, "seat": seat, "origin": origin}
         if refs is not None:
             extra["refs"] = refs
@@ -153,17 +166,20 @@ class TicketTx:
     # -- the feed's per-item state (feed_items) ---------------------------------------------
     def put_feed_item(self, item: str, row: dict[str, Any] | None) -> None:
         """Store ``item``'s reduced state (``row``: the feed_items columns), or remove it
-        (None: no post gives the item a state)."""
+        (None: no post gives the item a state). ``item`` must be one this transaction's posts
+        touched (:attr:`touched`): on PostgreSQL the write names that post, and is refused
+        without it (migration 0013)."""
+        post = self.touched.get(item)
         if row is None:
-            self.tx.run("feed_item_delete", item=item)
+            self.tx.run("feed_item_delete", item=item, by_post=post)
         else:
-            self.tx.run("feed_item_upsert", item=item, **row)
+            self.tx.run("feed_item_upsert", item=item, by_post=post, **row)
 
     def replace_feed_items(self, rows: dict[str, dict[str, Any]]) -> None:
         """Replace every feed_items row (the one-time rebuild) and mark the state rebuilt."""
         self.tx.run("feed_items_clear")
         for item, row in rows.items():
-            self.tx.run("feed_item_upsert", item=item, **row)
+            self.tx.run("feed_item_upsert", item=item, by_post=None, **row)
         self.tx.run("feed_state_rebuilt")
 
     def all_posts(self) -> list[Post]:

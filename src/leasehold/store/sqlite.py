@@ -175,6 +175,8 @@ class SQLiteStore(SQLStore):
             raise self._open_error(exc) from exc
         conn.row_factory = sqlite3.Row
         self.conn = conn
+        #: The identity of the file this store opened, checked in each transaction.
+        self.file_key = _file_key(self.path)
         try:
             with self._guard():
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -186,7 +188,7 @@ class SQLiteStore(SQLStore):
         except BaseException:
             conn.close()
             raise
-        key = key or _file_key(self.path)
+        key = key or self.file_key
         if key is not None:
             _LEDGER_FILES.add(key)
         return conn
@@ -334,8 +336,8 @@ class SQLiteStore(SQLStore):
                         (version, name, self.clock()),
                     )
                     applied.append(f"{version:04d}_{name}")
-                if any(name.startswith("0009_") for name in applied):
-                    self._genesis(SQLiteTx(conn.cursor(), self.queries, self.clock()))
+                    if version == 9:  # before any later migration checks checkpoints (0013)
+                        self._genesis(SQLiteTx(conn.cursor(), self.queries, self.clock()))
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {schema_mask(known)}")
             except BaseException:
@@ -425,6 +427,17 @@ class _Transaction:
             store.conn.execute(self.begin)
         except sqlite3.Error as exc:
             raise _translate(store, exc) from exc
+        key = _file_key(store.path)
+        if key != store.file_key and store.file_key is None:
+            store.file_key = key  # created by this connection after it was opened
+        elif key != store.file_key:
+            # The path names another file now (moved, replaced, removed while open): this
+            # connection would read and write the old one, which no other process sees.
+            store.conn.execute("ROLLBACK")
+            raise ConfigError(
+                f"the SQLite ledger {store.path} was moved, replaced or removed while this "
+                "process had it open; nothing was applied. Stop every program using it before "
+                "moving or replacing a ledger file, then start them again")
         return SQLiteTx(store.conn.cursor(), store.queries, store.clock(), self.op)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -11,7 +11,10 @@ must be left byte-for-byte as it was, so :func:`refuse_foreign` decides from the
 - a pending ``-wal``: the last committed image of page 1 in it (a ledger's mark may still be
   there, not yet checkpointed into the main file). Frames count while their salts match the
   WAL header's, up to the last commit frame; checksums are not verified (a torn last frame can
-  only make a foreign file look unmarked, which is refused anyway);
+  only make a foreign file look unmarked, which is refused anyway). The file alone (a private
+  copy, without the ``-wal``) must then have no table yet or be a ledger made before the mark:
+  a ledger moved or replaced while in use leaves its marked ``-wal`` under the old name, which
+  SQLite would apply to any database put in its place;
 - unmarked (``application_id`` 0) with pending writes (``-wal`` frames or a ``-journal``): a
   ledger made before the mark existed, or another application's database. Only its schema can
   tell, so a private copy of the files (in a temporary folder) is opened and examined; the
@@ -122,7 +125,18 @@ def refuse_foreign(path: str, looks_like_ledger: Callable[[str], str | None]) ->
         return
     in_wal = wal_application_id(path + "-wal")
     if in_wal == APPLICATION_ID:
-        return  # marked in the log, not yet checkpointed into the header
+        # Marked in the log, not yet checkpointed into the header. The file alone must then be
+        # what a ledger is before its mark reaches the header (no table yet, or a ledger made
+        # before the mark): a ledger moved away or replaced while in use leaves its -wal, mark
+        # included, under the old name, and SQLite would take it as the log of any database put
+        # in its place (and checkpoint the ledger's pages into it).
+        reason = _examine(path, [], looks_like_ledger)
+        if reason is None:
+            return
+        raise ConfigError(
+            f"{path} is not a leasehold ledger ({reason}), though the -wal beside it is a "
+            "ledger's (was a ledger moved or replaced here while in use?); both were left "
+            "untouched")
     if in_wal is not None:
         app_id = in_wal
     if app_id != 0:
@@ -132,11 +146,29 @@ def refuse_foreign(path: str, looks_like_ledger: Callable[[str], str | None]) ->
     pending = _pending(path)
     if not pending:
         return
-    names = ", ".join(os.path.basename(p) for p in pending)
-    size = os.path.getsize(path) + sum(os.path.getsize(p) for p in pending)
+    reason = _examine(path, pending, looks_like_ledger)
+    if reason is not None:
+        raise ConfigError(f"{path} is not a leasehold ledger ({reason}); it was left untouched: "
+                          "point --db / LEASEHOLD_DB / db in leasehold.toml at a ledger, or "
+                          "create one elsewhere with `leasehold init --db PATH`")
+
+
+def _examine(path: str, sides: list[str], looks_like_ledger: Callable[[str], str | None],
+             ) -> str | None:
+    """``looks_like_ledger`` of a private copy (in a temporary folder) of the database ``path``
+    with the side files ``sides`` (``-wal``, ``-journal``: applied to the copy as SQLite opens
+    it; none: the file alone). Raises :class:`ConfigError` when the files are larger than
+    :data:`COPY_LIMIT` or cannot be copied; the originals are only read."""
+    names = ", ".join(os.path.basename(p) for p in sides)
+    try:
+        size = os.path.getsize(path) + sum(os.path.getsize(p) for p in sides)
+    except OSError as exc:
+        raise ConfigError(f"cannot examine {path} ({exc.strerror}); it was left untouched"
+                          ) from None
     if size > COPY_LIMIT:
+        pending = f"has writes pending in {names}" if sides else "has its mark only in its -wal"
         raise ConfigError(
-            f"{path} is not marked as a leasehold ledger and has writes pending in {names}; it "
+            f"{path} is not marked as a leasehold ledger and {pending}; it "
             "was left untouched (opening it would apply them). If it is a ledger made by an "
             "older leasehold, stop the programs using it and checkpoint it (sqlite3 PATH "
             "'PRAGMA wal_checkpoint(TRUNCATE)'), then retry")
@@ -147,13 +179,9 @@ def refuse_foreign(path: str, looks_like_ledger: Callable[[str], str | None]) ->
         copy = os.path.join(folder, "probe.db")
         try:
             shutil.copyfile(path, copy)
-            for side in pending:
+            for side in sides:
                 shutil.copyfile(side, copy + side[len(path):])
         except OSError as exc:
             raise ConfigError(f"cannot examine {path} ({exc.strerror}); it was left untouched"
                               ) from None
-        reason = looks_like_ledger(copy)
-    if reason is not None:
-        raise ConfigError(f"{path} is not a leasehold ledger ({reason}); it was left untouched: "
-                          "point --db / LEASEHOLD_DB / db in leasehold.toml at a ledger, or "
-                          "create one elsewhere with `leasehold init --db PATH`")
+        return looks_like_ledger(copy)

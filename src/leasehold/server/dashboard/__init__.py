@@ -53,11 +53,16 @@ PAGE_SIZE = 100
 #: Tasks shown from the ready queue, and at most this many blocked tasks.
 READY_TOP = 10
 BLOCKED_TOP = 25
+#: File reservations listed on the Now page at most (``leasehold paths`` lists them all).
+RESERVATIONS_TOP = 100
 #: Events of one task drawn on its page (the newest).
 TASK_EVENTS = 2000
 #: How often the event stream looks at the event log's head (seconds): writes made directly on
 #: the ledger (not through this server) notify no one.
 HEAD_POLL = 0.1
+#: Event streams (``/ui/events``) one server process keeps open at most; one more is refused
+#: with 503. A browser holds one for all its tabs of the dashboard.
+MAX_STREAMS = 256
 #: The largest form body accepted (bytes).
 FORM_MAX = 64 * 1024
 SECURITY_HEADERS = {
@@ -94,13 +99,22 @@ class Session:
         return self.principal.role == "admin"
 
 
-_ANONYMOUS_KEY = os.urandom(32)
+#: The CSRF key of anonymous sessions: the one ``leasehold serve`` hands all its worker
+#: processes (``LEASEHOLD_SERVE_SECRET``), else this process's own.
+def _anonymous_key() -> bytes:
+    try:
+        return bytes.fromhex(os.environ.get("LEASEHOLD_SERVE_SECRET", "")) or os.urandom(32)
+    except ValueError:
+        return os.urandom(32)
+
+
+_ANONYMOUS_KEY = _anonymous_key()
 
 
 def csrf_token(token: str | None) -> str:
     """The CSRF token of the session signed in with ``token``: an HMAC-SHA256 keyed by the
     token itself (only its holder's browser knows it; any server process can check it). In
-    anonymous mode (no token) the key is this process's random secret."""
+    anonymous mode (no token) the key is the server's random secret (:data:`_ANONYMOUS_KEY`)."""
     key = token.encode("utf-8", "surrogatepass") if token else _ANONYMOUS_KEY
     return hmac.new(key, b"leasehold dashboard csrf v1", hashlib.sha256).hexdigest()
 
@@ -114,8 +128,21 @@ def _environment() -> Environment:
     env.filters["clock"] = lambda ts: "-" if ts is None else time.strftime("%H:%M:%S", time.gmtime(ts))
     env.filters["duration"] = lambda s: "-" if s is None else format_duration(round(float(s), 3))
     env.filters["quote"] = lambda s: quote(str(s), safe="/")
+    env.filters["task_url"] = task_url
+    # as JSON text, escaped by the template like any text (tojson's \u0027 for ' is for scripts)
+    env.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, sort_keys=True)
     env.filters["left"] = _left
     return env
+
+
+def task_url(task_id: object) -> str:
+    """The Task page's address of ``task_id``: one escaped path segment (a ``/`` in an id is
+    escaped too, so that ``a/../../admin`` cannot lead to another page); ``.`` and ``..``, which
+    browsers resolve away even escaped, go by ``/task?id=``."""
+    text = str(task_id)
+    if text in (".", ".."):
+        return "/task?id=" + quote(text, safe="")
+    return "/tasks/" + quote(text, safe="")
 
 
 def _left(seconds: float) -> str:
@@ -133,6 +160,7 @@ class Dashboard:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.env = _environment()
+        self.follower = _HeadFollower(service)
 
     # -- plumbing --------------------------------------------------------------------------
     def routes(self) -> list[Route | Mount]:
@@ -162,7 +190,7 @@ class Dashboard:
         """The signed-in session, or None (no cookie, or a token no longer valid)."""
         token = request.cookies.get(COOKIE)
         if not token:
-            if self.service.anonymous:
+            if self.service.anonymous_allowed(request):
                 return Session(api.Principal(None, "admin", None), csrf_token(None))
             return None
 
@@ -171,6 +199,8 @@ class Dashboard:
                 info = self.service.ledger().tokens.verify(token)
             except PermissionDenied:
                 return None
+            except LeaseholdError as exc:  # the ledger cannot be read: not the token's fault
+                raise Refused(503, f"the ledger is unavailable: {exc}") from None
             return api.Principal(info.actor, info.role, info.id)
 
         principal = await _thread(verify)
@@ -179,7 +209,11 @@ class Dashboard:
     async def _page(self, request: Request, build: Any, *args: Any, admin: bool = False) -> Response:
         """Run ``build(session, *args) -> (template, context)`` in a worker thread for a signed-in
         session and render it; no session: to the sign-in page."""
-        session = await self._session(request)
+        try:
+            session = await self._session(request)
+        except Refused as exc:
+            return self._render("error.html", exc.status, session=None, title="Ledger unavailable",
+                                message=exc.message)
         if session is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
@@ -256,7 +290,8 @@ class Dashboard:
         return session, form
 
     def _refused(self, exc: Refused, session: Session | None = None) -> HTMLResponse:
-        return self._render("error.html", exc.status, session=session, title="Refused", message=exc.message)
+        title = "Ledger unavailable" if exc.status == 503 else "Refused"
+        return self._render("error.html", exc.status, session=session, title=title, message=exc.message)
 
     def _by(self, session: Session) -> str | None:
         actor = session.principal.actor
@@ -284,8 +319,13 @@ class Dashboard:
             except PermissionDenied as exc:
                 self._audit("dashboard_login", 401, str(exc), None, {})
                 return "That token is not valid (unknown, revoked or expired)."
+            except LeaseholdError as exc:
+                raise Refused(503, f"the ledger is unavailable: {exc}") from None
 
-        error = "Paste a token." if not token else await _thread(verify)
+        try:
+            error = "Paste a token." if not token else await _thread(verify)
+        except Refused as exc:
+            return self._refused(exc)
         if error:
             return self._render("login.html", 401, session=None, next=target, error=error)
         response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
@@ -297,7 +337,9 @@ class Dashboard:
         try:
             await self._post(request, "dashboard_logout", "reader")
         except Refused as exc:
-            return self._refused(exc)
+            # a token revoked or expired since the page was drawn: forget it all the same
+            if not (exc.status == 401 and request.cookies.get(COOKIE)):
+                return self._refused(exc)
         response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
@@ -330,14 +372,16 @@ class Dashboard:
         return "now.html", {
             "title": "Now", "nav": "now", "live": True, "now": now, "head": head, "groups": groups,
             "counts": counts, "page": page, "pages": pages, "page_size": PAGE_SIZE,
-            "reservations": reservations, "ready": ready, "blocked": blocked[:BLOCKED_TOP],
+            "reservations": reservations[:RESERVATIONS_TOP], "reservations_total": len(reservations), "ready": ready, "blocked": blocked[:BLOCKED_TOP],
             "blocked_total": len(blocked), "ready_top": READY_TOP,
         }
 
     # -- Task --------------------------------------------------------------------------------
     async def task_lookup(self, request: Request) -> Response:
         task_id = request.query_params.get("id", "").strip()
-        return RedirectResponse(f"/tasks/{quote(task_id, safe='/')}" if task_id else "/", status_code=303)
+        if task_id in (".", ".."):  # no /tasks/ address survives the browser: the page itself
+            return await self._page(request, self._task, task_id)
+        return RedirectResponse(task_url(task_id) if task_id else "/", status_code=303)
 
     async def task_page(self, request: Request) -> Response:
         return await self._page(request, self._task, request.path_params["task_id"])
@@ -378,10 +422,14 @@ class Dashboard:
     async def admin_page(self, request: Request) -> Response:
         return await self._page(request, self._admin, request.query_params.get("task", ""),
                                 request.query_params.get("pattern", ""), request.query_params.get("done", ""),
-                                admin=True)
+                                request.query_params.get("sig", ""), admin=True)
 
-    def _admin(self, session: Session, task_id: str, pattern: str, done: str) -> tuple[str, dict[str, Any]]:
+    def _admin(self, session: Session, task_id: str, pattern: str, done: str,
+               sig: str) -> tuple[str, dict[str, Any]]:
         from leasehold import paths
+
+        if not hmac.compare_digest(sig, _done_sig(session, done)):
+            done = ""  # not a message this server wrote for this session: a link could say anything
 
         ledger = self.service.ledger()
         now = ledger.now()
@@ -410,7 +458,8 @@ class Dashboard:
                                 title="Not done", message=str(exc))
         except LeaseholdError as exc:
             return self._render("error.html", 409, session=session, title="Not done", message=str(exc))
-        return RedirectResponse(f"/admin?done={quote(message, safe='')}", status_code=303,
+        done = message[:300]
+        return RedirectResponse(f"/admin?done={quote(done, safe='')}&sig={_done_sig(session, done)}", status_code=303,
                                 headers=SECURITY_HEADERS)
 
     async def force_release(self, request: Request) -> Response:
@@ -457,27 +506,38 @@ class Dashboard:
     async def events(self, request: Request) -> Response:
         """``text/event-stream``: a ``change`` event (data: ``{"head": id}``) whenever the event
         log's head moves — a change through this server, another server process (PostgreSQL
-        NOTIFY) or directly on the ledger (the head is looked at every :data:`HEAD_POLL` s) —
-        and once more a second later (a commit that took a lower id may land after a higher one
-        on PostgreSQL). The page then fetches its fragment again: no polling in the browser."""
-        session = await self._session(request)
+        NOTIFY) or directly on the ledger (the head is looked at every :data:`HEAD_POLL` s, once
+        for all the streams of this process) — and once more a second later (a commit that took
+        a lower id may land after a higher one on PostgreSQL). The page then fetches its
+        fragment again: no polling in the browser. At most :data:`MAX_STREAMS` streams are open
+        at once in one server process: beyond, 503."""
+        try:
+            session = await self._session(request)
+        except Refused as exc:
+            return Response(exc.message, status_code=exc.status, headers=SECURITY_HEADERS)
         if session is None:
             return Response("sign in first", status_code=401, headers=SECURITY_HEADERS)
-        service = self.service
+        follower = self.follower
+        if len(follower.streams) >= MAX_STREAMS:
+            return Response(f"too many open event streams (at most {MAX_STREAMS}); reload the page later",
+                            status_code=503, headers=dict(SECURITY_HEADERS, **{"Retry-After": "30"}))
         token = request.cookies.get(COOKIE)
 
         async def stream() -> AsyncIterator[bytes]:
-            loop = asyncio.get_running_loop()
             wake = asyncio.Event()
-            service.changes.watch(loop, wake)
+            follower.subscribe(wake)
             try:
-                last = await _thread(lambda: _head(service.ledger()))
+                try:
+                    last = await _thread(lambda: _head(self.service.ledger()))
+                except LeaseholdError:
+                    last = follower.head or 0
+                seen = follower.reads
                 yield f"retry: 1000\nevent: hello\ndata: {json.dumps({'head': last})}\n\n".encode()
                 settle_at: float | None = None
                 checked = quiet = time.monotonic()
                 while True:
                     wake.clear()
-                    head = await _thread(lambda: _head(service.ledger()))
+                    head = follower.head if follower.reads > seen and follower.head is not None else last
                     now = time.monotonic()
                     if head != last or (settle_at is not None and now >= settle_at):
                         settle_at = now + 1.0 if head != last else None
@@ -489,18 +549,76 @@ class Dashboard:
                         yield b": keep-alive\n\n"
                     if token and now - checked > 30:  # a revoked token ends the stream
                         checked = now
-                        if await self._session(request) is None:
+                        try:
+                            signed_out = await self._session(request) is None
+                        except Refused:
+                            signed_out = False  # the ledger is unavailable: ask again later
+                        if signed_out:
                             yield b"event: signed-out\ndata: {}\n\n"
                             return
+                    due = [quiet + 15, checked + 30] + ([settle_at] if settle_at is not None else [])
                     try:
-                        await asyncio.wait_for(wake.wait(), HEAD_POLL)
+                        await asyncio.wait_for(wake.wait(), max(0.01, min(due) - time.monotonic()))
                     except TimeoutError:
                         pass
             finally:
-                service.changes.unwatch(loop, wake)
+                follower.unsubscribe(wake)
 
         headers = dict(SECURITY_HEADERS, **{"X-Accel-Buffering": "no"})
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+class _HeadFollower:
+    """Follows the event log's head for all the open event streams of one server process: one
+    read every :data:`HEAD_POLL` seconds while a stream is open (not one per stream), and one at
+    once after a change made through this server. ``head`` is the last head read (None before
+    the first read), ``reads`` counts the reads; every stream's event is set when the head
+    moves. A ledger that cannot be read keeps the last head and is tried again."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.head: int | None = None
+        self.reads = 0
+        self.streams: set[asyncio.Event] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def subscribe(self, event: asyncio.Event) -> None:
+        self.streams.add(event)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def unsubscribe(self, event: asyncio.Event) -> None:
+        self.streams.discard(event)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        self.service.changes.watch(loop, wake)
+        try:
+            while self.streams:
+                wake.clear()
+                try:
+                    head: int | None = await _thread(lambda: _head(self.service.ledger()))
+                except LeaseholdError:
+                    head = self.head
+                self.reads += 1
+                if head != self.head:
+                    self.head = head
+                    for event in list(self.streams):
+                        event.set()
+                try:
+                    await asyncio.wait_for(wake.wait(), HEAD_POLL)
+                except TimeoutError:
+                    pass
+        finally:
+            self.service.changes.unwatch(loop, wake)
+
+
+def _done_sig(session: Session | None, message: str) -> str:
+    """The signature of an Admin page outcome ``message`` for ``session`` (keyed by its CSRF
+    token), so that only the server's own outcomes are shown as such."""
+    key = (session.csrf if session else "").encode()
+    return hmac.new(key, b"done\0" + message.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 
 
 def _head(ledger: Any) -> int:

@@ -59,6 +59,9 @@ VALUES (:ts, :now, :seat, :actor, :session, :kind, :item, :subject, :body, :refs
 ON CONFLICT (import_key) DO NOTHING
 RETURNING *;
 
+-- name: post_imported
+SELECT id FROM feed_posts WHERE import_key = :import_key;
+
 -- name: get_post
 SELECT * FROM feed_posts WHERE id = :id;
 

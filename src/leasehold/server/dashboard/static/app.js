@@ -64,22 +64,44 @@
   });
 
   // -- live updates ---------------------------------------------------------------------------
-  var busy = false, again = false, source = null;
+  var busy = false, again = false, source = null, release = null, last = null;
+
+  // This tab's stream is over for good (signed out, or refused): close it and, if it served the
+  // other tabs, let another tab (perhaps one signed in again) take the lock and open its own.
+  function stop() {
+    if (source) { source.close(); }
+    if (release) { release(); release = null; last = null; }
+  }
 
   function focusKey(el) {
     if (!el || el === document.body) { return null; }
     return el.id ? "#" + el.id : (el.getAttribute("href") ? "a[href='" + el.getAttribute("href") + "']" : null);
   }
 
+  // At most two fetches a second (after a burst of three): a busy fleet moves the event log's
+  // head up to ten times a second, and every open tab fetching its page at each move would keep
+  // the server rendering. Changes now and then are fetched at once.
+  var RATE = 2, BURST = 3, tokens = BURST, filled = Date.now(), timer = null;
+
   function refresh() {
     if (busy) { again = true; return; }
+    var now = Date.now();
+    tokens = Math.min(BURST, tokens + (now - filled) * RATE / 1000);
+    filled = now;
+    if (tokens < 1) {
+      if (!timer) {
+        timer = window.setTimeout(function () { timer = null; refresh(); }, (1 - tokens) * 1000 / RATE);
+      }
+      return;
+    }
+    tokens -= 1;
     busy = true;
     var key = focusKey(document.activeElement);
     fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (response) {
         if (response.redirected || response.status === 401) {
           say("Signed out: sign in again to see live updates.");
-          if (source) { source.close(); }
+          stop();
           return null;
         }
         return response.text();
@@ -110,23 +132,54 @@
       });
   }
 
+  // One event stream for all the dashboard's tabs of this browser: a browser opens at most six
+  // connections to a server (HTTP/1.1), so a stream per tab would leave the seventh tab hanging.
+  // The tab holding the lock (Web Locks) opens the stream and relays it to the others
+  // (BroadcastChannel); when that tab closes, another takes the lock and the stream over.
   function listen() {
     if (!body.hasAttribute("data-live") || !window.EventSource) { return; }
-    source = new EventSource("/ui/events");
     var seen = parseInt(body.getAttribute("data-head"), 10) || 0;
-    function onHead(event) {
-      var head = JSON.parse(event.data).head;
-      if (event.type === "change" || head !== seen) { refresh(); }
+    function deliver(type, data) {
+      if (type === "open") { say("Live: updates arrive as the ledger changes."); return; }
+      if (type === "error") { say("Connection lost; reconnecting…"); return; }
+      if (type === "closed") { say("Live updates stopped; reload the page."); return; }
+      if (type === "signed-out") { say("Signed out: sign in again to see live updates."); return; }
+      var head = JSON.parse(data).head;
+      if (type === "change" || head !== seen) { refresh(); }
       seen = head;
     }
-    source.addEventListener("hello", onHead);
-    source.addEventListener("change", onHead);
-    source.addEventListener("signed-out", function () {
-      say("Signed out: sign in again to see live updates.");
-      source.close();
+    if (!(navigator.locks && window.BroadcastChannel)) { open(deliver); return; }
+    var channel = new BroadcastChannel("leasehold-events"), leading = false;
+    channel.onmessage = function (event) {
+      var message = event.data || {};
+      if (message.type === "ask") {
+        if (leading && last !== null) { channel.postMessage({ type: "hello", data: last }); }
+        return;
+      }
+      deliver(message.type, message.data);
+    };
+    navigator.locks.request("leasehold-events", function () {
+      leading = true;
+      open(function (type, data) { channel.postMessage({ type: type, data: data }); deliver(type, data); });
+      return new Promise(function (resolve) { release = resolve; }); // held while the stream lives
     });
-    source.onerror = function () { say("Connection lost; reconnecting…"); };
-    source.onopen = function () { say("Live: updates arrive as the ledger changes."); };
+    channel.postMessage({ type: "ask" }); // a stream already open elsewhere: its head, at once
+  }
+
+  function open(relay) {
+    source = new EventSource("/ui/events");
+    ["hello", "change", "signed-out"].forEach(function (type) {
+      source.addEventListener(type, function (event) {
+        if (type === "signed-out") { stop(); } else { last = event.data; }
+        relay(type, event.data);
+      });
+    });
+    source.onerror = function () {
+      var closed = source.readyState === 2;
+      if (closed) { stop(); }
+      relay(closed ? "closed" : "error", null);
+    };
+    source.onopen = function () { relay("open", null); };
   }
 
   syncClock();

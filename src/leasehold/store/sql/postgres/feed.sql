@@ -63,3 +63,23 @@ FROM (SELECT * FROM feed_items WHERE state = 'DONE' OFFSET 0) AS fi
 CROSS JOIN LATERAL (SELECT * FROM tasks WHERE id = fi.item OFFSET 0) AS t
 WHERE (SELECT done > 0 AND done < held FROM sizes)
   AND t.lease_until > (SELECT now FROM clock) AND t.status <> 'done';
+
+-- The feed's state is written only through the SECURITY DEFINER functions of migration 0013
+-- (a role given the ledger by `db grant` has SELECT only on feed_items and feed_state):
+-- :by_post is this transaction's post that names the item (NULL during the one-time rebuild).
+
+-- name: feed_item_upsert
+SELECT leasehold_feed_item_put(CAST(:by_post AS bigint), CAST(:item AS text), CAST(:state AS text),
+    CAST(:owner AS text), CAST(:pending AS integer), CAST(:subject AS text), CAST(:post AS bigint),
+    CAST(:seat AS text), CAST(:filed_at AS double precision), CAST(:filed_key AS text),
+    CAST(:last_activity AS double precision), CAST(:drift_count AS integer), CAST(:drift AS text));
+
+-- name: feed_item_delete
+SELECT leasehold_feed_item_put(CAST(:by_post AS bigint), CAST(:item AS text), NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+
+-- name: feed_items_clear
+SELECT leasehold_feed_items_clear();
+
+-- name: feed_state_rebuilt
+SELECT leasehold_feed_state_rebuilt();
