@@ -21,7 +21,7 @@ PARAMS = {
     "id": "T1", "actor": "a", "session": "s", "status": None, "until": 2e9, "ttl": 60.0,
     "fence": None, "limit": 5, "unlimited": -1, "ids": json.dumps(["T1", "T2"]), "acquired_at": 1.0,
     "kind": "released", "force": False, "details": "{}", "after": 0, "task_id": "T1",
-    "before_ts": 1e18, "before_id": "", "op": None, "after_key": "", "after_item": "", "cap": 100,
+    "before_ts": 1e18, "before_id": "", "op": None, "digest": None, "after_key": "", "after_item": "", "cap": 100,
 }
 
 #: Hot queries -> the indexes they must use (SQLite index names; PK lookups: "PRIMARY").

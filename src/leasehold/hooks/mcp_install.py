@@ -96,13 +96,14 @@ def entry(client: str, exe: str) -> dict[str, Any]:
 
 
 def _read(path: str) -> str | None:
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+    from leasehold.safefiles import read_regular
+
+    try:  # a regular file of at most 16 MiB: never a FIFO or /dev/zero a repository links to
+        raw = read_regular(path, 16 << 20)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}; nothing was changed") from None
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}; nothing was changed") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
