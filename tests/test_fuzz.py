@@ -9,8 +9,10 @@ bombs, YAML alias bombs, deep JSON). Any exit 70, any uncaught exception, any tr
 ``make fuzz`` runs at least 30,000 on SQLite and on PostgreSQL and prints the count and the exit
 codes seen.
 
-Excluded on purpose: ``run`` and ``demo`` (they start other programs and worker fleets) and
-``feed tail -f`` (it follows until a signal); their input checks are exercised by their own tests.
+Excluded on purpose: ``run`` and ``demo`` (they start other programs and worker fleets),
+``serve`` and the stdio ``mcp`` server (they serve until stopped), ``watch``, ``feed tail -f``
+and ``--wait`` (they follow or wait until a signal or a deadline); their input checks are
+exercised by their own tests (test_run, test_demo, test_serve_hostile, test_mcp, test_serve).
 Every path the fuzz can name is relative to a scratch folder several levels deep, and HOME and
 the XDG folders point inside it, so nothing outside it is ever written.
 """
@@ -38,8 +40,8 @@ from tests.conftest import create_ledger
 EXAMPLES = int(os.environ.get("LEASEHOLD_FUZZ_EXAMPLES", "100"))
 #: Exit codes by backend, and inputs run (printed by ``make fuzz``).
 SEEN: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-EXCLUDED_COMMANDS = {"run", "demo"}
-EXCLUDED_OPTIONS = {"-f", "--follow", "-h", "--help", "--version", "--debug"}
+EXCLUDED_COMMANDS = {"run", "demo", "serve", "watch"}
+EXCLUDED_OPTIONS = {"-f", "--follow", "-h", "--help", "--version", "--debug", "--wait"}
 #: Options whose values name files or folders: drawn from SAFE_PATHS only.
 PATH_OPTIONS = {"--db", "--dir", "file", "FILE", "path"}
 
@@ -90,6 +92,8 @@ def _commands() -> list[tuple[list[str], argparse.ArgumentParser]]:
     found = []
     for words, sub in _walk(parser):
         if not words or words[0] in EXCLUDED_COMMANDS or words[0] not in COMMAND_MODULES:
+            continue
+        if words == ["mcp"]:  # the stdio MCP server: it serves stdin until it closes
             continue
         found.append((words, sub))
     return found
