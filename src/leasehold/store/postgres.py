@@ -571,8 +571,9 @@ class PostgresStore(SQLStore):
         (``lease_shares_explained``, migration 0013); read-only ``schema_migrations`` and
         ``tokens`` (the bearer tokens of ``leasehold serve``: only the owner creates or revokes
         them); read-only ``feed_items`` and ``feed_state`` (the feed's reduced state, written
-        through the SECURITY DEFINER functions of migration 0013); full DML on the other (state)
-        tables. Returns the statements run.
+        through the SECURITY DEFINER functions of migration 0013, which only the owner and the
+        roles granted here may execute); full DML on the other (state) tables. Returns the
+        statements run.
 
         Raises InvalidInput for an unknown role or one that owns the tables or is a superuser
         (ownership carries the power to drop triggers: it cannot be restricted)."""
@@ -634,6 +635,13 @@ class PostgresStore(SQLStore):
                 statements.append(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(t, r))
             statements.append(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}")
                               .format(s, r))
+            # the owner's SECURITY DEFINER functions: PUBLIC may not call them (migration 0014)
+            for fn, args in (("leasehold_checkpoint_lock", "text"), ("leasehold_feed_items_clear", ""),
+                             ("leasehold_feed_state_rebuilt", ""),
+                             ("leasehold_feed_item_put", "bigint, text, text, text, integer, text, "
+                              "bigint, text, double precision, text, double precision, integer, text")):
+                statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {}(" + args + ") TO {}")
+                                  .format(sql.Identifier(schema, fn), r))
             for statement in statements:
                 cur.execute(statement)
                 done.append(statement.as_string(cur))
