@@ -288,3 +288,85 @@ def test_migration_0013_takes_the_feed_state_writes_from_roles_granted_before(pg
             can = {p: conn.execute("SELECT has_table_privilege(%s, %s, %s)", (role, table, p)).fetchone()[0]
                    for p in ("SELECT", "INSERT", "UPDATE", "DELETE")}
             assert can == {"SELECT": True, "INSERT": False, "UPDATE": False, "DELETE": False}, (table, can)
+
+
+def test_the_role_cannot_take_an_id_the_ledger_never_drew(pg_url: str, app_role, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An INSERT ... OVERRIDING SYSTEM VALUE with an id above every id the sequence handed out
+    would sit at the head of its chain for good: each later row of that chain draws a lower id
+    (verify reports a break on every honest row), and on events the task's later operations are
+    refused by tasks_explained (its latest event by id is never the transaction's own). The
+    chain triggers refuse such an id (migration 0014); the task stays usable."""
+    import psycopg
+
+    role, url = app_role
+    with Ledger.open(pg_url) as owner:
+        owner.claim("t1", ALICE, 60)
+        owner.tickets.add_namespace("TK")
+        owner.feed.post("actionable", "fix it", ALICE, reserve="TK")
+    assert CLI(pg_url, base_env, tmp_path)("db", "grant", role).returncode == 0
+    forged = [
+        "INSERT INTO events (id, ts, kind, task_id, actor, session, details) OVERRIDING SYSTEM VALUE "
+        "VALUES (9223372036854775807, extract(epoch FROM now()), 'note', 't1', 'mallory', 's9', '{}')",
+        "INSERT INTO feed_posts (id, ts, recorded_at, seat, kind, item, subject) OVERRIDING SYSTEM VALUE "
+        "VALUES (1000000, extract(epoch FROM now()), extract(epoch FROM now()), 'mallory:s9', 'info', "
+        "'TK-0001', 'hi')",
+        "INSERT INTO reservations (id, ticket_id, prefix, period, seq, actor, session, reserved_at) "
+        "OVERRIDING SYSTEM VALUE VALUES (1000000, 'TK-9999', 'TK', '', 9999, 'mallory', 's9', 0)",
+        "INSERT INTO namespaces (id, prefix, format, created_at) OVERRIDING SYSTEM VALUE "
+        "VALUES (1000000, 'ZZ', '{prefix}-{seq:04d}', 0)",
+    ]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in forged:
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute(statement)
+            assert "was not drawn" in str(caught.value), (statement, str(caught.value))
+    with Ledger.open(url) as ledger:
+        ledger.complete("t1", ALICE)
+        ledger.feed.post("claimed", "mine", BOB, item="TK-0001")
+        ledger.tickets.reserve("TK", BOB)
+        report = verify_ledger(ledger.store)
+        assert report.ok, "\n".join(str(b) for b in report.breaks)
+
+
+def test_the_owner_functions_run_only_for_the_granted_role(pg_schema_url: str, bare_role: str, base_env, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The SECURITY DEFINER functions run with the owner's rights. PostgreSQL lets PUBLIC
+    execute a new function, so any role that could reach the schema (every role reaches
+    `public`) could hold a SHARE lock on events (every write of the ledger waits) or mark the
+    feed's rebuild done. Migration 0014 takes EXECUTE from PUBLIC and gives it to the roles
+    granted before it; `db grant` gives it with the rest."""
+    import psycopg
+
+    from leasehold.store import postgres
+
+    pg_url, role = pg_schema_url, bare_role
+    every = postgres.migration_files
+    with monkeypatch.context() as patch:  # a ledger, and a role granted, before 0014
+        patch.setattr(postgres, "migration_files", lambda d: [m for m in every(d) if m[0] < 14])
+        with Ledger.open(pg_url, create=True) as old:
+            old.claim("t1", ALICE, 60)
+            old.store.grant_role(role)
+    outsider = "lh_out_" + uuid.uuid4().hex[:10]
+    with pg.admin() as conn:
+        conn.execute(f'CREATE ROLE "{outsider}" LOGIN')
+    try:
+        with Ledger.open(pg_url) as ledger:
+            assert "0014_drawn_ids" in ledger.store.applied_on_open
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            schema = conn.execute("SELECT current_schema()").fetchone()[0]
+            conn.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{outsider}"')  # as on `public`
+        with psycopg.connect(_as_role(pg_url, outsider), autocommit=True) as conn:
+            for call in ("leasehold_checkpoint_lock('events')", "leasehold_feed_state_rebuilt()",
+                         "leasehold_feed_items_clear()",
+                         "leasehold_feed_item_put(1, 'X-1', 'DONE', NULL, 0, 'x', 1, 'm:s', 0, '0', "
+                         "NULL, 0, '[]')"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"SELECT {call}")
+        with Ledger.open(_as_role(pg_url, role)) as ledger:  # the role granted before 0014
+            ledger.feed.post("actionable", "fix it", BOB, item="FX-1")
+            ledger.complete("t1", ALICE)
+            ledger.store.checkpoint()
+            assert verify_ledger(ledger.store).ok
+    finally:
+        with pg.admin() as conn:
+            conn.execute(f'DROP OWNED BY "{outsider}"')
+            conn.execute(f'DROP ROLE "{outsider}"')

@@ -207,3 +207,48 @@ def test_a_repeated_import_leaves_no_false_break(db_url: str, tmp_path) -> None:
         report = verify_ledger(ledger.store)
         assert report.ok, everything(report)
         assert [p.id for p in ledger.store.all_posts()] == [1, 2]
+
+
+def test_a_reshaped_trigger_is_reported_and_recreated(pg_url: str, base_env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL: a trigger of the right name, enabled, over the right function can still never
+    fire: WHEN (false), another event, statement level instead of row, or moved to another
+    table. Each counts as altered, and migrate recreates it from its definition."""
+    import psycopg
+
+    cli = CLI(pg_url, base_env, tmp_path)
+    assert cli("claim", "t1", "--actor", "alice", "--session", "s1").returncode == 0
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        for drop, create in [
+            ("events_append_only_delete ON events",
+             "events_append_only_delete BEFORE DELETE ON events FOR EACH ROW WHEN (false) "
+             "EXECUTE FUNCTION events_append_only()"),
+            ("events_append_only_update ON events",
+             "events_append_only_update BEFORE INSERT ON events FOR EACH ROW "
+             "EXECUTE FUNCTION events_append_only()"),
+            ("feed_posts_append_only ON feed_posts",
+             "feed_posts_append_only BEFORE UPDATE OR DELETE ON feed_posts FOR EACH STATEMENT "
+             "EXECUTE FUNCTION leasehold_feed_posts_append_only()"),
+            ("tokens_no_delete ON tokens",
+             "tokens_no_delete BEFORE DELETE ON dependencies FOR EACH ROW "
+             "EXECUTE FUNCTION leasehold_tokens_no_delete()"),
+        ]:
+            conn.execute(f"DROP TRIGGER {drop}")
+            conn.execute(f"CREATE TRIGGER {create}")
+        conn.execute("DROP TRIGGER lease_shares_explained ON lease_shares")
+        conn.execute("CREATE CONSTRAINT TRIGGER lease_shares_explained AFTER INSERT ON lease_shares "
+                     "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (false) "
+                     "EXECUTE FUNCTION leasehold_shares_explained()")
+    broken = cli("verify")
+    assert broken.returncode == 1
+    for name in ("events_append_only_delete", "events_append_only_update", "feed_posts_append_only",
+                 "lease_shares_explained"):
+        assert f"trigger {name} is disabled or altered" in broken.stdout, broken.stdout
+    assert "trigger tokens_no_delete is missing" in broken.stdout, broken.stdout
+    repaired = cli("migrate")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "recreated trigger events_append_only_delete on events" in repaired.stdout, repaired.stdout
+    clean = cli("verify")
+    assert clean.returncode == 0, clean.stdout
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.Error, match="append-only"):
+            conn.execute("DELETE FROM events")

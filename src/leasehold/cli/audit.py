@@ -115,7 +115,8 @@ def setup_db(sub: Any) -> None:
             "db grant ROLE: give an existing PostgreSQL role every ledger operation (run it as\n"
             "the tables' owner). The role may SELECT everything and INSERT history, but not\n"
             "UPDATE/DELETE/TRUNCATE events, feed_posts, namespaces or chain_checkpoints, only\n"
-            "reads feed_items and feed_state (the ledger writes them through functions), may\n"
+            "reads feed_items and feed_state (the ledger writes them through the owner's\n"
+            "functions, which only the owner and granted roles may execute), may\n"
             "change only a reservation's abandonment, cannot alter or disable triggers (it owns\n"
             "nothing), and a deferred trigger refuses any change to a task row that does not\n"
             "come with its event in the same transaction. See the README for the limits."),

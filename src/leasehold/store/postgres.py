@@ -571,8 +571,9 @@ class PostgresStore(SQLStore):
         (``lease_shares_explained``, migration 0013); read-only ``schema_migrations`` and
         ``tokens`` (the bearer tokens of ``leasehold serve``: only the owner creates or revokes
         them); read-only ``feed_items`` and ``feed_state`` (the feed's reduced state, written
-        through the SECURITY DEFINER functions of migration 0013); full DML on the other (state)
-        tables. Returns the statements run.
+        through the SECURITY DEFINER functions of migration 0013, which only the owner and the
+        roles granted here may execute); full DML on the other (state) tables. Returns the
+        statements run.
 
         Raises InvalidInput for an unknown role or one that owns the tables or is a superuser
         (ownership carries the power to drop triggers: it cannot be restricted)."""
@@ -634,6 +635,13 @@ class PostgresStore(SQLStore):
                 statements.append(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(t, r))
             statements.append(sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}")
                               .format(s, r))
+            # the owner's SECURITY DEFINER functions: PUBLIC may not call them (migration 0014)
+            for fn, args in (("leasehold_checkpoint_lock", "text"), ("leasehold_feed_items_clear", ""),
+                             ("leasehold_feed_state_rebuilt", ""),
+                             ("leasehold_feed_item_put", "bigint, text, text, text, integer, text, "
+                              "bigint, text, double precision, text, double precision, integer, text")):
+                statements.append(sql.SQL("GRANT EXECUTE ON FUNCTION {}(" + args + ") TO {}")
+                                  .format(sql.Identifier(schema, fn), r))
             for statement in statements:
                 cur.execute(statement)
                 done.append(statement.as_string(cur))
@@ -679,22 +687,49 @@ class PostgresStore(SQLStore):
             # 'O' (origin) and 'A' (always) fire in an ordinary session; 'R' (ENABLE REPLICA
             # TRIGGER) only under session_replication_role = replica: as good as disabled.
             "SELECT t.tgname AS name, c.relname AS tbl, t.tgenabled IN ('O', 'A') AS enabled, "
-            "p.proname AS function, p.prosrc AS body "
+            "p.proname AS function, p.prosrc AS body, "
+            # the trigger's shape: timing, level and events (tgtype), no WHEN clause, no column
+            # list, no arguments, deferral, and a function of the ledger's schema
+            "t.tgtype::int AS tgtype, t.tgqual IS NULL AND t.tgnargs = 0 AND t.tgattr::text = '' "
+            "AND p.pronamespace = c.relnamespace AS plain, t.tgconstraint <> 0 AS is_constraint, "
+            "t.tgdeferrable AS deferrable, t.tginitdeferred AS deferred "
             "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
             "JOIN pg_proc p ON p.oid = t.tgfoid "
             "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace"
         ).fetchall()
+
+    @staticmethod
+    def _shape_matches(row: Any, ddl: str) -> bool:
+        """Whether the trigger ``row`` (of :meth:`_trigger_rows`) has the shape its definition
+        ``ddl`` gives: its table, function, timing, level and events, no WHEN clause, no column
+        list, no arguments, and the same deferral. A trigger that keeps its name but never
+        fires (``WHEN (false)``, another event, statement level) does not match."""
+        want = _trigger_shape(ddl)
+        if want is None:
+            return True
+        table, tgtype, function, constraint = want
+        return (row["tbl"] == table and row["function"] == function and row["tgtype"] == tgtype
+                and bool(row["plain"]) and bool(row["is_constraint"]) == constraint
+                and bool(row["deferrable"]) == constraint and bool(row["deferred"]) == constraint)
 
     def triggers(self, tx: Tx) -> dict[str, tuple[str, bool]]:
         """``{trigger: (table, in force)}``: a trigger counts as disabled when it does not fire
         in an ordinary session, or when its function's body (``pg_proc.prosrc``, whitespace
         aside) differs from the one the migrations create (``CREATE OR REPLACE FUNCTION
         events_append_only() ... RETURN OLD`` would neuter it while the trigger stays)."""
+        from leasehold.store.sql_chain import guard_definitions
+
         functions = trigger_functions()
+        guards = guard_definitions("postgres")
         out = {}
         for row in self._trigger_rows(tx):
+            guard = guards.get(row["name"])
+            if guard is not None and row["tbl"] != guard[0]:
+                continue  # a trigger of that name on another table is not the guard
             known = functions.get(row["function"])
             altered = known is not None and _norm(row["body"]) != _norm(known[1])
+            if guard is not None and not self._shape_matches(row, guard[1]):
+                altered = True
             out[row["name"]] = (row["tbl"], bool(row["enabled"]) and not altered)
         return out
 
@@ -707,9 +742,14 @@ class PostgresStore(SQLStore):
             return None
         functions = trigger_functions()
         restored = None
+        table = ddl.split(" ON ", 1)[1].split()[0]
         for row in self._trigger_rows(tx):
-            if row["name"] != name:
+            if row["name"] != name or row["tbl"] != table:
                 continue
+            if not self._shape_matches(row, ddl):  # reshaped: recreate it from its definition
+                tx.cursor.execute(f'DROP TRIGGER "{name}" ON {table}')
+                tx.cursor.execute(ddl)
+                return f"recreated trigger {name} on {table}"
             known = functions.get(row["function"])
             if known is not None and _norm(row["body"]) != _norm(known[1]):
                 tx.cursor.execute(known[0])
@@ -719,7 +759,6 @@ class PostgresStore(SQLStore):
                         psycopg.sql.Identifier(tx.cursor.execute(
                             "SELECT current_schema() AS s").fetchone()["s"])))
                 restored = f"restored function {row['function']}() of trigger {name}"
-        table = ddl.split(" ON ", 1)[1].split()[0]
         tx.cursor.execute(f'ALTER TABLE {table} ENABLE TRIGGER "{name}"')
         return restored
 
@@ -811,6 +850,25 @@ def trigger_functions() -> dict[str, tuple[str, str]]:
                                    match.group(0), flags=re.I)
                 _FUNCTIONS[match.group(1)] = (statement, match.group(2))
     return _FUNCTIONS
+
+
+_TRIGGER_DDL = re.compile(r"CREATE\s+(CONSTRAINT\s+)?TRIGGER\s+\w+\s+(BEFORE|AFTER)\s+(.+?)\s+ON\s+"
+                          r"(\w+)\s+(DEFERRABLE\s+INITIALLY\s+DEFERRED\s+)?FOR\s+EACH\s+(ROW|STATEMENT)"
+                          r"\s+EXECUTE\s+FUNCTION\s+(\w+)\(\)", re.S | re.I)
+_TRIGGER_EVENTS = {"INSERT": 4, "DELETE": 8, "UPDATE": 16, "TRUNCATE": 32}
+
+
+def _trigger_shape(ddl: str) -> tuple[str, int, str, bool] | None:
+    """``(table, pg_trigger.tgtype, function, constraint trigger)`` of a guards.ddl definition
+    (None when it is not a plain CREATE [CONSTRAINT] TRIGGER)."""
+    m = _TRIGGER_DDL.search(ddl)
+    if m is None:
+        return None
+    constraint, timing, events, table, _deferred, level, function = m.groups()
+    tgtype = (1 if level.upper() == "ROW" else 0) | (2 if timing.upper() == "BEFORE" else 0)
+    for event in re.split(r"\s+OR\s+", events.strip(), flags=re.I):
+        tgtype |= _TRIGGER_EVENTS[event.upper()]
+    return table, tgtype, function, bool(constraint)
 
 
 def _norm(body: str) -> str:
