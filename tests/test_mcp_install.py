@@ -403,3 +403,53 @@ def test_a_gemini_mcp_servers_holding_only_a_comment_survives_uninstall(repo, sa
     _only_inserted(sample, path.read_text())
     assert _run(env, root, "uninstall", "--client", "gemini").returncode == 0
     assert path.exists() and path.read_text() == sample
+
+
+@pytest.mark.parametrize("client", ["claude-code", "codex", "gemini"])
+def test_the_installed_entry_starts_a_server_that_claims_extends_and_releases(
+        repo, client: str, tmp_path: Path) -> None:
+    """What a runtime does with our entry: read ``command`` and ``args`` from the file ``mcp
+    install`` wrote (its own format), start that process over stdio with the SDK's client, and
+    claim, extend (the heartbeat) and release a task through the tools; the ledger then holds
+    the history of that holder, from the actor and session the runtime's environment gives."""
+    import anyio
+    import tomlkit
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    from leasehold import Ledger
+
+    root, env = repo
+    db = str(tmp_path / "ledger.db")
+    Ledger.open(db, create=True).close()
+    run = _run(env, root, "install", "--client", client, "--json")
+    assert run.returncode == 0, run.stderr
+    path = Path(json.loads(run.stdout)["path"])
+    text = path.read_text()
+    if client == "codex":
+        entry = tomlkit.parse(text)["mcp_servers"]["leasehold"]
+    else:
+        entry = json.loads("\n".join(line for line in text.splitlines()
+                                     if not line.lstrip().startswith("//")))["mcpServers"]["leasehold"]
+    assert os.path.isabs(entry["command"]) and os.access(entry["command"], os.X_OK)
+    runtime_env = dict(env, LEASEHOLD_DB=db, LEASEHOLD_ACTOR="agent7", LEASEHOLD_SESSION="sess-1")
+
+    async def main() -> None:
+        params = StdioServerParameters(command=str(entry["command"]), args=[str(a) for a in entry["args"]],
+                                       env=runtime_env, cwd=str(root))
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                claimed = await session.call_tool("claim", {"task": "T-42", "ttl": "5m"})
+                assert not claimed.is_error, claimed
+                fence = claimed.structured_content["fence"]
+                extended = await session.call_tool("extend", {"task": "T-42", "ttl": "10m"})
+                assert not extended.is_error and extended.structured_content["fence"] == fence, extended
+                released = await session.call_tool("release", {"task": "T-42"})
+                assert not released.is_error, released
+
+    anyio.run(main)
+    with Ledger.open(db) as ledger:
+        kinds = [(e.kind, f"{e.actor}:{e.session}") for e in ledger.events("T-42")]
+    assert [k for k, _ in kinds] == ["created", "claimed", "extended", "released"], kinds
+    assert {who for _, who in kinds} == {"agent7:sess-1"}
