@@ -202,7 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from leasehold.cli.common import run_command
 
-    return run_command(args, debug)
+    try:
+        return run_command(args, debug)
+    finally:
+        if "leasehold.config" in sys.modules:  # a hook's pinned --db ends with its command
+            sys.modules["leasehold.config"].command_line_db = None  # type: ignore[attr-defined]
 
 
 def entry() -> None:
