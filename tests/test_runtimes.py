@@ -162,7 +162,35 @@ def test_codex_stop_and_post_tool_use_heartbeat_and_session_start_explains_expir
     out = answer(run(sqlite_cli, "codex", load(CODEX, "session_start.json", cwd=str(repo))))
     spec = out["hookSpecificOutput"]
     assert spec["hookEventName"] == "SessionStart"
-    assert "no session end" in spec["additionalContext"] and "99927" in spec["additionalContext"]
+    assert "released when the session ends" in spec["additionalContext"]
+    assert "99927" in spec["additionalContext"]
+
+
+def test_an_older_codex_install_without_session_end_is_reported(sqlite_cli: CLI, repo: Path) -> None:
+    sqlite_cli.cwd = repo
+    assert sqlite_cli("hooks", "install", "--runtime", "codex").returncode == 0
+    path = repo / ".codex" / "hooks.json"
+    data = json.loads(path.read_text())
+    del data["hooks"]["SessionEnd"]
+    path.write_text(json.dumps(data))
+    shown = [i for i in json.loads(sqlite_cli("hooks", "show", "--json").stdout)
+             if i["runtime"] == "codex" and i["scope"] == "project"][0]
+    assert any("SessionEnd not installed" in p for p in shown["problems"]), shown
+    assert sqlite_cli("hooks", "install", "--runtime", "codex").returncode == 0
+    assert "SessionEnd" in json.loads(path.read_text())["hooks"]
+
+
+def test_codex_session_end_releases_this_sessions_leases_only(sqlite_cli: CLI, repo: Path) -> None:
+    claim(sqlite_cli, "99927", CODEX_SESSION)
+    claim(sqlite_cli, "sync", "another-thread")
+    # Codex's SessionEnd payload: the Stop fields without the turn's, plus a reason
+    end = load(CODEX, "stop.json", cwd=str(repo), hook_event_name="SessionEnd", reason="other")
+    for key in ("turn_id", "stop_hook_active", "last_assistant_message"):
+        end.pop(key)
+    proc = run(sqlite_cli, "codex", end)
+    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    assert json.loads(sqlite_cli("status", "99927", "--json").stdout)["lease_holder"] is None
+    assert json.loads(sqlite_cli("status", "sync", "--json").stdout)["lease_holder"] is not None
 
 
 def test_codex_bad_payload_is_a_non_blocking_error(sqlite_cli: CLI) -> None:
@@ -290,8 +318,9 @@ def test_install_codex_and_gemini_keep_foreign_entries(sqlite_cli: CLI, repo: Pa
     cmd = ours["hooks"][0]["command"]
     exe, _, rest = cmd.partition(" ")
     assert Path(exe).is_absolute() and Path(exe).name == "leasehold" and rest == "hook codex"
-    assert set(data["hooks"]) == {"SessionStart", "PreToolUse", "PostToolUse", "Stop"}
-    assert all(h["timeout"] == 10 for g in sum(data["hooks"].values(), []) for h in g["hooks"]
+    assert set(data["hooks"]) == {"SessionStart", "PreToolUse", "PostToolUse", "Stop", "SessionEnd"}
+    assert all(h["timeout"] == (3 if event == "SessionEnd" else 10)
+               for event, groups in data["hooks"].items() for g in groups for h in g["hooks"]
                if h["command"] == cmd)
     again = sqlite_cli("hooks", "install", "--runtime", "codex")
     assert "already installed" in again.stdout

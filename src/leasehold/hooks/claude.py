@@ -69,9 +69,9 @@ _TEXT_INPUTS = ("prompt", "description", "file_path", "notebook_path")
 #: set by the Codex and Gemini CLI adapters).
 SESSION_NOTES = {
     "claude": "Heartbeat and release at session end are automatic.",
-    "codex": ("Your claims are extended while you work; Codex has no session end, so they end "
-              "by expiry (their TTL after your last tool call or turn): release what you finish "
-              "(`leasehold release ID`)."),
+    "codex": ("Your claims are extended while you work and released when the session ends; "
+              "a Codex without the SessionEnd hook ends them by expiry (their TTL after your last "
+              "tool call or turn): release what you finish (`leasehold release ID`)."),
     "gemini": ("Your shell commands do not see this session's id: pass `--session {session}` "
                "to leasehold claim/release/reserve-path so the hooks know the claims are yours. "
                "Heartbeat and release at session end are automatic."),

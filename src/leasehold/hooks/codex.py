@@ -10,8 +10,10 @@ the shared fixtures).
   of ``tool_input``, as for Claude Code's ``Agent``.
 - ``PreToolUse`` ``Bash`` and anything else: allowed (shell commands are not gated; the git
   guard covers commits).
-- ``PostToolUse``, ``Stop`` and ``SubagentStop``: the heartbeat. Codex has no SessionEnd: a
-  session's leases are extended while it works (tool calls and turn ends) and end by expiry
+- ``PostToolUse``, ``Stop`` and ``SubagentStop``: the heartbeat: a session's leases are
+  extended while it works (tool calls and turn ends).
+- ``SessionEnd`` (Codex documents it for the main thread, with a 3 s cap on its timeout):
+  releases everything this session holds. A Codex build without it ends the leases by expiry
   (their TTL after the last heartbeat), or by ``leasehold release``.
 - ``SessionStart``: what this session and others hold, as developer context.
 
@@ -114,4 +116,6 @@ def run(raw: bytes | None = None) -> int:
         return runtime.call("post-tool-use", payload).code
     if event == "SessionStart":
         return _passthrough("session-start", dict(payload, leasehold_runtime="codex"))
+    if event == "SessionEnd":
+        return min(runtime.call("session-end", payload).code, 1)
     return 0

@@ -117,6 +117,8 @@ def entries(runtime: str = "claude", exe: str | None = None) -> dict[str, dict[s
                  "statusMessage": "Checking leases"}]},
             "PostToolUse": {"hooks": [{"type": "command", "command": cmd, "timeout": 10}]},
             "Stop": {"hooks": [{"type": "command", "command": cmd, "timeout": 10}]},
+            # Codex caps a SessionEnd hook's timeout at 3 s (the release has its own 1.1 s deadline)
+            "SessionEnd": {"hooks": [{"type": "command", "command": cmd, "timeout": 3}]},
         }
     if runtime == "gemini":
         cmd = command("gemini", exe)
@@ -152,7 +154,7 @@ def entries(runtime: str = "claude", exe: str | None = None) -> dict[str, dict[s
 HOOK_ARGS = {
     "claude": {"PreToolUse": "pre-tool-use", "PostToolUse": "post-tool-use",
                "SessionStart": "session-start", "SessionEnd": "session-end"},
-    "codex": dict.fromkeys(("SessionStart", "PreToolUse", "PostToolUse", "Stop"), "codex"),
+    "codex": dict.fromkeys(("SessionStart", "PreToolUse", "PostToolUse", "Stop", "SessionEnd"), "codex"),
     "gemini": dict.fromkeys(("SessionStart", "BeforeTool", "AfterTool", "SessionEnd"), "gemini"),
 }
 
@@ -611,6 +613,12 @@ def show(cwd: str | None = None, runtimes: tuple[str, ...] = RUNTIMES) -> list[d
                     info["other_handlers"][event] = others
             if info["installed"]:
                 info["problems"] = health.problems(runtime, scope, path, info["commands"], cwd)
+                missing = [e for e in HOOK_ARGS[runtime] if e not in info["installed"]]
+                if missing:  # an install from an older leasehold (Codex's SessionEnd came later)
+                    flag = "" if runtime == "claude" else f" --runtime {runtime}"
+                    info["problems"].append(
+                        f"{', '.join(missing)} not installed; fix: leasehold hooks install{flag} "
+                        f"--scope {scope}")
                 if runtime == "codex":
                     info["notes"] = [health.CODEX_TRUST_NOTE]
             out.append(info)
