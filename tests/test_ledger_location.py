@@ -302,6 +302,21 @@ def test_init_completes_an_existing_toml_and_takes_db(base_env: dict[str, str], 
     assert (repo / "leasehold.toml").read_text() == ""
 
 
+@pytest.mark.parametrize("content", [b"", b'default_ttl = "30m"\n'])
+def test_init_never_makes_the_settings_file_the_ledger(base_env: dict[str, str], tmp_path: Path,
+                                                       content: bytes) -> None:
+    """``init --db leasehold.toml`` used to turn the settings file into a SQLite database and
+    then fail reading it back as text (exit 70): it is exit 2 and the file is left as it was."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "leasehold.toml").write_bytes(content)
+    for name in ("leasehold.toml", "./leasehold.toml"):
+        result = run(base_env, repo, "init", "--db", name, "--no-hooks", "--git", "--separate")
+        assert result.returncode == 2 and "cannot be the settings file" in result.stderr, result.stderr
+        assert (repo / "leasehold.toml").read_bytes() == content
+
+
 def test_init_outside_a_repository_creates_only_the_ledger(base_env: dict[str, str],
                                                            tmp_path: Path) -> None:
     target = tmp_path / "fleet" / "ledger.db"

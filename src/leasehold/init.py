@@ -226,6 +226,9 @@ def plan_init(db: str | None = None, *, cwd: str | None = None,
         value = str(found) if found else os.path.relpath(os.path.join(plan.root, DEFAULT_REPO_DB),
                                                            folder)
     target_db, plan.worktree = resolve_config_db(value, plan.config)
+    if os.path.normpath(target_db) == os.path.normpath(plan.config):
+        raise InvalidInput(f"the ledger cannot be the settings file {plan.config}: name another "
+                           f"path (e.g. `leasehold init --db {DEFAULT_REPO_DB}`)")
     if plan.worktree is None and linked is not None and plan.root != plan.repo \
             and _inside(target_db, plan.root):
         plan.worktree = linked  # written in the main worktree, shared by this one
@@ -301,8 +304,11 @@ def step_config(plan: Plan) -> Step:
         _write_atomic(plan.config, _TOML_HEADER + line, exclusive=True)
         return Step("config", "created", plan.config,
                     f"wrote {plan.config} (db = {plan.config_value})")
-    with open(plan.config, encoding="utf-8") as fh:
-        text = fh.read()
+    try:
+        with open(plan.config, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{plan.config}: not UTF-8 text (TOML files are UTF-8)") from None
     if text and not text.endswith("\n"):
         text += "\n"
     _write_atomic(plan.config, text + line)
