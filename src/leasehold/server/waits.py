@@ -26,8 +26,23 @@ if TYPE_CHECKING:
 
 #: The channel server processes notify each other on.
 CHANNEL = "leasehold_changes"
+
+
+def _recheck() -> float:
+    """``LEASEHOLD_WAIT_RECHECK`` (seconds, 0.05 to 3600; default 1): a test sets it high to
+    prove that waiters are woken by changes, not by this re-check."""
+    import math
+    import os
+
+    try:
+        value = float(os.environ.get("LEASEHOLD_WAIT_RECHECK", "1"))
+    except ValueError:
+        return 1.0
+    return min(max(value, 0.05), 3600.0) if math.isfinite(value) else 1.0
+
+
 #: Longest a waiter sleeps without re-checking (seconds).
-RECHECK = 1.0
+RECHECK = _recheck()
 
 
 class Changes:
