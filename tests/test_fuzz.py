@@ -244,10 +244,14 @@ def run_one(scratch: Scratch, argv: list[str], env: dict[str, str], toml: bytes 
     saved_cwd = os.getcwd()
     saved_streams = sys.stdin, sys.stdout, sys.stderr
     toml_path = os.path.join(scratch.cwd, "leasehold.toml")
+    if os.path.isdir(toml_path) and not os.path.islink(toml_path):
+        shutil.rmtree(toml_path)  # a drawn path made it a folder (e.g. missions init --dir)
     if toml is None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(toml_path)
     else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(toml_path)  # a symlink a drawn command left: never written through
         Path(toml_path).write_bytes(toml)
     err = io.StringIO()
     try:

@@ -311,7 +311,7 @@ def test_init_never_makes_the_settings_file_the_ledger(base_env: dict[str, str],
     repo.mkdir()
     git(repo, "init", "-q")
     (repo / "leasehold.toml").write_bytes(content)
-    for name in ("leasehold.toml", "./leasehold.toml"):
+    for name in ("leasehold.toml", "./leasehold.toml", "leasehold.toml/ledger.db"):
         result = run(base_env, repo, "init", "--db", name, "--no-hooks", "--git", "--separate")
         assert result.returncode == 2 and "cannot be the settings file" in result.stderr, result.stderr
         assert (repo / "leasehold.toml").read_bytes() == content

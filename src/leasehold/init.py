@@ -226,8 +226,9 @@ def plan_init(db: str | None = None, *, cwd: str | None = None,
         value = str(found) if found else os.path.relpath(os.path.join(plan.root, DEFAULT_REPO_DB),
                                                            folder)
     target_db, plan.worktree = resolve_config_db(value, plan.config)
-    if os.path.normpath(target_db) == os.path.normpath(plan.config):
-        raise InvalidInput(f"the ledger cannot be the settings file {plan.config}: name another "
+    config_path = os.path.normpath(plan.config)
+    if os.path.normpath(target_db) == config_path or _inside(target_db, config_path):
+        raise InvalidInput(f"the ledger cannot be the settings file {plan.config} (or inside it): name another "
                            f"path (e.g. `leasehold init --db {DEFAULT_REPO_DB}`)")
     if plan.worktree is None and linked is not None and plan.root != plan.repo \
             and _inside(target_db, plan.root):
