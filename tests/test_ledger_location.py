@@ -317,6 +317,33 @@ def test_init_never_makes_the_settings_file_the_ledger(base_env: dict[str, str],
         assert (repo / "leasehold.toml").read_bytes() == content
 
 
+@pytest.mark.parametrize("existing", [None, b'default_ttl = "30m"\n', b""])
+def test_init_never_makes_the_settings_file_the_ledger_through_a_link(
+        base_env: dict[str, str], tmp_path: Path, existing: bytes | None) -> None:
+    """A --db path that reaches leasehold.toml through a symbolic link (a link to the file, even
+    dangling, or a linked folder) is exit 2 too, with nothing written: SQLite follows the link,
+    so it used to create (or overwrite an empty) leasehold.toml as a database, then exit 78."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    if existing is not None:
+        (repo / "leasehold.toml").write_bytes(existing)
+    (repo / "link.db").symlink_to("leasehold.toml")
+    (repo / "sub").mkdir()
+    (repo / "sub" / "up.db").symlink_to("../leasehold.toml")
+    (repo / "here").symlink_to(".")
+    for name in ("link.db", "sub/up.db", "here/leasehold.toml", str(repo / "here" / "leasehold.toml")):
+        result = run(base_env, repo, "init", "--db", name, "--no-hooks", "--git", "--separate")
+        assert result.returncode == 2 and "cannot be the settings file" in result.stderr, (name, result)
+        if existing is None:
+            assert not os.path.lexists(repo / "leasehold.toml"), name
+        else:
+            assert (repo / "leasehold.toml").read_bytes() == existing, name
+        expected = [".git", "here", "link.db", "sub"] + ([] if existing is None else ["leasehold.toml"])
+        assert sorted(p.name for p in repo.iterdir()) == sorted(expected), name
+        assert [p.name for p in (repo / "sub").iterdir()] == ["up.db"], name
+
+
 def test_init_outside_a_repository_creates_only_the_ledger(base_env: dict[str, str],
                                                            tmp_path: Path) -> None:
     target = tmp_path / "fleet" / "ledger.db"

@@ -226,8 +226,10 @@ def plan_init(db: str | None = None, *, cwd: str | None = None,
         value = str(found) if found else os.path.relpath(os.path.join(plan.root, DEFAULT_REPO_DB),
                                                            folder)
     target_db, plan.worktree = resolve_config_db(value, plan.config)
-    config_path = os.path.normpath(plan.config)
-    if os.path.normpath(target_db) == config_path or _inside(target_db, config_path):
+    # compared as written and with links resolved (SQLite follows a link, even a dangling one)
+    pairs = ((os.path.normpath(target_db), os.path.normpath(plan.config)),
+             (os.path.realpath(target_db), os.path.realpath(plan.config)))
+    if any(ledger == config or _inside(ledger, config) for ledger, config in pairs):
         raise InvalidInput(f"the ledger cannot be the settings file {plan.config} (or inside it): name another "
                            f"path (e.g. `leasehold init --db {DEFAULT_REPO_DB}`)")
     if plan.worktree is None and linked is not None and plan.root != plan.repo \
