@@ -175,7 +175,15 @@ def test_an_older_codex_install_without_session_end_is_reported(sqlite_cli: CLI,
     path.write_text(json.dumps(data))
     shown = [i for i in json.loads(sqlite_cli("hooks", "show", "--json").stdout)
              if i["runtime"] == "codex" and i["scope"] == "project"][0]
-    assert any("SessionEnd not installed" in p for p in shown["problems"]), shown
+    # the hooks it has can run: reported as incomplete, never as "cannot run"
+    assert shown["missing"] == ["SessionEnd"], shown
+    assert not any("SessionEnd" in p for p in shown["problems"]), shown
+    text = sqlite_cli("hooks", "show", "--runtime", "codex")
+    assert text.returncode == 1 and "INCOMPLETE: SessionEnd not installed" in text.stdout, text.stdout
+    assert "CANNOT RUN: SessionEnd" not in text.stdout, text.stdout
+    doctor = json.loads(sqlite_cli("doctor", "--json").stdout)
+    check = [c for c in doctor["checks"] if c["name"] == "hooks:codex:project"][0]
+    assert check["ok"] is False and "SessionEnd not installed" in check["detail"], check
     assert sqlite_cli("hooks", "install", "--runtime", "codex").returncode == 0
     assert "SessionEnd" in json.loads(path.read_text())["hooks"]
 

@@ -269,7 +269,8 @@ def _hook_checks(cwd: str | None) -> list[dict[str, Any]]:
             out.append(_check(f"hooks:{info['runtime']}:{info['scope']}", False, info["error"],
                               f"fix {info['path']}"))
         elif info["installed"]:
-            problems = info["problems"]
+            missing = install.missing_text(info)
+            problems = info["problems"] + ([missing] if missing else [])
             name = f"hooks:{info['runtime']}:{info['scope']}"
             if problems:
                 out.append(_check(name, False, "; ".join(problems),

@@ -88,6 +88,11 @@ def _show_line(info: dict[str, Any]) -> str:
             + (f"  (other handlers: {others})" if others else ""))
     for problem in info.get("problems") or []:
         line += f"\n    CANNOT RUN: {problem}"
+    from leasehold.hooks.install import missing_text
+
+    missing = missing_text(info)
+    if missing:
+        line += f"\n    INCOMPLETE: {missing}"
     for note in info.get("notes") or []:
         line += f"\n    note: {note}"
     return line
@@ -111,7 +116,7 @@ def cmd_hooks(ctx: Context) -> int:
     if action == "show":
         data = inst.show(runtimes=(runtime,) if runtime else inst.RUNTIMES)
         ctx.out(data, "\n".join(_show_line(info) for info in data))
-        return 1 if any(info.get("problems") for info in data) else 0
+        return 1 if any(info.get("problems") or info.get("missing") for info in data) else 0
     runtime = runtime or "claude"
     if action == "install":
         path, changed = inst.install(scope, runtime=runtime)

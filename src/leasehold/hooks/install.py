@@ -577,6 +577,16 @@ def uninstall(scope: str, cwd: str | None = None, runtime: str = "claude") -> tu
     return path, removed
 
 
+def missing_text(info: dict[str, Any]) -> str | None:
+    """One line for the events a :func:`show` entry lacks (``info["missing"]``), with the
+    command that adds them; None when nothing is missing."""
+    if not info.get("missing"):
+        return None
+    flag = "" if info["runtime"] == "claude" else f" --runtime {info['runtime']}"
+    return (f"{', '.join(info['missing'])} not installed (an older install); fix: leasehold hooks "
+            f"install{flag} --scope {info['scope']}")
+
+
 def show(cwd: str | None = None, runtimes: tuple[str, ...] = RUNTIMES) -> list[dict[str, Any]]:
     """For each runtime and scope: its file, whether it exists, which of leasehold's events are
     installed, how many other handlers each event has, and ``problems``: why installed hooks
@@ -590,7 +600,7 @@ def show(cwd: str | None = None, runtimes: tuple[str, ...] = RUNTIMES) -> list[d
             info: dict[str, Any] = {"runtime": runtime, "scope": scope, "path": path,
                                     "exists": os.path.exists(path), "installed": [],
                                     "other_handlers": {}, "commands": [], "error": None,
-                                    "problems": [], "notes": []}
+                                    "problems": [], "missing": [], "notes": []}
             try:
                 data = read_settings(path, runtime) or {}
             except InvalidInput as exc:
@@ -613,12 +623,9 @@ def show(cwd: str | None = None, runtimes: tuple[str, ...] = RUNTIMES) -> list[d
                     info["other_handlers"][event] = others
             if info["installed"]:
                 info["problems"] = health.problems(runtime, scope, path, info["commands"], cwd)
-                missing = [e for e in HOOK_ARGS[runtime] if e not in info["installed"]]
-                if missing:  # an install from an older leasehold (Codex's SessionEnd came later)
-                    flag = "" if runtime == "claude" else f" --runtime {runtime}"
-                    info["problems"].append(
-                        f"{', '.join(missing)} not installed; fix: leasehold hooks install{flag} "
-                        f"--scope {scope}")
+                # an install from an older leasehold (Codex's SessionEnd came later): the hooks
+                # it has run, so this is not a problem (cannot run) but reported on its own
+                info["missing"] = [e for e in HOOK_ARGS[runtime] if e not in info["installed"]]
                 if runtime == "codex":
                     info["notes"] = [health.CODEX_TRUST_NOTE]
             out.append(info)
