@@ -321,7 +321,7 @@ def test_init_never_makes_the_settings_file_the_ledger(base_env: dict[str, str],
 def test_init_never_makes_the_settings_file_the_ledger_through_a_link(
         base_env: dict[str, str], tmp_path: Path, existing: bytes | None) -> None:
     """A --db path that reaches leasehold.toml through a symbolic link (a link to the file, even
-    dangling, or a linked folder) is exit 2 too, with nothing written: SQLite follows the link,
+    dangling, a linked folder, or a hard link) is exit 2 too, with nothing written: SQLite follows the link,
     so it used to create (or overwrite an empty) leasehold.toml as a database, then exit 78."""
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -342,6 +342,11 @@ def test_init_never_makes_the_settings_file_the_ledger_through_a_link(
         expected = [".git", "here", "link.db", "sub"] + ([] if existing is None else ["leasehold.toml"])
         assert sorted(p.name for p in repo.iterdir()) == sorted(expected), name
         assert [p.name for p in (repo / "sub").iterdir()] == ["up.db"], name
+    if existing is not None:  # a hard link: the same file under another name
+        os.link(repo / "leasehold.toml", repo / "hard.db")
+        result = run(base_env, repo, "init", "--db", "hard.db", "--no-hooks", "--git", "--separate")
+        assert result.returncode == 2 and "cannot be the settings file" in result.stderr, result
+        assert (repo / "leasehold.toml").read_bytes() == existing
 
 
 def test_init_outside_a_repository_creates_only_the_ledger(base_env: dict[str, str],

@@ -158,6 +158,14 @@ def _inside(path: str, root: str) -> bool:
     return rel != ".." and not rel.startswith(".." + os.sep)
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two existing paths are one file (a hard link); False when either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def plan_init(db: str | None = None, *, cwd: str | None = None,
               environ: Mapping[str, str] | None = None, separate: bool = False) -> Plan:
     """Decide what ``init`` will do, changing nothing. ``separate``: give a repository nested
@@ -229,7 +237,8 @@ def plan_init(db: str | None = None, *, cwd: str | None = None,
     # compared as written and with links resolved (SQLite follows a link, even a dangling one)
     pairs = ((os.path.normpath(target_db), os.path.normpath(plan.config)),
              (os.path.realpath(target_db), os.path.realpath(plan.config)))
-    if any(ledger == config or _inside(ledger, config) for ledger, config in pairs):
+    if any(ledger == config or _inside(ledger, config) for ledger, config in pairs) \
+            or _same_file(target_db, plan.config):
         raise InvalidInput(f"the ledger cannot be the settings file {plan.config} (or inside it): name another "
                            f"path (e.g. `leasehold init --db {DEFAULT_REPO_DB}`)")
     if plan.worktree is None and linked is not None and plan.root != plan.repo \
