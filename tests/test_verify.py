@@ -204,9 +204,9 @@ def test_short_ttls_with_stalled_heartbeats_hold_on_the_event_log(sqlite_url: st
         violations, counts = check_event_log(events, records)
         assert violations == []
         assert counts["client_grants"] == counts["grants"] + counts["renewals"] > 0
-        if counts["takeovers"] >= 1 and counts["lost"] >= 1:
+        if counts["takeovers"] >= 1 and counts["lost"] >= 1 and counts["heartbeats"] >= 1:
             break
-    assert counts["takeovers"] >= 1 and counts["lost"] >= 1
+    assert counts["takeovers"] >= 1 and counts["lost"] >= 1 and counts["heartbeats"] >= 1
 
 
 def test_the_event_log_check_catches_an_overlap_and_a_fence_jump() -> None:

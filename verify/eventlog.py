@@ -75,6 +75,7 @@ def check_event_log(events: list, records: list[dict]) -> tuple[list[str], dict]
         "events": len(events),
         "grants": new_grants,
         "renewals": renewals,
+        "heartbeats": sum(1 for e in events if e.kind == "extended"),
         "takeovers": sum(1 for e in events if e.kind == "claimed" and e.details.get("previous_holder")),
         "client_grants": len(grants),
         "lost": sum(1 for r in records if r.get("t") == "lost"),

@@ -181,7 +181,8 @@ def self_test(histories: list[list[Op]], per_kind: int = 3, seed: int = 1) -> di
 def stall_runs(store: str, url: str, runs: int, duration: float, workdir: Path, progress) -> dict:
     from leasehold import Ledger
 
-    total = {"runs": 0, "events": 0, "grants": 0, "renewals": 0, "takeovers": 0, "lost": 0,
+    total = {"runs": 0, "events": 0, "grants": 0, "renewals": 0, "heartbeats": 0, "takeovers": 0,
+             "lost": 0,
              "client_grants": 0, "expired_when_returned": 0, "violations": []}
     with Pool("api", url, 8, workdir) as pool:
         for run in range(runs):
@@ -259,11 +260,12 @@ def render(tallies: list[Tally], selftest: dict, stalls: dict, seconds: float, q
     if missed:
         lines += ["", "Mutations the checker did NOT flag:", ""] + [f"- {d}" for d in missed]
     lines += ["", "## Short TTLs (1-2 s) with stalled heartbeats, checked on the event log", "",
-              "| store | runs | events | grants | renewals | takeovers | heartbeats lost "
-              "| leases expired when returned | violations |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| store | runs | events | grants | re-claims by the holder | heartbeats applied | takeovers "
+              "| heartbeats lost | leases expired when returned | violations |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for store, s in stalls.items():
         lines.append(f"| {store} | {s['runs']} | {s['events']} | {s['grants']} | {s['renewals']} "
-                     f"| {s['takeovers']} | {s['lost']} | {s['expired_when_returned']} "
+                     f"| {s['heartbeats']} | {s['takeovers']} | {s['lost']} | {s['expired_when_returned']} "
                      f"| {len(s['violations'])} |")
     if ledgers:
         lines += ["", "## Ledger verification (`leasehold verify`) of the ledgers written above", "",
