@@ -176,3 +176,20 @@ def test_a_token_file_that_is_not_text_or_holds_control_characters_is_a_config_e
             assert checks(doctor)["token"]["ok"] is False, checks(doctor)
     finally:
         server.stop()
+
+
+def test_doctor_never_prints_the_password_of_the_ledger_url(pg_url: str, base_env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    # The server trusts loopback, so the password is accepted and ignored: doctor reaches the
+    # ledger, and must still show the URL redacted, in text and in --json.
+    assert pg_url.startswith("postgresql://") and "@" in pg_url
+    user, _, rest = pg_url[len("postgresql://"):].partition("@")
+    secret = "s3cr3tPW9"
+    forms = [f"postgresql://{user.split(':')[0]}:{secret}@{rest}",
+             pg_url + ("&" if "?" in pg_url else "?") + f"password={secret}"]
+    for url in forms:
+        for extra in ([], ["--json"]):
+            proc = CLI(url, base_env, tmp_path)("doctor", *extra)
+            assert "Traceback" not in proc.stderr, proc.stderr
+            assert secret not in proc.stdout + proc.stderr
+            assert "***" in proc.stdout

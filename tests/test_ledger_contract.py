@@ -135,6 +135,20 @@ def test_force_release_needs_reason_and_is_recorded(ledger: Ledger) -> None:
     assert last.holder == "pi-orch:xyz456"
 
 
+def test_force_release_of_an_unheld_task_changes_nothing(ledger: Ledger) -> None:
+    # A forced release clears a lease; with none there it must not reopen a done task (that is
+    # `reopen`'s job) nor append an event.
+    ledger.claim("t1", JOHN, ttl=60)
+    ledger.complete("t1", JOHN)
+    ledger.add("t2")
+    before = {t: len(ledger.events(t)) for t in ("t1", "t2")}
+    for task_id, status in (("t1", "done"), ("t2", "open")):
+        result = ledger.force_release(task_id, "cleanup", by=PI)
+        assert not result.released
+        assert ledger.status(task_id).status == status
+        assert len(ledger.events(task_id)) == before[task_id]
+
+
 def test_complete_by_holder_only_and_done_is_final(ledger: Ledger) -> None:
     ledger.claim("t1", JOHN, ttl=60)
     with pytest.raises(LeaseHeld):

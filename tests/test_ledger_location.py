@@ -211,6 +211,23 @@ def test_explicit_locations_are_never_created(base_env: dict[str, str], tmp_path
     assert typo.is_file()
 
 
+def test_a_leasehold_toml_that_is_a_folder_or_a_dangling_link_is_an_error(
+        base_env: dict[str, str], tmp_path: Path) -> None:
+    # Sessions below a broken settings file must not drift onto the per-user ledger.
+    default = Path(base_env["XDG_DATA_HOME"]) / "leasehold" / "ledger.db"
+    (tmp_path / "a" / "leasehold.toml" / "x").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "leasehold.toml").symlink_to(tmp_path / "gone.toml")
+    for folder, why in (("a", "Is a directory"), ("b", "which does not exist")):
+        sub = tmp_path / folder / "sub"
+        sub.mkdir()
+        result = run(base_env, sub, "check", "X", "--actor", "a", "--session", "s")
+        assert result.returncode == 78 and "VERDICT" not in result.stdout
+        line = one_line(result)
+        assert str(tmp_path / folder / "leasehold.toml") in line and why in line
+    assert not default.exists()
+
+
 def test_the_per_user_default_is_created_on_first_use(base_env: dict[str, str], tmp_path: Path) -> None:
     default = Path(base_env["XDG_DATA_HOME"]) / "leasehold" / "ledger.db"
     assert not default.exists()

@@ -63,11 +63,15 @@ command_line_db: str | None = None
 
 
 def find_config(start: str | None = None) -> str | None:
-    """The nearest ``leasehold.toml`` from ``start`` (default: the working directory) upwards."""
+    """The nearest ``leasehold.toml`` from ``start`` (default: the working directory) upwards.
+
+    Anything by that name counts, a folder or a dangling link included: reading it then fails
+    with :class:`ConfigError` (exit 78) instead of the sessions below it silently falling back
+    to another ledger."""
     folder = os.path.abspath(start or os.getcwd())
     while True:
         candidate = os.path.join(folder, CONFIG_NAME)
-        if os.path.isfile(candidate):
+        if os.path.lexists(candidate):
             return candidate
         parent = os.path.dirname(folder)
         if parent == folder:
@@ -164,7 +168,10 @@ def read_config(path: str) -> dict[str, Any]:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+        reason = exc.strerror or str(exc)
+        if os.path.islink(path) and not os.path.exists(path):
+            reason = f"a symbolic link to {os.readlink(path)!r}, which does not exist"
+        raise ConfigError(f"{path}: {reason}; fix or remove it") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a leasehold.toml")
     where = os.path.abspath(path)

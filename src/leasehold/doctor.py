@@ -99,6 +99,13 @@ def run_checks(cwd: str | None = None, db: str | None = None) -> list[dict[str, 
     checks.append(_identity_check(settings))
     checks += _hook_checks(cwd)
     checks += _mcp_checks(cwd)
+    from leasehold.urls import scrub
+
+    # A password in the ledger's URL is never printed (text or --json), whichever check names it.
+    for check in checks:
+        for key in ("detail", "fix"):
+            if check[key]:
+                check[key] = scrub(check[key], str(settings.db))
     return checks
 
 

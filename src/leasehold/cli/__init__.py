@@ -209,15 +209,71 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.modules["leasehold.config"].command_line_db = None  # type: ignore[attr-defined]
 
 
+class _GuardedStdout:
+    """Standard output that cannot turn an outcome into an error.
+
+    The exit code is the answer scripts branch on, and a change may already be committed when
+    its answer is printed: a closed stdout (``>&-``), a full disk (``>/dev/full``) or a closed
+    pipe must not make an applied claim exit 70 or 1. The first failed write or flush points
+    the file descriptor at ``/dev/null`` (so Python's own flush at exit succeeds) and drops the
+    rest; :func:`entry` then says so in one line on stderr, except for a closed pipe
+    (``leasehold list | head``), which is normal.
+    """
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+        self.failed: BaseException | None = None
+
+    def write(self, text: str) -> int:
+        if self.failed is None:
+            try:
+                return self._stream.write(text)  # type: ignore[attr-defined]
+            except (OSError, ValueError, AttributeError) as exc:
+                self._fail(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.failed is None:
+            try:
+                self._stream.flush()  # type: ignore[attr-defined]
+            except (OSError, ValueError, AttributeError) as exc:
+                self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        import os
+
+        self.failed = exc
+        try:
+            fd = self._stream.fileno()  # type: ignore[attr-defined]
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self._stream.isatty())  # type: ignore[attr-defined]
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
 def entry() -> None:
     """Console-script entry point.
 
     ``leasehold hook EVENT`` with nothing else goes straight to the hook runner, before argparse
     is imported: it runs inside every agent tool call (the throttled heartbeat must cost little
     more than starting Python). Any other form takes the argparse path to the same runner.
+    Standard output is guarded (:class:`_GuardedStdout`): when it cannot be written, the exit
+    code is still the command's outcome.
     """
     argv = sys.argv[1:]
     code: int | None = None
+    guard = _GuardedStdout(sys.stdout)
+    sys.stdout = guard  # type: ignore[assignment]
     if len(argv) == 2 and argv[0] == "hook":
         from leasehold.hooks import EVENTS
 
@@ -236,8 +292,10 @@ def entry() -> None:
         code = run_fast(argv)
     if code is None:
         code = main()
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
+    guard.flush()
+    if guard.failed is not None and not isinstance(guard.failed, BrokenPipeError):
+        reason = ("standard output is closed" if guard._stream is None
+                  else f"{type(guard.failed).__name__}: {guard.failed}")
+        sys.stderr.write(f"leasehold: could not write the answer to standard output ({reason}); "
+                         f"the exit code ({code}) is the outcome\n")
     sys.exit(code)

@@ -391,7 +391,8 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
         ``held_by_other`` (a valid lease of another holder: nothing changed); ``expired`` (the
         caller's own lease is past its expiry: nothing changed). A lease ends at its expiry:
         its holder can no longer complete or release it, as it can no longer extend it.
-        ``force`` releases whatever lease there is (and with ``status`` set, even none).
+        ``force`` releases whatever lease there is, valid or not, of any holder; with no lease
+        it changes nothing (``not_held``), so a done task stays done.
         ``fence``: when given, a task at another fence is left alone (outcome ``stale_fence``),
         checked under the same lock as the release. ``op``: the operation id recorded with a
         release.
@@ -445,7 +446,9 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
                 return task, "held_by_other" if task.lease_valid(tx.now) else "not_held"
             if not task.lease_valid(tx.now):
                 return task, "expired"
-        elif task.lease_actor is None and status is None:
+        elif task.lease_actor is None:
+            # Nothing to clear: a forced release of an unheld task changes nothing (it must not
+            # reopen a done task; ``reopen`` does that).
             return task, "not_held"
         extra = dict(details or {})
         if task.lease_actor is not None:

@@ -147,8 +147,7 @@ old AS (
     SELECT s.*,
         CASE
             WHEN :force THEN
-                CASE WHEN s.lease_actor IS NULL AND CAST(:status AS TEXT) IS NULL
-                     THEN 'not_held' ELSE 'released' END
+                CASE WHEN s.lease_actor IS NULL THEN 'not_held' ELSE 'released' END
             WHEN s.lease_actor IS NULL THEN 'not_held'
             WHEN s.lease_actor = :actor AND s.lease_session = :session AND NOT (s.lease_until > s.now)
                 THEN 'expired'

@@ -1,0 +1,53 @@
+"""An answer that cannot be printed does not change the outcome: with standard output closed
+(``>&-``) or on a full disk (``>/dev/full``), an applied change still exits 0 (never 70 or 1,
+never a traceback), a refusal still exits 1, and one line on stderr says the answer was lost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from leasehold import Ledger
+from tests.conftest import CLI, LEASEHOLD
+
+
+def run(cli: CLI, how: str, *args: str, session: str = "s1") -> subprocess.CompletedProcess[str]:
+    env = dict(cli.env, LEASEHOLD_DB=cli.db, LEASEHOLD_ACTOR="a", LEASEHOLD_SESSION=session)
+    if how == "full":
+        with open("/dev/full", "w") as full:
+            return subprocess.run([LEASEHOLD, *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                                  env=env, cwd=cli.cwd, timeout=60)
+    return subprocess.run([LEASEHOLD, *args], stderr=subprocess.PIPE, text=True, env=env,
+                          cwd=cli.cwd, timeout=60, preexec_fn=lambda: os.close(1))
+
+
+@pytest.mark.parametrize("how", ["full", "closed"])
+def test_an_unwritable_stdout_keeps_the_exit_code_of_the_outcome(sqlite_cli: CLI, how: str) -> None:
+    cli = sqlite_cli
+    for args, session, code in [(("claim", "T1", "--op-id", f"op-{how}"), "s1", 0),
+                                (("claim", "T1", "--json"), "s2", 1),
+                                (("status", "T1", "--json"), "s1", 0),
+                                (("check", "T1"), "s2", 1),
+                                (("check", "T1"), "s1", 0)]:
+        proc = run(cli, how, *args, session=session)
+        assert proc.returncode == code, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert "could not write the answer to standard output" in proc.stderr, (args, proc.stderr)
+    applied = cli("op", f"op-{how}", env={"LEASEHOLD_ACTOR": "a", "LEASEHOLD_SESSION": "s1"})
+    assert applied.returncode == 0 and "applied: claim" in applied.stdout
+
+
+def test_a_closed_pipe_is_quiet_and_keeps_the_exit_code(sqlite_cli: CLI) -> None:
+    cli = sqlite_cli
+    with Ledger.open(cli.db) as ledger:
+        for i in range(400):  # far more than a pipe's buffer holds
+            ledger.add(f"task-{i:04d}", title="x" * 200)
+    env = dict(cli.env, LEASEHOLD_DB=cli.db)
+    proc = subprocess.Popen([LEASEHOLD, "list", "--all"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, cwd=cli.cwd)
+    assert proc.stdout is not None and proc.stdout.read(10)
+    proc.stdout.close()  # the reader went away, as `| head -1` does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and err == b"", err
