@@ -208,3 +208,60 @@ def test_clients_with_skewed_clocks_agree_on_holders_and_expiry(skewed, pg_url: 
     assert json.loads(taken.stdout)["fence"] == 2
     swept = json.loads(behind("sweep", "--json").stdout)
     assert swept == []  # nothing is expired on the server's clock
+
+
+_STALLED_CLIENT = textwrap.dedent("""
+    import os, signal, sys
+    import leasehold.store.postgres as pgstore
+    from leasehold import Ledger
+
+    pgstore.IDLE_IN_TRANSACTION_TIMEOUT = 1  # the default is 60 s; the rule is the same
+    with Ledger.open(sys.argv[1]) as ledger:
+        ledger.claim("T", "a:s1", ttl=3600)
+        ledger.release("T", "a:s1")
+        with ledger.store._write() as tx:
+            tx.one("lock_task", id="T")  # the row is locked inside an open transaction
+            print(ledger.store.conn.info.backend_pid, flush=True)
+            os.kill(os.getpid(), signal.SIGSTOP)  # the client vanishes, its connection stays
+""")
+
+
+def test_a_client_that_vanishes_inside_a_transaction_does_not_hold_the_task(pg_url: str) -> None:
+    # A half-open connection (a partition, a stopped client) used to keep its row lock until the
+    # server's TCP timeout, hours: every claim of the task answered 75 meanwhile. leasehold's
+    # sessions set idle_in_transaction_session_timeout, so the server rolls it back.
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-c", _STALLED_CLIENT, pg_url],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        pid = int(child.stdout.readline())
+        with Ledger.open(pg_url) as ledger:
+            def claimed():  # type: ignore[no-untyped-def]
+                try:
+                    return ledger.claim("T", "b:s2", ttl=60)
+                except StoreUnavailable:  # the lock is still held: busy, retry
+                    return None
+
+            lease = wait_for(claimed, timeout=60, what="the stalled client's lock to go")
+            assert lease.fence == 2 and str(lease.holder) == "b:s2"
+            import psycopg
+
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                gone = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s",
+                                    (pid,)).fetchone()
+            assert gone == (0,)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+
+
+def test_a_url_that_sets_the_idle_transaction_timeout_keeps_its_own(pg_url: str) -> None:
+    assert "options=" in pg_url and "#" not in pg_url
+    url = pg_url.replace("options=", "options=-c%20idle_in_transaction_session_timeout%3D4321%20", 1)
+    for target, expected in ((pg_url, "1min"), (url, "4321ms")):
+        with Ledger.open(target) as ledger:
+            ledger.status("T")
+            value = ledger.store.conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+            assert list(value.values()) == [expected]
