@@ -219,6 +219,14 @@ def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> 
     data = json.loads(again.stdout)
     assert data["lease_until"] == until and data["fence"] == 1
     assert data["lease_valid"] is False
+    assert "no longer valid: claim again" in again.stderr
+    # The same in text mode, where no lease_valid field shows it.
+    text = cli("claim", "T", "--actor", "a", "--session", "1", "--ttl", "1s", "--op-id", "c-1")
+    assert text.returncode == 0 and "fence 1" in text.stdout
+    assert "replays operation c-1" in text.stderr and "no longer valid" in text.stderr
+    fresh = cli("claim", "U", "--actor", "a", "--session", "1", "--op-id", "c-2")
+    again = cli("claim", "U", "--actor", "a", "--session", "1", "--op-id", "c-2")
+    assert fresh.returncode == again.returncode == 0 and again.stderr == ""
 
 
 def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Path) -> None:

@@ -27,6 +27,15 @@ def lease_line(verb: str, lease: Lease) -> str:
             f"(fence {lease.fence})")
 
 
+def warn_if_replayed_expired(ctx: Context, lease: Lease) -> None:
+    """A retry with an ``--op-id`` returns the first outcome (exit 0) even when that lease has
+    expired since: say so on stderr, so a person or an agent does not work under it."""
+    at = ctx.ledger.replayed_at
+    if at is not None and lease.expires_at <= at:
+        ctx.say(f"note: this answer replays operation {ctx.args.op_id}; that lease expired at "
+                f"{format_ts(lease.expires_at)} and is no longer valid: claim again before working")
+
+
 def task_line(task: Task, now: float) -> str:
     if task.status == "done":
         lease = f"done (fence {task.fence})"
@@ -80,6 +89,7 @@ def cmd_claim(ctx: Context) -> int:
         data["shared_with"] = ctx.ledger.shared_among([ctx.args.id]).get(ctx.args.id, [])
         text += "\nshared with " + ", ".join(data["shared_with"])
     ctx.out(data, text)
+    warn_if_replayed_expired(ctx, lease)
     return 0
 
 
@@ -117,6 +127,7 @@ def cmd_extend(ctx: Context) -> int:
                               op_id=ctx.args.op_id)
     ctx.out(lease.task.to_dict(ctx.ledger.replayed_at or lease.task.updated_at),
             lease_line("extended", lease))
+    warn_if_replayed_expired(ctx, lease)
     return 0
 
 
