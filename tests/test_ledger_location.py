@@ -1083,3 +1083,17 @@ def test_init_refuses_a_gitignore_that_is_a_symlink_to_dev_zero(base_env: dict[s
     proc = run(base_env, repo, "init", "--no-hooks")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert ".gitignore" in proc.stderr
+
+
+def test_init_losing_a_race_for_the_settings_file_is_retryable(tmp_path: Path) -> None:
+    # Two `leasehold init` at once: the one whose exclusive write of leasehold.toml loses is
+    # told to run again, with the retryable code (75), not a configuration error (78).
+    from leasehold.errors import StoreBusy
+    from leasehold.init import _write_atomic
+
+    target = tmp_path / "leasehold.toml"
+    target.write_text('db = "a.db"\n')
+    with pytest.raises(StoreBusy, match="run it again") as caught:
+        _write_atomic(str(target), 'db = "b.db"\n', exclusive=True)
+    assert caught.value.exit_code == 75
+    assert target.read_text() == 'db = "a.db"\n' and list(tmp_path.iterdir()) == [target]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 
-from leasehold.errors import ConfigError, InvalidInput
+from leasehold.errors import ConfigError, InvalidInput, StoreBusy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -410,7 +410,7 @@ def init_project(db: str | None = None, *, cwd: str | None = None,
 
 def _write_atomic(path: str, text: str, exclusive: bool = False, errors: str = "strict") -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename; ``exclusive``: fail
-    (:class:`ConfigError`) if ``path`` appeared meanwhile; ``errors``: the UTF-8 encoder's
+    (:class:`StoreBusy`, exit 75: run again) if ``path`` appeared meanwhile; ``errors``: the UTF-8 encoder's
     (``surrogateescape`` writes back bytes read that way)."""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
@@ -423,7 +423,10 @@ def _write_atomic(path: str, text: str, exclusive: bool = False, errors: str = "
             os.replace(tmp, path)
     except FileExistsError:
         os.unlink(tmp)
-        raise ConfigError(f"{path} appeared while leasehold init ran; run it again") from None
+        # Another `leasehold init` won the race: running again completes (or finds) its work,
+        # so this is retryable (75), not a configuration error.
+        raise StoreBusy(f"{path} appeared while leasehold init ran (another init at the same "
+                        "time?); run it again") from None
     except OSError as exc:
         try:
             os.unlink(tmp)
