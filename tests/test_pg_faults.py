@@ -265,3 +265,18 @@ def test_a_url_that_sets_the_idle_transaction_timeout_keeps_its_own(pg_url: str)
             ledger.status("T")
             value = ledger.store.conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
             assert list(value.values()) == [expected]
+
+
+def test_ssl_required_of_a_server_without_ssl_is_a_configuration_error(pg_url: str) -> None:
+    # Retrying cannot help until the URL or the server changes: 78, not 75.
+    import psycopg
+
+    from leasehold.errors import ConfigError
+
+    with psycopg.connect(pg_url) as conn:
+        if conn.execute("SHOW ssl").fetchone() != ("off",):
+            pytest.skip("this server has SSL on: sslmode=require succeeds here")
+    sep = "&" if "?" in pg_url else "?"
+    for extra in ("sslmode=require", "sslmode=verify-full&sslrootcert=/nonexistent/root.crt"):
+        with pytest.raises(ConfigError, match="retrying will not help"):
+            Ledger.open(pg_url + sep + extra).status("T")

@@ -99,7 +99,7 @@ _CONFIG_CONNECT = ("does not exist", "password authentication failed", "no pg_hb
                    "invalid port number", "invalid integer value", "invalid value for parameter",
                    "invalid sslmode", "unrecognized configuration parameter",
                    "is not permitted to log in", "permission denied", "invalid connection option",
-                   "invalid URI")
+                   "invalid URI", "server does not support SSL", "root certificate file")
 
 
 def rewrite_placeholders(sql: str) -> str:
