@@ -193,3 +193,21 @@ def test_doctor_never_prints_the_password_of_the_ledger_url(pg_url: str, base_en
             assert "Traceback" not in proc.stderr, proc.stderr
             assert secret not in proc.stdout + proc.stderr
             assert "***" in proc.stdout
+
+
+def test_doctor_redacts_the_urls_other_worktrees_name(base_env: dict[str, str], tmp_path: Path) -> None:
+    main, linked = tmp_path / "w1", tmp_path / "w2"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(main)], check=True, env=base_env)
+    subprocess.run([*git, "-C", str(main), "commit", "-q", "--allow-empty", "-m", "x"], check=True,
+                   env=base_env)
+    subprocess.run([*git, "-C", str(main), "worktree", "add", "-q", str(linked)], check=True,
+                   env=base_env)
+    (main / "leasehold.toml").write_text('db = "postgresql://u:MainPw1234@127.0.0.1:1/db"\n')
+    (linked / "leasehold.toml").write_text('db = "postgresql://u:OtherPw9876@127.0.0.1:1/db"\n')
+    for extra in ([], ["--json"]):
+        proc = CLI("unused", base_env, main)("doctor", *extra, db=False)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        out = proc.stdout + proc.stderr
+        assert "worktrees" in out and str(linked) in out
+        assert "MainPw1234" not in out and "OtherPw9876" not in out

@@ -260,7 +260,8 @@ def test_a_client_that_vanishes_inside_a_transaction_does_not_hold_the_task(pg_u
 def test_a_url_that_sets_the_idle_transaction_timeout_keeps_its_own(pg_url: str) -> None:
     assert "options=" in pg_url and "#" not in pg_url
     url = pg_url.replace("options=", "options=-c%20idle_in_transaction_session_timeout%3D4321%20", 1)
-    for target, expected in ((pg_url, "1min"), (url, "4321ms")):
+    shouted = pg_url.replace("options=", "options=-c%20IDLE_IN_TRANSACTION_SESSION_TIMEOUT%3D7s%20", 1)
+    for target, expected in ((pg_url, "1min"), (url, "4321ms"), (shouted, "7s")):
         with Ledger.open(target) as ledger:
             ledger.status("T")
             value = ledger.store.conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()

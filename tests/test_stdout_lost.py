@@ -51,3 +51,30 @@ def test_a_closed_pipe_is_quiet_and_keeps_the_exit_code(sqlite_cli: CLI) -> None
     proc.stdout.close()  # the reader went away, as `| head -1` does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and err == b"", err
+
+
+@pytest.mark.parametrize("command", [("log", "--follow"), ("watch",), ("feed", "tail", "--follow",
+                                                                       "--interval", "0.1")])
+def test_a_follow_stops_when_its_reader_goes_away(sqlite_cli: CLI, command: tuple[str, ...]) -> None:
+    # `leasehold log --follow | head -1`: once head exits, the follower must end, not hold the
+    # ledger until a timeout or a kill.
+    cli = sqlite_cli
+    env = dict(cli.env, LEASEHOLD_DB=cli.db, LEASEHOLD_ACTOR="a", LEASEHOLD_SESSION="s1")
+    with Ledger.open(cli.db) as ledger:
+        ledger.claim("seed", "a:s1", ttl=60)
+    proc = subprocess.Popen([LEASEHOLD, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=cli.cwd)
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before the follower writes anything more
+    with Ledger.open(cli.db) as ledger:
+        for i in range(200):
+            if proc.poll() is not None:
+                break
+            if command[0] == "feed":
+                ledger.feed.post("info", f"post {i}", "a:s1", item=f"N-{i}")
+            else:
+                ledger.claim(f"t{i}", "a:s1", ttl=60)
+                ledger.release(f"t{i}", "a:s1")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err

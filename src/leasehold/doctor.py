@@ -135,6 +135,7 @@ def _mcp_checks(cwd: str | None) -> list[dict[str, Any]]:
 def _worktree_check(settings: Settings, cwd: str | None, db: str | None) -> dict[str, Any]:
     from leasehold.config import load_settings
     from leasehold.errors import LeaseholdError
+    from leasehold.urls import redact, scrub
 
     trees = _worktrees(cwd)
     if len(trees) < 2:
@@ -145,16 +146,16 @@ def _worktree_check(settings: Settings, cwd: str | None, db: str | None) -> dict
         try:
             other = load_settings(db, cwd=tree)
         except LeaseholdError as exc:
-            differ.append(f"{tree}: {exc}")
+            differ.append(f"{tree}: {scrub(str(exc), str(db or ''))}")
             continue
         if _same_ledger(other.db) != mine:
-            differ.append(f"{tree} uses {other.db} (from {other.db_source})")
+            differ.append(f"{tree} uses {redact(str(other.db))} (from {other.db_source})")
     if differ:
         return _check("worktrees", False, "worktrees resolve different ledgers: " + "; ".join(differ),
                       "put one leasehold.toml with an absolute db (or one relative to the main "
                       "worktree) where every worktree finds it, or set LEASEHOLD_DB; "
                       "`leasehold init` in the main worktree does this")
-    return _check("worktrees", True, f"all {len(trees)} worktrees use {settings.db}")
+    return _check("worktrees", True, f"all {len(trees)} worktrees use {redact(str(settings.db))}")
 
 
 def _store_checks(settings: Settings) -> list[dict[str, Any]]:

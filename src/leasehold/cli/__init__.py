@@ -233,7 +233,7 @@ class _GuardedStdout:
         return len(text)
 
     def flush(self) -> None:
-        if self.failed is None:
+        if self.failed is None and self._stream is not None:  # closed: only a write fails
             try:
                 self._stream.flush()  # type: ignore[attr-defined]
             except (OSError, ValueError, AttributeError) as exc:

@@ -264,6 +264,12 @@ class Context(LedgerContext):
         sys.stderr.write(escape(message, None) + "\n")
 
 
+def output_lost() -> bool:
+    """True once standard output could not be written (the console entry point guards it:
+    ``leasehold.cli._GuardedStdout``): loops that stream until interrupted stop then."""
+    return getattr(sys.stdout, "failed", None) is not None
+
+
 def run_command(args: argparse.Namespace, debug: bool) -> int:
     """Run ``args.func`` and map errors to exit codes; never a traceback unless --debug."""
     ctx = Context(args)

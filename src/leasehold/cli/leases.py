@@ -10,6 +10,7 @@ from leasehold.cli.common import (
     add_op_id_option,
     add_ttl_options,
     blockers_after,
+    output_lost,
 )
 from leasehold.errors import InvalidInput, NoneAvailable, StoreError
 from leasehold.model import format_ts
@@ -507,12 +508,16 @@ def follow(ctx: Context, ids: list[str], kinds: list[str], after: int | None,
     import json
     import sys
 
+    if output_lost():
+        return 0
     for event in ctx.ledger.watch(ids, kinds, after=after, timeout=timeout):
         if ctx.json:
             sys.stdout.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
         else:
             sys.stdout.write(event_line(event) + "\n")
         sys.stdout.flush()
+        if output_lost():  # the reader went away (| head), or stdout is full or closed
+            return 0
     return 0
 
 

@@ -11,6 +11,7 @@ from leasehold.cli.common import (
     add_command,
     add_limit_options,
     add_op_id_option,
+    output_lost,
 )
 from leasehold.errors import InvalidInput
 from leasehold.model import format_ts
@@ -275,7 +276,7 @@ def cmd_feed_tail(ctx: Context) -> int:
     signal.signal(signal.SIGINT, on_signal)
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     seen = 0
-    while not stop:
+    while not stop and not output_lost():  # the reader went away (| head), or stdout is full
         for post in feed.after(last):
             emit(post)
             last = post.id

@@ -82,7 +82,7 @@ DEFAULT_BUSY_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10
 #: Seconds a leasehold session may sit idle inside a transaction before the server ends it
 #: (``idle_in_transaction_session_timeout``), releasing the row locks of a vanished client;
-#: a URL that sets the parameter itself (``options=-c ...``) keeps its own value.
+#: set only where nothing else set it (URL ``options``, PGOPTIONS, ALTER ROLE/DATABASE, server).
 IDLE_IN_TRANSACTION_TIMEOUT = 60
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|(?<![:\w]):([A-Za-z_]\w*)")
@@ -250,16 +250,17 @@ class PostgresStore(SQLStore):
                 # planner offers one for the ready queue's expired-lease walk). JIT compilation
                 # likewise (hundreds of ms): a plan's cost estimate summed over branches that
                 # never run (feed_head_claimed_done) can pass jit_above_cost.
-                settings = "SET max_parallel_workers_per_gather = 0; SET jit = off"
-                if "idle_in_transaction_session_timeout" not in self.url:
-                    # A client that vanished mid-transaction (a network partition, a half-open
-                    # connection) would otherwise hold its row locks until the server's TCP
-                    # timeout (hours): every claim of that task would answer 75 meanwhile.
-                    # leasehold's transactions last milliseconds; the server ends one left idle
-                    # for IDLE_IN_TRANSACTION_TIMEOUT seconds, which rolls it back.
-                    settings += (f"; SET idle_in_transaction_session_timeout = "
-                                 f"{int(IDLE_IN_TRANSACTION_TIMEOUT * 1000)}")
-                conn.execute(settings)
+                # A client that vanished mid-transaction (a network partition, a half-open
+                # connection) would otherwise hold its row locks until the server's TCP timeout
+                # (hours): every claim of that task would answer 75 meanwhile. leasehold's
+                # transactions last milliseconds; the server ends one left idle for
+                # IDLE_IN_TRANSACTION_TIMEOUT seconds, which rolls it back. A value set anywhere
+                # else (URL options, PGOPTIONS, ALTER ROLE / DATABASE, the server) is kept.
+                conn.execute(
+                    "SET max_parallel_workers_per_gather = 0; SET jit = off; "
+                    "SELECT set_config('idle_in_transaction_session_timeout', "
+                    f"'{int(IDLE_IN_TRANSACTION_TIMEOUT * 1000)}', false) "
+                    "WHERE current_setting('idle_in_transaction_session_timeout') = '0'")
                 if not self._checked:
                     self._check_schema(conn)
         except LeaseholdError:
