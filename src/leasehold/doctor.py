@@ -101,7 +101,8 @@ def run_checks(cwd: str | None = None, db: str | None = None) -> list[dict[str, 
     checks += _mcp_checks(cwd)
     from leasehold.urls import scrub
 
-    # A password in the ledger's URL is never printed (text or --json), whichever check names it.
+    # A password in the ledger's URL is never printed (text or --json), whichever check names
+    # it; other worktrees' URLs are redacted where _worktree_check names them.
     for check in checks:
         for key in ("detail", "fix"):
             if check[key]:
@@ -135,7 +136,7 @@ def _mcp_checks(cwd: str | None) -> list[dict[str, Any]]:
 def _worktree_check(settings: Settings, cwd: str | None, db: str | None) -> dict[str, Any]:
     from leasehold.config import load_settings
     from leasehold.errors import LeaseholdError
-    from leasehold.urls import redact, scrub
+    from leasehold.urls import redact
 
     trees = _worktrees(cwd)
     if len(trees) < 2:
@@ -146,7 +147,7 @@ def _worktree_check(settings: Settings, cwd: str | None, db: str | None) -> dict
         try:
             other = load_settings(db, cwd=tree)
         except LeaseholdError as exc:
-            differ.append(f"{tree}: {scrub(str(exc), str(db or ''))}")
+            differ.append(f"{tree}: {exc}")
             continue
         if _same_ledger(other.db) != mine:
             differ.append(f"{tree} uses {redact(str(other.db))} (from {other.db_source})")
@@ -155,7 +156,7 @@ def _worktree_check(settings: Settings, cwd: str | None, db: str | None) -> dict
                       "put one leasehold.toml with an absolute db (or one relative to the main "
                       "worktree) where every worktree finds it, or set LEASEHOLD_DB; "
                       "`leasehold init` in the main worktree does this")
-    return _check("worktrees", True, f"all {len(trees)} worktrees use {redact(str(settings.db))}")
+    return _check("worktrees", True, f"all {len(trees)} worktrees use {settings.db}")
 
 
 def _store_checks(settings: Settings) -> list[dict[str, Any]]:

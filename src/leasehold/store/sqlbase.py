@@ -450,11 +450,9 @@ class SQLStore(PathsSQL, TicketsSQL, DependenciesSQL, ChainSQL, SharesSQL, Token
             # Nothing to clear: a forced release of an unheld task changes nothing (it must not
             # reopen a done task; ``reopen`` does that).
             return task, "not_held"
-        extra = dict(details or {})
-        if task.lease_actor is not None:
-            extra["holder"] = task.lease_holder
-            if not task.lease_valid(tx.now):
-                extra["after_expiry"] = True
+        extra = dict(details or {}, holder=task.lease_holder)  # a lease is there to clear
+        if not task.lease_valid(tx.now):
+            extra["after_expiry"] = True
         new = tx.one("clear_lease", id=task_id, status=status)
         tx.event(kind, task_id, actor, session, task.fence, status=new["status"], **extra)
         return Task.from_row(new), "released"

@@ -169,9 +169,8 @@ logged AS (
     INSERT INTO events (ts, kind, task_id, actor, session, fence, details)
     SELECT o.now, :kind, o.id, :actor, :session, o.fence,
            (CAST(:details AS jsonb) || jsonb_build_object('status', n.status)
-            || CASE WHEN o.lease_actor IS NULL THEN '{}'::jsonb
-                    ELSE jsonb_build_object('holder', o.lease_actor || ':' || o.lease_session) END
-            || CASE WHEN o.lease_actor IS NOT NULL AND NOT (o.lease_until > o.now)
+            || jsonb_build_object('holder', o.lease_actor || ':' || o.lease_session)
+            || CASE WHEN NOT (o.lease_until > o.now)
                     THEN jsonb_build_object('after_expiry', true) ELSE '{}'::jsonb END
             || CASE WHEN CAST(:op AS TEXT) IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('op', CAST(:op AS TEXT)) END)::text
     FROM old o JOIN new n ON n.id = o.id
