@@ -29,6 +29,15 @@ _IDENTITY_VARS = ("LEASEHOLD_DB", "LEASEHOLD_TOKEN", "LEASEHOLD_ACTOR", "LEASEHO
                   "LEASEHOLD_ENFORCE", "LEASEHOLD_MISSIONS_DIR", "LEASEHOLD_BUSY_TIMEOUT")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` start many real processes racing on one database (up to 65
+    PostgreSQL connections of the server's 100): under pytest-xdist they share one group, so they
+    run one at a time on one worker while the other workers take the rest."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("races"))
+
+
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition", step: float = 0.02):  # type: ignore[no-untyped-def]
     """Poll ``predicate`` until it returns something truthy (returned), failing after ``timeout``
     seconds: tests wait on conditions, never on a fixed sleep."""

@@ -12,9 +12,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from leasehold import Ledger
 from leasehold.verify import verify_ledger
 from tests.conftest import wait_for
+
+pytestmark = pytest.mark.slow
 
 WORKER = r"""
 import os, sys, time

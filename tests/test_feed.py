@@ -51,6 +51,7 @@ def write_jsonl(path: Path, records: list) -> Path:
 
 
 # -- the duplicate guard ----------------------------------------------------------------------
+@pytest.mark.slow
 def test_concurrent_duplicate_actionable_posts_exactly_one_accepted(db_url, tmp_path):
     holders = [f"seat{n}:s{n}" for n in range(8)]
     results = race(db_url, tmp_path, POSTER, holders)
@@ -67,6 +68,7 @@ def test_concurrent_duplicate_actionable_posts_exactly_one_accepted(db_url, tmp_
         assert ledger.feed.drift() == []
 
 
+@pytest.mark.slow
 def test_concurrent_duplicate_posts_through_the_cli(cli, tmp_path):
     from tests.test_races import start_racers
 

@@ -534,6 +534,7 @@ def test_migration_0009_covers_older_history_with_a_genesis_checkpoint(old_url: 
         assert "reservations: rows in ids 1..1 changed since checkpoint" in text
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> None:
     """Real processes released together append to shared and private chains (claims on one
     task, claims on their own, audit events with no task, posts) while another takes

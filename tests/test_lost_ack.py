@@ -33,7 +33,7 @@ from leasehold.invariants import check_invariants
 from tests import pg
 from tests.conftest import CLI, REPO, wait_for
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 class CuttingProxy:

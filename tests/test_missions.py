@@ -78,6 +78,7 @@ def add_queued(tree: Path, count: int) -> list[str]:
 
 
 # -- racing real processes ---------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["cli", "exec"])
 def test_sixteen_processes_claim_next_over_ten_queued_missions(cli: CLI, tmp_path: Path, tree: Path,
                                                                mode: str) -> None:

@@ -229,6 +229,7 @@ def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> 
     assert fresh.returncode == again.returncode == 0 and again.stderr == ""
 
 
+@pytest.mark.slow
 def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Path) -> None:
     """Eight real processes send the same claim with the same op id at once (a client's retries
     racing each other): one grant, and every process reports that same lease."""
@@ -374,6 +375,7 @@ RACED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", sorted(RACED))
 def test_eight_processes_retrying_one_op_id_of_a_reservation_or_post_apply_it_once(
         cli: CLI, tmp_path: Path, what: str) -> None:

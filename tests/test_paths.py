@@ -135,6 +135,7 @@ def test_invalid_input_exits_2(cli: CLI) -> None:
     assert proc.returncode == 2 and "session" in proc.stderr
 
 
+@pytest.mark.slow
 def test_racing_processes_never_both_hold_overlapping_patterns(cli: CLI, tmp_path) -> None:
     from tests.test_races import start_racers
 

@@ -16,6 +16,8 @@ from leasehold import Ledger
 from leasehold.invariants import check_invariants
 from tests.conftest import CLI, REPO, wait_for
 
+pytestmark = pytest.mark.slow
+
 RACERS = 16
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 

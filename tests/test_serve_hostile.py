@@ -351,6 +351,7 @@ def test_bogus_page_cursors_are_400(served) -> None:
         assert response.status == 400 and answer["error"]["exit_code"] == 2, (query, answer)
 
 
+@pytest.mark.slow
 def test_many_waiters_killed_at_once_leave_the_queue_and_stall_no_one(served, base_env, tmp_path) -> None:
     """Eight CLI processes wait on a task (claim --wait, next --wait) and are all killed with
     SIGKILL at once: every place in the queues is freed, no lease goes to a dead process, and

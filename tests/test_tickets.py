@@ -60,6 +60,7 @@ def race(db_url: str, tmp_path: Path, script: str, holders: list[str], *extra: s
 
 
 # -- races ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_eight_processes_reserving_fifty_each_get_400_distinct_ids_without_gaps(db_url, tmp_path):
     with Ledger.open(db_url) as ledger:
         ledger.tickets.add_namespace("CMB")

@@ -124,6 +124,7 @@ def _ledger_verifies_clean(url: str) -> None:
 
 
 
+@pytest.mark.slow
 def test_recorded_histories_are_linearizable_and_every_mutation_is_flagged(sqlite_url: str,
                                                                            tmp_path: Path) -> None:
     clean = []
@@ -156,6 +157,7 @@ def test_recorded_histories_are_linearizable_and_every_mutation_is_flagged(sqlit
         assert applied, f"no place for a {kind} mutation in the recorded histories"
 
 
+@pytest.mark.slow
 def test_cli_histories_with_clients_killed_mid_call(sqlite_url: str, tmp_path: Path) -> None:
     with Pool("cli", sqlite_url, 8, tmp_path / "logs") as pool:
         ops, stats = pool.run(1, ["c-t0", "c-t1"], 2, faults="kill")
@@ -165,6 +167,7 @@ def test_cli_histories_with_clients_killed_mid_call(sqlite_url: str, tmp_path: P
     assert result.verdict == LINEARIZABLE, result.explain()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_histories_with_backends_terminated(tmp_path: Path) -> None:
     why_not = pgdb.available()
@@ -189,6 +192,7 @@ def test_postgres_histories_with_backends_terminated(tmp_path: Path) -> None:
     assert terminated >= 1
 
 
+@pytest.mark.slow
 def test_short_ttls_with_stalled_heartbeats_hold_on_the_event_log(sqlite_url: str,
                                                                   tmp_path: Path) -> None:
     # Rounds run until a takeover of a stalled holder has happened (a loaded machine may need more
