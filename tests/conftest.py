@@ -30,12 +30,15 @@ _IDENTITY_VARS = ("LEASEHOLD_DB", "LEASEHOLD_TOKEN", "LEASEHOLD_ACTOR", "LEASEHO
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` start many real processes racing on one database (up to 65
-    PostgreSQL connections of the server's 100): under pytest-xdist they share one group, so they
-    run one at a time on one worker while the other workers take the rest."""
+    """Tests marked ``slow`` start many real processes racing on one database. Under
+    pytest-xdist they run in two groups, each one test at a time on its own worker: the
+    PostgreSQL races of tests/test_pg_races.py and tests/test_races.py (at most 49 connections;
+    a test that needs as many names that group itself) and the rest (at most 17), which leaves
+    the other workers a third of the server's 100."""
     for item in items:
-        if item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.xdist_group("races"))
+        if item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group"):
+            big = item.path.name in ("test_pg_races.py", "test_races.py")
+            item.add_marker(pytest.mark.xdist_group("races-pg" if big else "races"))
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition", step: float = 0.02):  # type: ignore[no-untyped-def]
