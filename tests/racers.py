@@ -22,14 +22,45 @@ import sys
 import time
 
 
+class Gate:
+    """A start line for racer processes: the test holds an exclusive ``flock`` on the file
+    ``path`` (created here, before any racer starts); each racer signals ready, then blocks
+    taking a shared lock on it (:func:`barrier`), spending no CPU while it waits, so that
+    :meth:`release` starts them all at once. A racer that arrives after the release passes at
+    once; if the test dies, its lock goes with it and no racer hangs."""
+
+    def __init__(self, path: os.PathLike[str] | str) -> None:
+        import fcntl
+
+        self.path = os.fspath(path)
+        self._fd: int | None = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __del__(self) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Let every racer through (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the exclusive lock
+            self._fd = None
+
+
 def barrier(go: str, ready: str) -> None:
+    """Signal ready (create the file ``ready``), then wait at the :class:`Gate` ``go``."""
+    import fcntl
+
+    fd = os.open(go, os.O_RDONLY)  # the Gate made it before this process started
     with open(ready, "w"):
         pass
-    deadline = time.monotonic() + 60
-    while not os.path.exists(go):
-        if time.monotonic() > deadline:
-            sys.exit(99)
-        time.sleep(0.0005)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # blocks until the test releases its exclusive lock
+    os.close(fd)
 
 
 def main(argv: list[str]) -> int:

@@ -17,21 +17,20 @@ import pytest
 from leasehold import Ledger
 from leasehold.verify import verify_ledger
 from tests.conftest import wait_for
+from tests.racers import Gate
 
 pytestmark = pytest.mark.slow
 
 WORKER = r"""
-import os, sys, time
+import os, sys
 from leasehold import Ledger
 db, name, go, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-with Ledger.open(db) as led:
+with Ledger.open(db, busy_timeout=60) as led:  # a loaded machine must not fail the race
     led.now()  # connected and migrated before the barrier
+    import fcntl
+    gate = os.open(go, os.O_RDONLY)  # the test's Gate (tests/racers.py)
     open(go + '.' + name, 'w').close()
-    deadline = time.monotonic() + 60
-    while not os.path.exists(go):
-        if time.monotonic() > deadline:
-            sys.exit(99)
-        time.sleep(0.0005)
+    fcntl.flock(gate, fcntl.LOCK_SH)  # blocks until the test lets every racer through at once
     who = name + ':s'
     for i in range(rounds):
         led.feed.post('info', f'{name} says {i}', who)             # the shared item-less chain
@@ -41,14 +40,15 @@ with Ledger.open(db) as led:
 
 
 def _race(db_url: str, tmp_path, workers: int, rounds: int) -> None:  # type: ignore[no-untyped-def]
-    go = str(tmp_path / "go")
+    gate = Gate(tmp_path / "go")
+    go = str(gate)
     names = [f"w{i}" for i in range(workers)]
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, db_url, n, go, str(rounds)],
                               stderr=subprocess.PIPE, text=True) for n in names]
     try:
         wait_for(lambda: all(os.path.exists(f"{go}.{n}") for n in names)
                  or any(p.poll() is not None for p in procs), what="racers ready", timeout=120)
-        open(go, "w").close()
+        gate.release()
         for p in procs:
             _, err = p.communicate(timeout=180)
             assert p.returncode == 0, err

@@ -541,15 +541,19 @@ def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> No
     checkpoints: no chain forks, and no checkpoint misses a row committed after it looked."""
     with Ledger.open(db_url) as ledger:
         ledger.add("shared")
-    go = tmp_path / "go"
+    from tests.racers import Gate
+
+    go = Gate(tmp_path / "go")
     script = (
         "import os, sys, time\n"
         "from leasehold import Ledger\n"
         "from leasehold.errors import LeaseholdError\n"
         "db, name, go = sys.argv[1], sys.argv[2], sys.argv[3]\n"
-        "with Ledger.open(db) as led:\n"
+        "with Ledger.open(db, busy_timeout=60) as led:\n"
+        "    import fcntl\n"
+        "    gate = os.open(go, os.O_RDONLY)\n"  # the test's Gate (tests/racers.py)
         "    open(go + '.' + name, 'w').close()\n"
-        "    while not os.path.exists(go): time.sleep(0.001)\n"
+        "    fcntl.flock(gate, fcntl.LOCK_SH)\n"
         "    if name == 'anchor':\n"
         "        for i in range(8):\n"
         "            led.store.checkpoint()\n"
@@ -572,7 +576,7 @@ def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> No
     from tests.conftest import wait_for
 
     wait_for(lambda: all(os.path.exists(f"{go}.{n}") for n in names), what="racers ready")
-    go.touch()
+    go.release()
     assert all(p.wait(timeout=120) == 0 for p in procs)
     with Ledger.open(db_url) as ledger:
         report = verify_ledger(ledger.store)

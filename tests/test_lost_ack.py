@@ -32,6 +32,7 @@ from leasehold.errors import OutcomeUnknown, StoreUnavailable
 from leasehold.invariants import check_invariants
 from tests import pg
 from tests.conftest import CLI, REPO, wait_for
+from tests.racers import Gate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -236,7 +237,7 @@ def test_terminated_backends_never_make_75_a_lie(pg_url: str, tmp_path: Path, ba
     with Ledger.open(pg_url) as ledger:
         for task_id in tasks:
             ledger.add(task_id)
-    go = tmp_path / "go"
+    go = Gate(tmp_path / "go")
     workers = []
     for i in range(8):
         name = f"w{i}"
@@ -250,7 +251,7 @@ def test_terminated_backends_never_make_75_a_lie(pg_url: str, tmp_path: Path, ba
     wait_for(lambda: all(r.exists() for _, r in workers) or any(p.poll() is not None for p, _ in workers),
              timeout=60, what="the workers to reach the barrier")
     assert all(p.poll() is None for p, _ in workers), "a worker died before the barrier"
-    go.touch()
+    go.release()
     kills = 0
     rng = random.Random(7)
     with pg.admin() as admin:
@@ -375,7 +376,7 @@ def test_terminated_backends_never_make_75_a_lie_for_reservations_and_posts(
     call with its own op id): a call that reported 75 reserved and posted nothing, one that
     reported success holds exactly the number it printed, and no number is reserved twice."""
     cycles = int(os.environ.get("LEASEHOLD_LOST_ACK_CYCLES", "25"))
-    go = tmp_path / "go"
+    go = Gate(tmp_path / "go")
     workers = []
     for i in range(6):
         ready = tmp_path / f"ready-{i}"
@@ -388,7 +389,7 @@ def test_terminated_backends_never_make_75_a_lie_for_reservations_and_posts(
     wait_for(lambda: all(r.exists() for _, r in workers) or any(p.poll() is not None for p, _ in workers),
              timeout=60, what="the workers to reach the barrier")
     assert all(p.poll() is None for p, _ in workers), "a worker died before the barrier"
-    go.touch()
+    go.release()
     kills = 0
     rng = random.Random(11)
     with pg.admin() as admin:

@@ -18,6 +18,7 @@ import pytest
 from leasehold import Ledger
 from leasehold.errors import InvalidInput, LeaseHeld
 from tests.conftest import CLI, REPO, wait_for
+from tests.racers import Gate
 
 
 def kinds(ledger: Ledger, task_id: str | None = None) -> list[str]:
@@ -233,7 +234,7 @@ def test_cli_replay_of_a_lease_since_expired_is_not_reported_valid(cli: CLI) -> 
 def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Path) -> None:
     """Eight real processes send the same claim with the same op id at once (a client's retries
     racing each other): one grant, and every process reports that same lease."""
-    go = tmp_path / "go"
+    go = Gate(tmp_path / "go")
     procs = []
     for i in range(8):
         ready = tmp_path / f"ready-{i}"
@@ -248,7 +249,7 @@ def test_eight_processes_retrying_one_op_id_apply_it_once(cli: CLI, tmp_path: Pa
         assert time.monotonic() < deadline, "racers never became ready"
         assert all(p.poll() is None for p, _ in procs), "a racer died before the barrier"
         time.sleep(0.005)
-    go.touch()
+    go.release()
     results = [(p.wait(timeout=60), *p.communicate()) for p, _ in procs]
     assert [code for code, _, _ in results] == [0] * 8, [err for _, _, err in results]
     leases = {(json.loads(out)["fence"], json.loads(out)["lease_until"]) for _, out, _ in results}
@@ -385,7 +386,7 @@ def test_eight_processes_retrying_one_op_id_of_a_reservation_or_post_apply_it_on
     me = ("--actor", "a", "--session", "1")
     assert cli("reserve", "DOC", *me).returncode == 0  # DOC-0001, for the post
     args, outcome = RACED[what]
-    go = tmp_path / "go"
+    go = Gate(tmp_path / "go")
     procs = []
     for i in range(8):
         ready = tmp_path / f"ready-{i}"
@@ -398,7 +399,7 @@ def test_eight_processes_retrying_one_op_id_of_a_reservation_or_post_apply_it_on
     wait_for(lambda: all(ready.exists() for _, ready in procs)
              or any(p.poll() is not None for p, _ in procs), timeout=60, what="the racers")
     assert all(p.poll() is None for p, _ in procs), "a racer died before the barrier"
-    go.touch()
+    go.release()
     results = [(p.wait(timeout=60), *p.communicate()) for p, _ in procs]
     assert [code for code, _, _ in results] == [0] * 8, [err for _, _, err in results]
     assert len({json.dumps(outcome(out)) for _, out, _ in results}) == 1

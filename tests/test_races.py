@@ -15,6 +15,7 @@ import pytest
 from leasehold import Ledger
 from leasehold.invariants import check_invariants
 from tests.conftest import CLI, REPO, wait_for
+from tests.racers import Gate
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ def start_racers(cli: CLI, tmp_path: Path, mode: str, round_id: str, args_for, *
                  count: int = RACERS, extra_env: dict[str, str] | None = None) -> tuple[list, Path]:
     """Start ``count`` racer processes (``tests/racers.py``, ``mode`` ``cli`` or ``exec``), wait
     until every one is ready, and release them together through a file barrier."""
-    go = tmp_path / f"go-{round_id}"
+    go = Gate(tmp_path / f"go-{round_id}")
     procs = []
     for i in range(count):
         ready = tmp_path / f"ready-{round_id}-{i}"
@@ -39,7 +40,7 @@ def start_racers(cli: CLI, tmp_path: Path, mode: str, round_id: str, args_for, *
     wait_for(lambda: all(ready.exists() for _, ready in procs)
              or any(p.poll() is not None for p, _ in procs), timeout=120, what="racers ready")
     assert all(p.poll() is None for p, _ in procs), "a racer died before the barrier"
-    go.touch()
+    go.release()
     return [p for p, _ in procs], go
 
 
@@ -77,7 +78,7 @@ def test_eight_processes_drain_two_hundred_tasks_each_done_once(db_url: str, tmp
         for i, task_id in enumerate(ids):
             ledger.add(task_id, priority=i % 3)
     env = dict(base_env, PYTHONPATH=str(REPO))
-    go, go2 = tmp_path / "go", tmp_path / "go2"
+    go, go2 = Gate(tmp_path / "go"), Gate(tmp_path / "go2")
     files = [(tmp_path / f"ready-{n}", tmp_path / f"held-{n}") for n in range(8)]
     procs = [subprocess.Popen([sys.executable, "-m", "tests.racers", "drain", db_url, f"w{n}",
                                str(go), str(ready), str(held), str(go2)],
@@ -89,11 +90,11 @@ def test_eight_processes_drain_two_hundred_tasks_each_done_once(db_url: str, tmp
             return all(path.exists() for path in paths)
 
         wait_for(lambda: all_there([ready for ready, _ in files]), timeout=120, what="drainers ready")
-        go.touch()
+        go.release()
         wait_for(lambda: all_there([held for _, held in files]), timeout=120,
                  what="every drainer holding its first task")
         first = [held.read_text().split() for _, held in files]
-        go2.touch()
+        go2.release()
         done: list[str] = []
         for proc in procs:
             out, _ = proc.communicate(timeout=120)
@@ -117,8 +118,9 @@ def test_eight_processes_drain_two_hundred_tasks_each_done_once(db_url: str, tmp
 
 def test_cli_next_drain_by_racing_processes(cli: CLI, tmp_path: Path) -> None:
     """Twenty tasks, sixteen real CLI processes calling `next` at the barrier: 16 distinct grants."""
-    for i in range(20):
-        cli("add", f"n{i:02d}")
+    with Ledger.open(cli.db) as ledger:
+        for i in range(20):
+            ledger.add(f"n{i:02d}")
     procs, _ = start_racers(cli, tmp_path, "cli", "next", lambda i: ["next", "--actor", f"r{i}",
                                                                      "--session", "s", "--json"])
     import json
