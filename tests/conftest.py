@@ -29,16 +29,28 @@ _IDENTITY_VARS = ("LEASEHOLD_DB", "LEASEHOLD_TOKEN", "LEASEHOLD_ACTOR", "LEASEHO
                   "LEASEHOLD_ENFORCE", "LEASEHOLD_MISSIONS_DIR", "LEASEHOLD_BUSY_TIMEOUT")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: Files whose ``slow`` tests race the most PostgreSQL connections (up to 49 at once).
+_RACES_PG_FILES = ("test_pg_races.py", "test_races.py")
+
+
+@pytest.fixture(autouse=True)
+def _one_race_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """Tests marked ``slow`` start many real processes racing on one database. Under
-    pytest-xdist they run in two groups, each one test at a time on its own worker: the
-    PostgreSQL races of tests/test_pg_races.py and tests/test_races.py (at most 49 connections;
-    a test that needs as many names that group itself) and the rest (at most 17), which leaves
-    the other workers a third of the server's 100."""
-    for item in items:
-        if item.get_closest_marker("slow") and not item.get_closest_marker("xdist_group"):
-            big = item.path.name in ("test_pg_races.py", "test_races.py")
-            item.add_marker(pytest.mark.xdist_group("races-pg" if big else "races"))
+    pytest-xdist (``make test``) each takes a lock file shared by every worker of the run, one
+    per group, before anything else: the PostgreSQL-heavy races (``_RACES_PG_FILES``, or
+    ``@pytest.mark.slow(group="races-pg")``; at most 49 connections) and the rest (at most 17)
+    each run one at a time, so the server's 100 connections are never exceeded. (A lock, not
+    xdist's ``loadgroup``: that stops grouping on newer pytest, pytest-dev/pytest-xdist#1386.)"""
+    marker = request.node.get_closest_marker("slow")
+    if marker is None:
+        yield
+        return
+    from filelock import FileLock
+
+    group = marker.kwargs.get("group") or ("races-pg" if request.node.path.name in _RACES_PG_FILES else "races")
+    # basetemp is <run>/popen-gwN under xdist: its parent is shared by the run's workers
+    with FileLock(str(tmp_path_factory.getbasetemp().parent / f"leasehold-{group}.lock")):
+        yield
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition", step: float = 0.02):  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """Worker programs for the race tests, run as separate OS processes.
 
 ``python -m tests.racers cli GO_FILE READY_FILE ARGS...``: import the CLI, signal ready, wait
-for GO_FILE to appear, then run ``leasehold ARGS`` in-process (so the claims of all racers hit
+at the start line GO_FILE (a :class:`Gate`), then run ``leasehold ARGS`` in-process (so the claims of all racers hit
 the store within the same few milliseconds) and exit with its code.
 ``python -m tests.racers exec GO_FILE READY_FILE ARGS...``: the same, but exec the real
 ``leasehold`` console script at the barrier.
@@ -27,7 +27,7 @@ class Gate:
     ``path`` (created here, before any racer starts); each racer signals ready, then blocks
     taking a shared lock on it (:func:`barrier`), spending no CPU while it waits, so that
     :meth:`release` starts them all at once. A racer that arrives after the release passes at
-    once; if the test dies, its lock goes with it and no racer hangs."""
+    once; if the test dies, its lock goes with it, and a racer still waiting after 180 s ends."""
 
     def __init__(self, path: os.PathLike[str] | str) -> None:
         import fcntl
@@ -55,11 +55,14 @@ class Gate:
 def barrier(go: str, ready: str) -> None:
     """Signal ready (create the file ``ready``), then wait at the :class:`Gate` ``go``."""
     import fcntl
+    import signal
 
     fd = os.open(go, os.O_RDONLY)  # the Gate made it before this process started
     with open(ready, "w"):
         pass
+    signal.alarm(180)  # a test that failed before releasing: end (SIGALRM) rather than hang
     fcntl.flock(fd, fcntl.LOCK_SH)  # blocks until the test releases its exclusive lock
+    signal.alarm(0)
     os.close(fd)
 
 

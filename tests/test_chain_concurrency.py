@@ -30,7 +30,10 @@ with Ledger.open(db, busy_timeout=60) as led:  # a loaded machine must not fail 
     import fcntl
     gate = os.open(go, os.O_RDONLY)  # the test's Gate (tests/racers.py)
     open(go + '.' + name, 'w').close()
+    import signal
+    signal.alarm(180)  # never wait for ever (the test failed before the release)
     fcntl.flock(gate, fcntl.LOCK_SH)  # blocks until the test lets every racer through at once
+    signal.alarm(0)
     who = name + ':s'
     for i in range(rounds):
         led.feed.post('info', f'{name} says {i}', who)             # the shared item-less chain

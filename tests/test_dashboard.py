@@ -25,9 +25,6 @@ import pytest
 from tests import conftest
 from tests.server import ServerProcess, make_token
 
-#: Under pytest-xdist the module stays on one worker: one Chromium and one server, not one per worker.
-pytestmark = pytest.mark.xdist_group("browser")
-
 CHROMIUM = os.environ.get("LEASEHOLD_CHROMIUM", "/usr/bin/chromium")
 REQUIRED = os.environ.get("LEASEHOLD_REQUIRE_BROWSER") == "1"
 ARTIFACTS = Path(os.environ.get("LEASEHOLD_ARTIFACTS", conftest.REPO / ".artifacts" / "dashboard"))

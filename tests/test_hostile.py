@@ -581,9 +581,10 @@ OTHER = ("from leasehold.hooks import claude; "
          "claude._audit(None, {'kind': 'bypass', 'other': 'writer'})")
 other = []
 
-def waiting_on_a_lock():
+def waiting_on_a_lock(pid):
+    # that process's own wait (other tests' processes wait on locks of their own meanwhile)
     with open("/proc/locks") as fh:
-        return any("->" in line for line in fh)
+        return any("->" in line and str(pid) in line.split() for line in fh)
 
 def meanwhile(event, args):
     # our write stopped short and is about to be cut back off: another writer appends now
@@ -592,7 +593,7 @@ def meanwhile(event, args):
             [sys.executable, "-c", OTHER],
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))))
         deadline = time.monotonic() + 60
-        while other[0].poll() is None and not waiting_on_a_lock():
+        while other[0].poll() is None and not waiting_on_a_lock(other[0].pid):
             if time.monotonic() > deadline:
                 raise SystemExit("the other writer neither finished nor waited")
             time.sleep(0.01)

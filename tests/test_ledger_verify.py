@@ -553,7 +553,9 @@ def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> No
         "    import fcntl\n"
         "    gate = os.open(go, os.O_RDONLY)\n"  # the test's Gate (tests/racers.py)
         "    open(go + '.' + name, 'w').close()\n"
+        "    import signal; signal.alarm(180)\n"  # never wait for ever
         "    fcntl.flock(gate, fcntl.LOCK_SH)\n"
+        "    signal.alarm(0)\n"
         "    if name == 'anchor':\n"
         "        for i in range(8):\n"
         "            led.store.checkpoint()\n"

@@ -26,7 +26,7 @@ TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 def start_racers(cli: CLI, tmp_path: Path, mode: str, round_id: str, args_for, *,
                  count: int = RACERS, extra_env: dict[str, str] | None = None) -> tuple[list, Path]:
     """Start ``count`` racer processes (``tests/racers.py``, ``mode`` ``cli`` or ``exec``), wait
-    until every one is ready, and release them together through a file barrier."""
+    until every one is ready, and release them together through a :class:`Gate`."""
     go = Gate(tmp_path / f"go-{round_id}")
     procs = []
     for i in range(count):

@@ -365,8 +365,7 @@ def test_cli_start_up_does_not_import_the_server_stack(sqlite_cli) -> None:
     assert run.stdout.strip().endswith("[]"), run.stdout + run.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("races-pg")  # up to 32 connections: not beside the other races
+@pytest.mark.slow(group="races-pg")  # up to 34 connections: not beside the other PostgreSQL races
 def test_two_server_processes_over_postgres_one_winner_per_round(pg_url, base_env) -> None:
     """Two stateless server processes over one PostgreSQL: 32 claimers split across them race
     on one task, released through a barrier — exactly one winner per round; a release through

@@ -15,6 +15,18 @@ from tests.test_serve import _waiters
 pytest.importorskip("starlette")
 
 
+
+def blocked_behind(locker_pid: int) -> int:
+    """How many backends wait, directly or behind another waiter, on the locks of the backend
+    ``locker_pid`` (only this test's: other xdist workers use the server at the same time)."""
+    from tests.pg import admin
+
+    with admin() as conn:
+        return int(conn.execute(
+            "WITH RECURSIVE behind(pid) AS (SELECT %s::int UNION "
+            "SELECT a.pid FROM pg_stat_activity a JOIN behind b ON b.pid = ANY(pg_blocking_pids(a.pid))) "
+            "SELECT count(*) - 1 FROM behind", (locker_pid,)).fetchone()[0])
+
 def test_a_waiter_that_disconnects_leaves_the_queue_and_is_never_granted(served) -> None:
     """A client killed mid-wait must free its place at once: the lease goes to the next live
     waiter, never to the dead one (who would hold it for a whole TTL)."""
@@ -191,7 +203,6 @@ def test_a_waiter_that_disconnects_while_its_grant_is_in_flight_leaves_no_lease(
     next waiter gets it."""
     from leasehold import Ledger
     from leasehold.remote import RemoteLedger
-    from tests.pg import admin
     from tests.server import ServerProcess, make_token
 
     Ledger.open(pg_url).close()
@@ -207,10 +218,7 @@ def test_a_waiter_that_disconnects_while_its_grant_is_in_flight_leaves_no_lease(
             locker.execute("SELECT id FROM tasks WHERE id = 'inflight' FOR UPDATE")
 
             def blocked() -> bool:
-                with admin() as conn:
-                    return bool(conn.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND query ILIKE '%tasks%'").fetchone()[0])
+                return bool(blocked_behind(locker.info.backend_pid))
 
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
             conn.request("POST", "/v1/tasks/inflight/claim",
@@ -247,7 +255,6 @@ def test_a_resent_wait_whose_grant_was_given_up_never_gets_a_released_lease(pg_u
 
     from leasehold import Ledger
     from leasehold.server.waits import undo_op_id
-    from tests.pg import admin
     from tests.server import ServerProcess, make_token
 
     Ledger.open(pg_url).close()
@@ -259,10 +266,7 @@ def test_a_resent_wait_whose_grant_was_given_up_never_gets_a_released_lease(pg_u
     body = json.dumps({"holder": "bob:w", "wait": 60, "ttl": 300}).encode()
 
     def blocked() -> int:
-        with admin() as conn:
-            return int(conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock' AND query ILIKE '%tasks%'").fetchone()[0])
+        return blocked_behind(locker.info.backend_pid)
 
     try:
         with Ledger.open(pg_url) as ledger:
