@@ -19,11 +19,11 @@ demo: $(STAMP)
 	$(BIN)/leasehold demo
 
 # pytest-xdist: TEST_WORKERS processes (more than the cores: while one worker waits on a server or
-# a subprocess another computes), each taking whole files; the racing tests of each group take a
-# lock, so they run one at a time (tests/conftest.py). TEST_WORKERS=0: one process.
+# a subprocess another computes), each taking whole files in the order tests/conftest.py gives;
+# the racing tests of each group take a lock, so they run one at a time. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The CLI fuzz run: FUZZ_EXAMPLES inputs on SQLite and as many on PostgreSQL (exit 70 fails it).
 FUZZ_EXAMPLES ?= 30000
