@@ -14,7 +14,12 @@ from tests.test_hooks import claim, decision, denied, hook, payload
 
 @pytest.fixture(autouse=True)
 def _cache_under_home(base_env: dict[str, str]) -> None:
+    """Hook caches under the test's HOME; hook limits raised for a loaded machine (see
+    :data:`tests.conftest.LOADED_MACHINE_HOOK_ENV`)."""
+    from tests.conftest import LOADED_MACHINE_HOOK_ENV
+
     base_env.pop("XDG_CACHE_HOME", None)
+    base_env.update(LOADED_MACHINE_HOOK_ENV)
 
 
 def test_words_equal_to_short_held_ids_are_allowed_references_denied(cli: CLI) -> None:

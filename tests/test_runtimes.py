@@ -20,7 +20,12 @@ GEMINI_SESSION = "4462ebfc-5f91-4ef0-9cfb-ac6e7687a66e"
 
 @pytest.fixture(autouse=True)
 def _cache_under_home(base_env: dict[str, str]) -> None:
+    """Hook caches under the test's HOME; hook limits raised for a loaded machine (see
+    :data:`tests.conftest.LOADED_MACHINE_HOOK_ENV`)."""
+    from tests.conftest import LOADED_MACHINE_HOOK_ENV
+
     base_env.pop("XDG_CACHE_HOME", None)
+    base_env.update(LOADED_MACHINE_HOOK_ENV)
 
 
 @pytest.fixture
