@@ -16,24 +16,19 @@ import pytest
 
 from leasehold import Ledger
 from leasehold.verify import verify_ledger
-from tests.conftest import wait_for
+from tests.conftest import REPO, wait_for
 from tests.racers import Gate
 
 pytestmark = pytest.mark.slow
 
 WORKER = r"""
-import os, sys
+import sys
 from leasehold import Ledger
 db, name, go, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 with Ledger.open(db, busy_timeout=60) as led:  # a loaded machine must not fail the race
     led.now()  # connected and migrated before the barrier
-    import fcntl
-    gate = os.open(go, os.O_RDONLY)  # the test's Gate (tests/racers.py)
-    open(go + '.' + name, 'w').close()
-    import signal
-    signal.alarm(180)  # never wait for ever (the test failed before the release)
-    fcntl.flock(gate, fcntl.LOCK_SH)  # blocks until the test lets every racer through at once
-    signal.alarm(0)
+    from tests.racers import barrier
+    barrier(go, go + '.' + name)  # ready, then wait at the test's Gate
     who = name + ':s'
     for i in range(rounds):
         led.feed.post('info', f'{name} says {i}', who)             # the shared item-less chain
@@ -46,8 +41,9 @@ def _race(db_url: str, tmp_path, workers: int, rounds: int) -> None:  # type: ig
     gate = Gate(tmp_path / "go")
     go = str(gate)
     names = [f"w{i}" for i in range(workers)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, db_url, n, go, str(rounds)],
-                              stderr=subprocess.PIPE, text=True) for n in names]
+                              stderr=subprocess.PIPE, text=True, env=env) for n in names]
     try:
         wait_for(lambda: all(os.path.exists(f"{go}.{n}") for n in names)
                  or any(p.poll() is not None for p in procs), what="racers ready", timeout=120)

@@ -550,12 +550,8 @@ def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> No
         "from leasehold.errors import LeaseholdError\n"
         "db, name, go = sys.argv[1], sys.argv[2], sys.argv[3]\n"
         "with Ledger.open(db, busy_timeout=60) as led:\n"
-        "    import fcntl\n"
-        "    gate = os.open(go, os.O_RDONLY)\n"  # the test's Gate (tests/racers.py)
-        "    open(go + '.' + name, 'w').close()\n"
-        "    import signal; signal.alarm(180)\n"  # never wait for ever
-        "    fcntl.flock(gate, fcntl.LOCK_SH)\n"
-        "    signal.alarm(0)\n"
+        "    from tests.racers import barrier\n"
+        "    barrier(go, go + '.' + name)\n"  # ready, then wait at the test's Gate
         "    if name == 'anchor':\n"
         "        for i in range(8):\n"
         "            led.store.checkpoint()\n"
@@ -574,7 +570,10 @@ def test_concurrent_writers_keep_every_chain_linear(db_url: str, tmp_path) -> No
         "            led.feed.post('info', 'hi', who)\n"
     )
     names = [f"w{i}" for i in range(6)] + ["anchor"]
-    procs = [subprocess.Popen([sys.executable, "-c", script, db_url, n, str(go)]) for n in names]
+    from tests.conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", script, db_url, n, str(go)], env=env) for n in names]
     from tests.conftest import wait_for
 
     wait_for(lambda: all(os.path.exists(f"{go}.{n}") for n in names), what="racers ready")
