@@ -180,8 +180,26 @@ def base_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fork_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """This test process's CLI fork server (tests/forkserver.py), started on first use by
+    every :class:`CLI`."""
+    from tests.forkserver import ForkServer
+
+    server = ForkServer(str(tmp_path_factory.mktemp("forkserver")), LEASEHOLD)
+    CLI.forks = server
+    yield server
+    CLI.forks = None
+    server.close()
+
+
 class CLI:
-    """Run ``leasehold`` as a real process against one ledger."""
+    """Run ``leasehold`` as a real process against one ledger: each call is its own OS process
+    with the given environment, working directory and standard streams, forked from a server that
+    has the CLI imported (``tests/forkserver.py``; ``LEASEHOLD_TEST_CLI=exec`` starts a fresh
+    interpreter for every call instead). :meth:`popen` always starts the console script."""
+
+    forks = None  # the session's ForkServer (set by the _fork_server fixture)
 
     def __init__(self, db: str, env: dict[str, str], cwd: Path) -> None:
         self.db = db
@@ -194,6 +212,9 @@ class CLI:
         if db:
             full_env["LEASEHOLD_DB"] = self.db
         full_env.update(env or {})
+        if self.forks is not None:
+            return self.forks.run(list(args), env=full_env, cwd=str(self.cwd), input=input,
+                                  timeout=timeout)
         return subprocess.run([LEASEHOLD, *args], capture_output=True, text=True, env=full_env,
                               input=input, timeout=timeout, cwd=self.cwd)
 

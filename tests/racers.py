@@ -76,7 +76,9 @@ def main(argv: list[str]) -> int:
         barrier(argv[1], argv[2])
         return cli_main(argv[3:])
     if mode == "exec":
-        from tests.conftest import LEASEHOLD
+        # the console script beside this interpreter (as tests.conftest.LEASEHOLD finds it,
+        # without importing pytest into every racer)
+        LEASEHOLD = os.path.join(os.path.dirname(sys.executable), "leasehold")
 
         barrier(argv[1], argv[2])
         os.execv(LEASEHOLD, [LEASEHOLD, *argv[3:]])
