@@ -21,9 +21,14 @@ demo: $(STAMP)
 # pytest-xdist: TEST_WORKERS processes (more than the cores: while one worker waits on a server or
 # a subprocess another computes), each taking whole files in the order tests/conftest.py gives;
 # the racing tests of each group take a lock, so they run one at a time. TEST_WORKERS=0: one process.
+# Only the pytest plugins the suite uses are loaded: with every installed one, pytest rewrites the
+# asserts of each module of their packages (schemathesis, anyio: ~270) in every worker, 10 s of
+# CPU each where bytecode is not written (PYTHONDONTWRITEBYTECODE).
 TEST_WORKERS ?= 4
+TEST_PLUGINS := -p xdist -p timeout -p hypothesispytest
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(TEST_PLUGINS) \
+		-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The CLI fuzz run: FUZZ_EXAMPLES inputs on SQLite and as many on PostgreSQL (exit 70 fails it).
 FUZZ_EXAMPLES ?= 30000
