@@ -66,8 +66,11 @@ def _one_race_at_a_time(request: pytest.FixtureRequest, tmp_path_factory: pytest
     from filelock import FileLock
 
     group = marker.kwargs.get("group") or ("races-pg" if request.node.path.name in _RACES_PG_FILES else "races")
-    # basetemp is <run>/popen-gwN under xdist: its parent is shared by the run's workers
-    with FileLock(str(tmp_path_factory.getbasetemp().parent / f"leasehold-{group}.lock")):
+    # basetemp is <run>/popen-gwN under xdist: its parent is shared by the run's workers (and
+    # by no other run); in one process (no xdist, or -n 0) the lock is the run's own
+    base = tmp_path_factory.getbasetemp()
+    where = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with FileLock(str(where / f"leasehold-{group}.lock")):
         yield
 
 

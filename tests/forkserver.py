@@ -1,22 +1,30 @@
 """A fork server for the ``cli`` fixture: each ``leasehold`` call is still its own OS process
-(its own pid, environment, working directory, standard streams and exit status), but forked from
-a process that has already imported the CLI and both stores, instead of a fresh interpreter that
-imports them again.
+(its own pid, environment, working directory, umask, standard streams and exit status), but forked
+from a process that has already imported the libraries the CLI uses (psycopg above all) instead
+of a fresh interpreter that imports them again.
 
 Why: importing psycopg costs about 0.25 s of CPU on the test machine (asyncio, its error classes,
 libpq bindings), more than the whole command it serves, and the suite starts some 2,700 CLI
 processes. The same idea as multiprocessing's ``forkserver`` or Mercurial's ``chg``.
 
-What is the same as ``subprocess.run([leasehold, ...])``: the argv (``sys.argv[0]`` is the console
-script's path and ``sys.path[0]`` its directory), the whole environment (``os.environ`` replaced,
-so libpq and every ``getenv`` see it; ``time.tzset()`` for ``TZ``), the working directory, the
-three standard streams (the caller's own pipes, passed over a Unix socket with SCM_RIGHTS), the
-entry point (``sys.exit(entry())``, as the console script does, so the interpreter's own shutdown
-and exit-status rules apply) and the exit status (a signal gives a negative return code).
-What is not: interpreter start-up and imports. A call whose environment changes how Python
-itself starts (``PYTHON*``, ``LC_*``, ``LANG``, ``LD_*``) runs as a fresh process instead, and
-``LEASEHOLD_TEST_CLI=exec`` makes every call one. Tests that must exercise the installed console
-script itself (imports, start-up cost, the exec path) spawn it directly.
+The same as ``subprocess.run([leasehold, ...], capture_output=True, text=True, ...)``: the argv
+(``sys.argv[0]`` is the console script's path, ``sys.path[0]`` its directory), the environment
+(``os.environ`` replaced, so libpq and every ``getenv`` see it; ``time.tzset()`` for ``TZ``), the
+working directory, the umask, the three standard streams (the caller's own pipes, or its standard
+input, passed over a Unix socket with SCM_RIGHTS), leasehold's own modules (imported afresh by
+each call, so a missing import fails as it would), the entry point (``sys.exit(entry())``, as the
+console script does) and the exit status (a signal gives a negative return code; a failed flush
+of standard output at exit, 120), and the timeout (the process is killed and
+``subprocess.TimeoutExpired`` raised, also when a child of the command keeps the output open).
+
+Not the same, by design: interpreter start-up, the third-party modules already imported (their
+import-time output goes to the server's log), ``__main__`` (this file), the string-hash seed (one
+per server, not per call), resource limits (the test process's when the server started), and
+interpreter shutdown (exit functions and stream flushes run, module teardown does not). A call
+whose environment changes how an interpreter or psycopg starts (``PYTHON*``, ``PSYCOPG*``,
+``LC_*``, ``LANG``, ``LD_*``), or whose console script is not the one beside this interpreter,
+runs as a fresh process instead; ``LEASEHOLD_TEST_CLI=exec`` makes every call one. Tests of
+start-up, imports and the console script itself spawn it directly.
 
 Run as ``python tests/forkserver.py SOCKET``: the server (it ends when its standard input, a pipe
 from the test process, closes). Imported (``tests.forkserver``): :class:`ForkServer`, the client.
@@ -32,14 +40,19 @@ import sys
 import threading
 import time
 
-#: Variables read when an interpreter starts: a call that changes one is run as a fresh process.
-_STARTUP_PREFIXES = ("PYTHON", "LC_", "LD_")
+#: Variables read when an interpreter or psycopg starts: a call that changes one runs fresh.
+_STARTUP_PREFIXES = ("PYTHON", "PSYCOPG", "LC_", "LD_")
 _STARTUP_NAMES = ("LANG", "LANGUAGE")
 
-#: Modules the server imports once (everything the CLI imports lazily, both stores included).
-_PRELOAD = ("leasehold.cli", "leasehold.cli.fast", "leasehold.hooks", "leasehold.hooks.claude",
-            "leasehold.store.sqlite", "leasehold.store.postgres", "leasehold.remote",
-            "leasehold.ledger", "leasehold.config", "argparse", "json", "sqlite3", "psycopg")
+#: Third-party and standard modules the server imports once. leasehold's own modules are not
+#: among them: each call imports those itself, as a fresh process does.
+_PRELOAD = ("psycopg", "psycopg.pq", "psycopg.errors", "psycopg.rows", "psycopg.sql",
+            "psycopg_binary", "argparse", "json", "sqlite3", "tomllib", "urllib.request",
+            "http.client", "hashlib", "hmac", "secrets", "uuid", "datetime", "decimal",
+            "subprocess", "shlex", "fnmatch", "pathspec", "yaml", "logging")
+
+#: How long a call waits for the server to start it (the server forks at once when it runs).
+_START_BOUND = 60.0
 
 
 def _startup_env(env: dict[str, str]) -> dict[str, str]:
@@ -61,18 +74,28 @@ def _read_exact(conn: socket.socket, n: int) -> bytes:
 
 def _serve(path: str) -> dict:
     """Accept calls until standard input closes. Returns only in a forked CLI process, with the
-    call's request (argv0, args, env, cwd); its standard streams are in place by then."""
+    call's request (argv0, args, env, cwd, umask); its standard streams are in place by then."""
+    import gc
     import importlib
     import selectors
     import signal
 
+    if "leasehold" in sys.modules:  # never: leasehold's modules are each call's own to import
+        raise SystemExit("tests/forkserver.py: leasehold was imported into the server")
     for name in _PRELOAD:
         try:
             importlib.import_module(name)
         except ImportError:
             pass
-    import gc
-
+    # The standard streams were pipes when this interpreter started (so sys.stdout and
+    # sys.stderr describe pipes, as in a CLI process whose output is captured); the server's
+    # own messages go to a log from here on.
+    log = os.open(path + ".log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(log)
+    os.close(null)
     gc.freeze()  # the imported modules' objects: never scanned (and so never copied) in a fork
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path + ".tmp")
@@ -125,14 +148,15 @@ def _handle(conn: socket.socket) -> dict:
 def _become_cli(request: dict) -> None:
     """Turn this forked process into ``leasehold ARGS`` as the console script starts it."""
     os.chdir(request["cwd"])
+    os.umask(request["umask"])
     os.environ.clear()
     os.environ.update(request["env"])
     time.tzset()
     sys.argv = [request["argv0"], *request["args"]]
     sys.path[0] = os.path.dirname(request["argv0"])
-    from leasehold.cli import entry
-
     try:
+        from leasehold.cli import entry
+
         code = entry()
     except SystemExit as exc:
         code = exc.code
@@ -140,12 +164,11 @@ def _become_cli(request: dict) -> None:
 
 
 def _exit(code: object) -> None:
-    """End as the interpreter ends a script that raised ``SystemExit(code)``: run the exit
-    functions, print a non-integer code, flush the standard streams (120 if that fails), but
-    skip tearing down the modules, which in a forked process only copies pages."""
+    """End as the interpreter ends a script that raised ``SystemExit(code)``: print a
+    non-integer code, run the exit functions, flush the standard streams (120 if that fails),
+    but skip tearing down the modules, which in a forked process only copies pages."""
     import atexit
 
-    atexit._run_exitfuncs()
     if code is None:
         status = 0
     elif isinstance(code, int):
@@ -153,11 +176,12 @@ def _exit(code: object) -> None:
     else:
         print(code, file=sys.stderr)
         status = 1
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except Exception:
-            status = 120 if status == 0 else status
+            status = 120
     os._exit(status)
 
 
@@ -165,7 +189,7 @@ def _exit(code: object) -> None:
 
 class ForkServer:
     """One server per test process, started on first use; :meth:`run` has the shape of
-    ``subprocess.run(..., capture_output=True, text=True)``."""
+    ``subprocess.run(argv, capture_output=True, text=True, ...)``."""
 
     def __init__(self, directory: str, argv0: str) -> None:
         self.path = os.path.join(directory, "cli.sock")
@@ -173,130 +197,171 @@ class ForkServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._env: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.disabled = os.environ.get("LEASEHOLD_TEST_CLI", "").strip() == "exec"
+        # Only the console script of this interpreter's own installation is forked; any other
+        # (another installation on PATH, a missing file) runs as a fresh process.
+        beside = os.path.join(os.path.dirname(sys.executable), "leasehold")
+        self.disabled = (os.environ.get("LEASEHOLD_TEST_CLI", "").strip() == "exec"
+                         or not os.path.isabs(argv0) or os.path.realpath(argv0) != os.path.realpath(beside)
+                         or not os.access(argv0, os.X_OK) or len(self.path) > 100)
 
-    def _start(self, env: dict[str, str]) -> bool:
+    def close(self) -> None:
         with self._lock:
+            if self._proc is not None:
+                self._proc.stdin.close()  # type: ignore[union-attr]
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+                self._proc = None
+
+    def _usable(self, env: dict[str, str]) -> bool:
+        """Whether this call can be forked: the server is running (started here if not) and the
+        call's environment starts an interpreter as the server's did."""
+        with self._lock:
+            if self.disabled:
+                return False
             if self._proc is not None and self._proc.poll() is None:
-                return True
+                return _startup_env(env) == _startup_env(self._env)
             if os.path.exists(self.path):
                 os.unlink(self.path)
             self._env = dict(env)
-            log = open(self.path + ".log", "ab")
-            self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), self.path],
-                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                          stderr=log, env=self._env, cwd="/")
-            log.close()
-            deadline = time.monotonic() + 60
+            self._proc = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), self.path], env=self._env, cwd="/",
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self._proc.stdout.close()  # type: ignore[union-attr]
+            self._proc.stderr.close()  # type: ignore[union-attr]
+            deadline = time.monotonic() + _START_BOUND
             while not os.path.exists(self.path):
                 if self._proc.poll() is not None or time.monotonic() > deadline:
-                    self.disabled = True
+                    self.disabled = True  # every call from here on runs as a fresh process
                     return False
                 time.sleep(0.01)
             return True
 
-    def close(self) -> None:
-        if self._proc is not None:
-            self._proc.stdin.close()  # type: ignore[union-attr]
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
-
-    def usable(self, env: dict[str, str]) -> bool:
-        if self.disabled:
-            return False
-        if self._proc is None or self._proc.poll() is not None:
-            return self._start(env)
-        return _startup_env(env) == _startup_env(self._env)
-
     def run(self, args: list[str], *, env: dict[str, str], cwd: str, input: str | None,
             timeout: float | None) -> subprocess.CompletedProcess[str]:
-        """Run ``leasehold ARGS`` as a forked process; a fresh one when the environment changes
-        how Python starts, or the server is not usable. Raises subprocess.TimeoutExpired (the
-        process is killed) like ``subprocess.run``."""
+        """Run ``leasehold ARGS`` as a forked process (a fresh one when it cannot be forked).
+
+        Raises subprocess.TimeoutExpired, after killing the process, when it has not ended and
+        closed its output ``timeout`` seconds after it started (as ``subprocess.run``);
+        FileNotFoundError for a missing ``cwd``; RuntimeError when the server fails to start
+        the call within 60 s or loses it (its log is named)."""
         argv = [self.argv0, *args]
-        if not self.usable(env):
+        if not os.path.isdir(cwd) or not self._usable(env):
             return subprocess.run(argv, capture_output=True, text=True, env=env, input=input,
                                   timeout=timeout, cwd=cwd)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        import selectors
+
+        umask = os.umask(0o22)
+        os.umask(umask)
+        try:
+            in_r = os.dup(0) if input is None else -1
+        except OSError:  # no standard input in this process: the command gets none either
+            in_r = os.open(os.devnull, os.O_RDONLY)
+        in_w = -1
+        if input is not None:
+            in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        in_r, in_w = os.pipe() if input is not None else (os.dup(0), -1)
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mine = {out_r, err_r} | ({in_w} if in_w != -1 else set())  # closed once each, here
         try:
-            conn.connect(self.path)
-        except OSError:  # the server is gone: this call (and the rest) run as fresh processes
-            conn.close()
-            for fd in (in_r, out_w, err_w, out_r, err_r, in_w):
-                if fd != -1:
+            try:
+                conn.connect(self.path)
+                body = json.dumps({"argv0": self.argv0, "args": list(args), "env": env,
+                                   "cwd": os.fspath(cwd), "umask": umask}).encode()
+                socket.send_fds(conn, [len(body).to_bytes(4, "big")], [in_r, out_w, err_w])
+                conn.sendall(body)
+            finally:
+                for fd in (in_r, out_w, err_w):
                     os.close(fd)
-            self.disabled = True
-            return subprocess.run(argv, capture_output=True, text=True, env=env, input=input,
-                                  timeout=timeout, cwd=cwd)
-        try:
-            body = json.dumps({"argv0": self.argv0, "args": list(args), "env": env,
-                               "cwd": os.fspath(cwd)}).encode()
-            socket.send_fds(conn, [len(body).to_bytes(4, "big")], [in_r, out_w, err_w])
-            conn.sendall(body)
+            return self._collect(argv, conn, out_r, err_r, in_w, mine, input, timeout, selectors)
         finally:
-            for fd in (in_r, out_w, err_w):
-                os.close(fd)
-        chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-
-        def drain(fd: int) -> None:
-            while True:
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                chunks[fd].append(data)
-
-        readers = [threading.Thread(target=drain, args=(fd,), daemon=True) for fd in (out_r, err_r)]
-        for reader in readers:
-            reader.start()
-        if in_w != -1:
-            def feed() -> None:
-                try:
-                    os.write(in_w, input.encode())  # type: ignore[union-attr]
-                except OSError:
-                    pass  # the command did not read it all (as subprocess.run ignores EPIPE)
-                finally:
-                    os.close(in_w)
-
-            threading.Thread(target=feed, daemon=True).start()
-        reply = conn.makefile("rb")
-        pid = None
-        returncode = None
-        try:
-            conn.settimeout(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            pid = json.loads(reply.readline())["pid"]
-            conn.settimeout(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            line = reply.readline()
-            returncode = json.loads(line)["returncode"] if line else None
-        except (TimeoutError, socket.timeout):
-            if pid is not None:
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-            for reader in readers:
-                reader.join(timeout=10)
-            out = _text(b"".join(chunks[out_r]))
-            raise subprocess.TimeoutExpired(argv, timeout or 0, output=out,
-                                            stderr=_text(b"".join(chunks[err_r]))) from None
-        finally:
-            reply.close()
             conn.close()
-        for reader in readers:
-            reader.join()
+            for fd in mine:
+                os.close(fd)
+
+    def _collect(self, argv, conn, out_r, err_r, in_w, mine, input, timeout, selectors):  # type: ignore[no-untyped-def]
+        """Feed standard input, read both outputs and the server's two replies (the pid, then
+        the exit status) in one loop, as ``Popen.communicate`` does, until all have ended."""
+        import select
+
+        sel = selectors.DefaultSelector()
+        output: dict[int, list[bytes]] = {out_r: [], err_r: []}
         for fd in (out_r, err_r):
-            os.close(fd)
+            sel.register(fd, selectors.EVENT_READ)
+        sel.register(conn, selectors.EVENT_READ)
+        pending = memoryview(input.encode()) if input is not None else None
+        if pending is not None:
+            if pending:
+                sel.register(in_w, selectors.EVENT_WRITE)
+            else:
+                mine.discard(in_w)
+                os.close(in_w)
+        replies = b""
+        pid: int | None = None
+        returncode: int | None = None
+        start_by = time.monotonic() + _START_BOUND
+        deadline: float | None = None  # the timeout counts from the start of the process
+        while sel.get_map():
+            now = time.monotonic()
+            if pid is None:
+                wait = start_by - now
+                if wait <= 0:
+                    raise RuntimeError(f"the CLI fork server did not start {argv[1:]} in "
+                                       f"{_START_BOUND:.0f} s (see {self.path}.log)")
+            elif deadline is not None:
+                wait = deadline - now
+                if wait <= 0:
+                    if returncode is None:
+                        try:
+                            os.kill(pid, 9)
+                        except ProcessLookupError:
+                            pass
+                    out = b"".join(output[out_r]) or None
+                    err = b"".join(output[err_r]) or None
+                    raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err)
+            else:
+                wait = None
+            for key, _ in sel.select(wait):
+                fd = key.fileobj
+                if fd is conn:
+                    data = conn.recv(4096)
+                    if not data:
+                        sel.unregister(conn)
+                        continue
+                    replies += data
+                    while b"\n" in replies:
+                        line, replies = replies.split(b"\n", 1)
+                        message = json.loads(line)
+                        if "pid" in message:
+                            pid = message["pid"]
+                            if timeout is not None:
+                                deadline = time.monotonic() + timeout
+                        else:
+                            returncode = message["returncode"]
+                elif fd == in_w:
+                    try:
+                        written = os.write(in_w, pending[:select.PIPE_BUF])  # type: ignore[index]
+                        pending = pending[written:]  # type: ignore[index]
+                    except BrokenPipeError:  # the command did not read it all (as subprocess.run)
+                        pending = pending[:0]  # type: ignore[index]
+                    if not pending:
+                        sel.unregister(in_w)
+                        mine.discard(in_w)
+                        os.close(in_w)
+                else:
+                    data = os.read(fd, 65536)
+                    if data:
+                        output[fd].append(data)
+                    else:
+                        sel.unregister(fd)
+        sel.close()
         if returncode is None:
-            raise RuntimeError("the CLI fork server lost a call (see " + self.path + ".log)")
-        return subprocess.CompletedProcess(argv, returncode, _text(b"".join(chunks[out_r])),
-                                           _text(b"".join(chunks[err_r])))
+            raise RuntimeError(f"the CLI fork server lost the call {argv[1:]} (see {self.path}.log)")
+        return subprocess.CompletedProcess(argv, returncode, _text(b"".join(output[out_r])),
+                                           _text(b"".join(output[err_r])))
 
 
 def _text(data: bytes) -> str:

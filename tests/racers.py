@@ -76,12 +76,13 @@ def main(argv: list[str]) -> int:
         barrier(argv[1], argv[2])
         return cli_main(argv[3:])
     if mode == "exec":
-        # the console script beside this interpreter (as tests.conftest.LEASEHOLD finds it,
-        # without importing pytest into every racer)
-        LEASEHOLD = os.path.join(os.path.dirname(sys.executable), "leasehold")
+        import shutil
+
+        # found as tests.conftest.LEASEHOLD finds it, without importing pytest into every racer
+        LEASEHOLD = shutil.which("leasehold", path=os.path.dirname(sys.executable)) or "leasehold"
 
         barrier(argv[1], argv[2])
-        os.execv(LEASEHOLD, [LEASEHOLD, *argv[3:]])
+        os.execvp(LEASEHOLD, [LEASEHOLD, *argv[3:]])
     if mode == "drain":
         from leasehold import Holder, Ledger
 
