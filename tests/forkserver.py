@@ -3,24 +3,28 @@
 from a process that has already imported the libraries the CLI uses (psycopg above all) instead
 of a fresh interpreter that imports them again.
 
-Why: importing psycopg costs about 0.25 s of CPU on the test machine (asyncio, its error classes,
-libpq bindings), more than the whole command it serves, and the suite starts some 2,700 CLI
-processes. The same idea as multiprocessing's ``forkserver`` or Mercurial's ``chg``.
+Why: ``import psycopg`` alone takes about 0.4 s of CPU on the test machine (asyncio, its error
+classes, libpq bindings; a bare interpreter starts in 0.02 s), more than the whole command it
+serves, and the suite starts some 2,700 CLI processes. The same idea as multiprocessing's ``forkserver`` or Mercurial's ``chg``.
 
 The same as ``subprocess.run([leasehold, ...], capture_output=True, text=True, ...)``: the argv
 (``sys.argv[0]`` is the console script's path, ``sys.path[0]`` its directory), the environment
 (``os.environ`` replaced, so libpq and every ``getenv`` see it; ``time.tzset()`` for ``TZ``), the
 working directory, the umask, the three standard streams (the caller's own pipes, or its standard
-input, passed over a Unix socket with SCM_RIGHTS), leasehold's own modules (imported afresh by
+input, passed over a Unix socket with SCM_RIGHTS; none when the caller has none), leasehold's own modules (imported afresh by
 each call, so a missing import fails as it would), the entry point (``sys.exit(entry())``, as the
 console script does) and the exit status (a signal gives a negative return code; a failed flush
 of standard output at exit, 120), and the timeout (the process is killed and
-``subprocess.TimeoutExpired`` raised, also when a child of the command keeps the output open).
+``subprocess.TimeoutExpired`` raised, also when a child of the command keeps the output open; on
+any other exception in the caller, pytest-timeout's included, the process is killed too).
 
 Not the same, by design: interpreter start-up, the third-party modules already imported (their
-import-time output goes to the server's log), ``__main__`` (this file), the string-hash seed (one
-per server, not per call), resource limits (the test process's when the server started), and
-interpreter shutdown (exit functions and stream flushes run, module teardown does not). A call
+import-time output goes to the server's log), ``__main__`` (this file), ``sys.orig_argv``, the
+string-hash seed (one per server, not per call), what the server started with: resource limits,
+signal dispositions and mask, whether standard input is seekable; the parent process (a handler
+of the server, not the test), and what ``ps`` and ``/proc/PID/cmdline``/``environ`` show (the
+server's); and interpreter shutdown (non-daemon threads are joined, exit functions and stream
+flushes run, module teardown does not). A call
 whose environment changes how an interpreter or psycopg starts (``PYTHON*``, ``PSYCOPG*``,
 ``LC_*``, ``LANG``, ``LD_*``), or whose console script is not the one beside this interpreter,
 runs as a fresh process instead; ``LEASEHOLD_TEST_CLI=exec`` makes every call one. Tests of
@@ -133,11 +137,17 @@ def _handle(conn: socket.socket) -> dict:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
+        if not request["stdin"]:  # the caller has no standard input: neither has its command
+            os.close(0)
+            sys.stdin = sys.__stdin__ = None  # type: ignore[assignment]
         return request
     for fd in fds:
         os.close(fd)
     try:
         conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+    except OSError:  # the caller is gone before it could learn the pid: end its command
+        os.kill(pid, 9)
+    try:
         _, status = os.waitpid(pid, 0)
         conn.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
     except OSError:
@@ -169,6 +179,9 @@ def _exit(code: object) -> None:
     but skip tearing down the modules, which in a forked process only copies pages."""
     import atexit
 
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads, as at exit
     if code is None:
         status = 0
     elif isinstance(code, int):
@@ -253,12 +266,13 @@ class ForkServer:
                                   timeout=timeout, cwd=cwd)
         import selectors
 
-        umask = os.umask(0o22)
-        os.umask(umask)
+        pending = memoryview(input.encode()) if input is not None else None  # before anything runs
+        umask = _umask()
+        has_stdin = True
         try:
             in_r = os.dup(0) if input is None else -1
         except OSError:  # no standard input in this process: the command gets none either
-            in_r = os.open(os.devnull, os.O_RDONLY)
+            in_r, has_stdin = os.open(os.devnull, os.O_RDONLY), False
         in_w = -1
         if input is not None:
             in_r, in_w = os.pipe()
@@ -270,55 +284,79 @@ class ForkServer:
             try:
                 conn.connect(self.path)
                 body = json.dumps({"argv0": self.argv0, "args": list(args), "env": env,
-                                   "cwd": os.fspath(cwd), "umask": umask}).encode()
+                                   "cwd": os.fspath(cwd), "umask": umask,
+                                   "stdin": has_stdin}).encode()
                 socket.send_fds(conn, [len(body).to_bytes(4, "big")], [in_r, out_w, err_w])
                 conn.sendall(body)
             finally:
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
-            return self._collect(argv, conn, out_r, err_r, in_w, mine, input, timeout, selectors)
+            return self._collect(argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors)
         finally:
             conn.close()
             for fd in mine:
                 os.close(fd)
 
-    def _collect(self, argv, conn, out_r, err_r, in_w, mine, input, timeout, selectors):  # type: ignore[no-untyped-def]
+    def _collect(self, argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors):  # type: ignore[no-untyped-def]
         """Feed standard input, read both outputs and the server's two replies (the pid, then
-        the exit status) in one loop, as ``Popen.communicate`` does, until all have ended."""
+        the exit status) in one loop, as ``Popen.communicate`` does, until all have ended. On
+        any exception (a timeout, pytest-timeout's alarm, an interrupt) the process is killed,
+        as ``subprocess.run`` kills its child."""
+        state = {"pid": None, "returncode": None, "replies": b""}
+        try:
+            return self._loop(argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors,
+                              state)
+        except BaseException:
+            if state["pid"] is None:  # started, perhaps, but not yet reported: ask briefly
+                try:
+                    conn.settimeout(5)
+                    while b"\n" not in state["replies"]:
+                        data = conn.recv(4096)
+                        if not data:
+                            break
+                        state["replies"] += data
+                    if b"\n" in state["replies"]:
+                        state["pid"] = json.loads(state["replies"].split(b"\n", 1)[0])["pid"]
+                except (OSError, ValueError, KeyError):
+                    pass
+            if state["pid"] is not None and state["returncode"] is None:
+                try:
+                    os.kill(state["pid"], 9)
+                except ProcessLookupError:
+                    pass
+            raise
+
+    def _loop(self, argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors, state):  # type: ignore[no-untyped-def]
         import select
 
-        sel = selectors.DefaultSelector()
+        with selectors.DefaultSelector() as sel:
+            return self._select(argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors,
+                                state, sel, select.PIPE_BUF)
+
+    def _select(self, argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors, state,  # type: ignore[no-untyped-def]
+                sel, pipe_buf):
         output: dict[int, list[bytes]] = {out_r: [], err_r: []}
         for fd in (out_r, err_r):
             sel.register(fd, selectors.EVENT_READ)
         sel.register(conn, selectors.EVENT_READ)
-        pending = memoryview(input.encode()) if input is not None else None
         if pending is not None:
             if pending:
                 sel.register(in_w, selectors.EVENT_WRITE)
             else:
                 mine.discard(in_w)
                 os.close(in_w)
-        replies = b""
-        pid: int | None = None
-        returncode: int | None = None
         start_by = time.monotonic() + _START_BOUND
         deadline: float | None = None  # the timeout counts from the start of the process
         while sel.get_map():
             now = time.monotonic()
-            if pid is None:
+            if state["pid"] is None:
                 wait = start_by - now
                 if wait <= 0:
                     raise RuntimeError(f"the CLI fork server did not start {argv[1:]} in "
                                        f"{_START_BOUND:.0f} s (see {self.path}.log)")
             elif deadline is not None:
                 wait = deadline - now
-                if wait <= 0:
-                    if returncode is None:
-                        try:
-                            os.kill(pid, 9)
-                        except ProcessLookupError:
-                            pass
+                if wait <= 0:  # _collect kills the process
                     out = b"".join(output[out_r]) or None
                     err = b"".join(output[err_r]) or None
                     raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err)
@@ -331,19 +369,19 @@ class ForkServer:
                     if not data:
                         sel.unregister(conn)
                         continue
-                    replies += data
-                    while b"\n" in replies:
-                        line, replies = replies.split(b"\n", 1)
+                    state["replies"] += data
+                    while b"\n" in state["replies"]:
+                        line, state["replies"] = state["replies"].split(b"\n", 1)
                         message = json.loads(line)
                         if "pid" in message:
-                            pid = message["pid"]
+                            state["pid"] = message["pid"]
                             if timeout is not None:
                                 deadline = time.monotonic() + timeout
                         else:
-                            returncode = message["returncode"]
+                            state["returncode"] = message["returncode"]
                 elif fd == in_w:
                     try:
-                        written = os.write(in_w, pending[:select.PIPE_BUF])  # type: ignore[index]
+                        written = os.write(in_w, pending[:pipe_buf])  # type: ignore[index]
                         pending = pending[written:]  # type: ignore[index]
                     except BrokenPipeError:  # the command did not read it all (as subprocess.run)
                         pending = pending[:0]  # type: ignore[index]
@@ -357,11 +395,25 @@ class ForkServer:
                         output[fd].append(data)
                     else:
                         sel.unregister(fd)
-        sel.close()
-        if returncode is None:
+        if state["returncode"] is None:
             raise RuntimeError(f"the CLI fork server lost the call {argv[1:]} (see {self.path}.log)")
-        return subprocess.CompletedProcess(argv, returncode, _text(b"".join(output[out_r])),
+        return subprocess.CompletedProcess(argv, state["returncode"], _text(b"".join(output[out_r])),
                                            _text(b"".join(output[err_r])))
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` sets it to read it, which
+    other threads could see)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
 
 
 def _text(data: bytes) -> str:

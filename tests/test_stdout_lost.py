@@ -82,3 +82,31 @@ def test_a_follow_stops_when_its_reader_goes_away(sqlite_cli: CLI, command: tupl
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
+
+
+def test_a_closed_stdin_is_one_line_never_a_traceback(sqlite_cli: CLI, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Started with no standard input at all (``0<&-``: Python then has ``sys.stdin = None``),
+    the hooks exit 1 with one line (as for any unreadable payload) and the session-start flow of
+    missions takes its no-terminal path, never a traceback."""
+    import shutil
+
+    from tests.conftest import FIXTURES
+
+    cli = sqlite_cli
+    env = dict(cli.env, LEASEHOLD_DB=cli.db, LEASEHOLD_ACTOR="a", LEASEHOLD_SESSION="s1")
+    missions = tmp_path / "missions"
+    shutil.copytree(FIXTURES / "missions", missions)
+    for path in [missions, *missions.rglob("*")]:
+        path.chmod(path.stat().st_mode | 0o200)
+    for args, code, line in [(("hook", "pre-tool-use"), 1, "leasehold hook pre-tool-use: cannot read stdin: it is closed"),
+                             (("hook", "codex"), 1, "leasehold hook codex: cannot read stdin: it is closed"),
+                             (("hook", "gemini"), 1, "leasehold hook gemini: cannot read stdin: it is closed"),
+                             (("missions", "--dir", str(missions), "start"), 0, None)]:
+        proc = subprocess.run(["sh", "-c", 'exec "$@" 0<&-', "sh", LEASEHOLD, *args], capture_output=True,
+                              text=True, env=env, cwd=cli.cwd, timeout=60)
+        assert proc.returncode == code, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        if line is not None:
+            assert proc.stderr == line + "\n"
+        else:
+            assert "Active missions" in proc.stdout, proc.stdout

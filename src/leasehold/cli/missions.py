@@ -213,7 +213,7 @@ def cmd_start(ctx: Context) -> int:
             outcome = m.claim(args.claim, holder, description=description)
         else:
             outcome = m.claim_next(holder, description=description)
-    elif not ctx.json and sys.stdin.isatty() and sys.stdout.isatty():
+    elif not ctx.json and sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty():
         sys.stdout.write("\n".join(listing) + "\n")
         sys.stdout.flush()
         outcome = _interactive(ctx, m, active, queue, description)

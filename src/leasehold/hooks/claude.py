@@ -701,6 +701,9 @@ def run(event: str, raw: bytes | None = None) -> int:
     """Run hook ``event`` on the payload ``raw`` (default: stdin). Returns the exit code:
     0 (allowed, or denied through stdout), 1 (a non-blocking error, one line on stderr)."""
     if raw is None:
+        if sys.stdin is None:  # started with no standard input at all (fd 0 closed)
+            sys.stderr.write(f"leasehold hook {event}: cannot read stdin: it is closed\n")
+            return 1
         try:
             raw = sys.stdin.buffer.read()
         except (OSError, ValueError) as exc:

@@ -42,6 +42,9 @@ class Answer:
 
 
 def read_stdin(name: str) -> bytes | None:
+    if sys.stdin is None:  # started with no standard input at all (fd 0 closed)
+        sys.stderr.write(f"leasehold hook {name}: cannot read stdin: it is closed\n")
+        return None
     try:
         return sys.stdin.buffer.read()
     except (OSError, ValueError) as exc:
