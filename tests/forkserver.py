@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import selectors
 import socket
 import subprocess
 import sys
@@ -81,7 +83,6 @@ def _serve(path: str) -> dict:
     call's request (argv0, args, env, cwd, umask); its standard streams are in place by then."""
     import gc
     import importlib
-    import selectors
     import signal
 
     if "leasehold" in sys.modules:  # never: leasehold's modules are each call's own to import
@@ -264,8 +265,6 @@ class ForkServer:
         if not os.path.isdir(cwd) or not self._usable(env):
             return subprocess.run(argv, capture_output=True, text=True, env=env, input=input,
                                   timeout=timeout, cwd=cwd)
-        import selectors
-
         pending = memoryview(input.encode()) if input is not None else None  # before anything runs
         umask = _umask()
         has_stdin = True
@@ -291,21 +290,20 @@ class ForkServer:
             finally:
                 for fd in (in_r, out_w, err_w):
                     os.close(fd)
-            return self._collect(argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors)
+            return self._collect(argv, conn, out_r, err_r, in_w, mine, pending, timeout)
         finally:
             conn.close()
             for fd in mine:
                 os.close(fd)
 
-    def _collect(self, argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors):  # type: ignore[no-untyped-def]
+    def _collect(self, argv, conn, out_r, err_r, in_w, mine, pending, timeout):  # type: ignore[no-untyped-def]
         """Feed standard input, read both outputs and the server's two replies (the pid, then
         the exit status) in one loop, as ``Popen.communicate`` does, until all have ended. On
         any exception (a timeout, pytest-timeout's alarm, an interrupt) the process is killed,
         as ``subprocess.run`` kills its child."""
         state = {"pid": None, "returncode": None, "replies": b""}
         try:
-            return self._loop(argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors,
-                              state)
+            return self._communicate(argv, conn, out_r, err_r, in_w, mine, pending, timeout, state)
         except BaseException:
             if state["pid"] is None:  # started, perhaps, but not yet reported: ask briefly
                 try:
@@ -326,79 +324,72 @@ class ForkServer:
                     pass
             raise
 
-    def _loop(self, argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors, state):  # type: ignore[no-untyped-def]
-        import select
-
+    def _communicate(self, argv, conn, out_r, err_r, in_w, mine, pending, timeout, state):  # type: ignore[no-untyped-def]
         with selectors.DefaultSelector() as sel:
-            return self._select(argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors,
-                                state, sel, select.PIPE_BUF)
-
-    def _select(self, argv, conn, out_r, err_r, in_w, mine, pending, timeout, selectors, state,  # type: ignore[no-untyped-def]
-                sel, pipe_buf):
-        output: dict[int, list[bytes]] = {out_r: [], err_r: []}
-        for fd in (out_r, err_r):
-            sel.register(fd, selectors.EVENT_READ)
-        sel.register(conn, selectors.EVENT_READ)
-        if pending is not None:
-            if pending:
-                sel.register(in_w, selectors.EVENT_WRITE)
-            else:
-                mine.discard(in_w)
-                os.close(in_w)
-        start_by = time.monotonic() + _START_BOUND
-        deadline: float | None = None  # the timeout counts from the start of the process
-        while sel.get_map():
-            now = time.monotonic()
-            if state["pid"] is None:
-                wait = start_by - now
-                if wait <= 0:
-                    raise RuntimeError(f"the CLI fork server did not start {argv[1:]} in "
-                                       f"{_START_BOUND:.0f} s (see {self.path}.log)")
-            elif deadline is not None:
-                wait = deadline - now
-                if wait <= 0:  # _collect kills the process
-                    out = b"".join(output[out_r]) or None
-                    err = b"".join(output[err_r]) or None
-                    raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err)
-            else:
-                wait = None
-            for key, _ in sel.select(wait):
-                fd = key.fileobj
-                if fd is conn:
-                    data = conn.recv(4096)
-                    if not data:
-                        sel.unregister(conn)
-                        continue
-                    state["replies"] += data
-                    while b"\n" in state["replies"]:
-                        line, state["replies"] = state["replies"].split(b"\n", 1)
-                        message = json.loads(line)
-                        if "pid" in message:
-                            state["pid"] = message["pid"]
-                            if timeout is not None:
-                                deadline = time.monotonic() + timeout
-                        else:
-                            state["returncode"] = message["returncode"]
-                elif fd == in_w:
-                    try:
-                        written = os.write(in_w, pending[:pipe_buf])  # type: ignore[index]
-                        pending = pending[written:]  # type: ignore[index]
-                    except BrokenPipeError:  # the command did not read it all (as subprocess.run)
-                        pending = pending[:0]  # type: ignore[index]
-                    if not pending:
-                        sel.unregister(in_w)
-                        mine.discard(in_w)
-                        os.close(in_w)
+            output: dict[int, list[bytes]] = {out_r: [], err_r: []}
+            for fd in (out_r, err_r):
+                sel.register(fd, selectors.EVENT_READ)
+            sel.register(conn, selectors.EVENT_READ)
+            if pending is not None:
+                if pending:
+                    sel.register(in_w, selectors.EVENT_WRITE)
                 else:
-                    data = os.read(fd, 65536)
-                    if data:
-                        output[fd].append(data)
+                    mine.discard(in_w)
+                    os.close(in_w)
+            start_by = time.monotonic() + _START_BOUND
+            deadline: float | None = None  # the timeout counts from the start of the process
+            while sel.get_map():
+                now = time.monotonic()
+                if state["pid"] is None:
+                    wait = start_by - now
+                    if wait <= 0:
+                        raise RuntimeError(f"the CLI fork server did not start {argv[1:]} in "
+                                           f"{_START_BOUND:.0f} s (see {self.path}.log)")
+                elif deadline is not None:
+                    wait = deadline - now
+                    if wait <= 0:  # _collect kills the process
+                        out = b"".join(output[out_r]) or None
+                        err = b"".join(output[err_r]) or None
+                        raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err)
+                else:
+                    wait = None
+                for key, _ in sel.select(wait):
+                    fd = key.fileobj
+                    if fd is conn:
+                        data = conn.recv(4096)
+                        if not data:
+                            sel.unregister(conn)
+                            continue
+                        state["replies"] += data
+                        while b"\n" in state["replies"]:
+                            line, state["replies"] = state["replies"].split(b"\n", 1)
+                            message = json.loads(line)
+                            if "pid" in message:
+                                state["pid"] = message["pid"]
+                                if timeout is not None:
+                                    deadline = time.monotonic() + timeout
+                            else:
+                                state["returncode"] = message["returncode"]
+                    elif fd == in_w:
+                        try:
+                            written = os.write(in_w, pending[:select.PIPE_BUF])  # type: ignore[index]
+                            pending = pending[written:]  # type: ignore[index]
+                        except BrokenPipeError:  # the command did not read it all (as subprocess.run)
+                            pending = pending[:0]  # type: ignore[index]
+                        if not pending:
+                            sel.unregister(in_w)
+                            mine.discard(in_w)
+                            os.close(in_w)
                     else:
-                        sel.unregister(fd)
-        if state["returncode"] is None:
-            raise RuntimeError(f"the CLI fork server lost the call {argv[1:]} (see {self.path}.log)")
-        return subprocess.CompletedProcess(argv, state["returncode"], _text(b"".join(output[out_r])),
-                                           _text(b"".join(output[err_r])))
+                        data = os.read(fd, 65536)
+                        if data:
+                            output[fd].append(data)
+                        else:
+                            sel.unregister(fd)
+            if state["returncode"] is None:
+                raise RuntimeError(f"the CLI fork server lost the call {argv[1:]} (see {self.path}.log)")
+            return subprocess.CompletedProcess(argv, state["returncode"], _text(b"".join(output[out_r])),
+                                               _text(b"".join(output[err_r])))
 
 
 def _umask() -> int:
